@@ -1,0 +1,240 @@
+/**
+ * A single-node Apache Kafka broker (KRaft, combined broker+controller, PLAINTEXT on loopback)
+ * run from the org.apache.kafka artifacts on Maven Central, for tests, benchmarks and the
+ * README quick start. The jars are resolved once by scripts/kafka/pom.xml into .cache/kafka/lib.
+ */
+import { spawn, spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Admin } from '@platformatic/kafka'
+
+export const repoRoot = resolve(import.meta.dirname, '..')
+export const kafkaCacheDir = join(repoRoot, '.cache', 'kafka')
+const libDir = join(kafkaCacheDir, 'lib')
+const libReadyMarker = join(libDir, '.resolved')
+const pomFile = join(repoRoot, 'scripts', 'kafka', 'pom.xml')
+
+export interface RunningBroker {
+  bootstrapServers: string
+  pid: number
+  runDir: string
+  logFile: string
+}
+
+/** Resolves the broker and tool jars with Maven unless a previous run already did. */
+export function ensureKafkaJars(): string {
+  if (existsSync(libReadyMarker) && readFileSync(libReadyMarker, 'utf8') === readFileSync(pomFile, 'utf8')) {
+    return libDir
+  }
+  rmSync(libDir, { recursive: true, force: true })
+  const mvn = spawnSync(
+    'mvn',
+    [
+      '-q',
+      '-B',
+      '-f',
+      pomFile,
+      'dependency:copy-dependencies',
+      '-DincludeScope=runtime',
+      `-DoutputDirectory=${libDir}`
+    ],
+    { stdio: ['ignore', 'inherit', 'inherit'] }
+  )
+  if (mvn.status !== 0) {
+    throw new Error(`mvn could not resolve the Kafka jars from ${pomFile} (exit ${mvn.status ?? mvn.signal})`)
+  }
+  // The marker holds the POM it was made from, so a version bump re-resolves.
+  writeFileSync(libReadyMarker, readFileSync(pomFile, 'utf8'))
+  return libDir
+}
+
+/** The java command line for a Kafka main class (broker, StorageTool, perf tools). */
+export function kafkaJavaArgs(mainClass: string, args: string[], jvmOptions: string[] = []): string[] {
+  return [...jvmOptions, '-cp', `${ensureKafkaJars()}/*`, mainClass, ...args]
+}
+
+/** Runs one of Kafka's Java tools to completion and returns its stdout. */
+export function runKafkaTool(mainClass: string, args: string[]): string {
+  const result = spawnSync('java', kafkaJavaArgs(mainClass, args, ['-Xmx512m']), {
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024
+  })
+  if (result.status !== 0) {
+    throw new Error(`${mainClass} ${args.join(' ')} failed (exit ${result.status ?? result.signal}): ${result.stderr}`)
+  }
+  return result.stdout
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(done => server.listen(0, '127.0.0.1', done))
+  const address = server.address()
+  await new Promise(done => server.close(done))
+  if (address === null || typeof address === 'string') {
+    throw new Error('could not allocate a loopback port')
+  }
+  return address.port
+}
+
+/** A KRaft cluster id: 16 random bytes, base64url; Kafka refuses ids that start with '-'. */
+function clusterId(): string {
+  for (;;) {
+    const id = randomBytes(16).toString('base64url')
+    if (!id.startsWith('-')) {
+      return id
+    }
+  }
+}
+
+export async function waitForBroker(bootstrapServers: string, timeoutMs: number, isAlive = () => true): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  let lastError: unknown
+  while (Date.now() < deadline && isAlive()) {
+    const admin = new Admin({
+      clientId: 'kafka-backup-readiness',
+      bootstrapBrokers: [bootstrapServers],
+      retries: 0,
+      connectTimeout: 1000
+    })
+    try {
+      const metadata = await admin.metadata({ topics: [] })
+      if (metadata.brokers.size > 0) {
+        return
+      }
+    } catch (error) {
+      lastError = error
+    } finally {
+      await admin.close()
+    }
+    await sleep(250)
+  }
+  throw new Error(`broker at ${bootstrapServers} did not answer Metadata within ${timeoutMs} ms`, { cause: lastError })
+}
+
+/** Keeps the logs of the last few runs for post-mortems; their data is removed at stop. */
+function pruneOldRuns(keep: number): void {
+  const runsDir = join(kafkaCacheDir, 'runs')
+  if (!existsSync(runsDir)) {
+    return
+  }
+  const runs = readdirSync(runsDir)
+    .map(name => ({ name, mtimeMs: statSync(join(runsDir, name)).mtimeMs }))
+    .sort((a, b) => b.mtimeMs - a.mtimeMs)
+  for (const run of runs.slice(keep)) {
+    rmSync(join(runsDir, run.name), { recursive: true, force: true })
+  }
+}
+
+/** Formats fresh storage under .cache/kafka/runs and starts a broker on free loopback ports. */
+export async function startBroker(name = 'broker'): Promise<RunningBroker> {
+  pruneOldRuns(5)
+  const runDir = join(kafkaCacheDir, 'runs', `${name}-${Date.now()}-${process.pid}`)
+  const logFile = join(runDir, 'broker.log')
+  mkdirSync(runDir, { recursive: true })
+  const [port, controllerPort] = [await freePort(), await freePort()]
+  const propertiesFile = join(runDir, 'server.properties')
+  writeFileSync(
+    propertiesFile,
+    [
+      'process.roles=broker,controller',
+      'node.id=1',
+      `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
+      `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
+      `advertised.listeners=PLAINTEXT://127.0.0.1:${port}`,
+      'controller.listener.names=CONTROLLER',
+      'inter.broker.listener.name=PLAINTEXT',
+      'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+      `log.dirs=${join(runDir, 'data')}`,
+      'num.partitions=1',
+      'auto.create.topics.enable=false',
+      'offsets.topic.replication.factor=1',
+      // Fewer internal partitions make the first group and transaction calls of a run fast.
+      'offsets.topic.num.partitions=4',
+      'transaction.state.log.replication.factor=1',
+      'transaction.state.log.min.isr=1',
+      'transaction.state.log.num.partitions=4',
+      'share.coordinator.state.topic.replication.factor=1',
+      'share.coordinator.state.topic.min.isr=1',
+      'group.initial.rebalance.delay.ms=0',
+      ''
+    ].join('\n')
+  )
+  const log4jFile = join(runDir, 'log4j2.properties')
+  writeFileSync(
+    log4jFile,
+    [
+      'appender.out.type=Console',
+      'appender.out.name=out',
+      'appender.out.layout.type=PatternLayout',
+      'appender.out.layout.pattern=[%d] %p %m (%c)%n',
+      'rootLogger.level=INFO',
+      'rootLogger.appenderRef.out.ref=out',
+      'logger.kafka.name=kafka',
+      'logger.kafka.level=INFO',
+      ''
+    ].join('\n')
+  )
+
+  runKafkaTool('kafka.tools.StorageTool', ['format', '-t', clusterId(), '-c', propertiesFile])
+
+  const logFd = openSync(logFile, 'a')
+  const child = spawn(
+    'java',
+    kafkaJavaArgs(
+      'kafka.Kafka',
+      [propertiesFile],
+      ['-Xms256m', '-Xmx1g', '-XX:+UseG1GC', `-Dlog4j2.configurationFile=${log4jFile}`]
+    ),
+    { detached: true, stdio: ['ignore', logFd, logFd] }
+  )
+  child.unref()
+  const pid = child.pid
+  if (pid === undefined) {
+    throw new Error(`java did not start; see ${logFile}`)
+  }
+  const broker = { bootstrapServers: `127.0.0.1:${port}`, pid, runDir, logFile }
+  let exited = false
+  child.once('exit', () => {
+    exited = true
+  })
+  try {
+    await waitForBroker(broker.bootstrapServers, 60_000, () => !exited)
+    if (exited) {
+      throw new Error('the broker process exited during start-up')
+    }
+  } catch (error) {
+    await stopBroker(broker, { keepLog: true })
+    throw new Error(`Kafka broker failed to start (${(error as Error).message}); log: ${logFile}`, { cause: error })
+  }
+  return broker
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Stops the broker (SIGTERM, then SIGKILL after 20 s) and removes its data. */
+export async function stopBroker(broker: RunningBroker, options: { keepLog?: boolean } = {}): Promise<void> {
+  if (isRunning(broker.pid)) {
+    process.kill(broker.pid, 'SIGTERM')
+    const deadline = Date.now() + 20_000
+    while (isRunning(broker.pid) && Date.now() < deadline) {
+      await sleep(100)
+    }
+    if (isRunning(broker.pid)) {
+      process.kill(broker.pid, 'SIGKILL')
+    }
+  }
+  rmSync(join(broker.runDir, 'data'), { recursive: true, force: true })
+  if (!options.keepLog) {
+    rmSync(broker.runDir, { recursive: true, force: true })
+  }
+}
