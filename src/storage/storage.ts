@@ -1,0 +1,42 @@
+/**
+ * The one storage interface the engines use (DESIGN.md section 2, 4). Keys are '/'-separated
+ * paths relative to the backend's root (storage.path or storage.prefix); backends never see
+ * absolute paths. A key is either fully written or absent: put and replace are atomic.
+ */
+import type { Readable } from 'node:stream'
+
+export interface ObjectInfo {
+  key: string
+  size: number
+}
+
+export interface Storage {
+  /** A human-readable location for messages, e.g. `/backups` or `s3://bucket/prefix`. */
+  readonly location: string
+
+  /** Streams `body` to `key`; the object appears only once all of it is durable. */
+  put(key: string, body: Readable | Buffer): Promise<void>
+
+  /** Atomically replaces a small object (indexes, manifests, checkpoints). */
+  replace(key: string, body: Buffer): Promise<void>
+
+  /** Reads the whole object. Throws KB_STORAGE_NOT_FOUND when it does not exist. */
+  get(key: string): Promise<Buffer>
+
+  /** Reads `length` bytes from `offset`. Throws KB_STORAGE_NOT_FOUND, or KB_STORAGE past the end. */
+  getRange(key: string, offset: number, length: number): Promise<Buffer>
+
+  /** Streams the whole object. */
+  stream(key: string): Promise<Readable>
+
+  /** Size of the object, or undefined when it does not exist. */
+  head(key: string): Promise<ObjectInfo | undefined>
+
+  /** Every object whose key starts with `prefix`, sorted by key. */
+  list(prefix: string): Promise<ObjectInfo[]>
+
+  /** Removes the object; removing a missing key is not an error. */
+  delete(key: string): Promise<void>
+
+  close(): Promise<void>
+}
