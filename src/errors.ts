@@ -4,13 +4,26 @@
  * logs and `--json` output show it.
  */
 export const errorCodes = [
+  /** The config file is missing or unreadable. */
+  'KB_CONFIG_NOT_FOUND',
+  /** The config file is not valid YAML. */
+  'KB_CONFIG_PARSE',
+  /** A config key has a wrong type or value, is missing, or is unknown. */
   'KB_CONFIG_INVALID',
+  /** A `${VAR}` in the config names an unset environment variable. */
+  'KB_CONFIG_ENV',
   'KB_KAFKA',
   'KB_KAFKA_UNREACHABLE',
+  'KB_TOPIC_NOT_FOUND',
+  /** A RecordBatch is malformed or fails its CRC. */
   'KB_BATCH_CORRUPT',
+  /** A segment's magic, version, trailer, footer or a frame checksum is wrong. */
   'KB_SEGMENT_CORRUPT',
+  'KB_UNSUPPORTED_CODEC',
   'KB_STORAGE',
   'KB_STORAGE_NOT_FOUND',
+  'KB_STORAGE_ACCESS_DENIED',
+  'KB_BACKUP_NOT_FOUND',
   'KB_INTERNAL'
 ] as const
 
