@@ -24,6 +24,8 @@ export const errorCodes = [
   'KB_STORAGE_NOT_FOUND',
   'KB_STORAGE_ACCESS_DENIED',
   'KB_BACKUP_NOT_FOUND',
+  /** A manifest or index of a backup is unreadable or inconsistent. */
+  'KB_BACKUP_CORRUPT',
   'KB_INTERNAL'
 ] as const
 

@@ -1,0 +1,372 @@
+/**
+ * The backup's read side: one raw Fetch per leader broker covering all of its partitions,
+ * pipelined (the next request is in flight while the last response is compressed and
+ * written), READ_COMMITTED, record sets kept as bytes. Control batches, aborted transactions
+ * and batches below the fetch offset are dropped here at batch level; nothing is decoded.
+ *
+ * Leader changes and broker restarts: the affected broker loop ends, all loops stop at their
+ * next response, metadata is refreshed and the loops restart from each partition's fetch
+ * position (which only ever advances past batches already handed to a partition task), so
+ * no batch is lost or duplicated. OFFSET_OUT_OF_RANGE below the log start jumps to the new
+ * log start and records the gap in the partition's index.
+ */
+import { type ClusterMetadata, type Connection, protocolErrors, protocolErrorsCodesById } from '@platformatic/kafka'
+import { splitRecordSet } from '../batch/split.ts'
+import { TransactionFilter } from '../batch/transactions.ts'
+import { BackupError } from '../errors.ts'
+import { listOffsets, partitionKey } from '../kafka/admin.ts'
+import type { KafkaCluster } from '../kafka/cluster.ts'
+import { IsolationLevel, type RawFetchPartition, type RawFetchResponse, rawFetch } from '../kafka/raw-fetch.ts'
+import type { ByteBudget } from './budget.ts'
+import type { PartitionTask } from './partition-task.ts'
+
+export interface FetcherOptions {
+  maxWaitMs: number
+  minBytes: number
+  maxBytes: number
+  partitionMaxBytes: number
+  budget: ByteBudget
+  signal: AbortSignal
+  /** Called once per partition whose topic disappeared from the cluster. */
+  onTopicDeleted?: (task: PartitionTask) => void
+  /** Called for every response, with the time from request to parsed response. */
+  onFetch?: (durationMs: number, bytes: number) => void
+}
+
+/** Errors after which a fresh look at the metadata (new leader, new epoch) is the cure. */
+const refreshMetadataErrors = new Set([
+  'UNKNOWN_TOPIC_OR_PARTITION',
+  'LEADER_NOT_AVAILABLE',
+  'NOT_LEADER_OR_FOLLOWER',
+  'REPLICA_NOT_AVAILABLE',
+  'KAFKA_STORAGE_ERROR',
+  'FENCED_LEADER_EPOCH',
+  'UNKNOWN_LEADER_EPOCH',
+  'OFFSET_NOT_AVAILABLE',
+  'UNKNOWN_TOPIC_ID',
+  'INCONSISTENT_TOPIC_ID',
+  'NOT_COORDINATOR',
+  'REQUEST_TIMED_OUT'
+])
+
+const RETRY_MIN_MS = 100
+const RETRY_MAX_MS = 5000
+/** How long a partition may fail to reach a leader before the run gives up on it. */
+const RETRY_DEADLINE_MS = 5 * 60_000
+
+interface PartitionState {
+  task: PartitionTask
+  transactions: TransactionFilter
+  needsOffsetCheck: boolean
+}
+
+export class BackupFetcher {
+  readonly #cluster: KafkaCluster
+  readonly #options: FetcherOptions
+  readonly #states: PartitionState[]
+  readonly #topicIds = new Map<string, string>()
+  #metadata: ClusterMetadata | undefined
+  #restartRequested = false
+  #failingSince: number | undefined
+  #retryDelayMs = RETRY_MIN_MS
+
+  constructor(cluster: KafkaCluster, tasks: PartitionTask[], options: FetcherOptions) {
+    this.#cluster = cluster
+    this.#options = options
+    this.#states = tasks.map(task => ({ task, transactions: new TransactionFilter(), needsOffsetCheck: false }))
+  }
+
+  /** Fetches until every partition reached its stop offset (one-shot) or the signal aborts. */
+  async run(): Promise<void> {
+    const { signal } = this.#options
+    while (!signal.aborted) {
+      this.#assertTasksHealthy()
+      const active = this.#states.filter(s => !s.task.done)
+      if (active.length === 0) {
+        return
+      }
+      try {
+        await this.#refresh(active)
+      } catch (error) {
+        await this.#backOff(error)
+        continue
+      }
+      const byLeader = new Map<number, PartitionState[]>()
+      for (const state of active) {
+        if (state.task.done) {
+          continue
+        }
+        const leader = this.#metadata!.topics.get(state.task.topic)?.partitions[state.task.partition]?.leader ?? -1
+        if (leader < 0) {
+          this.#restartRequested = true
+          continue
+        }
+        byLeader.set(leader, [...(byLeader.get(leader) ?? []), state])
+      }
+      this.#restartRequested = false
+      const loops = await Promise.allSettled([...byLeader].map(([leader, states]) => this.#brokerLoop(leader, states)))
+      const failure = loops.find(result => result.status === 'rejected')
+      if (failure) {
+        await this.#backOff(failure.reason)
+      } else if (this.#restartRequested) {
+        await this.#backOff(undefined)
+      } else {
+        this.#failingSince = undefined
+        this.#retryDelayMs = RETRY_MIN_MS
+      }
+    }
+  }
+
+  #assertTasksHealthy(): void {
+    for (const state of this.#states) {
+      state.task.assertHealthy()
+    }
+  }
+
+  async #backOff(error: unknown): Promise<void> {
+    if (error instanceof BackupError && error.code !== 'KB_KAFKA_UNREACHABLE') {
+      throw error
+    }
+    const now = Date.now()
+    this.#failingSince ??= now
+    if (error !== undefined && now - this.#failingSince > RETRY_DEADLINE_MS) {
+      throw new BackupError(
+        'KB_KAFKA_UNREACHABLE',
+        `gave up fetching after ${Math.round((now - this.#failingSince) / 1000)} s of failures: ${(error as Error).message}`,
+        { cause: error }
+      )
+    }
+    await new Promise(done => setTimeout(done, this.#retryDelayMs))
+    this.#retryDelayMs = Math.min(this.#retryDelayMs * 2, RETRY_MAX_MS)
+  }
+
+  async #refresh(active: PartitionState[]): Promise<void> {
+    const topics = [...new Set(active.map(s => s.task.topic))]
+    let metadata: ClusterMetadata
+    try {
+      metadata = await this.#cluster.metadata(topics, true)
+    } catch (error) {
+      // One deleted topic fails the whole Metadata call: find out which, per topic.
+      const present: string[] = []
+      for (const topic of topics) {
+        try {
+          await this.#cluster.metadata([topic], true)
+          present.push(topic)
+        } catch {
+          for (const state of active.filter(s => s.task.topic === topic)) {
+            await this.#confirmDeleted(state)
+          }
+        }
+      }
+      if (present.length === topics.length) {
+        throw error
+      }
+      metadata = await this.#cluster.metadata(present, true)
+    }
+    this.#metadata = metadata
+    for (const [name, topic] of metadata.topics) {
+      this.#topicIds.set(name, topic.id)
+    }
+    const checks = active.filter(s => s.needsOffsetCheck && !s.task.done)
+    if (checks.length > 0) {
+      await this.#resolveOutOfRange(checks)
+    }
+  }
+
+  async #confirmDeleted(state: PartitionState): Promise<void> {
+    const topics = await this.#cluster.admin.listTopics({ includeInternals: true })
+    if (!topics.includes(state.task.topic) && !state.task.deleted) {
+      state.task.deleted = true
+      this.#options.onTopicDeleted?.(state.task)
+    }
+  }
+
+  async #resolveOutOfRange(states: PartitionState[]): Promise<void> {
+    const partitions = states.map(s => ({ topic: s.task.topic, partition: s.task.partition }))
+    const [logStart, highWatermark] = await Promise.all([
+      listOffsets(this.#cluster, partitions, 'earliest'),
+      listOffsets(this.#cluster, partitions, 'latest')
+    ])
+    for (const state of states) {
+      const { task } = state
+      const key = partitionKey(task.topic, task.partition)
+      const start = logStart.get(key)
+      const end = highWatermark.get(key)
+      if (start === undefined || end === undefined) {
+        continue
+      }
+      if (task.fetchOffset < start) {
+        task.recordGap(task.fetchOffset, start)
+      } else if (task.fetchOffset > end) {
+        throw new BackupError(
+          'KB_KAFKA',
+          `${key}: the backup continues at offset ${task.fetchOffset} but the topic ends at ${end}; ` +
+            'was the topic deleted and recreated? Back it up under a new backup_id',
+          { topic: task.topic, partition: task.partition, expected: `<= ${end}`, found: task.fetchOffset.toString() }
+        )
+      }
+      state.needsOffsetCheck = false
+    }
+  }
+
+  async #brokerLoop(leader: number, states: PartitionState[]): Promise<void> {
+    const { budget, signal } = this.#options
+    const connection = await this.#connect(leader)
+    let order = states
+    let inFlight = this.#fetch(connection, order)
+    for (;;) {
+      const startedAt = performance.now()
+      const { response, requested } = await inFlight
+      const work = this.#process(response, requested)
+      this.#options.onFetch?.(performance.now() - startedAt, work.bytes)
+      order = order.filter(s => !s.task.done && !s.needsOffsetCheck)
+      const stop = this.#restartRequested || signal.aborted || order.length === 0
+      if (!stop) {
+        await budget.waitForRoom(signal)
+        // Rotate so that a partition whose first batch exceeds its share still gets to go first
+        // (KIP-74 guarantees one whole batch to the first partition of a response).
+        order = [...order.slice(1), ...order.slice(0, 1)]
+        inFlight = this.#fetch(connection, order)
+        // Keep the promise observed: a failure surfaces when the loop awaits it next.
+        inFlight.catch(() => {})
+      }
+      for (const item of work.items) {
+        budget.acquire(item.bytes)
+        item.state.task.enqueue(item.batches, item.positionAfter, () => budget.release(item.bytes))
+      }
+      if (stop) {
+        return
+      }
+    }
+  }
+
+  async #connect(leader: number): Promise<Connection> {
+    try {
+      return await this.#cluster.connection(this.#metadata!, leader)
+    } catch (error) {
+      this.#restartRequested = true
+      throw new BackupError(
+        'KB_KAFKA_UNREACHABLE',
+        `could not connect to broker ${leader}: ${(error as Error).message}`,
+        {
+          cause: error
+        }
+      )
+    }
+  }
+
+  async #fetch(
+    connection: Connection,
+    states: PartitionState[]
+  ): Promise<{ response: RawFetchResponse; requested: Map<string, PartitionState> }> {
+    const { maxWaitMs, minBytes, maxBytes, partitionMaxBytes } = this.#options
+    const requested = new Map<string, PartitionState>()
+    const topics = new Map<
+      string,
+      Array<{ partition: number; fetchOffset: bigint; currentLeaderEpoch: number; partitionMaxBytes: number }>
+    >()
+    for (const state of states) {
+      const { topic, partition } = state.task
+      const topicId = this.#topicIds.get(topic)!
+      requested.set(`${topicId}/${partition}`, state)
+      const leaderEpoch = this.#metadata!.topics.get(topic)?.partitions[partition]?.leaderEpoch ?? -1
+      topics.set(topicId, [
+        ...(topics.get(topicId) ?? []),
+        { partition, fetchOffset: state.task.fetchOffset, currentLeaderEpoch: leaderEpoch, partitionMaxBytes }
+      ])
+    }
+    try {
+      const response = await rawFetch(connection, {
+        maxWaitMs,
+        minBytes,
+        maxBytes,
+        isolationLevel: IsolationLevel.READ_COMMITTED,
+        topics: [...topics].map(([topicId, partitions]) => ({ topicId, partitions }))
+      })
+      return { response, requested }
+    } catch (error) {
+      this.#restartRequested = true
+      throw new BackupError('KB_KAFKA_UNREACHABLE', `fetch failed: ${(error as Error).message}`, { cause: error })
+    }
+  }
+
+  #process(response: RawFetchResponse, requested: Map<string, PartitionState>) {
+    if (response.errorCode !== 0) {
+      this.#restartRequested = true
+      return { items: [], bytes: 0 }
+    }
+    const items: Array<{
+      state: PartitionState
+      batches: ReturnType<typeof splitRecordSet>['batches']
+      positionAfter: bigint
+      bytes: number
+    }> = []
+    let bytes = 0
+    for (const topic of response.topics) {
+      for (const fetched of topic.partitions) {
+        const state = requested.get(`${topic.topicId}/${fetched.partition}`)
+        if (!state || state.task.done) {
+          continue
+        }
+        const item = this.#processPartition(state, fetched)
+        if (item) {
+          items.push({ state, ...item })
+          bytes += item.bytes
+        }
+      }
+    }
+    return { items, bytes }
+  }
+
+  #processPartition(state: PartitionState, fetched: RawFetchPartition) {
+    const { task } = state
+    if (fetched.errorCode !== 0) {
+      const name = protocolErrorsCodesById[fetched.errorCode] ?? `error ${fetched.errorCode}`
+      if (name === 'OFFSET_OUT_OF_RANGE') {
+        state.needsOffsetCheck = true
+        this.#restartRequested = true
+        return undefined
+      }
+      if (refreshMetadataErrors.has(name) || protocolErrors[name]?.canRetry) {
+        this.#restartRequested = true
+        return undefined
+      }
+      throw new BackupError('KB_KAFKA', `fetching ${task.topic}/${task.partition} failed with ${name}`, {
+        topic: task.topic,
+        partition: task.partition,
+        kafkaError: name
+      })
+    }
+    if (!fetched.records || fetched.records.length === 0) {
+      return undefined
+    }
+    const fetchOffset = task.fetchOffset
+    const { batches } = splitRecordSet(fetched.records, { verifyCrc: true })
+    if (batches.length === 0) {
+      return undefined
+    }
+    let positionAfter = fetchOffset
+    const kept = []
+    let bytes = 0
+    for (const batch of state.transactions.filter(batches, fetched.abortedTransactions, fetchOffset)) {
+      if (task.stopOffset !== undefined && batch.baseOffset >= task.stopOffset) {
+        break
+      }
+      kept.push(batch)
+      bytes += batch.bytes.length
+    }
+    for (const batch of batches) {
+      if (task.stopOffset !== undefined && batch.baseOffset >= task.stopOffset) {
+        break
+      }
+      if (batch.nextOffset > positionAfter) {
+        positionAfter = batch.nextOffset
+      }
+    }
+    if (positionAfter === fetchOffset) {
+      return undefined
+    }
+    task.fetchOffset = positionAfter
+    return { batches: kept, positionAfter, bytes }
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * One partition's side of a backup: batches handed over by the fetcher are appended, in
+ * order, to the open segment, which streams to storage. A segment becomes durable when its
+ * upload completes; only then does the partition's index (its checkpoint) advance, so a run
+ * killed at any point resumes from the last durable segment with no gap and no duplicate.
+ */
+import type { RecordBatchView } from '../batch/header.ts'
+import { BackupError } from '../errors.ts'
+import type { SegmentCodec } from '../segment/codecs.ts'
+import { type SegmentSummary, SegmentWriter } from '../segment/writer.ts'
+import type { Storage } from '../storage/storage.ts'
+import { type PartitionIndex, type SegmentEntry, segmentKey, writePartitionIndex } from './manifest.ts'
+
+export interface PartitionTaskOptions {
+  storage: Storage
+  backupId: string
+  index: PartitionIndex
+  codec: SegmentCodec
+  compressionLevel: number
+  frameMaxBytes: number
+  segmentMaxBytes: number
+  /** A segment with data is closed after this long, bounding how long fetched data stays non-durable. */
+  segmentMaxIntervalMs: number
+  onSegmentDurable?: (task: PartitionTask, entry: SegmentEntry) => void
+}
+
+interface OpenSegment {
+  writer: SegmentWriter
+  upload: Promise<void>
+  key: string
+  openedAt: number
+  appendedBytes: number
+}
+
+export class PartitionTask {
+  readonly topic: string
+  readonly partition: number
+  readonly index: PartitionIndex
+  /** Where the next fetch starts; ahead of the checkpoint while data is in an open segment. */
+  fetchOffset: bigint
+  /** One-shot runs stop here (the last stable offset when the run started). */
+  stopOffset: bigint | undefined
+  /** Set when the topic vanished from the cluster; the task then takes no more data. */
+  deleted = false
+  recordsWritten = 0
+  bytesWritten = 0
+
+  readonly #options: PartitionTaskOptions
+  #chain: Promise<void> = Promise.resolve()
+  #failure: unknown
+  #segment: OpenSegment | undefined
+  /** The fetch position covered by everything appended to the open segment so far. */
+  #appendedThrough: bigint
+  #indexDirty = false
+
+  constructor(options: PartitionTaskOptions) {
+    this.#options = options
+    this.index = options.index
+    this.topic = options.index.topic
+    this.partition = options.index.partition
+    this.fetchOffset = BigInt(options.index.nextOffset)
+    this.#appendedThrough = this.fetchOffset
+  }
+
+  get done(): boolean {
+    return this.deleted || (this.stopOffset !== undefined && this.fetchOffset >= this.stopOffset)
+  }
+
+  get checkpoint(): bigint {
+    return BigInt(this.index.nextOffset)
+  }
+
+  /** Throws the error that stopped this task's writes, if any. */
+  assertHealthy(): void {
+    if (this.#failure !== undefined) {
+      throw this.#failure
+    }
+  }
+
+  /**
+   * Queues batches for writing. `positionAfter` is the fetch position once they are consumed,
+   * which may lie past the last batch when control or aborted batches were dropped.
+   */
+  enqueue(batches: RecordBatchView[], positionAfter: bigint, release: () => void): void {
+    this.#run(async () => {
+      try {
+        for (const batch of batches) {
+          await this.#append(batch)
+        }
+        this.#appendedThrough = positionAfter
+        if (!this.#segment && positionAfter > this.checkpoint) {
+          this.index.nextOffset = positionAfter.toString()
+          this.#indexDirty = true
+        }
+      } finally {
+        release()
+      }
+    })
+  }
+
+  /** Records offsets lost to retention before they could be backed up (OFFSET_OUT_OF_RANGE). */
+  recordGap(fromOffset: bigint, toOffset: bigint): void {
+    this.fetchOffset = toOffset
+    this.#run(async () => {
+      await this.#closeSegment()
+      this.index.gaps.push({
+        fromOffset: fromOffset.toString(),
+        toOffset: toOffset.toString(),
+        reason: 'log-start-moved',
+        detectedAt: new Date().toISOString()
+      })
+      this.index.nextOffset = toOffset.toString()
+      this.#appendedThrough = toOffset
+      await this.#writeIndex()
+    })
+  }
+
+  /** Closes the open segment when it has been open longer than the interval. */
+  tick(now = Date.now()): void {
+    const segment = this.#segment
+    if (segment && now - segment.openedAt >= this.#options.segmentMaxIntervalMs) {
+      this.#run(async () => {
+        if (this.#segment === segment) {
+          await this.#closeSegment()
+        }
+      })
+    }
+  }
+
+  /** Makes everything appended so far durable and writes the index. */
+  async flush(): Promise<void> {
+    this.#run(() => this.#closeSegment())
+    await this.#chain
+    this.assertHealthy()
+  }
+
+  /** Drops the open segment without making it durable (on failure of the run). */
+  async abort(reason: unknown): Promise<void> {
+    await this.#chain.catch(() => {})
+    const segment = this.#segment
+    this.#segment = undefined
+    if (segment) {
+      segment.writer.abort(reason instanceof Error ? reason : new Error(String(reason)))
+      await segment.upload.catch(() => {})
+    }
+  }
+
+  #run(step: () => Promise<void>): void {
+    this.#chain = this.#chain.then(async () => {
+      if (this.#failure === undefined) {
+        try {
+          await step()
+        } catch (error) {
+          this.#failure = error
+        }
+      }
+    })
+  }
+
+  async #append(batch: RecordBatchView): Promise<void> {
+    if (!this.#segment) {
+      this.#segment = this.#openSegment(batch.baseOffset)
+    }
+    const segment = this.#segment
+    await segment.writer.append(batch)
+    segment.appendedBytes += batch.bytes.length
+    this.recordsWritten += batch.recordCount
+    this.bytesWritten += batch.bytes.length
+    if (segment.appendedBytes >= this.#options.segmentMaxBytes) {
+      await this.#closeSegment()
+    }
+  }
+
+  #openSegment(firstOffset: bigint): OpenSegment {
+    const { storage, backupId, codec, compressionLevel, frameMaxBytes } = this.#options
+    const key = segmentKey(backupId, this.topic, this.partition, firstOffset)
+    const writer = new SegmentWriter({
+      topic: this.topic,
+      partition: this.partition,
+      codec,
+      level: compressionLevel,
+      frameMaxBytes,
+      name: key
+    })
+    const upload = storage.put(key, writer.readable)
+    // A failed upload must also fail pending appends, which would otherwise wait on backpressure.
+    upload.catch(error => writer.abort(error))
+    return { writer, upload, key, openedAt: Date.now(), appendedBytes: 0 }
+  }
+
+  async #closeSegment(): Promise<void> {
+    const segment = this.#segment
+    if (!segment) {
+      if (this.#indexDirty) {
+        await this.#writeIndex()
+      }
+      return
+    }
+    this.#segment = undefined
+    let summary: SegmentSummary
+    try {
+      summary = await segment.writer.finish()
+      await segment.upload
+    } catch (error) {
+      throw new BackupError(
+        'KB_STORAGE',
+        `segment ${segment.key} of ${this.topic}/${this.partition} could not be written: ${(error as Error).message}`,
+        { cause: error, topic: this.topic, partition: this.partition, key: segment.key }
+      )
+    }
+    const entry: SegmentEntry = {
+      key: segment.key.slice(this.#options.backupId.length + 1),
+      firstOffset: summary.firstOffset.toString(),
+      lastOffset: summary.lastOffset.toString(),
+      nextOffset: summary.nextOffset.toString(),
+      minTimestamp: summary.minTimestamp.toString(),
+      maxTimestamp: summary.maxTimestamp.toString(),
+      recordCount: summary.recordCount,
+      batchCount: summary.batchCount,
+      frameCount: summary.frameCount,
+      sizeBytes: summary.sizeBytes,
+      uncompressedBytes: summary.uncompressedBytes,
+      codec: this.#options.codec,
+      createdAt: new Date().toISOString()
+    }
+    this.index.segments.push(entry)
+    this.index.nextOffset = (
+      this.#appendedThrough > summary.nextOffset ? this.#appendedThrough : summary.nextOffset
+    ).toString()
+    await this.#writeIndex()
+    this.#options.onSegmentDurable?.(this, entry)
+  }
+
+  async #writeIndex(): Promise<void> {
+    await writePartitionIndex(this.#options.storage, this.#options.backupId, this.index)
+    this.#indexDirty = false
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * Produce v11 carrying pre-built RecordBatch bytes: one batch per partition per request
+ * (the broker's rule from Produce v3), many partitions per request. The batches come from
+ * the restore's rewrite step with baseOffset 0 and our idempotent producer's id, epoch and
+ * sequence, so a retried request is de-duplicated by the broker instead of written twice.
+ * Partition errors are returned, not thrown, so the caller can retry just those partitions.
+ */
+import { type Connection, initProducerIdV5, type Reader, Writer } from '@platformatic/kafka'
+
+const PRODUCE_API_KEY = 0
+const PRODUCE_API_VERSION = 11
+
+export interface RawProducePartition {
+  partition: number
+  batch: Buffer
+}
+
+export interface RawProduceRequest {
+  /** -1 (all in-sync replicas) for a restore: nothing counts as restored before it is replicated. */
+  acks: number
+  timeoutMs: number
+  topics: Array<{ topic: string; partitions: RawProducePartition[] }>
+}
+
+export interface RawProducePartitionResult {
+  partition: number
+  errorCode: number
+  /** The offset the broker gave the batch's first record. */
+  baseOffset: bigint
+  logStartOffset: bigint
+  errorMessage: string | null
+  recordErrors: Array<{ batchIndex: number; message: string | null }>
+}
+
+export interface RawProduceResponse {
+  throttleTimeMs: number
+  topics: Array<{ topic: string; partitions: RawProducePartitionResult[] }>
+}
+
+function skipTaggedFields(reader: Reader): void {
+  const count = reader.readUnsignedVarInt()
+  for (let i = 0; i < count; i++) {
+    reader.readUnsignedVarInt()
+    reader.skip(reader.readUnsignedVarInt())
+  }
+}
+
+function createRawProduceRequest(request: RawProduceRequest): Writer {
+  return Writer.create()
+    .appendString(null)
+    .appendInt16(request.acks)
+    .appendInt32(request.timeoutMs)
+    .appendArray(request.topics, (w, t) => {
+      w.appendString(t.topic).appendArray(t.partitions, (w, p) => {
+        w.appendInt32(p.partition)
+          .appendUnsignedVarInt(p.batch.length + 1)
+          .append(p.batch)
+      })
+    })
+    .appendTaggedFields()
+}
+
+function parseRawProduceResponse(_correlationId: number, _apiKey: number, _apiVersion: number, reader: Reader) {
+  const topics = reader.readArray(
+    r => {
+      const topic = r.readString()
+      const partitions = r.readArray(
+        r => {
+          const partition = r.readInt32()
+          const errorCode = r.readInt16()
+          const baseOffset = r.readInt64()
+          r.readInt64() // log append time
+          const logStartOffset = r.readInt64()
+          const recordErrors = r.readArray(
+            r => ({ batchIndex: r.readInt32(), message: r.readNullableString() }),
+            true,
+            true
+          )
+          const errorMessage = r.readNullableString()
+          skipTaggedFields(r)
+          return { partition, errorCode, baseOffset, logStartOffset, errorMessage, recordErrors }
+        },
+        true,
+        false
+      )
+      skipTaggedFields(r)
+      return { topic, partitions }
+    },
+    true,
+    false
+  )
+  const throttleTimeMs = reader.readInt32()
+  skipTaggedFields(reader)
+  return { throttleTimeMs, topics } satisfies RawProduceResponse
+}
+
+export function rawProduce(connection: Connection, request: RawProduceRequest): Promise<RawProduceResponse> {
+  const { promise, resolve, reject } = Promise.withResolvers<RawProduceResponse>()
+  connection.send(
+    PRODUCE_API_KEY,
+    PRODUCE_API_VERSION,
+    () => createRawProduceRequest(request),
+    parseRawProduceResponse,
+    true,
+    true,
+    (error, response) => (error ? reject(error) : resolve(response as RawProduceResponse))
+  )
+  return promise
+}
+
+export interface ProducerIdentity {
+  producerId: bigint
+  producerEpoch: number
+}
+
+/** A fresh idempotent (non-transactional) producer id: any broker can hand one out. */
+export async function initProducerId(connection: Connection): Promise<ProducerIdentity> {
+  const response = await initProducerIdV5.api.async(connection, null, 60_000, -1n, -1)
+  return { producerId: response.producerId, producerEpoch: response.producerEpoch }
+}

@@ -1,0 +1,244 @@
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { chmod, mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { after, before, describe, mock, test } from 'node:test'
+import { isBackupError } from '../../src/errors.ts'
+import { FilesystemStorage } from '../../src/storage/filesystem.ts'
+import { storageContract } from './contract.ts'
+
+async function temporaryDirectory(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'kb-storage-'))
+}
+
+storageContract('filesystem', async () => {
+  const path = await temporaryDirectory()
+  return { storage: new FilesystemStorage({ path }), cleanup: () => rm(path, { recursive: true, force: true }) }
+})
+
+storageContract('filesystem with a prefix in a root that does not exist yet', async () => {
+  const path = await temporaryDirectory()
+  return {
+    storage: new FilesystemStorage({ path: join(path, 'not', 'yet'), prefix: 'backups/prod/' }),
+    cleanup: () => rm(path, { recursive: true, force: true })
+  }
+})
+
+function isCode(code: string, ...mustMention: string[]) {
+  return (error: unknown): boolean => {
+    assert.ok(isBackupError(error) && error.code === code, `expected ${code}, got ${String(error)}`)
+    for (const text of mustMention) {
+      assert.ok(error.message.includes(text), `"${error.message}" should mention ${text}`)
+    }
+    return true
+  }
+}
+
+/** A source stream that yields `first` and then waits until told to end or fail. */
+function stalledStream(first: Buffer) {
+  let release!: (error?: Error) => void
+  const released = new Promise<Error | undefined>(resolve => {
+    release = resolve
+  })
+  const stream = Readable.from(
+    (async function* () {
+      yield first
+      const error = await released
+      if (error) {
+        throw error
+      }
+    })(),
+    { objectMode: false }
+  )
+  return { stream, release }
+}
+
+describe('filesystem storage', () => {
+  let root: string
+
+  before(async () => {
+    root = await temporaryDirectory()
+  })
+
+  after(async () => {
+    await rm(root, { recursive: true, force: true })
+  })
+
+  test('stores each key as a file under path/prefix, with / as directory separators', async () => {
+    const storage = new FilesystemStorage({ path: join(root, 'layout'), prefix: 'kb' })
+    await storage.put('b1/topics/orders/0/00000000000000000000.seg', Buffer.from('segment'))
+    assert.equal(
+      await readFile(join(root, 'layout', 'kb', 'b1', 'topics', 'orders', '0', '00000000000000000000.seg'), 'utf8'),
+      'segment'
+    )
+    assert.equal(storage.location, join(root, 'layout', 'kb'))
+  })
+
+  test('a temp file left by a crash is invisible to list and get, and the old object stays', async () => {
+    const storage = new FilesystemStorage({ path: join(root, 'crash') })
+    await storage.put('topics/t/0/index.json', Buffer.from('{"old":true}'))
+    const directory = join(root, 'crash', 'topics', 't', '0')
+    // What a crash between write and rename leaves behind: a half-written temp beside the key.
+    await writeFile(join(directory, '.index.json.0123456789abcdef.tmp'), '{"new":tr')
+    await writeFile(join(directory, '.00000000000000000000.seg.fedcba9876543210.tmp'), 'half a segment')
+
+    assert.deepEqual(await storage.list(''), [{ key: 'topics/t/0/index.json', size: 12 }])
+    assert.deepEqual(await storage.list('topics/t/0/.'), [])
+    assert.equal((await storage.get('topics/t/0/index.json')).toString(), '{"old":true}')
+    await assert.rejects(storage.get('topics/t/0/00000000000000000000.seg'), isCode('KB_STORAGE_NOT_FOUND'))
+    assert.equal(await storage.head('topics/t/0/00000000000000000000.seg'), undefined)
+    // Temp names are reserved, so no caller can read or overwrite a leftover by its name.
+    await assert.rejects(storage.get('topics/t/0/.index.json.0123456789abcdef.tmp'), isCode('KB_STORAGE', 'reserved'))
+  })
+
+  test('a put in progress shows only as a temp file, and a failed one removes it', async () => {
+    const storage = new FilesystemStorage({ path: join(root, 'in-progress') })
+    await storage.put('seg', Buffer.from('old'))
+    const { stream, release } = stalledStream(Buffer.alloc(100_000, 7))
+    const putting = storage.put('seg', stream)
+    let names: string[] = []
+    for (let i = 0; i < 200 && !names.some(name => name.endsWith('.tmp')); i++) {
+      await new Promise(resolve => setTimeout(resolve, 5))
+      names = await readdir(join(root, 'in-progress'))
+    }
+    assert.ok(
+      names.some(name => /^\.seg\.[0-9a-f]{16}\.tmp$/.test(name)),
+      `temp file expected in ${names.join(', ')}`
+    )
+    assert.deepEqual(await storage.list(''), [{ key: 'seg', size: 3 }])
+    assert.equal((await storage.get('seg')).toString(), 'old')
+
+    release(new Error('segment writer crashed'))
+    await assert.rejects(putting, isCode('KB_STORAGE', 'segment writer crashed', 'seg'))
+    assert.deepEqual(await readdir(join(root, 'in-progress')), ['seg'])
+    assert.equal((await storage.get('seg')).toString(), 'old')
+  })
+
+  test('invalid keys are refused with a message naming the key, the reason and the location', async () => {
+    const storage = new FilesystemStorage({ path: join(root, 'keys') })
+    await assert.rejects(storage.put('../outside', Buffer.from('x')), isCode('KB_STORAGE', '"../outside"', '".."'))
+    await assert.rejects(storage.put('/etc/passwd', Buffer.from('x')), isCode('KB_STORAGE', 'absolute path'))
+    await assert.rejects(storage.put('a//b', Buffer.from('x')), isCode('KB_STORAGE', 'empty path segment'))
+    await assert.rejects(storage.put('a\\b', Buffer.from('x')), isCode('KB_STORAGE', 'backslash'))
+    await assert.rejects(storage.get(''), isCode('KB_STORAGE', 'empty', storage.location))
+    assert.equal(existsSync(join(root, 'outside')), false)
+    assert.equal(existsSync(join(root, 'keys')), false, 'nothing is created for a refused key')
+    assert.throws(() => new FilesystemStorage({ path: root, prefix: '../up' }), isCode('KB_STORAGE', '..'))
+    assert.throws(() => new FilesystemStorage({ path: '' }), isCode('KB_STORAGE', 'storage.path'))
+  })
+
+  test('a root below a regular file is a clear KB_STORAGE error naming the path', async () => {
+    const file = join(root, 'a-file')
+    await writeFile(file, 'not a directory')
+    const storage = new FilesystemStorage({ path: join(file, 'backups') })
+    await assert.rejects(
+      storage.put('b1/manifest.json', Buffer.from('{}')),
+      isCode('KB_STORAGE', join(file, 'backups'), 'b1/manifest.json', 'a file where a directory is needed')
+    )
+    assert.equal(await readFile(file, 'utf8'), 'not a directory')
+    // A streamed put that cannot start releases its source rather than leaving it paused forever.
+    const source = Readable.from([Buffer.from('segment')], { objectMode: false })
+    await assert.rejects(storage.put('b1/0.seg', source), isCode('KB_STORAGE'))
+    assert.equal(source.destroyed, true)
+    // Reading from it finds nothing rather than failing obscurely.
+    assert.deepEqual(await storage.list(''), [])
+    assert.equal(await storage.head('b1/manifest.json'), undefined)
+  })
+
+  test('an unwritable root is KB_STORAGE_ACCESS_DENIED naming the path', async () => {
+    const locked = join(root, 'locked')
+    await mkdir(locked)
+    await chmod(locked, 0o500)
+    await writeFile(join(root, 'secret'), 'x', { mode: 0o600 })
+    const script = `
+      import { FilesystemStorage } from ${JSON.stringify(new URL('../../src/storage/filesystem.ts', import.meta.url).href)}
+      const outcome = async promise => promise.then(() => 'ok', error => ({ code: error.code, message: error.message }))
+      const locked = new FilesystemStorage({ path: ${JSON.stringify(locked)} })
+      const lockedBelow = new FilesystemStorage({ path: ${JSON.stringify(join(locked, 'below'))} })
+      const rootDir = new FilesystemStorage({ path: ${JSON.stringify(root)} })
+      console.log(JSON.stringify({
+        put: await outcome(locked.put('b1/manifest.json', Buffer.from('{}'))),
+        putBelow: await outcome(lockedBelow.put('manifest.json', Buffer.from('{}'))),
+        get: await outcome(rootDir.get('secret'))
+      }))`
+    // Root ignores permission bits, so as root the attempt runs in a child as nobody.
+    const asRoot = process.getuid?.() === 0
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      cwd: tmpdir(),
+      ...(asRoot ? { uid: 65534, gid: 65534 } : {})
+    })
+    try {
+      assert.equal(child.status, 0, child.stderr)
+      const result = JSON.parse(child.stdout)
+      assert.equal(result.put.code, 'KB_STORAGE_ACCESS_DENIED')
+      assert.match(result.put.message, new RegExp(`permission denied to put b1/manifest.json at ${locked}`))
+      assert.match(result.put.message, /can write to/)
+      assert.equal(result.putBelow.code, 'KB_STORAGE_ACCESS_DENIED')
+      assert.ok(result.putBelow.message.includes(join(locked, 'below')))
+      if (asRoot) {
+        assert.equal(result.get.code, 'KB_STORAGE_ACCESS_DENIED')
+        assert.match(result.get.message, /can read/)
+      }
+      assert.deepEqual(await readdir(locked), [])
+    } finally {
+      await chmod(locked, 0o700)
+    }
+  })
+
+  test('put fsyncs the file before the rename and the directory after it', async t => {
+    const storage = new FilesystemStorage({ path: join(root, 'fsync') })
+    await storage.put('warm/up', Buffer.from('x'))
+    const probe = await open(join(root, 'fsync', 'warm', 'up'), 'r')
+    const fileHandlePrototype = Object.getPrototypeOf(probe)
+    await probe.close()
+    const target = join(root, 'fsync', 'warm', 'object')
+    const targetExistedAtSync: boolean[] = []
+    const originalSync: () => Promise<void> = fileHandlePrototype.sync
+    const sync = t.mock.method(fileHandlePrototype, 'sync', async function (this: unknown) {
+      targetExistedAtSync.push(existsSync(target))
+      return originalSync.call(this)
+    })
+    await storage.put('warm/object', Buffer.from('y'))
+    assert.deepEqual(targetExistedAtSync, [false, true], 'file synced before the rename, directory after')
+
+    // A new directory's entry is synced in its parent too.
+    sync.mock.resetCalls()
+    await storage.put('new/nested/object', Buffer.from('z'))
+    assert.ok(sync.mock.callCount() >= 4, `expected file, directory and parent syncs, saw ${sync.mock.callCount()}`)
+
+    sync.mock.resetCalls()
+    await storage.delete('warm/object')
+    assert.equal(sync.mock.callCount(), 1, 'delete syncs the directory')
+  })
+
+  test('a failing fsync fails the put and leaves neither object nor temp file', async t => {
+    const storage = new FilesystemStorage({ path: join(root, 'fsync-fails') })
+    await storage.put('dir/existing', Buffer.from('old'))
+    const probe = await open(join(root, 'fsync-fails', 'dir', 'existing'), 'r')
+    const fileHandlePrototype = Object.getPrototypeOf(probe)
+    await probe.close()
+    t.mock.method(fileHandlePrototype, 'sync', async () => {
+      throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO', syscall: 'fsync' })
+    })
+    await assert.rejects(
+      storage.put('dir/existing', Buffer.from('new')),
+      isCode('KB_STORAGE', 'put of dir/existing', 'EIO')
+    )
+    await assert.rejects(storage.put('dir/fresh', Readable.from([Buffer.from('new')])), isCode('KB_STORAGE', 'EIO'))
+    mock.restoreAll()
+    assert.deepEqual(await readdir(join(root, 'fsync-fails', 'dir')), ['existing'])
+    assert.equal((await storage.get('dir/existing')).toString(), 'old')
+  })
+
+  test('a directory removed behind its back is made again on the next put', async () => {
+    const storage = new FilesystemStorage({ path: join(root, 'recreated') })
+    await storage.put('a/b/one', Buffer.from('1'))
+    await rm(join(root, 'recreated'), { recursive: true })
+    await storage.put('a/b/two', Buffer.from('2'))
+    assert.deepEqual(await storage.list(''), [{ key: 'a/b/two', size: 1 }])
+  })
+})
