@@ -26,6 +26,10 @@ export const errorCodes = [
   'KB_BACKUP_NOT_FOUND',
   /** A manifest or index of a backup is unreadable or inconsistent. */
   'KB_BACKUP_CORRUPT',
+  /** A restore target partition already holds records. */
+  'KB_TARGET_NOT_EMPTY',
+  /** A consumer group to reset has active members on the target. */
+  'KB_GROUP_ACTIVE',
   'KB_INTERNAL'
 ] as const
 

@@ -5,7 +5,15 @@
  * sequence, so a retried request is de-duplicated by the broker instead of written twice.
  * Partition errors are returned, not thrown, so the caller can retry just those partitions.
  */
-import { type Connection, initProducerIdV5, type Reader, Writer } from '@platformatic/kafka'
+import {
+  type Connection,
+  initProducerIdV5,
+  protocolErrors,
+  protocolErrorsCodesById,
+  type Reader,
+  Writer
+} from '@platformatic/kafka'
+import { BackupError } from '../errors.ts'
 
 const PRODUCE_API_KEY = 0
 const PRODUCE_API_VERSION = 11
@@ -113,8 +121,25 @@ export interface ProducerIdentity {
   producerEpoch: number
 }
 
-/** A fresh idempotent (non-transactional) producer id: any broker can hand one out. */
-export async function initProducerId(connection: Connection): Promise<ProducerIdentity> {
-  const response = await initProducerIdV5.api.async(connection, null, 60_000, -1n, -1)
-  return { producerId: response.producerId, producerEpoch: response.producerEpoch }
+/**
+ * A fresh idempotent (non-transactional) producer id: any broker can hand one out. Retried
+ * while the broker is still loading its producer-id state (right after a start).
+ */
+export async function initProducerId(connection: Connection, timeoutMs = 30_000): Promise<ProducerIdentity> {
+  const deadline = Date.now() + timeoutMs
+  for (let delayMs = 100; ; delayMs = Math.min(delayMs * 2, 2000)) {
+    try {
+      const response = await initProducerIdV5.api.async(connection, null, 60_000, -1n, -1)
+      return { producerId: response.producerId, producerEpoch: response.producerEpoch }
+    } catch (error) {
+      const code = (error as { response?: { errorCode?: number } }).response?.errorCode
+      const name = code === undefined ? undefined : protocolErrorsCodesById[code]
+      if (name === undefined || !protocolErrors[name]?.canRetry || Date.now() + delayMs > deadline) {
+        throw new BackupError('KB_KAFKA', `InitProducerId failed: ${name ?? (error as Error).message}`, {
+          cause: error
+        })
+      }
+      await new Promise(resolve => setTimeout(resolve, delayMs))
+    }
+  }
 }

@@ -1,0 +1,169 @@
+/**
+ * What a restore will do, decided before anything is written: which backed-up partitions go
+ * to which target topic and partition, which segments overlap the time window, and how much
+ * data that is. `dry_run` prints exactly this.
+ */
+import {
+  type Manifest,
+  type PartitionIndex,
+  readManifest,
+  readPartitionIndex,
+  type SegmentEntry,
+  type TopicEntry
+} from '../backup/manifest.ts'
+import { BackupError } from '../errors.ts'
+import type { Storage } from '../storage/storage.ts'
+import { topicMatcher } from '../topics.ts'
+import { mayOverlap, type TimeWindow } from './window.ts'
+
+export interface PlanOptions {
+  backupId: string
+  topics: { include: string[]; exclude: string[] }
+  /** Only these source partitions of a topic; a topic not named keeps all of its partitions. */
+  sourcePartitions: Record<string, number[]>
+  topicMapping: Record<string, string>
+  /** Per source topic: source partition -> target partition. */
+  partitionMapping: Record<string, Record<string, number>>
+  window: TimeWindow
+}
+
+export interface PartitionPlan {
+  sourceTopic: string
+  sourcePartition: number
+  targetTopic: string
+  targetPartition: number
+  index: PartitionIndex
+  segments: SegmentEntry[]
+  /** Records and raw bytes of the segments overlapping the window (an upper bound with a window). */
+  records: number
+  bytes: number
+}
+
+export interface TopicPlan {
+  sourceTopic: string
+  targetTopic: string
+  /** Partitions the target topic needs: the source count, or more when mapping says so. */
+  partitionCount: number
+  configs: Record<string, string>
+  partitions: PartitionPlan[]
+}
+
+export interface RestorePlan {
+  manifest: Manifest
+  topics: TopicPlan[]
+  records: number
+  bytes: number
+}
+
+function planTopic(topic: TopicEntry, options: PlanOptions, indexes: Map<number, PartitionIndex>): TopicPlan {
+  const targetTopic = options.topicMapping[topic.name] ?? topic.name
+  const mapping = options.partitionMapping[topic.name] ?? {}
+  const only = options.sourcePartitions[topic.name]
+  for (const partition of only ?? []) {
+    if (!Number.isInteger(partition) || partition < 0 || partition >= topic.partitionCount) {
+      throw new BackupError(
+        'KB_CONFIG_INVALID',
+        `restore.source_partitions.${topic.name} names partition ${partition}, but the backup has partitions 0..${topic.partitionCount - 1}`,
+        {
+          path: `restore.source_partitions.${topic.name}`,
+          expected: `0..${topic.partitionCount - 1}`,
+          found: partition
+        }
+      )
+    }
+  }
+  const partitions: PartitionPlan[] = []
+  for (let sourcePartition = 0; sourcePartition < topic.partitionCount; sourcePartition++) {
+    if (only && !only.includes(sourcePartition)) {
+      continue
+    }
+    const index = indexes.get(sourcePartition)
+    if (!index) {
+      continue
+    }
+    const segments = index.segments.filter(s => mayOverlap(options.window, BigInt(s.maxTimestamp)))
+    partitions.push({
+      sourceTopic: topic.name,
+      sourcePartition,
+      targetTopic,
+      targetPartition: mapping[String(sourcePartition)] ?? sourcePartition,
+      index,
+      segments,
+      records: segments.reduce((sum, s) => sum + s.recordCount, 0),
+      bytes: segments.reduce((sum, s) => sum + s.uncompressedBytes, 0)
+    })
+  }
+  const highest = Math.max(-1, ...partitions.map(p => p.targetPartition))
+  return {
+    sourceTopic: topic.name,
+    targetTopic,
+    partitionCount: Math.max(topic.partitionCount, highest + 1),
+    configs: topic.configs,
+    partitions
+  }
+}
+
+export async function buildPlan(storage: Storage, options: PlanOptions): Promise<RestorePlan> {
+  const manifest = await readManifest(storage, options.backupId)
+  if (!manifest) {
+    throw new BackupError(
+      'KB_BACKUP_NOT_FOUND',
+      `no backup ${options.backupId} at ${storage.location} (no ${options.backupId}/manifest.json)`,
+      { backupId: options.backupId, location: storage.location }
+    )
+  }
+  const matches = topicMatcher(options.topics)
+  const selected = manifest.topics.filter(t => matches(t.name))
+  if (selected.length === 0) {
+    throw new BackupError(
+      'KB_TOPIC_NOT_FOUND',
+      `restore.topics matches none of the ${manifest.topics.length} topics in backup ${options.backupId} (${manifest.topics.map(t => t.name).join(', ')})`,
+      { include: options.topics.include, exclude: options.topics.exclude }
+    )
+  }
+  for (const source of Object.keys(options.topicMapping)) {
+    if (!manifest.topics.some(t => t.name === source)) {
+      throw new BackupError(
+        'KB_CONFIG_INVALID',
+        `restore.topic_mapping names topic ${source}, which is not in the backup`,
+        {
+          path: `restore.topic_mapping.${source}`
+        }
+      )
+    }
+  }
+  const topics: TopicPlan[] = []
+  for (const topic of selected) {
+    const indexes = new Map<number, PartitionIndex>()
+    await Promise.all(
+      Array.from({ length: topic.partitionCount }, async (_, partition) => {
+        const index = await readPartitionIndex(storage, options.backupId, topic.name, partition)
+        if (index) {
+          indexes.set(partition, index)
+        }
+      })
+    )
+    topics.push(planTopic(topic, options, indexes))
+  }
+  const targets = new Map<string, PartitionPlan>()
+  for (const partition of topics.flatMap(t => t.partitions)) {
+    const key = `${partition.targetTopic}/${partition.targetPartition}`
+    const other = targets.get(key)
+    if (other) {
+      throw new BackupError(
+        'KB_CONFIG_INVALID',
+        `${other.sourceTopic}/${other.sourcePartition} and ${partition.sourceTopic}/${partition.sourcePartition} would both restore into ${key}; ` +
+          'one target partition takes one source partition, so that order and offsets stay exact',
+        { path: 'restore.partition_mapping', found: key }
+      )
+    }
+    targets.set(key, partition)
+  }
+  const all = topics.flatMap(t => t.partitions)
+  return {
+    manifest,
+    topics,
+    records: all.reduce((sum, p) => sum + p.records, 0),
+    bytes: all.reduce((sum, p) => sum + p.bytes, 0)
+  }
+}

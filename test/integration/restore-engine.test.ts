@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { type CompressionAlgorithmValue, Producer } from '@platformatic/kafka'
+import type { KafkaCluster } from '../../src/kafka/cluster.ts'
+import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
+import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { contentOf, readTopicRecords } from '../helpers/topic.ts'
+
+let cluster: KafkaCluster
+let producer: Producer
+before(() => {
+  cluster = testCluster()
+  producer = new Producer({ clientId: 'kafka-backup-test', bootstrapBrokers: [bootstrapServers()] })
+})
+after(async () => {
+  await producer.close()
+  await cluster.close()
+})
+
+test('restores every codec to a new topic name, record by record, keys, headers and timestamps equal', async () => {
+  const topic = uniqueTopic('restore-codecs')
+  const codecs: CompressionAlgorithmValue[] = ['none', 'gzip', 'snappy', 'lz4', 'zstd']
+  await createTopic(cluster, topic, codecs.length)
+  for (const [partition, compression] of codecs.entries()) {
+    for (let round = 0; round < 3; round++) {
+      await producer.send({
+        compression,
+        messages: Array.from({ length: 20 }, (_, i) => ({
+          topic,
+          partition,
+          key: i % 5 === 0 ? undefined : Buffer.from(`key-${round}-${i}`),
+          value: i % 7 === 0 ? undefined : Buffer.from(JSON.stringify({ compression, round, i })),
+          headers: new Map([[Buffer.from('h'), Buffer.from(`${round}:${i}`)]]),
+          timestamp: 1_700_000_000_000n + BigInt(round * 100 + i)
+        }))
+      })
+    }
+  }
+  const storage = tempStorage()
+  await runBackup(backupOptions(cluster, storage, [topic]))
+  const target = `${topic}-restored`
+  const summary = await runRestore(restoreOptions(cluster, storage, { topicMapping: { [topic]: target } }))
+  assert.equal(summary.records, 300)
+  assert.deepEqual(summary.topicsCreated, [target])
+  const source = await readTopicRecords(cluster, topic)
+  const restored = await readTopicRecords(cluster, target)
+  assert.equal(restored.length, 300)
+  assert.deepEqual(contentOf(restored), contentOf(source))
+})
