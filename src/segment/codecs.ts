@@ -1,0 +1,152 @@
+/**
+ * Frame codecs. Each frame is compressed on its own so any frame can be read with one range
+ * request. Compression runs asynchronously (zlib and lz4-napi both use the libuv threadpool),
+ * so a 1 MiB frame never blocks the event loop and partitions compress in parallel; the
+ * measurements behind this are in docs/benchmarks.md, "Codec ceilings".
+ */
+import { promisify } from 'node:util'
+import zlib from 'node:zlib'
+import { compressFrame as lz4CompressFrame, decompressFrame as lz4DecompressFrame } from 'lz4-napi'
+import { BackupError } from '../errors.ts'
+import { type SegmentCodecId, SegmentCodecIds, type SegmentCodecName } from './format.ts'
+
+const zstdCompress = promisify(zlib.zstdCompress)
+const zstdDecompress = promisify(zlib.zstdDecompress)
+const gzip = promisify(zlib.gzip)
+const gunzip = promisify(zlib.gunzip)
+
+/** A frame codec's name as the config spells it: `none`, `gzip`, `lz4`, `zstd`. */
+export type SegmentCodec = SegmentCodecName
+
+export interface FrameCodec {
+  readonly name: SegmentCodecName
+  readonly id: SegmentCodecId
+  readonly defaultLevel: number
+  readonly minLevel: number
+  readonly maxLevel: number
+  /** Returns a new Buffer the caller may keep: `frame` may be a pooled buffer reused afterwards. */
+  compress(frame: Buffer, level: number): Promise<Buffer>
+  /**
+   * zstd and gzip stop at `uncompressedLength` bytes, so a bad row cannot exhaust memory; lz4-napi
+   * has no such limit, but readers verify the frame checksum before they decompress.
+   */
+  decompress(stored: Buffer, uncompressedLength: number): Promise<Buffer>
+}
+
+const none: FrameCodec = {
+  name: 'none',
+  id: SegmentCodecIds.none,
+  defaultLevel: 0,
+  minLevel: 0,
+  maxLevel: 0,
+  async compress(frame) {
+    return Buffer.from(frame)
+  },
+  async decompress(stored) {
+    return stored
+  }
+}
+
+/**
+ * zlib's one-shot calls hand output back in `chunkSize` pieces, one threadpool round trip each
+ * (16 KiB by default: 64 round trips to inflate a 1 MiB frame). A compressed frame of this data
+ * fits in one 256 KiB chunk, a decompressed one in a chunk of its known length; measured in
+ * docs/benchmarks.md, this roughly doubles compression and multiplies decompression speed.
+ */
+function compressChunkSize(inputLength: number): number {
+  return Math.min(256 * 1024, inputLength + 1024)
+}
+
+function decompressChunkSize(uncompressedLength: number): number {
+  // A little room past the end lets the stream see that the frame ended in the same call.
+  return uncompressedLength + 1024
+}
+
+const zstd: FrameCodec = {
+  name: 'zstd',
+  id: SegmentCodecIds.zstd,
+  defaultLevel: 3,
+  minLevel: 1,
+  maxLevel: 22,
+  compress(frame, level) {
+    return zstdCompress(frame, {
+      chunkSize: compressChunkSize(frame.length),
+      params: {
+        [zlib.constants.ZSTD_c_compressionLevel]: level,
+        // The decompressor learns the size up front and allocates once.
+        [zlib.constants.ZSTD_c_contentSizeFlag]: 1
+      }
+    })
+  },
+  decompress(stored, uncompressedLength) {
+    return zstdDecompress(stored, {
+      chunkSize: decompressChunkSize(uncompressedLength),
+      maxOutputLength: Math.max(1, uncompressedLength)
+    })
+  }
+}
+
+const gzipCodec: FrameCodec = {
+  name: 'gzip',
+  id: SegmentCodecIds.gzip,
+  defaultLevel: 6,
+  minLevel: 1,
+  maxLevel: 9,
+  compress(frame, level) {
+    return gzip(frame, { level, chunkSize: compressChunkSize(frame.length) })
+  },
+  decompress(stored, uncompressedLength) {
+    return gunzip(stored, {
+      chunkSize: decompressChunkSize(uncompressedLength),
+      maxOutputLength: Math.max(1, uncompressedLength)
+    })
+  }
+}
+
+/**
+ * LZ4 frame format (the one Kafka uses), from lz4-napi: native and asynchronous. Measured
+ * against @platformatic/kafka's WASM lz4 in bench/codec.ts; both write the same format.
+ */
+const lz4: FrameCodec = {
+  name: 'lz4',
+  id: SegmentCodecIds.lz4,
+  defaultLevel: 0,
+  minLevel: 0,
+  maxLevel: 0,
+  compress(frame) {
+    return lz4CompressFrame(frame)
+  },
+  decompress(stored) {
+    return lz4DecompressFrame(stored)
+  }
+}
+
+const codecs: Record<SegmentCodecName, FrameCodec> = { none, zstd, gzip: gzipCodec, lz4 }
+
+export function frameCodec(name: string): FrameCodec {
+  const codec = Object.hasOwn(codecs, name) ? codecs[name as SegmentCodecName] : undefined
+  if (codec === undefined) {
+    throw new BackupError(
+      'KB_UNSUPPORTED_CODEC',
+      `segment codec ${name} is not supported (expected one of ${Object.keys(codecs).join(', ')})`,
+      { expected: Object.keys(codecs), found: name }
+    )
+  }
+  return codec
+}
+
+/** The level to use: the codec default when unset; an out-of-range level is a config error. */
+export function resolveLevel(codec: FrameCodec, level: number | undefined): number {
+  // lz4 and none have no levels: a configured level (shared by all codecs) is not an error.
+  if (level === undefined || codec.minLevel === codec.maxLevel) {
+    return codec.defaultLevel
+  }
+  if (!Number.isInteger(level) || level < codec.minLevel || level > codec.maxLevel) {
+    throw new BackupError(
+      'KB_CONFIG_INVALID',
+      `compression level ${level} is out of range for ${codec.name} (${codec.minLevel} to ${codec.maxLevel})`,
+      { expected: `${codec.minLevel}..${codec.maxLevel}`, found: level }
+    )
+  }
+  return level
+}

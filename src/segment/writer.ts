@@ -1,0 +1,338 @@
+/**
+ * Streams one segment (format.ts, docs/segment-format.md): raw RecordBatches are copied into a
+ * pooled frame buffer; a full frame is compressed off the event loop and pushed to `readable`,
+ * which the caller pipes to storage. Memory per writer: one frame buffer, the compressor's
+ * window while a frame compresses, and at most `highWaterMarkBytes` plus one stored frame
+ * waiting in `readable`. `append` resolves only once `readable` has room again, so a slow
+ * storage upload slows the fetcher instead of growing a buffer.
+ */
+import { Readable } from 'node:stream'
+import { crc32c } from '../batch/crc.ts'
+import { BATCH_HEADER_SIZE, BATCH_LOG_OVERHEAD, type RecordBatchView } from '../batch/header.ts'
+import { BackupError } from '../errors.ts'
+import { type FrameCodec, frameCodec, resolveLevel } from './codecs.ts'
+import {
+  encodeFooter,
+  encodeHeader,
+  encodeTrailer,
+  type FrameIndexRow,
+  NONE,
+  type SegmentCodecName,
+  type SegmentTotals,
+  totalsOf
+} from './format.ts'
+import { FrameStats } from './frame.ts'
+import { type FrameBufferPool, sharedFramePool } from './pool.ts'
+
+function noop(): void {}
+
+export const DEFAULT_FRAME_MAX_BYTES = 1024 * 1024
+
+export interface SegmentWriterOptions {
+  topic: string
+  partition: number
+  /** Names the segment in errors (its storage key). */
+  name: string
+  codec?: SegmentCodecName
+  /** Codec level; zstd defaults to 3, gzip to 6; ignored by lz4 and none. */
+  level?: number
+  /** Uncompressed bytes per frame; a batch larger than this gets a frame of its own. */
+  frameMaxBytes?: number
+  /** Stored bytes `readable` may hold before `append` waits; defaults to frameMaxBytes. */
+  highWaterMarkBytes?: number
+  createdAtMs?: number
+  pool?: FrameBufferPool
+}
+
+export interface SegmentSummary extends SegmentTotals {
+  name: string
+  codec: SegmentCodecName
+  frameCount: number
+  /** Bytes of the whole segment as stored. */
+  sizeBytes: number
+  /**
+   * CRC-32C of the footer. The footer holds the header's CRC and every frame's CRC, so this
+   * one number pins the whole segment.
+   */
+  checksum: number
+}
+
+type State = 'open' | 'finished' | 'failed'
+
+export class SegmentWriter {
+  readonly readable: Readable
+  readonly name: string
+  readonly codec: SegmentCodecName
+  readonly level: number
+  readonly frameMaxBytes: number
+
+  readonly #codec: FrameCodec
+  readonly #pool: FrameBufferPool
+  readonly #headerLength: number
+  readonly #headerCrc: number
+  readonly #rows: FrameIndexRow[] = []
+  readonly #stats = new FrameStats()
+  #frame: Buffer | undefined
+  #frameUsed = 0
+  #position = 0
+  #lastOffset = NONE
+  #state: State = 'open'
+  #busy = false
+  #failure: unknown
+  #wakeUp: { resolve: () => void; reject: (error: unknown) => void } | undefined
+
+  constructor(options: SegmentWriterOptions) {
+    this.name = options.name
+    this.#codec = frameCodec(options.codec ?? 'zstd')
+    this.codec = this.#codec.name
+    this.level = resolveLevel(this.#codec, options.level)
+    this.frameMaxBytes = options.frameMaxBytes ?? DEFAULT_FRAME_MAX_BYTES
+    if (
+      !Number.isInteger(this.frameMaxBytes) ||
+      this.frameMaxBytes < BATCH_HEADER_SIZE ||
+      this.frameMaxBytes > 0x7fffffff
+    ) {
+      throw new BackupError(
+        'KB_CONFIG_INVALID',
+        `frameMaxBytes must be an integer from ${BATCH_HEADER_SIZE} to 2^31-1, found ${this.frameMaxBytes}`,
+        {
+          expected: `${BATCH_HEADER_SIZE}..${0x7fffffff}`,
+          found: this.frameMaxBytes
+        }
+      )
+    }
+    this.#pool = options.pool ?? sharedFramePool(this.frameMaxBytes)
+    const header = encodeHeader({
+      codec: this.codec,
+      level: this.level,
+      topic: options.topic,
+      partition: options.partition,
+      createdAtMs: BigInt(options.createdAtMs ?? Date.now())
+    })
+    this.#headerLength = header.length
+    this.#headerCrc = header.readUInt32BE(header.length - 4)
+    this.readable = new Readable({
+      highWaterMark: options.highWaterMarkBytes ?? this.frameMaxBytes,
+      read: () => {
+        const wakeUp = this.#wakeUp
+        this.#wakeUp = undefined
+        wakeUp?.resolve()
+      },
+      destroy: (error, callback) => {
+        // The consumer (storage) gave up: fail the next append instead of waiting forever.
+        this.#fail(
+          error ??
+            new BackupError(
+              'KB_STORAGE',
+              `segment ${this.name}: the output stream was closed before the segment ended`,
+              { segment: this.name }
+            )
+        )
+        callback(error)
+      }
+    })
+    // Failures reach the caller through append/finish and the consumer through its own listener;
+    // a readable nobody consumes yet (an upload still starting) must not crash the process.
+    this.readable.on('error', noop)
+    this.readable.push(header)
+    this.#position = header.length
+  }
+
+  /** Stored bytes so far (header and flushed frames); the open frame is not counted. */
+  get storedBytes(): number {
+    return this.#position
+  }
+
+  /** Uncompressed bytes waiting in the open frame. */
+  get pendingBytes(): number {
+    return this.#frameUsed
+  }
+
+  /** The offset after the last appended batch, or -1 before the first. */
+  get nextOffset(): bigint {
+    return this.#lastOffset === NONE ? NONE : this.#lastOffset + 1n
+  }
+
+  /**
+   * Adds one whole batch. Batches must come in offset order and one call at a time. The bytes
+   * are copied before this resolves, so the caller may reuse its buffer afterwards.
+   */
+  async append(batch: RecordBatchView): Promise<void> {
+    this.#enter('append')
+    try {
+      const bytes = batch.bytes
+      if (bytes.length < BATCH_HEADER_SIZE || bytes.length !== BATCH_LOG_OVERHEAD + batch.batchLength) {
+        throw new BackupError(
+          'KB_BATCH_CORRUPT',
+          `segment ${this.name}: a batch must hold exactly 12 + batchLength bytes (expected ${bytes.length >= 12 ? BATCH_LOG_OVERHEAD + batch.batchLength : BATCH_HEADER_SIZE}, found ${bytes.length})`,
+          {
+            segment: this.name,
+            expected: BATCH_LOG_OVERHEAD + (bytes.length >= 12 ? batch.batchLength : 0),
+            found: bytes.length
+          }
+        )
+      }
+      const baseOffset = batch.baseOffset
+      if (this.#lastOffset !== NONE && baseOffset <= this.#lastOffset) {
+        throw new BackupError(
+          'KB_INTERNAL',
+          `segment ${this.name}: batches must be appended in offset order (expected base offset > ${this.#lastOffset}, found ${baseOffset})`,
+          { segment: this.name, expected: this.#lastOffset + 1n, found: baseOffset }
+        )
+      }
+      if (this.#frameUsed > 0 && this.#frameUsed + bytes.length > this.frameMaxBytes) {
+        await this.#flushFrame()
+      }
+      this.#stats.add(batch)
+      this.#lastOffset = batch.lastOffset
+      if (bytes.length > this.frameMaxBytes) {
+        // Larger than a frame: compressed straight from the caller's bytes, no copy.
+        await this.#emitFrame(await this.#codec.compress(bytes, this.level), bytes.length)
+        return
+      }
+      this.#frame ??= this.#pool.acquire()
+      bytes.copy(this.#frame, this.#frameUsed)
+      this.#frameUsed += bytes.length
+    } catch (error) {
+      this.#fail(error)
+      throw error
+    } finally {
+      this.#leave()
+    }
+  }
+
+  /** Flushes the open frame, writes footer and trailer, and ends `readable`. */
+  async finish(): Promise<SegmentSummary> {
+    this.#enter('finish')
+    try {
+      if (this.#frameUsed > 0) {
+        await this.#flushFrame()
+      }
+      this.#releaseFrame()
+      const totals = totalsOf(this.#rows)
+      const footer = encodeFooter({
+        ...totals,
+        codec: this.codec,
+        headerLength: this.#headerLength,
+        headerCrc: this.#headerCrc,
+        frames: this.#rows
+      })
+      const footerCrc = crc32c(footer)
+      const trailer = encodeTrailer({ footerOffset: this.#position, footerLength: footer.length, footerCrc })
+      await this.#push(Buffer.concat([footer, trailer]))
+      this.#position += footer.length + trailer.length
+      this.#state = 'finished'
+      this.readable.push(null)
+      return {
+        ...totals,
+        name: this.name,
+        codec: this.codec,
+        frameCount: this.#rows.length,
+        sizeBytes: this.#position,
+        checksum: footerCrc
+      }
+    } catch (error) {
+      this.#fail(error)
+      throw error
+    } finally {
+      this.#leave()
+    }
+  }
+
+  /** Ends the segment unfinished: `readable` errors with `error`, so storage keeps no object. */
+  abort(error: unknown): void {
+    this.#fail(error)
+  }
+
+  #enter(operation: string): void {
+    if (this.#state !== 'open') {
+      throw new BackupError(
+        'KB_INTERNAL',
+        `segment ${this.name}: ${operation} after the writer ${this.#state === 'finished' ? 'finished' : 'failed'}`,
+        { segment: this.name, cause: this.#failure }
+      )
+    }
+    if (this.#busy) {
+      throw new BackupError(
+        'KB_INTERNAL',
+        `segment ${this.name}: ${operation} while a previous call is pending; await each call`,
+        {
+          segment: this.name
+        }
+      )
+    }
+    this.#busy = true
+  }
+
+  #leave(): void {
+    this.#busy = false
+    if (this.#state === 'failed') {
+      // Deferred from #fail while a compression may still have been reading the buffer.
+      this.#releaseFrame()
+    }
+  }
+
+  #fail(error: unknown): void {
+    if (this.#state !== 'open') {
+      return
+    }
+    this.#state = 'failed'
+    this.#failure = error
+    const wakeUp = this.#wakeUp
+    this.#wakeUp = undefined
+    wakeUp?.reject(error)
+    if (!this.readable.destroyed) {
+      this.readable.destroy(error instanceof Error ? error : new BackupError('KB_INTERNAL', String(error)))
+    }
+    if (!this.#busy) {
+      this.#releaseFrame()
+    }
+  }
+
+  #releaseFrame(): void {
+    if (this.#frame !== undefined) {
+      this.#pool.release(this.#frame)
+      this.#frame = undefined
+      this.#frameUsed = 0
+    }
+  }
+
+  async #flushFrame(): Promise<void> {
+    const frame = this.#frame!
+    const uncompressedLength = this.#frameUsed
+    const stored = await this.#codec.compress(frame.subarray(0, uncompressedLength), this.level)
+    this.#frameUsed = 0
+    await this.#emitFrame(stored, uncompressedLength)
+  }
+
+  async #emitFrame(stored: Buffer, uncompressedLength: number): Promise<void> {
+    const stats = this.#stats
+    this.#rows.push({
+      frameOffset: this.#position,
+      storedLength: stored.length,
+      uncompressedLength,
+      firstOffset: stats.firstOffset,
+      lastOffset: stats.lastOffset,
+      minTimestamp: stats.minTimestamp,
+      maxTimestamp: stats.maxTimestamp,
+      recordCount: stats.recordCount,
+      batchCount: stats.batchCount,
+      checksum: crc32c(stored),
+      flags: stats.flags
+    })
+    stats.reset()
+    this.#position += stored.length
+    await this.#push(stored)
+  }
+
+  async #push(chunk: Buffer): Promise<void> {
+    if (this.#state === 'failed') {
+      throw this.#failure
+    }
+    if (!this.readable.push(chunk)) {
+      await new Promise<void>((resolve, reject) => {
+        this.#wakeUp = { resolve, reject }
+      })
+    }
+  }
+}

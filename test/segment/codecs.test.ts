@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import zlib from 'node:zlib'
+import { isBackupError } from '../../src/errors.ts'
+import { frameCodec, resolveLevel } from '../../src/segment/codecs.ts'
+import { jsonValue, segmentCodecs } from './batches.ts'
+
+const sample = Buffer.concat(Array.from({ length: 200 }, (_, i) => jsonValue(BigInt(i), 500)))
+
+for (const name of segmentCodecs) {
+  test(`${name} compresses into a new buffer and decompresses to the same bytes`, async () => {
+    const codec = frameCodec(name)
+    const input = Buffer.from(sample)
+    const stored = await codec.compress(input, codec.defaultLevel)
+    assert.notEqual(stored.buffer, input.buffer, 'the stored bytes do not alias the (pooled) input')
+    input.fill(0)
+    assert.deepEqual(await codec.decompress(stored, sample.length), sample)
+    if (name !== 'none') {
+      assert.ok(stored.length < sample.length / 2, `${name} compresses JSON-like values`)
+    }
+  })
+}
+
+test('zstd and gzip refuse to inflate past the length the index row allows', async () => {
+  for (const name of ['zstd', 'gzip'] as const) {
+    const codec = frameCodec(name)
+    const stored = await codec.compress(sample, codec.defaultLevel)
+    await assert.rejects(codec.decompress(stored, 1000))
+  }
+})
+
+test('zstd frames use the level asked for and are plain zstd (readable by any zstd tool)', async () => {
+  const codec = frameCodec('zstd')
+  const fast = await codec.compress(sample, 1)
+  const strong = await codec.compress(sample, 19)
+  assert.ok(strong.length < fast.length)
+  assert.deepEqual(zlib.zstdDecompressSync(strong), sample)
+  assert.equal(fast.readUInt32LE(0), 0xfd2fb528, 'zstd frame magic')
+})
+
+test('gzip and lz4 frames are standard gzip members and LZ4 frames', async () => {
+  const gzip = await frameCodec('gzip').compress(sample, 6)
+  assert.deepEqual(zlib.gunzipSync(gzip), sample)
+  const lz4 = await frameCodec('lz4').compress(sample, 0)
+  assert.equal(lz4.readUInt32LE(0), 0x184d2204, 'LZ4 frame magic')
+})
+
+test('levels: defaults, ranges, and codecs without levels', () => {
+  assert.equal(resolveLevel(frameCodec('zstd'), undefined), 3)
+  assert.equal(resolveLevel(frameCodec('gzip'), undefined), 6)
+  assert.equal(resolveLevel(frameCodec('lz4'), 9), 0)
+  assert.throws(
+    () => resolveLevel(frameCodec('zstd'), 0),
+    (error: unknown) => isBackupError(error, 'KB_CONFIG_INVALID')
+  )
+  assert.throws(
+    () => resolveLevel(frameCodec('gzip'), 10),
+    (error: unknown) => isBackupError(error, 'KB_CONFIG_INVALID')
+  )
+  assert.throws(
+    () => frameCodec('snappy'),
+    (error: unknown) => isBackupError(error, 'KB_UNSUPPORTED_CODEC')
+  )
+  assert.throws(
+    () => frameCodec('toString'),
+    (error: unknown) => isBackupError(error, 'KB_UNSUPPORTED_CODEC')
+  )
+})
