@@ -1,0 +1,805 @@
+/**
+ * The config schema: the one place that declares every key of the YAML config, its type, its
+ * default and its description (DESIGN.md section 3). `docs/config.md` is generated from it
+ * (scripts/config-reference.ts), and the loader (load.ts) validates files against it, so the
+ * engines receive complete, typed options and never re-check them.
+ *
+ * Keys keep the snake_case names operators know from existing Kafka backup tools, and the
+ * engines read them as they are (one vocabulary from the YAML file to the code).
+ *
+ * Messages of the constraints below follow one convention the loader relies on: a message that
+ * starts with "expected " is the expectation only (the loader adds the key path and what it
+ * found); any other custom message is a whole sentence.
+ */
+import { z } from 'zod'
+
+export const KiB = 1024
+export const MiB = 1024 * KiB
+export const GiB = 1024 * MiB
+
+/** Codecs for segment frames (DESIGN.md section 2). */
+export const compressionCodecs = ['zstd', 'lz4', 'gzip', 'none'] as const
+
+/**
+ * Valid `compression_level` per codec. zstd stops at 19: levels 20-22 ("ultra") need far more
+ * memory per compressor for little gain on 1 MiB frames, and negative (fast) levels are left out
+ * because lz4 covers that trade-off. lz4 and none take no level.
+ */
+export const compressionLevels: Readonly<Record<string, { min: number; max: number } | undefined>> = {
+  zstd: { min: 1, max: 19 },
+  gzip: { min: 1, max: 9 }
+}
+
+/** S3 refuses multipart parts below 5 MiB (except the last) and above 5 GiB, and more than 10000 parts. */
+export const s3MinPartSize = 5 * MiB
+export const s3MaxPartSize = 5 * GiB
+export const s3MaxParts = 10_000
+
+/**
+ * Keys whose values are credentials. Their values never appear in error messages, warnings or
+ * `redactConfig` output.
+ */
+export const secretKeys: ReadonlySet<string> = new Set([
+  'sasl_password',
+  'ssl_key_password',
+  'access_key',
+  'secret_key',
+  'account_key',
+  'connection_string',
+  'service_account_json'
+])
+
+/** True for a key whose value must never be shown (the list above, and anything named like a password, secret or token). */
+export function isSecretKey(key: string | number | symbol): boolean {
+  if (typeof key !== 'string') return false
+  return secretKeys.has(key) || /password|secret|token|credential/i.test(key)
+}
+
+// ---- building blocks -------------------------------------------------------------------------
+
+/** A byte count: integers only, never negative. */
+function byteCount(min = 1) {
+  return z.int().min(min)
+}
+
+/**
+ * A list given as a YAML list or as one comma-separated string (handy with `${ENV}`), with an
+ * default given with `.prefault()`, so it goes through the same checks and the reference shows it.
+ */
+function stringList<T extends z.ZodType<string, string>>(item: T, minEntries: number, what: string) {
+  return z
+    .union([z.string(), z.array(z.string())], { error: `expected a list of ${what} or one comma-separated string` })
+    .transform(value =>
+      typeof value === 'string'
+        ? value
+            .split(',')
+            .map(entry => entry.trim())
+            .filter(entry => entry !== '')
+        : value
+    )
+    .pipe(z.array(item).min(minEntries))
+}
+
+const bootstrapServer = z.string().refine(isHostPort, {
+  message: 'expected host:port with a port from 1 to 65535 (e.g. broker-1:9092), without a protocol prefix'
+})
+
+function isHostPort(value: string): boolean {
+  const match = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?):(\d{1,5})$/.exec(value)
+  const port = Number(match?.[1])
+  return match !== null && port >= 1 && port <= 65535
+}
+
+/** Kafka's rule for topic names: 1 to 249 of [a-zA-Z0-9._-], and neither `.` nor `..`. */
+export function isValidTopicName(name: string): boolean {
+  return /^[A-Za-z0-9._-]{1,249}$/.test(name) && name !== '.' && name !== '..'
+}
+
+const topicName = z.string().refine(isValidTopicName, {
+  message: 'expected a Kafka topic name (1 to 249 letters, digits, ".", "_" or "-")'
+})
+
+const topicPattern = z.string().regex(/^[A-Za-z0-9._*-]{1,249}$/, {
+  message: 'expected a topic name or a pattern with * wildcards (letters, digits, ".", "_", "-" and "*")'
+})
+
+const partitionNumber = z.int().min(0).max(2_147_483_647)
+
+/** An epoch-milliseconds timestamp, also accepted as an ISO-8601 date-time with a time zone. */
+const timestampMs = z
+  .union(
+    [
+      z.int().min(0),
+      z.iso.datetime({
+        offset: true,
+        error: 'expected epoch milliseconds or an ISO-8601 date-time with a time zone, e.g. 2024-05-01T12:00:00Z'
+      })
+    ],
+    { error: 'expected epoch milliseconds or an ISO-8601 date-time with a time zone, e.g. 2024-05-01T12:00:00Z' }
+  )
+  .transform(value => (typeof value === 'number' ? value : Date.parse(value)))
+
+/** An object-store key prefix. The loader drops leading and trailing slashes; `..` segments are refused. */
+const keyPrefix = z.string().refine(value => !value.split('/').some(segment => segment === '..' || segment === '.'), {
+  message: 'expected a key prefix without "." or ".." segments'
+})
+
+const httpUrl = z.string().refine(
+  value => {
+    if (!URL.canParse(value)) return false
+    const { protocol } = new URL(value)
+    return protocol === 'http:' || protocol === 'https:'
+  },
+  { message: 'expected an http:// or https:// URL' }
+)
+
+/**
+ * Adds an issue in the loader's expected/found form. `found` defaults to the value at `path`;
+ * pass it when the value shown should be another (e.g. a default the operator did not write).
+ */
+function fail(ctx: z.RefinementCtx, path: PropertyKey[], expected: string, ...found: [] | [unknown]): void {
+  ctx.addIssue({
+    code: 'custom',
+    path,
+    message: `expected ${expected}`,
+    params: found.length === 0 ? { expected } : { expected, found: found[0] }
+  })
+}
+
+/** Adds an issue whose message is a whole sentence (for rules that span several keys). */
+function refuse(ctx: z.RefinementCtx, path: PropertyKey[], message: string): void {
+  ctx.addIssue({ code: 'custom', path, message })
+}
+
+/**
+ * Rules across keys run only once every key is valid on its own, so they never compare a value
+ * that is already reported (a negative size against another size).
+ */
+const whenValid: z.core.$ZodSuperRefineParams = { when: payload => payload.issues.length === 0 }
+
+// ---- Kafka clusters --------------------------------------------------------------------------
+
+export const securitySchema = z
+  .strictObject({
+    security_protocol: z
+      .enum(['PLAINTEXT', 'SSL', 'SASL_PLAINTEXT', 'SASL_SSL'])
+      .default('PLAINTEXT')
+      .describe('How to talk to the brokers: plain TCP or TLS, with or without SASL authentication.'),
+    sasl_mechanism: z
+      .enum(['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'])
+      .optional()
+      .describe('SASL mechanism. Required with SASL_PLAINTEXT and SASL_SSL; not allowed otherwise.'),
+    sasl_username: z.string().min(1).optional().describe('SASL user name. Required with SASL_PLAINTEXT and SASL_SSL.'),
+    sasl_password: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('SASL password (secret: prefer an environment variable). Required with SASL_PLAINTEXT and SASL_SSL.'),
+    ssl_ca_location: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "PEM file of the CA certificates that sign the brokers' certificates (SSL, SASL_SSL). Unset: the system CAs. Relative paths are resolved against the config file's folder."
+      ),
+    ssl_certificate_location: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('PEM client certificate for mutual TLS (SSL, SASL_SSL). Needs `ssl_key_location`.'),
+    ssl_key_location: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('PEM private key of the client certificate (SSL, SASL_SSL). Needs `ssl_certificate_location`.'),
+    ssl_key_password: z.string().min(1).optional().describe('Password of an encrypted `ssl_key_location` (secret).')
+  })
+  .superRefine((security, ctx) => {
+    const protocol = security.security_protocol
+    const usesSasl = protocol === 'SASL_PLAINTEXT' || protocol === 'SASL_SSL'
+    const usesTls = protocol === 'SSL' || protocol === 'SASL_SSL'
+    for (const key of ['sasl_mechanism', 'sasl_username', 'sasl_password'] as const) {
+      if (usesSasl && security[key] === undefined) {
+        fail(ctx, [key], `a value because security_protocol is ${protocol}`)
+      } else if (!usesSasl && security[key] !== undefined) {
+        refuse(ctx, [key], `only used with security_protocol SASL_PLAINTEXT or SASL_SSL (found ${protocol})`)
+      }
+    }
+    if (!usesTls) {
+      for (const key of [
+        'ssl_ca_location',
+        'ssl_certificate_location',
+        'ssl_key_location',
+        'ssl_key_password'
+      ] as const) {
+        if (security[key] !== undefined) {
+          refuse(ctx, [key], `only used with security_protocol SSL or SASL_SSL (found ${protocol})`)
+        }
+      }
+    }
+    if ((security.ssl_certificate_location === undefined) !== (security.ssl_key_location === undefined)) {
+      const missing = security.ssl_key_location === undefined ? 'ssl_key_location' : 'ssl_certificate_location'
+      fail(ctx, [missing], 'ssl_certificate_location and ssl_key_location to be set together')
+    }
+    if (security.ssl_key_password !== undefined && security.ssl_key_location === undefined) {
+      fail(ctx, ['ssl_key_location'], 'a key file because ssl_key_password is set')
+    }
+  }, whenValid)
+  .describe('Authentication and encryption of the connections to the brokers.')
+
+const bootstrapServers = stringList(bootstrapServer, 1, 'host:port').describe(
+  'Brokers to bootstrap from, as a list or one comma-separated string of host:port.'
+)
+
+const clientId = z
+  .string()
+  .min(1)
+  .default('kafka-backup')
+  .describe('Client id sent with every request (shows in broker logs and quotas).')
+
+export const sourceKafkaConfigSchema = z
+  .strictObject({
+    'fetch.max.bytes': byteCount()
+      .default(50 * MiB)
+      .describe(
+        'Most bytes one Fetch response may carry (all partitions of one broker). The broker still returns a first batch larger than this, so a large message never blocks the backup.'
+      ),
+    'max.partition.fetch.bytes': byteCount()
+      .default(10 * MiB)
+      .describe('Most bytes of one partition in one Fetch response (same first-batch exception).'),
+    'fetch.min.bytes': byteCount(0)
+      .default(1)
+      .describe(
+        'The broker holds a Fetch until this many bytes are ready or `fetch.max.wait.ms` passes. Larger values mean fewer round trips on quiet topics.'
+      ),
+    'fetch.max.wait.ms': z
+      .int()
+      .min(0)
+      .default(500)
+      .describe('Longest the broker holds a Fetch waiting for `fetch.min.bytes`.'),
+    'socket.receive.buffer.bytes': byteCount()
+      .optional()
+      .describe(
+        'Accepted for compatibility; no effect (a warning says so): Node.js cannot set SO_RCVBUF, so the operating system sizes the buffer (Linux autotunes it).'
+      )
+  })
+  .superRefine((kafka, ctx) => {
+    if (kafka['fetch.min.bytes'] > kafka['fetch.max.bytes']) {
+      fail(ctx, ['fetch.min.bytes'], `at most fetch.max.bytes (${kafka['fetch.max.bytes']})`)
+    }
+  }, whenValid)
+  .describe('Fetch tuning, with the names of the Kafka consumer settings it mirrors. Other keys are refused.')
+
+export const targetKafkaConfigSchema = z
+  .strictObject({
+    'socket.send.buffer.bytes': byteCount()
+      .optional()
+      .describe(
+        'Accepted for compatibility; no effect (a warning says so): Node.js cannot set SO_SNDBUF, so the operating system sizes the buffer (Linux autotunes it).'
+      ),
+    'batch.size': byteCount(1 * KiB)
+      .default(512 * KiB)
+      .describe(
+        "Restore merges runs of small consecutive batches (e.g. from a producer with linger 0) into one batch of up to this many bytes, because the broker takes one batch per partition per Produce request. Batches already larger pass unchanged. Never more than the target topic's `max.message.bytes`."
+      ),
+    'linger.ms': z
+      .int()
+      .min(0)
+      .optional()
+      .describe(
+        'Accepted for compatibility; no effect (a warning says so). Restore reads data that already exists, so a Produce request is sent as soon as it is full or the reader has nothing more.'
+      )
+  })
+  .describe('Produce tuning, with the names of the Kafka producer settings it mirrors. Other keys are refused.')
+
+export const topicSelectionSchema = z
+  .strictObject({
+    include: stringList(topicPattern, 1, 'topic names or patterns')
+      .prefault(['*'])
+      .describe(
+        'Topics to take: names or patterns where `*` matches any run of characters. A list or a comma-separated string.'
+      ),
+    exclude: stringList(topicPattern, 0, 'topic names or patterns')
+      .prefault([])
+      .describe('Topics to leave out even when `include` matches them (same pattern syntax).')
+  })
+  .describe('Which topics to take.')
+
+export const sourceSchema = z
+  .strictObject({
+    bootstrap_servers: bootstrapServers,
+    client_id: clientId,
+    security: securitySchema.prefault({}),
+    topics: topicSelectionSchema
+      .prefault({})
+      .describe(
+        'Topics to back up. Internal topics (`__consumer_offsets`, `__transaction_state`, ...) are left out unless `backup.include_internal_topics` is true.'
+      ),
+    kafka_config: sourceKafkaConfigSchema.prefault({})
+  })
+  .describe('The cluster to back up (mode: backup).')
+
+export const targetSchema = z
+  .strictObject({
+    bootstrap_servers: bootstrapServers,
+    client_id: clientId,
+    security: securitySchema.prefault({}),
+    kafka_config: targetKafkaConfigSchema.prefault({})
+  })
+  .describe('The cluster to restore into (mode: restore). Topics to restore are chosen by `restore.topics`.')
+
+// ---- storage ---------------------------------------------------------------------------------
+
+const prefix = keyPrefix
+  .default('')
+  .describe('Key prefix under which backups live (`{prefix}/{backup_id}/...`). Leading and trailing `/` are ignored.')
+
+export const filesystemStorageSchema = z
+  .strictObject({
+    backend: z
+      .literal('filesystem')
+      .describe('Local or mounted filesystem (the default backend: nothing else needed).'),
+    path: z
+      .string()
+      .min(1)
+      .describe(
+        "Folder that holds the backups. Relative paths are resolved against the config file's folder (`--path`: against the working directory)."
+      ),
+    prefix
+  })
+  .describe('Backups in a folder.')
+
+export const memoryStorageSchema = z
+  .strictObject({
+    backend: z.literal('memory').describe('In-process storage that vanishes at exit; for tests only.')
+  })
+  .describe('In-memory storage (tests).')
+
+export const s3StorageSchema = z
+  .strictObject({
+    backend: z.literal('s3').describe('Amazon S3 or an S3-compatible server.'),
+    bucket: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, {
+        message: 'expected an S3 bucket name (3 to 63 lowercase letters, digits, "." or "-")'
+      })
+      .describe('Bucket name.'),
+    region: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Bucket region. Unset: from the AWS environment (AWS_REGION, profile).'),
+    prefix,
+    endpoint: httpUrl
+      .optional()
+      .describe('Endpoint URL of an S3-compatible server (MinIO, SeaweedFS, ...). Unset: AWS.'),
+    access_key: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Access key id. Unset (with `secret_key`): the standard AWS credential chain.'),
+    secret_key: z.string().min(1).optional().describe('Secret access key (secret). Set together with `access_key`.'),
+    force_path_style: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Address the bucket as `endpoint/bucket` instead of `bucket.endpoint` (most S3-compatible servers need it).'
+      ),
+    multipart_threshold: byteCount()
+      .default(100 * MiB)
+      .describe('Objects of this size and larger are uploaded in parts; smaller ones with one PUT.'),
+    multipart_part_size: byteCount(s3MinPartSize)
+      .max(s3MaxPartSize)
+      .default(10 * MiB)
+      .describe(
+        'Size of each uploaded part (S3: 5 MiB to 5 GiB). A segment never sits whole in memory, only its parts in flight.'
+      ),
+    max_concurrent_uploads: z.int().min(1).max(1000).default(10).describe('Parts uploaded in parallel per object.')
+  })
+  .superRefine((s3, ctx) => {
+    if ((s3.access_key === undefined) !== (s3.secret_key === undefined)) {
+      const missing = s3.access_key === undefined ? 'access_key' : 'secret_key'
+      fail(ctx, [missing], 'access_key and secret_key to be set together (or neither, for the AWS credential chain)')
+    }
+  }, whenValid)
+  .describe('Backups in an S3 bucket.')
+
+export const azureStorageSchema = z
+  .strictObject({
+    backend: z.literal('azure').describe('Azure Blob Storage (block blobs).'),
+    container: z
+      .string()
+      .regex(/^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$/, {
+        message: 'expected an Azure container name (3 to 63 lowercase letters, digits or single "-")'
+      })
+      .describe('Container name.'),
+    account_name: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'Storage account. Required unless `connection_string` is set; without `account_key`, Azure default credentials are used.'
+      ),
+    account_key: z.string().min(1).optional().describe('Shared key of `account_name` (secret).'),
+    connection_string: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Full connection string (secret); replaces `account_name`, `account_key` and `endpoint`.'),
+    endpoint: httpUrl
+      .optional()
+      .describe('Blob service URL, e.g. an Azurite emulator. Unset: https://{account_name}.blob.core.windows.net.'),
+    prefix
+  })
+  .superRefine((azure, ctx) => {
+    if (azure.connection_string !== undefined) {
+      for (const key of ['account_name', 'account_key', 'endpoint'] as const) {
+        if (azure[key] !== undefined)
+          refuse(ctx, [key], 'not allowed together with connection_string, which already names the account')
+      }
+    } else if (azure.account_name === undefined) {
+      fail(ctx, ['account_name'], 'account_name (or a connection_string)')
+    }
+  }, whenValid)
+  .describe('Backups in an Azure Blob Storage container.')
+
+export const gcsStorageSchema = z
+  .strictObject({
+    backend: z.literal('gcs').describe('Google Cloud Storage.'),
+    bucket: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/, {
+        message: 'expected a GCS bucket name (lowercase letters, digits, ".", "_" or "-")'
+      })
+      .describe('Bucket name.'),
+    prefix,
+    service_account_json: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "Service-account key (secret): the JSON itself (starting with `{`) or the path of its file, relative to the config file's folder. Unset: application default credentials."
+      ),
+    endpoint: httpUrl.optional().describe('API endpoint of an emulator such as fake-gcs-server. Unset: Google.')
+  })
+  .describe('Backups in a Google Cloud Storage bucket.')
+
+export const storageSchema = z
+  .discriminatedUnion('backend', [
+    filesystemStorageSchema,
+    s3StorageSchema,
+    azureStorageSchema,
+    gcsStorageSchema,
+    memoryStorageSchema
+  ])
+  .describe('Where backups are written to and read from; `backend` selects the keys that apply.')
+
+// ---- backup ----------------------------------------------------------------------------------
+
+export const backupOptionsSchema = z
+  .strictObject({
+    compression: z
+      .enum(compressionCodecs)
+      .default('zstd')
+      .describe('Codec of segment frames. Batches stay as the producer compressed them inside the frame.'),
+    compression_level: z
+      .int()
+      .default(3)
+      .describe('zstd: 1 (fastest) to 19; gzip: 1 to 9; ignored for lz4 and none (a warning says so when set).'),
+    segment_max_bytes: byteCount()
+      .default(128 * MiB)
+      .describe('A segment is closed (and becomes durable) once it holds this many bytes of batches.'),
+    segment_max_interval_ms: z
+      .int()
+      .min(1)
+      .default(60_000)
+      .describe('A segment is also closed this long after its first batch, so quiet partitions still checkpoint.'),
+    frame_max_bytes: byteCount()
+      .default(1 * MiB)
+      .describe(
+        'Uncompressed size of one frame, the unit of compression and of range reads during restore. A frame holds at least one batch, so a larger batch makes a frame of its own.'
+      ),
+    continuous: z
+      .boolean()
+      .default(false)
+      .describe(
+        "false: back up to each partition's last stable offset at start, then exit. true: follow the topics until SIGINT/SIGTERM, then flush, checkpoint and exit 0."
+      ),
+    checkpoint_interval_secs: z
+      .number()
+      .positive()
+      .default(5)
+      .describe('How often durable progress is written to the partition indexes (a rerun continues from there).'),
+    batch_size: z
+      .int()
+      .min(1)
+      .optional()
+      .describe(
+        "Accepted from existing configs; no effect (a warning says so). It counted records per write batch; kafka-backup copies the brokers' RecordBatches whole, so records per batch are the producers' choice. Tune `source.kafka_config` fetch sizes and `max_bytes_in_flight` instead."
+      ),
+    max_batch_bytes: byteCount()
+      .optional()
+      .describe(
+        'Per-partition cap on bytes held in memory (fetched, not yet written to storage): a partition at the cap is left out of Fetch requests until it drains, so one busy partition cannot take all of `max_bytes_in_flight`. Unset: no per-partition cap.'
+      ),
+    max_bytes_in_flight: byteCount()
+      .default(64 * MiB)
+      .describe(
+        'Cap on bytes fetched but not yet written to storage, across all partitions: fetching pauses at the cap, so memory stays bounded whatever the size of the backup. At least `source.kafka_config.fetch.max.bytes`, so one Fetch response fits.'
+      ),
+    start_offset: z
+      .enum(['earliest', 'latest'])
+      .default('earliest')
+      .describe(
+        'Where a partition with no checkpoint in this backup starts: its log start or its end. Partitions with a checkpoint always continue from it.'
+      ),
+    include_internal_topics: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Also back up internal topics (`__consumer_offsets`, `__transaction_state`, ...) when `source.topics` matches them.'
+      ),
+    max_concurrent_partitions: z
+      .int()
+      .min(1)
+      .optional()
+      .describe('Most partitions backed up at once. Unset: all selected partitions.')
+  })
+  .superRefine((backup, ctx) => {
+    const range = compressionLevels[backup.compression]
+    if (range !== undefined && (backup.compression_level < range.min || backup.compression_level > range.max)) {
+      fail(ctx, ['compression_level'], `an integer from ${range.min} to ${range.max} for ${backup.compression}`)
+    }
+    if (backup.frame_max_bytes > backup.segment_max_bytes) {
+      fail(ctx, ['frame_max_bytes'], `at most segment_max_bytes (${backup.segment_max_bytes})`)
+    }
+  }, whenValid)
+  .describe('How backups are written (mode: backup).')
+
+// ---- restore ---------------------------------------------------------------------------------
+
+export const restoreOptionsSchema = z
+  .strictObject({
+    time_window_start: timestampMs
+      .optional()
+      .describe(
+        'Restore only records with a timestamp at or after this instant (epoch ms, or ISO-8601 with a time zone). Unset: from the first record.'
+      ),
+    time_window_end: timestampMs
+      .optional()
+      .describe(
+        'Restore only records with a timestamp at or before this instant (inclusive). Unset: to the last record.'
+      ),
+    topics: topicSelectionSchema
+      .prefault({})
+      .describe('Which backed-up topics to restore (source names, before `topic_mapping`).'),
+    source_partitions: z
+      .union([z.array(partitionNumber), z.record(topicName, z.array(partitionNumber))], {
+        error: 'expected a list of partition numbers, or a mapping of topic to a list of partition numbers'
+      })
+      .transform(value =>
+        Array.isArray(value) ? { '*': [...new Set(value)].sort((a, b) => a - b) } : normalisePartitionLists(value)
+      )
+      .optional()
+      .describe(
+        'Restore only these source partitions: a list (applies to every topic) or a mapping `topic: [partitions]` (topics not named are restored whole). Normalised to a mapping in which the key `*` stands for every topic.'
+      ),
+    topic_mapping: z
+      .record(topicName, topicName)
+      .default({})
+      .describe('Restore a topic under another name: `source-topic: target-topic`. Unmapped topics keep their name.'),
+    partition_mapping: z
+      .record(
+        topicName,
+        z.record(z.string().regex(/^\d+$/, { message: 'expected a partition number as the key' }), partitionNumber)
+      )
+      .default({})
+      .describe(
+        'Restore a partition into another partition: `source-topic: { source-partition: target-partition }`, keyed by source topic name. Unmapped partitions keep their number.'
+      ),
+    create_topics: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Create missing target topics with the backed-up partition count and topic configs (e.g. cleanup.policy, retention.ms). Existing topics are never altered.'
+      ),
+    default_replication_factor: z
+      .int()
+      .min(1)
+      .max(32_767)
+      .optional()
+      .describe("Replication factor of created topics. Unset: the target broker's default.replication.factor."),
+    dry_run: z
+      .boolean()
+      .default(false)
+      .describe('Print the plan (what goes where, record and byte counts) and change nothing.'),
+    max_concurrent_partitions: z
+      .int()
+      .min(1)
+      .optional()
+      .describe('Most partitions restored at once. Unset: all selected partitions.'),
+    rate_limit_bytes_per_sec: byteCount(0)
+      .default(0)
+      .describe('Cap on bytes produced per second across all partitions. 0: no limit.'),
+    reset_consumer_offsets: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Commit the offsets that `consumer_groups` had at backup time on the target, translated to restored offsets. The groups must be inactive on the target.'
+      ),
+    consumer_groups: stringList(z.string().min(1), 0, 'group ids or patterns')
+      .prefault([])
+      .describe(
+        'Consumer groups whose offsets are translated and committed (`*` wildcards allowed). Required when `reset_consumer_offsets` is true.'
+      ),
+    allow_non_empty_target: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Restore refuses to write into a target partition that already holds records, because its offsets would no longer match the backup. true: append after the existing records.'
+      ),
+    produce_max_in_flight: z
+      .int()
+      .min(1)
+      .max(5)
+      .default(5)
+      .describe(
+        'Produce requests in flight per partition. At most 5: the idempotent producer only keeps order within 5.'
+      )
+  })
+  .superRefine((restore, ctx) => {
+    const { time_window_start: start, time_window_end: end } = restore
+    if (start !== undefined && end !== undefined && start > end) {
+      fail(ctx, ['time_window_end'], `a time at or after time_window_start (${start})`, end)
+    }
+    if (restore.reset_consumer_offsets && restore.consumer_groups.length === 0) {
+      fail(ctx, ['consumer_groups'], 'at least one group because reset_consumer_offsets is true')
+    }
+    const targets = new Map<string, string>()
+    for (const [source, target] of Object.entries(restore.topic_mapping)) {
+      const other = targets.get(target)
+      if (other !== undefined) {
+        refuse(
+          ctx,
+          ['topic_mapping', source],
+          `maps to ${target} like ${other}; two topics cannot be restored into one`
+        )
+      }
+      targets.set(target, source)
+    }
+    for (const [topic, mapping] of Object.entries(restore.partition_mapping)) {
+      const seen = new Map<number, string>()
+      for (const [source, target] of Object.entries(mapping)) {
+        const other = seen.get(target)
+        if (other !== undefined) {
+          refuse(
+            ctx,
+            ['partition_mapping', topic, source],
+            `maps to partition ${target} like partition ${other}; two partitions cannot be restored into one`
+          )
+        }
+        seen.set(target, source)
+      }
+    }
+  }, whenValid)
+  .describe('What to restore and how (mode: restore).')
+
+function normalisePartitionLists(lists: Record<string, number[]>): Record<string, number[]> {
+  const normalised: Record<string, number[]> = {}
+  for (const [topic, partitions] of Object.entries(lists)) {
+    normalised[topic] = [...new Set(partitions)].sort((a, b) => a - b)
+  }
+  return normalised
+}
+
+// ---- metrics ---------------------------------------------------------------------------------
+
+export const metricsSchema = z
+  .strictObject({
+    enabled: z.boolean().default(false).describe('Serve Prometheus metrics on `/metrics` and a `/health` endpoint.'),
+    port: z.int().min(0).max(65_535).default(9090).describe('Port of the metrics endpoint (0: any free port).'),
+    host: z
+      .string()
+      .min(1)
+      .default('0.0.0.0')
+      .describe('Address the metrics endpoint listens on (0.0.0.0: every interface, so Prometheus can scrape it).'),
+    keep_alive_seconds: z
+      .number()
+      .min(0)
+      .default(0)
+      .describe('Keep the endpoint up this long after a one-shot run ends, so the final values can be scraped.')
+  })
+  .describe('Prometheus metrics endpoint.')
+
+// ---- the whole file --------------------------------------------------------------------------
+
+const backupId = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, {
+    message:
+      'expected a backup id of 1 to 128 letters, digits, ".", "_" or "-" starting with a letter or digit (it names a folder)'
+  })
+  .describe(
+    'Name of the backup: the folder (or key prefix) `{prefix}/{backup_id}/` that holds it. Running a backup again with the same id continues it.'
+  )
+
+const commonKeys = {
+  backup_id: backupId,
+  storage: storageSchema,
+  metrics: metricsSchema.prefault({})
+}
+
+export const backupConfigSchema = z
+  .strictObject({
+    mode: z
+      .literal('backup')
+      .describe('`backup` (needs `source` and takes `backup`) or `restore` (needs `target` and takes `restore`).'),
+    ...commonKeys,
+    source: sourceSchema,
+    backup: backupOptionsSchema.prefault({})
+  })
+  .superRefine((config, ctx) => {
+    const fetchMaxBytes = config.source.kafka_config['fetch.max.bytes']
+    if (config.backup.max_bytes_in_flight < fetchMaxBytes) {
+      fail(
+        ctx,
+        ['backup', 'max_bytes_in_flight'],
+        `at least source.kafka_config.fetch.max.bytes (${fetchMaxBytes}) so that one Fetch response fits`,
+        config.backup.max_bytes_in_flight
+      )
+    }
+    if (config.storage.backend === 's3') {
+      const maxSegment = config.storage.multipart_part_size * s3MaxParts
+      if (config.backup.segment_max_bytes > maxSegment) {
+        fail(
+          ctx,
+          ['backup', 'segment_max_bytes'],
+          `at most ${s3MaxParts} parts of storage.multipart_part_size (${maxSegment} bytes)`,
+          config.backup.segment_max_bytes
+        )
+      }
+    }
+  }, whenValid)
+
+export const restoreConfigSchema = z.strictObject({
+  mode: z
+    .literal('restore')
+    .describe('`backup` (needs `source` and takes `backup`) or `restore` (needs `target` and takes `restore`).'),
+  ...commonKeys,
+  target: targetSchema,
+  restore: restoreOptionsSchema.prefault({})
+})
+
+export const configSchema = z.discriminatedUnion('mode', [backupConfigSchema, restoreConfigSchema])
+
+/** Sections that belong to one mode only, keyed by the mode they belong to. */
+export const modeSections: Readonly<Record<string, 'backup' | 'restore'>> = {
+  source: 'backup',
+  backup: 'backup',
+  target: 'restore',
+  restore: 'restore'
+}
+
+export type Config = z.output<typeof configSchema>
+/** The config as written in a file, before defaults and normalisation. */
+export type ConfigInput = z.input<typeof configSchema>
+/** A complete config for `mode: backup`. */
+export type BackupConfig = z.output<typeof backupConfigSchema>
+/** A complete config for `mode: restore`. */
+export type RestoreConfig = z.output<typeof restoreConfigSchema>
+export type SourceConfig = z.output<typeof sourceSchema>
+export type TargetConfig = z.output<typeof targetSchema>
+export type SecurityConfig = z.output<typeof securitySchema>
+export type SourceKafkaConfig = z.output<typeof sourceKafkaConfigSchema>
+export type TargetKafkaConfig = z.output<typeof targetKafkaConfigSchema>
+export type TopicSelection = z.output<typeof topicSelectionSchema>
+export type BackupOptions = z.output<typeof backupOptionsSchema>
+export type RestoreOptions = z.output<typeof restoreOptionsSchema>
+export type MetricsConfig = z.output<typeof metricsSchema>
+export type StorageConfig = z.output<typeof storageSchema>
+export type FilesystemStorageConfig = z.output<typeof filesystemStorageSchema>
+export type MemoryStorageConfig = z.output<typeof memoryStorageSchema>
+export type S3StorageConfig = z.output<typeof s3StorageSchema>
+export type AzureStorageConfig = z.output<typeof azureStorageSchema>
+export type GcsStorageConfig = z.output<typeof gcsStorageSchema>
+export type CompressionCodec = (typeof compressionCodecs)[number]
