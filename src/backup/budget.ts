@@ -7,6 +7,7 @@ export class ByteBudget {
   readonly capacity: number
   #used = 0
   #waiters: Array<() => void> = []
+  #released: Array<() => void> = []
 
   constructor(capacity: number) {
     this.capacity = capacity
@@ -25,6 +26,23 @@ export class ByteBudget {
     while (this.#used < this.capacity && this.#waiters.length > 0) {
       this.#waiters.shift()!()
     }
+    const released = this.#released
+    this.#released = []
+    for (const resolve of released) {
+      resolve()
+    }
+  }
+
+  /** Resolves at the next release (a partition at its own cap waits for it to drain). */
+  waitForRelease(signal?: AbortSignal): Promise<void> {
+    const { promise, resolve } = Promise.withResolvers<void>()
+    if (signal?.aborted) {
+      resolve()
+    } else {
+      this.#released.push(resolve)
+      signal?.addEventListener('abort', () => resolve(), { once: true })
+    }
+    return promise
   }
 
   /** Resolves once usage is below capacity (or the signal aborts). */

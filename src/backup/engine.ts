@@ -47,6 +47,10 @@ export interface BackupOptions {
   continuous: boolean
   startOffset: 'earliest' | 'latest'
   maxBytesInFlight: number
+  /** Per-partition cap on fetched bytes not yet appended to a segment; unset: none. */
+  maxPartitionBufferedBytes?: number
+  /** At most this many partitions are fetched at once (one-shot only); unset: all. */
+  maxConcurrentPartitions?: number
   fetch: { maxWaitMs: number; minBytes: number; maxBytes: number; partitionMaxBytes: number }
   signal?: AbortSignal
   onWarning?: (message: string, context: Record<string, unknown>) => void
@@ -57,6 +61,7 @@ export interface BackupOptions {
 export interface PartitionProgress {
   topic: string
   partition: number
+  startOffset: string
   fetchOffset: string
   checkpoint: string
   stopOffset: string | null
@@ -93,6 +98,7 @@ export class BackupEngine {
     return this.#tasks.map(task => ({
       topic: task.topic,
       partition: task.partition,
+      startOffset: task.runStartOffset.toString(),
       fetchOffset: task.fetchOffset.toString(),
       checkpoint: task.checkpoint.toString(),
       stopOffset: task.stopOffset?.toString() ?? null,
@@ -177,9 +183,26 @@ export class BackupEngine {
     )
     const gapsBefore = new Map(this.#tasks.map(t => [t, t.index.gaps.length]))
 
+    if (
+      options.continuous &&
+      options.maxConcurrentPartitions !== undefined &&
+      options.maxConcurrentPartitions < partitions.length
+    ) {
+      throw new BackupError(
+        'KB_CONFIG_INVALID',
+        `backup.max_concurrent_partitions (${options.maxConcurrentPartitions}) is below the ${partitions.length} selected partitions; a continuous backup follows every partition at once`,
+        {
+          path: 'backup.max_concurrent_partitions',
+          expected: `>= ${partitions.length}`,
+          found: options.maxConcurrentPartitions
+        }
+      )
+    }
     const budget = new ByteBudget(options.maxBytesInFlight)
     const fetcher = new BackupFetcher(cluster, this.#tasks, {
       ...options.fetch,
+      maxConcurrentPartitions: options.maxConcurrentPartitions,
+      maxPartitionBufferedBytes: options.maxPartitionBufferedBytes,
       budget,
       signal,
       onFetch: options.onFetch,

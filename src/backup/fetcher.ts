@@ -26,6 +26,10 @@ export interface FetcherOptions {
   maxBytes: number
   partitionMaxBytes: number
   budget: ByteBudget
+  /** A partition holding this many fetched, unwritten bytes is left out of requests until it drains. */
+  maxPartitionBufferedBytes?: number
+  /** Fetch at most this many partitions at a time; the next starts when one is done. */
+  maxConcurrentPartitions?: number
   signal: AbortSignal
   /** Called once per partition whose topic disappeared from the cluster. */
   onTopicDeleted?: (task: PartitionTask) => void
@@ -67,6 +71,9 @@ export class BackupFetcher {
   readonly #topicIds = new Map<string, string>()
   #metadata: ClusterMetadata | undefined
   #restartRequested = false
+  /** Loops stop and regroup without a back-off: a partition finished and another may start. */
+  #regroupRequested = false
+  #partitionsWaiting = false
   #failingSince: number | undefined
   #retryDelayMs = RETRY_MIN_MS
 
@@ -81,10 +88,12 @@ export class BackupFetcher {
     const { signal } = this.#options
     while (!signal.aborted) {
       this.#assertTasksHealthy()
-      const active = this.#states.filter(s => !s.task.done)
+      const notDone = this.#states.filter(s => !s.task.done)
+      const active = notDone.slice(0, this.#options.maxConcurrentPartitions)
       if (active.length === 0) {
         return
       }
+      this.#partitionsWaiting = active.length < notDone.length
       try {
         await this.#refresh(active)
       } catch (error) {
@@ -104,6 +113,7 @@ export class BackupFetcher {
         byLeader.set(leader, [...(byLeader.get(leader) ?? []), state])
       }
       this.#restartRequested = false
+      this.#regroupRequested = false
       const loops = await Promise.allSettled([...byLeader].map(([leader, states]) => this.#brokerLoop(leader, states)))
       const failure = loops.find(result => result.status === 'rejected')
       if (failure) {
@@ -213,23 +223,23 @@ export class BackupFetcher {
     const { budget, signal } = this.#options
     const connection = await this.#connect(leader)
     let order = states
-    let inFlight = this.#fetch(connection, order)
     for (;;) {
       const startedAt = performance.now()
-      const { response, requested } = await inFlight
+      const { response, requested } = await this.#nextFetch(connection, order)
       const work = this.#process(response, requested)
       this.#options.onFetch?.(performance.now() - startedAt, work.bytes)
+      if (this.#partitionsWaiting && order.some(s => s.task.done)) {
+        this.#regroupRequested = true
+      }
       order = order.filter(s => !s.task.done && !s.needsOffsetCheck)
-      const stop = this.#restartRequested || signal.aborted || order.length === 0
+      const stop = this.#restartRequested || this.#regroupRequested || signal.aborted || order.length === 0
       if (!stop) {
         await budget.waitForRoom(signal)
         // Rotate so that a partition whose first batch exceeds its share still gets to go first
         // (KIP-74 guarantees one whole batch to the first partition of a response).
         order = [...order.slice(1), ...order.slice(0, 1)]
-        inFlight = this.#fetch(connection, order)
-        // Keep the promise observed: a failure surfaces when the loop awaits it next.
-        inFlight.catch(() => {})
       }
+      // Handing over only queues the writes: they run while the next Fetch is in flight.
       for (const item of work.items) {
         budget.acquire(item.bytes)
         item.state.task.enqueue(item.batches, item.positionAfter, () => budget.release(item.bytes))
@@ -238,6 +248,17 @@ export class BackupFetcher {
         return
       }
     }
+  }
+
+  /** The next Fetch, for the partitions not at their own buffer cap (waiting for one to drain when all are). */
+  async #nextFetch(connection: Connection, order: PartitionState[]) {
+    const { maxPartitionBufferedBytes: cap, budget, signal } = this.#options
+    let eligible = cap === undefined ? order : order.filter(s => s.task.bufferedBytes < cap)
+    while (eligible.length === 0 && !signal.aborted) {
+      await budget.waitForRelease(signal)
+      eligible = order.filter(s => s.task.bufferedBytes < cap!)
+    }
+    return this.#fetch(connection, eligible)
   }
 
   async #connect(leader: number): Promise<Connection> {

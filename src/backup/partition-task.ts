@@ -38,12 +38,16 @@ export class PartitionTask {
   readonly index: PartitionIndex
   /** Where the next fetch starts; ahead of the checkpoint while data is in an open segment. */
   fetchOffset: bigint
+  /** Where this run started (for progress). */
+  readonly runStartOffset: bigint
   /** One-shot runs stop here (the last stable offset when the run started). */
   stopOffset: bigint | undefined
   /** Set when the topic vanished from the cluster; the task then takes no more data. */
   deleted = false
   recordsWritten = 0
   bytesWritten = 0
+  /** Bytes handed over by the fetcher and not yet appended to a segment. */
+  bufferedBytes = 0
 
   readonly #options: PartitionTaskOptions
   #chain: Promise<void> = Promise.resolve()
@@ -59,6 +63,7 @@ export class PartitionTask {
     this.topic = options.index.topic
     this.partition = options.index.partition
     this.fetchOffset = BigInt(options.index.nextOffset)
+    this.runStartOffset = this.fetchOffset
     this.#appendedThrough = this.fetchOffset
   }
 
@@ -82,6 +87,8 @@ export class PartitionTask {
    * which may lie past the last batch when control or aborted batches were dropped.
    */
   enqueue(batches: RecordBatchView[], positionAfter: bigint, release: () => void): void {
+    const bytes = batches.reduce((sum, batch) => sum + batch.bytes.length, 0)
+    this.bufferedBytes += bytes
     this.#run(async () => {
       try {
         for (const batch of batches) {
@@ -93,6 +100,7 @@ export class PartitionTask {
           this.#indexDirty = true
         }
       } finally {
+        this.bufferedBytes -= bytes
         release()
       }
     })

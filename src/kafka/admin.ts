@@ -101,6 +101,28 @@ export async function describeTopicConfigs(
   return result
 }
 
+/** Each topic's effective max.message.bytes (override or broker default): the largest batch it takes. */
+export async function topicMaxMessageBytes(cluster: KafkaCluster, topics: string[]): Promise<Map<string, number>> {
+  const result = new Map<string, number>()
+  if (topics.length === 0) {
+    return result
+  }
+  const described = await cluster.admin.describeConfigs({
+    resources: topics.map(resourceName => ({
+      resourceType: ConfigResourceTypes.TOPIC,
+      resourceName,
+      configurationKeys: ['max.message.bytes']
+    }))
+  })
+  for (const resource of described) {
+    const value = Number(resource.configs.find(c => c.name === 'max.message.bytes')?.value)
+    if (Number.isFinite(value) && value > 0) {
+      result.set(resource.resourceName, value)
+    }
+  }
+  return result
+}
+
 export interface GroupOffset {
   topic: string
   partition: number

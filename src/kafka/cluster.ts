@@ -3,7 +3,15 @@
  * calls, and a separate connection pool for our raw Fetch and Produce, so that a long-polling
  * fetch never queues an admin call behind it.
  */
-import { Admin, type Broker, type ClusterMetadata, type Connection, ConnectionPool } from '@platformatic/kafka'
+import type { ConnectionOptions as TlsOptions } from 'node:tls'
+import {
+  Admin,
+  type Broker,
+  type ClusterMetadata,
+  type Connection,
+  ConnectionPool,
+  type SASLOptions
+} from '@platformatic/kafka'
 import { BackupError } from '../errors.ts'
 
 export interface ClusterOptions {
@@ -11,6 +19,8 @@ export interface ClusterOptions {
   clientId?: string
   connectTimeoutMs?: number
   requestTimeoutMs?: number
+  tls?: TlsOptions
+  sasl?: SASLOptions
 }
 
 export class KafkaCluster {
@@ -22,8 +32,10 @@ export class KafkaCluster {
     const clientId = options.clientId ?? 'kafka-backup'
     this.#bootstrapServers = options.bootstrapServers
     const timeouts = { connectTimeout: options.connectTimeoutMs ?? 10_000, timeout: options.requestTimeoutMs ?? 30_000 }
-    this.admin = new Admin({ clientId, bootstrapBrokers: options.bootstrapServers, ...timeouts })
+    const security = { tls: options.tls, sasl: options.sasl }
+    this.admin = new Admin({ clientId, bootstrapBrokers: options.bootstrapServers, ...timeouts, ...security })
     this.#pool = new ConnectionPool(clientId, {
+      ...security,
       connectTimeout: timeouts.connectTimeout,
       requestTimeout: timeouts.timeout,
       // Raw fetches are pipelined per broker; the pool's default of 5 in flight is enough.

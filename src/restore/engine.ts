@@ -14,13 +14,14 @@
  */
 import { createHash } from 'node:crypto'
 import { BackupError } from '../errors.ts'
-import { listOffsets, listTopics, partitionKey } from '../kafka/admin.ts'
+import { listOffsets, listTopics, partitionKey, topicMaxMessageBytes } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
 import { initProducerId } from '../kafka/raw-produce.ts'
 import type { Storage } from '../storage/storage.ts'
+import { topicMatcher } from '../topics.ts'
 import { toolVersion } from '../version.ts'
 import { OffsetMap, type SerializedOffsetRun } from './offset-map.ts'
-import { dropLeadingRecords, leadingRuns, type OutgoingBatch, toOutgoing } from './outgoing.ts'
+import { dropLeadingRecords, leadingRuns, mergeOutgoing, type OutgoingBatch, toOutgoing } from './outgoing.ts'
 import { buildPlan, type PartitionPlan, type PlanOptions, type RestorePlan } from './plan.ts'
 import { PartitionFeed, RestartNeeded, sendToLeader } from './producer.ts'
 import { readPartitionBatches } from './source.ts'
@@ -36,11 +37,17 @@ export interface RestoreOptions extends PlanOptions {
   maxConcurrentPartitions: number
   rateLimitBytesPerSec?: number
   resetConsumerOffsets: boolean
-  /** Groups whose offsets to translate and commit; empty means every group in the backup. */
+  /** Groups whose offsets to translate and commit: names or `*` patterns. */
   consumerGroups: string[]
   /** Write into target partitions that already hold records (appending after them). */
   allowNonEmptyTarget: boolean
   maxInFlightPerPartition: number
+  /**
+   * Runs of consecutive batches smaller than half this are merged into one batch of up to
+   * this many bytes (the broker takes one batch per partition per request, so a topic written
+   * one record per batch would otherwise restore one record per round trip). 0: never merge.
+   */
+  coalesceMaxBytes: number
   maxRequestBytes: number
   checkpointIntervalMs: number
   signal?: AbortSignal
@@ -170,6 +177,9 @@ function throttleOf(bytesPerSec: number | undefined): ((bytes: number) => Promis
 export class RestoreEngine {
   readonly #options: RestoreOptions
   #state: RestoreState | undefined
+  #plannedRecords = 0
+  /** Per target topic: the merge limit, within its max.message.bytes. */
+  #coalesceLimits = new Map<string, number>()
   readonly #maps = new Map<PartitionState, OffsetMap>()
 
   constructor(options: RestoreOptions) {
@@ -180,11 +190,17 @@ export class RestoreEngine {
     return this.#state?.partitions ?? []
   }
 
+  /** Records in the segments the plan reads (an upper bound with a time window). */
+  plannedRecords(): number {
+    return this.#plannedRecords
+  }
+
   async run(): Promise<RestoreSummary> {
     const options = this.#options
     const startedAt = Date.now()
     const signal = options.signal ?? new AbortController().signal
     const plan = await buildPlan(options.storage, options)
+    this.#plannedRecords = plan.records
     const metadata = await options.cluster.metadata([], false)
     const restoreId = restoreIdOf(plan, metadata.id, options)
     const partitions = plan.topics.flatMap(t => t.partitions)
@@ -211,6 +227,11 @@ export class RestoreEngine {
     }
 
     const topicsCreated = await this.#prepareTopics(plan)
+    const targetTopics = plan.topics.map(t => t.targetTopic)
+    for (const [topic, maxMessageBytes] of await topicMaxMessageBytes(options.cluster, targetTopics)) {
+      // Leave room for the batch header and the request framing around it.
+      this.#coalesceLimits.set(topic, Math.min(options.coalesceMaxBytes, maxMessageBytes - 1024))
+    }
     const state = await this.#openState(restoreId, metadata.id, partitions)
     this.#state = state
     const byTarget = new Map(partitions.map(p => [`${p.targetTopic}/${p.targetPartition}`, p]))
@@ -505,17 +526,35 @@ export class RestoreEngine {
 
   async *#outgoing(plan: PartitionPlan, partition: PartitionState): AsyncGenerator<OutgoingBatch> {
     const { storage, backupId, window, signal } = this.#options
+    const coalesceMaxBytes = this.#coalesceLimits.get(plan.targetTopic) ?? this.#options.coalesceMaxBytes
     const fromOffset = BigInt(partition.sourceNextOffset)
     const index = { ...plan.index, segments: plan.segments }
+    let pending: OutgoingBatch[] = []
+    let pendingBytes = 0
     for await (const batch of readPartitionBatches(storage, backupId, index, {
       fromOffset,
       frameFilter: row => mayOverlap(window, row.maxTimestamp),
       signal
     })) {
       const outgoing = toOutgoing(batch, window, fromOffset)
-      if (outgoing) {
-        yield outgoing
+      if (!outgoing) {
+        continue
       }
+      const size = outgoing.batch.bytes.length
+      if (pending.length > 0 && (size * 2 >= coalesceMaxBytes || pendingBytes + size > coalesceMaxBytes)) {
+        yield mergeOutgoing(pending)
+        pending = []
+        pendingBytes = 0
+      }
+      if (size * 2 >= coalesceMaxBytes) {
+        yield outgoing
+      } else {
+        pending.push(outgoing)
+        pendingBytes += size
+      }
+    }
+    if (pending.length > 0) {
+      yield mergeOutgoing(pending)
     }
   }
 
@@ -565,14 +604,13 @@ export class RestoreEngine {
   async #commitGroupOffsets(plan: RestorePlan): Promise<CommittedGroup[]> {
     const { cluster, consumerGroups } = this.#options
     const state = this.#state!
-    const wanted = new Set(consumerGroups)
-    const groups = plan.manifest.consumerGroups.filter(g => wanted.size === 0 || wanted.has(g.groupId))
-    for (const groupId of wanted) {
-      if (!plan.manifest.consumerGroups.some(g => g.groupId === groupId)) {
-        this.#options.onWarning?.(`consumer group ${groupId} has no offsets in the backup; nothing to commit`, {
-          groupId
-        })
-      }
+    const wanted = topicMatcher({ include: consumerGroups })
+    const groups = plan.manifest.consumerGroups.filter(g => wanted(g.groupId))
+    if (groups.length === 0) {
+      this.#options.onWarning?.(
+        `restore.consumer_groups ${JSON.stringify(consumerGroups)} matches none of the ${plan.manifest.consumerGroups.length} groups captured in the backup; no offsets committed`,
+        {}
+      )
     }
     const bySource = new Map(state.partitions.map(p => [`${p.sourceTopic}/${p.sourcePartition}`, p]))
     const committed: CommittedGroup[] = []

@@ -9,7 +9,7 @@
  */
 import { Attribute, type RecordBatchView, RecordBatchView as View } from '../batch/header.ts'
 import { decodeRecords, encodeBatch, type KafkaRecord } from '../batch/records.ts'
-import { hasOffsetHoles } from '../batch/rewrite.ts'
+import { coalesce, hasOffsetHoles } from '../batch/rewrite.ts'
 import { inWindow, matchBatch, type TimeWindow } from './window.ts'
 
 /** Source offsets `sourceOffset .. +count-1` become target offsets `base + targetDelta ..`. */
@@ -135,4 +135,34 @@ export function leadingRuns(outgoing: OutgoingBatch, count: number): OutgoingRun
     remaining -= take
   }
   return runs
+}
+
+/** One batch from several consecutive ones (decoded and re-encoded); a single one passes as it is. */
+export function mergeOutgoing(batches: readonly OutgoingBatch[]): OutgoingBatch {
+  if (batches.length === 1) {
+    return batches[0]!
+  }
+  const runs: OutgoingRun[] = []
+  let delta = 0
+  for (const outgoing of batches) {
+    for (const run of outgoing.runs) {
+      const last = runs.at(-1)
+      const targetDelta = delta + run.targetDelta
+      if (
+        last &&
+        last.sourceOffset + BigInt(last.count) === run.sourceOffset &&
+        last.targetDelta + last.count === targetDelta
+      ) {
+        last.count += run.count
+      } else {
+        runs.push({ ...run, targetDelta })
+      }
+    }
+    delta += outgoing.batch.recordCount
+  }
+  return {
+    batch: coalesce(batches.map(b => b.batch)),
+    runs,
+    sourceNextAfter: batches.at(-1)!.sourceNextAfter
+  }
 }

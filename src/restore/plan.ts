@@ -19,7 +19,7 @@ import { mayOverlap, type TimeWindow } from './window.ts'
 export interface PlanOptions {
   backupId: string
   topics: { include: string[]; exclude: string[] }
-  /** Only these source partitions of a topic; a topic not named keeps all of its partitions. */
+  /** Only these source partitions of a topic (`*`: of every topic); a topic not named keeps all. */
   sourcePartitions: Record<string, number[]>
   topicMapping: Record<string, string>
   /** Per source topic: source partition -> target partition. */
@@ -58,7 +58,7 @@ export interface RestorePlan {
 function planTopic(topic: TopicEntry, options: PlanOptions, indexes: Map<number, PartitionIndex>): TopicPlan {
   const targetTopic = options.topicMapping[topic.name] ?? topic.name
   const mapping = options.partitionMapping[topic.name] ?? {}
-  const only = options.sourcePartitions[topic.name]
+  const only = options.sourcePartitions[topic.name] ?? options.sourcePartitions['*']
   for (const partition of only ?? []) {
     if (!Number.isInteger(partition) || partition < 0 || partition >= topic.partitionCount) {
       throw new BackupError(

@@ -24,9 +24,10 @@ export function restoreOptions(
     dryRun: false,
     maxConcurrentPartitions: 8,
     resetConsumerOffsets: false,
-    consumerGroups: [],
+    consumerGroups: ['*'],
     allowNonEmptyTarget: false,
     maxInFlightPerPartition: 5,
+    coalesceMaxBytes: 512 * 1024,
     maxRequestBytes: 8 * 1024 * 1024,
     checkpointIntervalMs: 1000,
     ...overrides

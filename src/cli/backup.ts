@@ -1,0 +1,134 @@
+/** `kafka-backup backup`: run a backup described by a config file. */
+import { Command } from 'commander'
+import { BackupEngine } from '../backup/engine.ts'
+import { connectCluster } from '../kafka/connect.ts'
+import { openStorage } from '../storage/open.ts'
+import { loadModeConfig, loggerFor, stopSignal } from './context.ts'
+import { formatBytes, formatCount, formatRate, printJson } from './output.ts'
+import { startProgress } from './progress.ts'
+
+interface BackupFlags {
+  config: string
+  backupId?: string
+  bootstrapServers?: string
+  topics?: string
+  path?: string
+  json?: boolean
+}
+
+export function backupCommand(): Command {
+  return new Command('backup')
+    .description('Back up Kafka topics to storage (one-shot, or continuous with backup.continuous: true).')
+    .requiredOption('-c, --config <file>', 'YAML config with mode: backup')
+    .option('--backup-id <id>', 'override backup_id')
+    .option('--bootstrap-servers <list>', 'override source.bootstrap_servers (comma-separated host:port)')
+    .option('--topics <list>', 'override source.topics.include (comma-separated names or * patterns)')
+    .option(
+      '--path <location>',
+      'override storage: a folder, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix'
+    )
+    .option('--json', 'print the summary as JSON on stdout')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  kafka-backup backup --config backup.yaml
+  kafka-backup backup --config backup.yaml --topics 'orders,payments-*' --path /backups
+  kafka-backup backup --config backup.yaml --json | jq .records`
+    )
+    .action(async (flags: BackupFlags, command: Command) => {
+      const log = loggerFor(command)
+      const config = await loadModeConfig(
+        flags.config,
+        'backup',
+        {
+          backup_id: flags.backupId,
+          bootstrap_servers: flags.bootstrapServers,
+          topics: flags.topics,
+          path: flags.path
+        },
+        log
+      )
+      const storage = await openStorage(config.storage)
+      const cluster = connectCluster(config.source)
+      const { signal, dispose } = stopSignal(log)
+      const kafka = config.source.kafka_config
+      const engine = new BackupEngine({
+        backupId: config.backup_id,
+        storage,
+        cluster,
+        bootstrapServers: config.source.bootstrap_servers,
+        topics: config.source.topics,
+        includeInternalTopics: config.backup.include_internal_topics,
+        compression: config.backup.compression,
+        compressionLevel: config.backup.compression_level,
+        frameMaxBytes: config.backup.frame_max_bytes,
+        segmentMaxBytes: config.backup.segment_max_bytes,
+        segmentMaxIntervalMs: config.backup.segment_max_interval_ms,
+        checkpointIntervalMs: config.backup.checkpoint_interval_secs * 1000,
+        continuous: config.backup.continuous,
+        startOffset: config.backup.start_offset,
+        maxBytesInFlight: config.backup.max_bytes_in_flight,
+        maxConcurrentPartitions: config.backup.max_concurrent_partitions,
+        maxPartitionBufferedBytes: config.backup.max_batch_bytes,
+        fetch: {
+          maxWaitMs: kafka['fetch.max.wait.ms'],
+          minBytes: kafka['fetch.min.bytes'],
+          maxBytes: kafka['fetch.max.bytes'],
+          partitionMaxBytes: kafka['max.partition.fetch.bytes']
+        },
+        signal,
+        onWarning: (message, context) => log.warn(context, message)
+      })
+      const stopProgress = startProgress(
+        `backup ${config.backup_id}`,
+        () => {
+          const partitions = engine.progress()
+          let done = 0
+          let total = 0
+          let remainingPartitions = 0
+          for (const p of partitions) {
+            const start = Number(p.startOffset)
+            const stop = p.stopOffset === null ? Number(p.fetchOffset) : Number(p.stopOffset)
+            total += Math.max(stop - start, 0)
+            done += Math.max(Math.min(Number(p.fetchOffset), stop) - start, 0)
+            if (Number(p.fetchOffset) < stop) {
+              remainingPartitions++
+            }
+          }
+          return {
+            done,
+            total,
+            records: partitions.reduce((sum, p) => sum + p.records, 0),
+            bytes: partitions.reduce((sum, p) => sum + p.bytes, 0),
+            remaining: `${formatCount(Math.max(total - done, 0))} offsets left in ${remainingPartitions} partitions`
+          }
+        },
+        Boolean(process.stderr.isTTY) && !flags.json
+      )
+      try {
+        const summary = await engine.run()
+        stopProgress()
+        if (flags.json) {
+          printJson(summary)
+        } else {
+          console.log(
+            `backup ${summary.backupId} ${summary.status}: ${formatCount(summary.records)} records, ` +
+              `${formatBytes(summary.bytes)} (${formatBytes(summary.storedBytes)} stored) from ` +
+              `${summary.partitions} partitions of ${summary.topics} topics in ${(summary.durationMs / 1000).toFixed(1)} s ` +
+              `(${formatRate(summary.bytes, summary.durationMs)}) to ${summary.location}`
+          )
+          for (const gap of summary.gaps) {
+            console.log(
+              `  gap ${gap.topic}/${gap.partition}: offsets ${gap.fromOffset}..${BigInt(gap.toOffset) - 1n} were deleted by retention before they could be backed up`
+            )
+          }
+        }
+      } finally {
+        stopProgress()
+        dispose()
+        await cluster.close()
+        await storage.close()
+      }
+    })
+}

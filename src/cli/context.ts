@@ -1,0 +1,64 @@
+/** What every command shares: the global options, the logger, config loading, signals. */
+import type { Command } from 'commander'
+import type { Logger } from 'pino'
+import { type ConfigOverrides, loadConfig } from '../config/load.ts'
+import type { Config } from '../config/schema.ts'
+import { BackupError } from '../errors.ts'
+import { createLogger, type LogLevel } from './logger.ts'
+
+export interface GlobalOptions {
+  logLevel: LogLevel
+  debug: boolean
+}
+
+export function globalOptions(command: Command): GlobalOptions {
+  return command.optsWithGlobals() as GlobalOptions
+}
+
+export function loggerFor(command: Command): Logger {
+  return createLogger(globalOptions(command).logLevel)
+}
+
+export async function loadModeConfig<M extends Config['mode']>(
+  file: string,
+  mode: M,
+  overrides: ConfigOverrides,
+  log: Logger
+): Promise<Extract<Config, { mode: M }>> {
+  const config = await loadConfig(file, overrides, {
+    onWarning: warning => log.warn({ key: warning.path }, warning.message)
+  })
+  if (config.mode !== mode) {
+    throw new BackupError(
+      'KB_CONFIG_INVALID',
+      `${file}: mode is ${config.mode}, but \`kafka-backup ${mode}\` needs a config with mode: ${mode}`,
+      { file, path: 'mode', expected: mode, found: config.mode }
+    )
+  }
+  return config as Extract<Config, { mode: M }>
+}
+
+/**
+ * An AbortSignal for SIGINT/SIGTERM: the first signal asks the work to stop cleanly (flush,
+ * checkpoint); a second one exits at once.
+ */
+export function stopSignal(log: Logger): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController()
+  const onSignal = (name: NodeJS.Signals) => {
+    if (controller.signal.aborted) {
+      log.warn(`${name} again: exiting without a final checkpoint`)
+      process.exit(130)
+    }
+    log.info(`${name}: stopping after the current batches are durable (send it again to exit at once)`)
+    controller.abort()
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    }
+  }
+}

@@ -1,0 +1,291 @@
+/** `list`, `describe`, `validate` and `offset-map`: read-only looks at backups in storage. */
+import { Command } from 'commander'
+import type { Logger } from 'pino'
+import { describeBackup, listBackups, requireManifest, validateBackup } from '../backup/inspect.ts'
+import { loadConfig, storageFromLocation } from '../config/load.ts'
+import { storageSchema } from '../config/schema.ts'
+import { BackupError } from '../errors.ts'
+import type { RestoreState } from '../restore/engine.ts'
+import { openStorage } from '../storage/open.ts'
+import type { Storage } from '../storage/storage.ts'
+import { loggerFor } from './context.ts'
+import { formatBytes, formatCount, formatTime, printJson, table } from './output.ts'
+import { startProgress } from './progress.ts'
+
+interface LocationFlags {
+  path?: string
+  config?: string
+  backupId?: string
+  json?: boolean
+}
+
+function withLocation(command: Command, needsBackupId: boolean): Command {
+  command
+    .option(
+      '--path <location>',
+      'where backups live: a folder, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix'
+    )
+    .option('-c, --config <file>', 'take storage (and backup_id) from a backup or restore config instead')
+    .option('--json', 'print JSON on stdout')
+  if (needsBackupId) {
+    command.option('--backup-id <id>', 'the backup (default: backup_id of --config)')
+  }
+  return command
+}
+
+async function open(flags: LocationFlags, log: Logger): Promise<{ storage: Storage; backupId?: string }> {
+  if (flags.config) {
+    const config = await loadConfig(flags.config, flags.path ? { path: flags.path } : {}, {
+      onWarning: warning => log.debug({ key: warning.path }, warning.message)
+    })
+    return { storage: await openStorage(config.storage), backupId: flags.backupId ?? config.backup_id }
+  }
+  if (!flags.path) {
+    throw new BackupError('KB_CONFIG_INVALID', 'say where the backups are: --path <location> or --config <file>', {
+      path: '--path'
+    })
+  }
+  const parsed = storageSchema.safeParse(storageFromLocation(flags.path))
+  if (!parsed.success) {
+    throw new BackupError(
+      'KB_CONFIG_INVALID',
+      `--path ${flags.path}: ${parsed.error.issues[0]?.message ?? 'invalid'}`,
+      {
+        path: '--path'
+      }
+    )
+  }
+  return { storage: await openStorage(parsed.data), backupId: flags.backupId }
+}
+
+function requireBackupId(backupId: string | undefined): string {
+  if (!backupId) {
+    throw new BackupError('KB_CONFIG_INVALID', 'which backup? give --backup-id <id> (or --config with a backup_id)', {
+      path: '--backup-id'
+    })
+  }
+  return backupId
+}
+
+export function listCommand(): Command {
+  return withLocation(new Command('list').description('List the backups under a storage location.'), false)
+    .addHelpText(
+      'after',
+      '\nExamples:\n  kafka-backup list --path /backups\n  kafka-backup list --path s3://my-bucket/kafka --json'
+    )
+    .action(async (flags: LocationFlags, command: Command) => {
+      const { storage } = await open(flags, loggerFor(command))
+      try {
+        const backups = await listBackups(storage)
+        if (flags.json) {
+          printJson(backups)
+        } else if (backups.length === 0) {
+          console.log(`no backups at ${storage.location}`)
+        } else {
+          console.log(
+            table(
+              ['backup', 'topics', 'created', 'updated', 'last run'],
+              backups.map(b => [b.backupId, b.topics, b.createdAt, b.updatedAt, b.lastRun ?? '-'])
+            )
+          )
+        }
+      } finally {
+        await storage.close()
+      }
+    })
+}
+
+export function describeCommand(): Command {
+  return withLocation(
+    new Command('describe').description('Describe a backup: topics, partitions, offset and time ranges, sizes.'),
+    true
+  )
+    .addHelpText(
+      'after',
+      '\nExamples:\n  kafka-backup describe --path /backups --backup-id nightly\n  kafka-backup describe --config backup.yaml --json'
+    )
+    .action(async (flags: LocationFlags, command: Command) => {
+      const { storage, backupId } = await open(flags, loggerFor(command))
+      try {
+        const description = await describeBackup(storage, requireBackupId(backupId))
+        if (flags.json) {
+          printJson(description)
+          return
+        }
+        console.log(`backup ${description.backupId} at ${description.location}`)
+        console.log(
+          `  ${formatCount(description.records)} records, ${formatBytes(description.bytes)} of batches, ` +
+            `${formatBytes(description.storedBytes)} stored (${description.compression.codec} level ${description.compression.level}` +
+            `${description.compressionRatio ? `, ratio ${description.compressionRatio.toFixed(2)}` : ''})`
+        )
+        console.log(
+          `  source cluster ${description.source.clusterId ?? '?'} (${description.source.bootstrapServers.join(',')})`
+        )
+        console.log(
+          `  created ${description.createdAt}, updated ${description.updatedAt}, ${description.runs.length} runs`
+        )
+        console.log('')
+        console.log(
+          table(
+            ['topic/partition', 'offsets', 'records', 'size', 'stored', 'first time', 'last time', 'gaps'],
+            description.topics.flatMap(t =>
+              t.partitions.map(p => [
+                `${p.topic}/${p.partition}`,
+                `${p.startOffset}..${BigInt(p.nextOffset) - 1n}`,
+                formatCount(p.records),
+                formatBytes(p.bytes),
+                formatBytes(p.storedBytes),
+                p.minTimestamp === null ? '-' : formatTime(p.minTimestamp),
+                p.maxTimestamp === null ? '-' : formatTime(p.maxTimestamp),
+                p.gaps.length
+              ])
+            )
+          )
+        )
+        if (description.consumerGroups.length > 0) {
+          console.log('')
+          console.log(
+            table(
+              ['consumer group', 'state', 'partitions', 'captured'],
+              description.consumerGroups.map(g => [g.groupId, g.state, g.offsets.length, g.capturedAt])
+            )
+          )
+        }
+      } finally {
+        await storage.close()
+      }
+    })
+}
+
+export function validateCommand(): Command {
+  return withLocation(
+    new Command('validate')
+      .description('Check a backup: manifest, indexes and segments agree, offsets continue, gaps reported.')
+      .option('--deep', 'also read every frame: every checksum and every Kafka batch CRC'),
+    true
+  )
+    .addHelpText(
+      'after',
+      '\nExit code 0 when valid, 1 when an error was found (warnings do not fail).\n\nExamples:\n  kafka-backup validate --path /backups --backup-id nightly --deep'
+    )
+    .action(async (flags: LocationFlags & { deep?: boolean }, command: Command) => {
+      const { storage, backupId } = await open(flags, loggerFor(command))
+      try {
+        const id = requireBackupId(backupId)
+        let checked = 0
+        const total = flags.deep
+          ? (await describeBackup(storage, id)).topics
+              .flatMap(t => t.partitions)
+              .reduce((sum, p) => sum + p.segments, 0)
+          : 0
+        const stopProgress = startProgress(
+          `validate ${id}`,
+          () => ({ done: checked, total, records: 0, bytes: 0, remaining: `${total - checked} segments left` }),
+          Boolean(flags.deep && process.stderr.isTTY && !flags.json)
+        )
+        const report = await validateBackup(storage, id, {
+          deep: flags.deep,
+          onSegment: () => {
+            checked++
+          }
+        })
+        stopProgress()
+        if (flags.json) {
+          printJson(report)
+        } else {
+          for (const problem of report.problems) {
+            console.log(`${problem.severity.padEnd(7)} ${problem.code}: ${problem.message}`)
+          }
+          console.log(
+            `backup ${id} is ${report.valid ? 'valid' : 'INVALID'}: ${report.partitions} partitions, ${report.segments} segments` +
+              `${report.deep ? `, ${report.frames} frames read and checked` : ''}, ${formatCount(report.records)} records, ` +
+              `${report.problems.filter(p => p.severity === 'error').length} errors, ${report.problems.filter(p => p.severity === 'warning').length} warnings`
+          )
+        }
+        if (!report.valid) {
+          process.exitCode = 1
+        }
+      } finally {
+        await storage.close()
+      }
+    })
+}
+
+export function offsetMapCommand(): Command {
+  return withLocation(
+    new Command('offset-map')
+      .description('Print how source offsets map to restored offsets, per restore of a backup.')
+      .option('--restore-id <id>', 'only this restore'),
+    true
+  )
+    .addHelpText(
+      'after',
+      '\nExamples:\n  kafka-backup offset-map --path /backups --backup-id nightly\n  kafka-backup offset-map --path /backups --backup-id nightly --json'
+    )
+    .action(async (flags: LocationFlags & { restoreId?: string }, command: Command) => {
+      const { storage, backupId } = await open(flags, loggerFor(command))
+      try {
+        const id = requireBackupId(backupId)
+        await requireManifest(storage, id)
+        const keys = (await storage.list(`${id}/restores/`))
+          .map(o => o.key)
+          .filter(key => key.endsWith('/restore.json'))
+          .filter(key => !flags.restoreId || key === `${id}/restores/${flags.restoreId}/restore.json`)
+        const restores: RestoreState[] = []
+        for (const key of keys) {
+          restores.push(JSON.parse((await storage.get(key)).toString('utf8')) as RestoreState)
+        }
+        if (flags.restoreId && restores.length === 0) {
+          throw new BackupError('KB_BACKUP_NOT_FOUND', `backup ${id} has no restore ${flags.restoreId}`, {
+            backupId: id,
+            restoreId: flags.restoreId
+          })
+        }
+        if (flags.json) {
+          printJson(
+            restores.map(r => ({
+              restoreId: r.restoreId,
+              status: r.status,
+              target: r.target,
+              window: r.window,
+              partitions: r.partitions.map(p => ({
+                source: { topic: p.sourceTopic, partition: p.sourcePartition },
+                target: { topic: p.targetTopic, partition: p.targetPartition },
+                runs: p.offsetMap.map(([sourceOffset, targetOffset, count]) => ({ sourceOffset, targetOffset, count }))
+              })),
+              consumerGroups: r.consumerGroups
+            }))
+          )
+          return
+        }
+        if (restores.length === 0) {
+          console.log(`backup ${id} has not been restored yet`)
+        }
+        for (const restore of restores) {
+          console.log(
+            `restore ${restore.restoreId} (${restore.status}, ${restore.updatedAt}) to ${restore.target.bootstrapServers.join(',')}`
+          )
+          console.log(
+            table(
+              ['source', 'target', 'source offsets', 'target offsets'],
+              restore.partitions.flatMap(p =>
+                p.offsetMap.map(([source, target, count]) => [
+                  `${p.sourceTopic}/${p.sourcePartition}`,
+                  `${p.targetTopic}/${p.targetPartition}`,
+                  `${source}..${BigInt(source) + BigInt(count) - 1n}`,
+                  `${target}..${BigInt(target) + BigInt(count) - 1n}`
+                ])
+              )
+            )
+          )
+          for (const group of restore.consumerGroups) {
+            console.log(
+              `  group ${group.groupId}: ${group.offsets.map(o => `${o.topic}/${o.partition} ${o.sourceOffset}->${o.targetOffset}`).join(', ')}`
+            )
+          }
+        }
+      } finally {
+        await storage.close()
+      }
+    })
+}

@@ -1,0 +1,49 @@
+/** A KafkaCluster for a validated `source` or `target` config section (bootstrap, TLS, SASL). */
+import { readFileSync } from 'node:fs'
+import type { SecurityConfig, SourceConfig, TargetConfig } from '../config/schema.ts'
+import { BackupError } from '../errors.ts'
+import { type ClusterOptions, KafkaCluster } from './cluster.ts'
+
+function readPem(path: string, key: string): Buffer {
+  try {
+    return readFileSync(path)
+  } catch (error) {
+    throw new BackupError('KB_CONFIG_INVALID', `security.${key}: cannot read ${path} (${(error as Error).message})`, {
+      path: `security.${key}`,
+      file: path,
+      cause: error
+    })
+  }
+}
+
+export function securityOptions(security: SecurityConfig): Pick<ClusterOptions, 'tls' | 'sasl'> {
+  const protocol = security.security_protocol
+  const tls =
+    protocol === 'SSL' || protocol === 'SASL_SSL'
+      ? {
+          ca: security.ssl_ca_location ? readPem(security.ssl_ca_location, 'ssl_ca_location') : undefined,
+          cert: security.ssl_certificate_location
+            ? readPem(security.ssl_certificate_location, 'ssl_certificate_location')
+            : undefined,
+          key: security.ssl_key_location ? readPem(security.ssl_key_location, 'ssl_key_location') : undefined,
+          passphrase: security.ssl_key_password
+        }
+      : undefined
+  const sasl =
+    protocol === 'SASL_PLAINTEXT' || protocol === 'SASL_SSL'
+      ? {
+          mechanism: security.sasl_mechanism!,
+          username: security.sasl_username,
+          password: security.sasl_password
+        }
+      : undefined
+  return { tls, sasl }
+}
+
+export function connectCluster(section: SourceConfig | TargetConfig): KafkaCluster {
+  return new KafkaCluster({
+    bootstrapServers: section.bootstrap_servers,
+    clientId: section.client_id,
+    ...securityOptions(section.security)
+  })
+}
