@@ -3,7 +3,13 @@
  * listing, offsets (log start, high watermark, last stable offset), topic configs and
  * consumer-group offsets.
  */
-import { ConfigResourceTypes, ConfigSources, FetchIsolationLevels, ListOffsetTimestamps } from '@platformatic/kafka'
+import {
+  ConfigResourceTypes,
+  ConfigSources,
+  FetchIsolationLevels,
+  ListOffsetTimestamps,
+  listOffsetsV9
+} from '@platformatic/kafka'
 import { BackupError } from '../errors.ts'
 import type { KafkaCluster } from './cluster.ts'
 
@@ -25,7 +31,7 @@ export function isInternalTopic(name: string): boolean {
 }
 
 export async function listTopics(cluster: KafkaCluster): Promise<TopicInfo[]> {
-  const names = await cluster.admin.listTopics({ includeInternals: true })
+  const names = await cluster.call('listing topics', () => cluster.admin.listTopics({ includeInternals: true }))
   if (names.length === 0) {
     return []
   }
@@ -57,13 +63,20 @@ export async function listOffsets(
     return new Map()
   }
   const timestamp = spec === 'earliest' ? ListOffsetTimestamps.EARLIEST : ListOffsetTimestamps.LATEST
-  const listed = await cluster.admin.listOffsets({
-    topics: [...byTopic].map(([name, ids]) => ({
-      name,
-      partitions: ids.map(partitionIndex => ({ partitionIndex, timestamp }))
-    })),
-    isolationLevel: spec === 'lastStable' ? FetchIsolationLevels.READ_COMMITTED : FetchIsolationLevels.READ_UNCOMMITTED
-  })
+  const isolationLevel =
+    spec === 'lastStable' ? FetchIsolationLevels.READ_COMMITTED : FetchIsolationLevels.READ_UNCOMMITTED
+  const topics = [...byTopic].map(([name, ids]) => ({
+    name,
+    partitions: ids.map(partitionIndex => ({ partitionIndex, timestamp }))
+  }))
+  const regular = topics.filter(t => !isInternalTopic(t.name))
+  const internal = topics.filter(t => isInternalTopic(t.name))
+  const listed = [
+    ...(regular.length === 0
+      ? []
+      : await cluster.call('listing offsets', () => cluster.admin.listOffsets({ topics: regular, isolationLevel }))),
+    ...(internal.length === 0 ? [] : await listOffsetsDirect(cluster, internal, isolationLevel))
+  ]
   const offsets = new Map<string, bigint>()
   for (const topic of listed) {
     for (const p of topic.partitions) {
@@ -71,6 +84,72 @@ export async function listOffsets(
     }
   }
   return offsets
+}
+
+/**
+ * ListOffsets sent to each leader ourselves: the Admin client's own looks partitions up in its
+ * metadata cache, which leaves out internal topics (see KafkaCluster.metadata).
+ */
+async function listOffsetsDirect(
+  cluster: KafkaCluster,
+  topics: Array<{ name: string; partitions: Array<{ partitionIndex: number; timestamp: bigint }> }>,
+  isolationLevel: number
+): Promise<Array<{ name: string; partitions: Array<{ partitionIndex: number; offset: bigint }> }>> {
+  const metadata = await cluster.metadata(
+    topics.map(t => t.name),
+    true
+  )
+  const byLeader = new Map<
+    number,
+    Array<{
+      name: string
+      partitions: Array<{ partitionIndex: number; currentLeaderEpoch: number; timestamp: bigint }>
+    }>
+  >()
+  for (const topic of topics) {
+    for (const { partitionIndex, timestamp } of topic.partitions) {
+      const partition = metadata.topics.get(topic.name)?.partitions[partitionIndex]
+      if (!partition || partition.leader < 0) {
+        throw new BackupError('KB_KAFKA', `${topic.name}/${partitionIndex} has no leader`, {
+          topic: topic.name,
+          partition: partitionIndex
+        })
+      }
+      const requests = byLeader.get(partition.leader) ?? []
+      byLeader.set(partition.leader, requests)
+      let request = requests.find(r => r.name === topic.name)
+      if (!request) {
+        request = { name: topic.name, partitions: [] }
+        requests.push(request)
+      }
+      request.partitions.push({ partitionIndex, currentLeaderEpoch: partition.leaderEpoch, timestamp })
+    }
+  }
+  const responses = await Promise.all(
+    [...byLeader].map(async ([leader, requests]) =>
+      cluster.call('listing offsets', async () =>
+        listOffsetsV9.api.async(await cluster.connection(metadata, leader), -1, isolationLevel, requests)
+      )
+    )
+  )
+  return responses.flatMap(response =>
+    response.topics.map(topic => ({
+      name: topic.name,
+      partitions: topic.partitions.map(p => {
+        if (p.errorCode !== 0) {
+          throw new BackupError(
+            'KB_KAFKA',
+            `listing offsets of ${topic.name}/${p.partitionIndex} failed with error ${p.errorCode}`,
+            {
+              topic: topic.name,
+              partition: p.partitionIndex
+            }
+          )
+        }
+        return { partitionIndex: p.partitionIndex, offset: p.offset }
+      })
+    }))
+  )
 }
 
 export function partitionKey(topic: string, partition: number): string {
@@ -86,9 +165,11 @@ export async function describeTopicConfigs(
   if (topics.length === 0) {
     return result
   }
-  const described = await cluster.admin.describeConfigs({
-    resources: topics.map(resourceName => ({ resourceType: ConfigResourceTypes.TOPIC, resourceName }))
-  })
+  const described = await cluster.call('describing topic configs', () =>
+    cluster.admin.describeConfigs({
+      resources: topics.map(resourceName => ({ resourceType: ConfigResourceTypes.TOPIC, resourceName }))
+    })
+  )
   for (const resource of described) {
     const overrides: Record<string, string> = {}
     for (const config of resource.configs) {
@@ -107,13 +188,15 @@ export async function topicMaxMessageBytes(cluster: KafkaCluster, topics: string
   if (topics.length === 0) {
     return result
   }
-  const described = await cluster.admin.describeConfigs({
-    resources: topics.map(resourceName => ({
-      resourceType: ConfigResourceTypes.TOPIC,
-      resourceName,
-      configurationKeys: ['max.message.bytes']
-    }))
-  })
+  const described = await cluster.call('describing topic configs', () =>
+    cluster.admin.describeConfigs({
+      resources: topics.map(resourceName => ({
+        resourceType: ConfigResourceTypes.TOPIC,
+        resourceName,
+        configurationKeys: ['max.message.bytes']
+      }))
+    })
+  )
   for (const resource of described) {
     const value = Number(resource.configs.find(c => c.name === 'max.message.bytes')?.value)
     if (Number.isFinite(value) && value > 0) {
@@ -139,22 +222,16 @@ export interface GroupOffsets {
 
 /** Every consumer group's committed offsets on the given topics (groups without any are left out). */
 export async function captureGroupOffsets(cluster: KafkaCluster, topics: Set<string>): Promise<GroupOffsets[]> {
-  const groups = await cluster.admin.listGroups({ types: ['classic', 'consumer'] })
+  const groups = await cluster.call('listing consumer groups', () =>
+    cluster.admin.listGroups({ types: ['classic', 'consumer'] })
+  )
   const consumerGroups = [...groups.values()].filter(g => g.protocolType === 'consumer' || g.protocolType === '')
   if (consumerGroups.length === 0) {
     return []
   }
-  let listed: Awaited<ReturnType<KafkaCluster['admin']['listConsumerGroupOffsets']>>
-  try {
-    listed = await cluster.admin.listConsumerGroupOffsets({
-      groups: consumerGroups.map(g => g.id),
-      requireStable: true
-    })
-  } catch (error) {
-    throw new BackupError('KB_KAFKA', `could not read consumer group offsets: ${(error as Error).message}`, {
-      cause: error
-    })
-  }
+  const listed = await cluster.call('reading consumer group offsets', () =>
+    cluster.admin.listConsumerGroupOffsets({ groups: consumerGroups.map(g => g.id), requireStable: true })
+  )
   const result: GroupOffsets[] = []
   for (const group of listed) {
     const offsets: GroupOffset[] = []

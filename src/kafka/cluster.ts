@@ -8,8 +8,11 @@ import {
   Admin,
   type Broker,
   type ClusterMetadata,
+  type ClusterPartitionMetadata,
   type Connection,
   ConnectionPool,
+  findErrorBy,
+  metadataV12,
   type SASLOptions
 } from '@platformatic/kafka'
 import { BackupError } from '../errors.ts'
@@ -21,6 +24,15 @@ export interface ClusterOptions {
   requestTimeoutMs?: number
   tls?: TlsOptions
   sasl?: SASLOptions
+}
+
+/** The most specific message of an error that aggregates others (the client's MultipleErrors). */
+function innermost(error: unknown): string {
+  let current = error as (Error & { errors?: unknown[] }) | undefined
+  while (current?.errors?.[0] !== undefined) {
+    current = current.errors[0] as Error & { errors?: unknown[] }
+  }
+  return current?.message ?? String(error)
 }
 
 export class KafkaCluster {
@@ -44,14 +56,71 @@ export class KafkaCluster {
   }
 
   async metadata(topics: string[], forceUpdate = false): Promise<ClusterMetadata> {
+    const metadata = await this.call('reading metadata', () => this.admin.metadata({ topics, forceUpdate }))
+    const internal = topics.filter(topic => metadata.topics.get(topic) === undefined)
+    if (internal.length > 0) {
+      await this.#addInternalTopics(metadata, internal)
+    }
+    return metadata
+  }
+
+  /**
+   * @platformatic/kafka's metadata cache leaves out internal topics (__consumer_offsets,
+   * __transaction_state) and answers them with `undefined`. A direct Metadata request fills
+   * them in, so that include_internal_topics can list, size and fetch them like any topic.
+   */
+  async #addInternalTopics(metadata: ClusterMetadata, topics: string[]): Promise<void> {
+    const [broker] = metadata.brokers.values()
+    if (!broker) {
+      return
+    }
+    const response = await this.call('reading metadata of internal topics', async () =>
+      metadataV12.api.async(await this.#pool.get(broker), topics, false, false)
+    )
+    for (const topic of response.topics) {
+      if (topic.errorCode !== 0 || !topic.name) {
+        continue
+      }
+      const partitions: ClusterPartitionMetadata[] = []
+      for (const p of topic.partitions) {
+        partitions[p.partitionIndex] = {
+          leader: p.leaderId,
+          leaderEpoch: p.leaderEpoch,
+          replicas: p.replicaNodes,
+          isr: p.isrNodes,
+          offlineReplicas: p.offlineReplicas
+        }
+      }
+      metadata.topics.set(topic.name, {
+        id: topic.topicId,
+        partitions,
+        partitionsCount: topic.partitions.length,
+        lastUpdate: Date.now()
+      })
+    }
+  }
+
+  /**
+   * Runs an admin call, turning the client's errors into ours: KB_KAFKA_UNREACHABLE when no
+   * broker answered (the message names the bootstrap servers), KB_KAFKA otherwise.
+   */
+  async call<T>(what: string, run: () => Promise<T>): Promise<T> {
     try {
-      return await this.admin.metadata({ topics, forceUpdate })
+      return await run()
     } catch (error) {
-      throw new BackupError(
-        'KB_KAFKA_UNREACHABLE',
-        `could not read metadata from ${this.#bootstrapServers.join(',')}: ${(error as Error).message}`,
-        { cause: error, bootstrapServers: this.#bootstrapServers }
-      )
+      const unreachable =
+        findErrorBy(error as Error, 'code', 'PLT_KFK_NETWORK') ?? findErrorBy(error as Error, 'code', 'PLT_KFK_TIMEOUT')
+      const servers = this.#bootstrapServers.join(',')
+      throw unreachable
+        ? new BackupError(
+            'KB_KAFKA_UNREACHABLE',
+            `${what} failed: no answer from Kafka at ${servers} (${innermost(error)})`,
+            {
+              cause: error,
+              bootstrapServers: this.#bootstrapServers
+            }
+          )
+        : new BackupError('KB_KAFKA', `${what} failed on ${servers}: ${innermost(error)}`, { cause: error })
     }
   }
 

@@ -634,7 +634,9 @@ export class RestoreEngine {
       if (offsets.length === 0) {
         continue
       }
-      const described = await cluster.admin.describeGroups({ groups: [group.groupId] })
+      const described = await cluster.call(`describing consumer group ${group.groupId}`, () =>
+        cluster.admin.describeGroups({ groups: [group.groupId] })
+      )
       const targetState = described.get(group.groupId)?.state ?? 'Dead'
       if (!['Empty', 'Dead', 'EMPTY', 'DEAD'].includes(String(targetState))) {
         throw new BackupError(
@@ -650,10 +652,12 @@ export class RestoreEngine {
           { partition: o.partition, offset: BigInt(o.targetOffset) }
         ])
       }
-      await cluster.admin.alterConsumerGroupOffsets({
-        groupId: group.groupId,
-        topics: [...byTopic].map(([name, partitionOffsets]) => ({ name, partitionOffsets }))
-      })
+      await cluster.call(`committing offsets of consumer group ${group.groupId}`, () =>
+        cluster.admin.alterConsumerGroupOffsets({
+          groupId: group.groupId,
+          topics: [...byTopic].map(([name, partitionOffsets]) => ({ name, partitionOffsets }))
+        })
+      )
       committed.push({ groupId: group.groupId, offsets })
     }
     return committed

@@ -1,0 +1,281 @@
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { after, before, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Producer } from '@platformatic/kafka'
+import type { KafkaCluster } from '../../src/kafka/cluster.ts'
+import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
+import { finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
+import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { contentOf, readTopicRecords } from '../helpers/topic.ts'
+
+let cluster: KafkaCluster
+let producer: Producer
+before(() => {
+  cluster = testCluster()
+  producer = new Producer({ clientId: 'kafka-backup-test', bootstrapBrokers: [bootstrapServers()] })
+})
+after(async () => {
+  await producer.close()
+  await cluster.close()
+})
+
+/** About 1 KiB of JSON per record, compressible like real events. */
+async function produceJson(topic: string, partitions: number, recordsPerPartition: number): Promise<void> {
+  for (let partition = 0; partition < partitions; partition++) {
+    for (let start = 0; start < recordsPerPartition; start += 500) {
+      await producer.send({
+        compression: 'lz4',
+        messages: Array.from({ length: Math.min(500, recordsPerPartition - start) }, (_, i) => ({
+          topic,
+          partition,
+          key: Buffer.from(`customer-${(start + i) % 977}`),
+          value: Buffer.from(
+            JSON.stringify({
+              id: start + i,
+              partition,
+              kind: 'order-created',
+              items: Array.from({ length: 8 }, (_, n) => ({
+                sku: `SKU-${(start + i + n) % 1000}`,
+                qty: n + 1,
+                note: 'x'.repeat(60)
+              }))
+            })
+          )
+        }))
+      })
+    }
+  }
+}
+
+function backupYaml(topic: string, path: string, extra = ''): string {
+  return `mode: backup
+backup_id: cli-test
+source:
+  bootstrap_servers: ${bootstrapServers()}
+  topics:
+    include: [${topic}]
+storage:
+  backend: filesystem
+  path: ${path}
+${extra}`
+}
+
+/** A fingerprint of every file under a folder, to prove a failed run changed nothing. */
+function fingerprint(folder: string): Map<string, string> {
+  const result = new Map<string, string>()
+  const walk = (dir: string) => {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name)
+      if (statSync(path).isDirectory()) {
+        walk(path)
+      } else {
+        result.set(path, createHash('sha256').update(readFileSync(path)).digest('hex'))
+      }
+    }
+  }
+  walk(folder)
+  return result
+}
+
+test('a backup killed with SIGKILL and run again holds every record exactly once', async () => {
+  const topic = uniqueTopic('cli-kill-backup')
+  await createTopic(cluster, topic, 2)
+  await produceJson(topic, 2, 15_000)
+  const storage = tempStorage()
+  const path = storage.location
+  const config = writeConfig(backupYaml(topic, path))
+  // The first run gets one batch per Fetch, each held 300 ms by an unreachable fetch.min.bytes,
+  // and closes a segment per batch: slow enough to be killed halfway, with segments durable.
+  const slow = writeConfig(
+    backupYaml(topic, path, 'backup:\n  segment_max_bytes: 65536\n  frame_max_bytes: 65536\n').replace(
+      '  topics:',
+      '  kafka_config:\n    fetch.min.bytes: 52428800\n    fetch.max.bytes: 52428800\n    fetch.max.wait.ms: 300\n    max.partition.fetch.bytes: 1\n  topics:'
+    )
+  )
+  const child = startCli(['backup', '--config', slow])
+  const result = finished(child)
+  const indexFile = join(path, 'cli-test', 'topics', topic, '0', 'index.json')
+  for (let i = 0; i < 600 && !existsSync(indexFile); i++) {
+    await sleep(50)
+  }
+  assert.ok(existsSync(indexFile), 'the first run made a segment durable')
+  await sleep(500)
+  child.kill('SIGKILL')
+  assert.equal((await result).signal, 'SIGKILL')
+  const manifest = JSON.parse(readFileSync(join(path, 'cli-test', 'manifest.json'), 'utf8'))
+  assert.equal(manifest.runs.at(-1).status, 'running', 'the killed run did not finish')
+
+  const rerun = await runCli(['backup', '--config', config, '--json'])
+  assert.equal(rerun.code, 0, rerun.stderr)
+  const summary = JSON.parse(rerun.stdout)
+  assert.ok(summary.records > 0 && summary.records < 30_000, `the rerun continued (${summary.records} records)`)
+
+  const records = await readBackedUpRecords(storage, 'cli-test', topic)
+  for (let partition = 0; partition < 2; partition++) {
+    const offsets = records.filter(r => r.partition === partition).map(r => r.offset)
+    assert.deepEqual(
+      offsets,
+      Array.from({ length: 15_000 }, (_, i) => BigInt(i)),
+      `partition ${partition}: every offset once, in order`
+    )
+  }
+  const validate = await runCli(['validate', '--path', path, '--backup-id', 'cli-test', '--deep', '--json'])
+  assert.equal(validate.code, 0, validate.stdout)
+  assert.equal(JSON.parse(validate.stdout).valid, true)
+})
+
+test('a restore killed with SIGKILL and run again writes every record exactly once', async () => {
+  const topic = uniqueTopic('cli-kill-restore')
+  await createTopic(cluster, topic, 2)
+  await produceJson(topic, 2, 10_000)
+  const storage = tempStorage()
+  await runBackup(backupOptions(cluster, storage, [topic], { compression: 'lz4', segmentMaxBytes: 2 * 1024 * 1024 }))
+  const target = `${topic}-restored`
+  const restoreYaml = (rateLimit: string) => `mode: restore
+backup_id: test-backup
+target:
+  bootstrap_servers: ${bootstrapServers()}
+restore:
+  topic_mapping:
+    ${topic}: ${target}
+  ${rateLimit}
+storage:
+  backend: filesystem
+  path: ${storage.location}
+`
+  // A rate limit makes the first run slow enough to be killed halfway; it is not part of the
+  // restore's identity, so the second run, without it, resumes the same restore.
+  const child = startCli(['restore', '--config', writeConfig(restoreYaml('rate_limit_bytes_per_sec: 65536'))])
+  const result = finished(child)
+  const restoresDir = join(storage.location, 'test-backup', 'restores')
+  const progressed = () => {
+    if (!existsSync(restoresDir)) return false
+    const [id] = readdirSync(restoresDir)
+    const file = id && join(restoresDir, id, 'restore.json')
+    return Boolean(
+      file &&
+        existsSync(file) &&
+        JSON.parse(readFileSync(file, 'utf8')).partitions.some((p: { records: number }) => p.records > 0)
+    )
+  }
+  for (let i = 0; i < 400 && !progressed(); i++) {
+    await sleep(50)
+  }
+  assert.ok(progressed(), 'the first run checkpointed some progress')
+  // Let more batches go out after the checkpoint, so some are written but not checkpointed.
+  await sleep(700)
+  child.kill('SIGKILL')
+  assert.equal((await result).signal, 'SIGKILL')
+
+  const rerun = await runCli(['restore', '--config', writeConfig(restoreYaml('')), '--json'])
+  assert.equal(rerun.code, 0, rerun.stderr)
+  const source = await readTopicRecords(cluster, topic)
+  const restored = await readTopicRecords(cluster, target)
+  assert.equal(restored.length, 20_000, 'no record lost or duplicated')
+  assert.deepEqual(contentOf(restored), contentOf(source))
+})
+
+test('bad inputs give one clear line with a code, a non-zero exit, and leave the backup untouched', async () => {
+  const topic = uniqueTopic('cli-errors')
+  await createTopic(cluster, topic, 1)
+  await produceJson(topic, 1, 100)
+  const storage = tempStorage()
+  const path = storage.location
+  const good = writeConfig(backupYaml(topic, path))
+  assert.equal((await runCli(['backup', '--config', good])).code, 0)
+  const before = fingerprint(path)
+
+  const fileInsteadOfFolder = join(path, 'not-a-folder')
+  writeFileSync(fileInsteadOfFolder, 'x')
+  const cases: Array<{ name: string; args: string[]; code: string; exit: number }> = [
+    {
+      name: 'missing backup_id',
+      args: ['backup', '--config', writeConfig(backupYaml(topic, path).replace('backup_id: cli-test\n', ''))],
+      code: 'KB_CONFIG_INVALID',
+      exit: 2
+    },
+    {
+      name: 'unknown backend',
+      args: [
+        'backup',
+        '--config',
+        writeConfig(backupYaml(topic, path).replace('backend: filesystem', 'backend: tape'))
+      ],
+      code: 'KB_CONFIG_INVALID',
+      exit: 2
+    },
+    {
+      name: 'missing config file',
+      args: ['backup', '--config', join(path, 'nope.yaml')],
+      code: 'KB_CONFIG_NOT_FOUND',
+      exit: 2
+    },
+    {
+      name: 'unreachable broker',
+      args: ['backup', '--config', good, '--bootstrap-servers', '127.0.0.1:1'],
+      code: 'KB_KAFKA_UNREACHABLE',
+      exit: 1
+    },
+    {
+      name: 'unwritable path',
+      args: ['backup', '--config', good, '--path', join(fileInsteadOfFolder, 'backups')],
+      code: 'KB_STORAGE',
+      exit: 1
+    },
+    {
+      name: 'a topic pattern that matches nothing',
+      args: ['backup', '--config', good, '--topics', 'no-such-topic-*'],
+      code: 'KB_TOPIC_NOT_FOUND',
+      exit: 1
+    },
+    {
+      name: 'a backup that does not exist',
+      args: ['describe', '--path', path, '--backup-id', 'no-such-backup'],
+      code: 'KB_BACKUP_NOT_FOUND',
+      exit: 1
+    }
+  ]
+  for (const c of cases) {
+    const result = await runCli(c.args)
+    assert.equal(result.code, c.exit, `${c.name}: exit code (stderr: ${result.stderr})`)
+    const lines = result.stderr.trim().split('\n')
+    assert.equal(lines.length, 1, `${c.name}: one line, got ${result.stderr}`)
+    assert.match(lines[0]!, new RegExp(`^kafka-backup: ${c.code}: `), `${c.name}: ${lines[0]}`)
+    assert.doesNotMatch(result.stderr, /\n\s+at /, `${c.name}: no stack trace`)
+  }
+  assert.deepEqual(
+    fingerprint(path),
+    new Map([...before, [fileInsteadOfFolder, fingerprint(path).get(fileInsteadOfFolder)!]])
+  )
+})
+
+test('a password in the config never appears in the output of a failing run', async () => {
+  const secret = 'Sup3r-S3cret-Passw0rd'
+  const config = writeConfig(`mode: backup
+backup_id: secret-test
+source:
+  bootstrap_servers: 127.0.0.1:1
+  security:
+    security_protocol: SASL_PLAINTEXT
+    sasl_mechanism: PLAIN
+    sasl_username: admin
+    sasl_password: ${secret}
+storage:
+  backend: filesystem
+  path: ${tempStorage().location}
+`)
+  for (const args of [
+    ['backup', '--config', config],
+    ['backup', '--config', config, '--json', '--debug', '--log-level', 'debug']
+  ]) {
+    const result = await runCli(args)
+    assert.notEqual(result.code, 0)
+    assert.ok(
+      !`${result.stdout}${result.stderr}`.includes(secret),
+      `the password leaked: ${result.stdout}${result.stderr}`
+    )
+  }
+})
