@@ -26,7 +26,8 @@ import {
   readManifest,
   readPartitionIndex,
   type TopicEntry,
-  writeManifest
+  writeManifest,
+  writePartitionIndex
 } from './manifest.ts'
 import { PartitionTask } from './partition-task.ts'
 
@@ -54,7 +55,17 @@ export interface BackupOptions {
   fetch: { maxWaitMs: number; minBytes: number; maxBytes: number; partitionMaxBytes: number }
   signal?: AbortSignal
   onWarning?: (message: string, context: Record<string, unknown>) => void
-  onSegmentDurable?: (topic: string, partition: number, records: number, bytes: number, sizeBytes: number) => void
+  /** A segment became durable: its records, batch bytes, stored bytes, and the time its close took. */
+  onSegmentDurable?: (segment: {
+    topic: string
+    partition: number
+    records: number
+    bytes: number
+    sizeBytes: number
+    durationMs: number
+  }) => void
+  /** A fetched record set reached its segment: records, bytes, and the time since it was fetched. */
+  onBatchesWritten?: (records: number, bytes: number, durationMs: number) => void
   onFetch?: (durationMs: number, bytes: number) => void
 }
 
@@ -65,6 +76,8 @@ export interface PartitionProgress {
   fetchOffset: string
   checkpoint: string
   stopOffset: string | null
+  /** Records the partition had at its last Fetch beyond what was fetched (READ_COMMITTED). */
+  lagRecords: number | null
   records: number
   bytes: number
 }
@@ -102,6 +115,8 @@ export class BackupEngine {
       fetchOffset: task.fetchOffset.toString(),
       checkpoint: task.checkpoint.toString(),
       stopOffset: task.stopOffset?.toString() ?? null,
+      lagRecords:
+        task.lastStableOffset === undefined ? null : Math.max(Number(task.lastStableOffset - task.fetchOffset), 0),
       records: task.recordsWritten,
       bytes: task.bytesWritten
     }))
@@ -164,16 +179,18 @@ export class BackupEngine {
           frameMaxBytes: options.frameMaxBytes,
           segmentMaxBytes: options.segmentMaxBytes,
           segmentMaxIntervalMs: Math.min(options.segmentMaxIntervalMs, options.checkpointIntervalMs),
-          onSegmentDurable: (t, entry) => {
+          onSegmentDurable: (t, entry, durationMs) => {
             this.#storedBytes += entry.sizeBytes
-            options.onSegmentDurable?.(
-              t.topic,
-              t.partition,
-              entry.recordCount,
-              entry.uncompressedBytes,
-              entry.sizeBytes
-            )
-          }
+            options.onSegmentDurable?.({
+              topic: t.topic,
+              partition: t.partition,
+              records: entry.recordCount,
+              bytes: entry.uncompressedBytes,
+              sizeBytes: entry.sizeBytes,
+              durationMs
+            })
+          },
+          onBatchesWritten: (_t, records, bytes, durationMs) => options.onBatchesWritten?.(records, bytes, durationMs)
         })
         if (!options.continuous) {
           task.stopOffset = lastStable.get(key)
@@ -332,6 +349,11 @@ export class BackupEngine {
           key: object.key
         })
       }
+    }
+    if (!existing) {
+      // Written now, not with the first segment: an empty partition is then on record as
+      // covered up to its end, so that a later run finding the log start moved records a gap.
+      await writePartitionIndex(storage, backupId, index)
     }
     return index
   }

@@ -358,6 +358,7 @@ export class BackupFetcher {
         kafkaError: name
       })
     }
+    task.lastStableOffset = fetched.lastStableOffset
     if (!fetched.records || fetched.records.length === 0) {
       return undefined
     }

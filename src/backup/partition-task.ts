@@ -21,7 +21,10 @@ export interface PartitionTaskOptions {
   segmentMaxBytes: number
   /** A segment with data is closed after this long, bounding how long fetched data stays non-durable. */
   segmentMaxIntervalMs: number
-  onSegmentDurable?: (task: PartitionTask, entry: SegmentEntry) => void
+  /** A segment became durable; `durationMs` is how long finishing and uploading its end took. */
+  onSegmentDurable?: (task: PartitionTask, entry: SegmentEntry, durationMs: number) => void
+  /** One fetched record set was appended to the segment, `durationMs` after it was handed over. */
+  onBatchesWritten?: (task: PartitionTask, records: number, bytes: number, durationMs: number) => void
 }
 
 interface OpenSegment {
@@ -48,6 +51,8 @@ export class PartitionTask {
   bytesWritten = 0
   /** Bytes handed over by the fetcher and not yet appended to a segment. */
   bufferedBytes = 0
+  /** The partition's last stable offset in the latest Fetch response (for lag). */
+  lastStableOffset: bigint | undefined
 
   readonly #options: PartitionTaskOptions
   #chain: Promise<void> = Promise.resolve()
@@ -88,11 +93,17 @@ export class PartitionTask {
    */
   enqueue(batches: RecordBatchView[], positionAfter: bigint, release: () => void): void {
     const bytes = batches.reduce((sum, batch) => sum + batch.bytes.length, 0)
+    const handedOverAt = performance.now()
     this.bufferedBytes += bytes
     this.#run(async () => {
       try {
+        let records = 0
         for (const batch of batches) {
           await this.#append(batch)
+          records += batch.recordCount
+        }
+        if (batches.length > 0) {
+          this.#options.onBatchesWritten?.(this, records, bytes, performance.now() - handedOverAt)
         }
         this.#appendedThrough = positionAfter
         if (!this.#segment && positionAfter > this.checkpoint) {
@@ -205,6 +216,7 @@ export class PartitionTask {
       return
     }
     this.#segment = undefined
+    const closingAt = performance.now()
     let summary: SegmentSummary
     try {
       summary = await segment.writer.finish()
@@ -236,7 +248,7 @@ export class PartitionTask {
       this.#appendedThrough > summary.nextOffset ? this.#appendedThrough : summary.nextOffset
     ).toString()
     await this.#writeIndex()
-    this.#options.onSegmentDurable?.(this, entry)
+    this.#options.onSegmentDurable?.(this, entry, performance.now() - closingAt)
   }
 
   async #writeIndex(): Promise<void> {

@@ -2,8 +2,9 @@
 import { Command } from 'commander'
 import { BackupEngine } from '../backup/engine.ts'
 import { connectCluster } from '../kafka/connect.ts'
+import { BackupMetrics } from '../metrics/registry.ts'
 import { openStorage } from '../storage/open.ts'
-import { loadModeConfig, loggerFor, stopSignal } from './context.ts'
+import { loadModeConfig, loggerFor, startMetrics, stopSignal } from './context.ts'
 import { formatBytes, formatCount, formatRate, printJson } from './output.ts'
 import { startProgress } from './progress.ts'
 
@@ -53,7 +54,9 @@ Examples:
       const cluster = connectCluster(config.source)
       const { signal, dispose } = stopSignal(log)
       const kafka = config.source.kafka_config
-      const engine = new BackupEngine({
+      const metricsEndpoint = await startMetrics(config.metrics, log)
+      let metrics: BackupMetrics | undefined
+      const engine: BackupEngine = new BackupEngine({
         backupId: config.backup_id,
         storage,
         cluster,
@@ -78,8 +81,14 @@ Examples:
           partitionMaxBytes: kafka['max.partition.fetch.bytes']
         },
         signal,
-        onWarning: (message, context) => log.warn(context, message)
+        onWarning: (message, context) => log.warn(context, message),
+        onFetch: durationMs => metrics?.fetchDuration.observe(durationMs / 1000),
+        onBatchesWritten: (records, bytes, durationMs) => metrics?.batchesWritten(records, bytes, durationMs),
+        onSegmentDurable: segment => metrics?.segmentDurable(segment.bytes, segment.sizeBytes, segment.durationMs)
       })
+      if (metricsEndpoint) {
+        metrics = new BackupMetrics(metricsEndpoint.registry, () => engine.progress())
+      }
       const stopProgress = startProgress(
         `backup ${config.backup_id}`,
         () => {
@@ -124,6 +133,7 @@ Examples:
             )
           }
         }
+        await metricsEndpoint?.finish(signal)
       } finally {
         stopProgress()
         dispose()

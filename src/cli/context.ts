@@ -2,8 +2,10 @@
 import type { Command } from 'commander'
 import type { Logger } from 'pino'
 import { type ConfigOverrides, loadConfig } from '../config/load.ts'
-import type { Config } from '../config/schema.ts'
+import type { Config, MetricsConfig } from '../config/schema.ts'
 import { BackupError } from '../errors.ts'
+import { createRegistry } from '../metrics/registry.ts'
+import { type MetricsServer, startMetricsServer } from '../metrics/server.ts'
 import { createLogger, type LogLevel } from './logger.ts'
 
 export interface GlobalOptions {
@@ -59,6 +61,39 @@ export function stopSignal(log: Logger): { signal: AbortSignal; dispose: () => v
     dispose: () => {
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)
+    }
+  }
+}
+
+export interface RunMetrics {
+  registry: ReturnType<typeof createRegistry>
+  /** Call when the run ends: keeps the endpoint up for metrics.keep_alive_seconds, then closes it. */
+  finish(signal: AbortSignal): Promise<void>
+}
+
+/** The Prometheus endpoint of a run when `metrics.enabled`, or undefined. */
+export async function startMetrics(config: MetricsConfig, log: Logger): Promise<RunMetrics | undefined> {
+  if (!config.enabled) {
+    return undefined
+  }
+  const registry = createRegistry()
+  const server: MetricsServer = await startMetricsServer(registry, config.host, config.port)
+  log.info({ port: server.port }, `metrics on http://${config.host}:${server.port}/metrics`)
+  return {
+    registry,
+    async finish(signal) {
+      server.status = 'finished'
+      if (config.keep_alive_seconds > 0 && !signal.aborted) {
+        log.info(`keeping the metrics endpoint up for ${config.keep_alive_seconds} s`)
+        await new Promise<void>(resolve => {
+          const timer = setTimeout(resolve, config.keep_alive_seconds * 1000)
+          signal.addEventListener('abort', () => {
+            clearTimeout(timer)
+            resolve()
+          })
+        })
+      }
+      await server.close()
     }
   }
 }

@@ -1,9 +1,11 @@
 /** `kafka-backup restore`: restore a backup described by a config file. */
 import { Command } from 'commander'
+import type { RestoreConfig } from '../config/schema.ts'
 import { connectCluster } from '../kafka/connect.ts'
-import { RestoreEngine } from '../restore/engine.ts'
+import { RestoreMetrics } from '../metrics/registry.ts'
+import { RestoreEngine, type RestoreSummary } from '../restore/engine.ts'
 import { openStorage } from '../storage/open.ts'
-import { loadModeConfig, loggerFor, stopSignal } from './context.ts'
+import { loadModeConfig, loggerFor, startMetrics, stopSignal } from './context.ts'
 import { formatBytes, formatCount, formatRate, printJson, table } from './output.ts'
 import { startProgress } from './progress.ts'
 
@@ -67,7 +69,9 @@ Examples:
       const cluster = connectCluster(config.target)
       const { signal, dispose } = stopSignal(log)
       const restore = config.restore
-      const engine = new RestoreEngine({
+      const metricsEndpoint = restore.dry_run ? undefined : await startMetrics(config.metrics, log)
+      let metrics: RestoreMetrics | undefined
+      const engine: RestoreEngine = new RestoreEngine({
         backupId: config.backup_id,
         storage,
         cluster,
@@ -93,8 +97,16 @@ Examples:
         maxRequestBytes: 16 * 1024 * 1024,
         checkpointIntervalMs: 5000,
         signal,
-        onWarning: (message, context) => log.warn(context, message)
+        onWarning: (message, context) => log.warn(context, message),
+        onRequest: durationMs => metrics?.produceDuration.observe(durationMs / 1000),
+        onAcknowledged: (records, bytes) => {
+          metrics?.records.inc(records)
+          metrics?.bytes.inc(bytes)
+        }
       })
+      if (metricsEndpoint) {
+        metrics = new RestoreMetrics(metricsEndpoint.registry, () => engine.remaining())
+      }
       const stopProgress = startProgress(
         `restore ${config.backup_id}`,
         () => {
@@ -116,38 +128,43 @@ Examples:
         stopProgress()
         if (flags.json) {
           printJson(summary)
-          return
-        }
-        if (summary.dryRun) {
-          console.log(`restore plan for backup ${summary.backupId} (dry run, nothing changed):`)
-          console.log(
-            table(
-              ['source', 'target', 'records', 'bytes'],
-              summary.partitions.map(p => [p.source, p.target, formatCount(p.records), formatBytes(p.bytes)])
-            )
-          )
-          console.log(
-            `${formatCount(summary.records)} records, ${formatBytes(summary.bytes)}` +
-              (summary.topicsCreated.length ? `; would create ${summary.topicsCreated.join(', ')}` : '') +
-              (restore.time_window_start !== undefined || restore.time_window_end !== undefined
-                ? ' (counts are upper bounds: whole segments overlapping the time window)'
-                : '')
-          )
-          return
-        }
-        console.log(
-          `restore ${summary.restoreId} of backup ${summary.backupId} ${summary.status}: ${formatCount(summary.records)} records, ` +
-            `${formatBytes(summary.bytes)} into ${summary.partitions.length} partitions in ${(summary.durationMs / 1000).toFixed(1)} s ` +
-            `(${formatRate(summary.bytes, summary.durationMs)})`
-        )
-        for (const group of summary.consumerGroups) {
-          console.log(`  consumer group ${group.groupId}: ${group.offsets.length} partition offsets committed`)
+        } else {
+          printSummary(summary, restore)
         }
       } finally {
+        await metricsEndpoint?.finish(signal)
         stopProgress()
         dispose()
         await cluster.close()
         await storage.close()
       }
     })
+}
+
+function printSummary(summary: RestoreSummary, restore: RestoreConfig['restore']): void {
+  if (summary.dryRun) {
+    console.log(`restore plan for backup ${summary.backupId} (dry run, nothing changed):`)
+    console.log(
+      table(
+        ['source', 'target', 'records', 'bytes'],
+        summary.partitions.map(p => [p.source, p.target, formatCount(p.records), formatBytes(p.bytes)])
+      )
+    )
+    console.log(
+      `${formatCount(summary.records)} records, ${formatBytes(summary.bytes)}` +
+        (summary.topicsCreated.length ? `; would create ${summary.topicsCreated.join(', ')}` : '') +
+        (restore.time_window_start !== undefined || restore.time_window_end !== undefined
+          ? ' (counts are upper bounds: whole segments overlapping the time window)'
+          : '')
+    )
+    return
+  }
+  console.log(
+    `restore ${summary.restoreId} of backup ${summary.backupId} ${summary.status}: ${formatCount(summary.records)} records, ` +
+      `${formatBytes(summary.bytes)} into ${summary.partitions.length} partitions in ${(summary.durationMs / 1000).toFixed(1)} s ` +
+      `(${formatRate(summary.bytes, summary.durationMs)})`
+  )
+  for (const group of summary.consumerGroups) {
+    console.log(`  consumer group ${group.groupId}: ${group.offsets.length} partition offsets committed`)
+  }
 }

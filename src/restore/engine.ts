@@ -21,7 +21,14 @@ import type { Storage } from '../storage/storage.ts'
 import { topicMatcher } from '../topics.ts'
 import { toolVersion } from '../version.ts'
 import { OffsetMap, type SerializedOffsetRun } from './offset-map.ts'
-import { dropLeadingRecords, leadingRuns, mergeOutgoing, type OutgoingBatch, toOutgoing } from './outgoing.ts'
+import {
+  dropLeadingRecords,
+  leadingRuns,
+  mergeOutgoing,
+  type OutgoingBatch,
+  restoreFloor,
+  toOutgoing
+} from './outgoing.ts'
 import { buildPlan, type PartitionPlan, type PlanOptions, type RestorePlan } from './plan.ts'
 import { PartitionFeed, RestartNeeded, sendToLeader } from './producer.ts'
 import { readPartitionBatches } from './source.ts'
@@ -53,6 +60,8 @@ export interface RestoreOptions extends PlanOptions {
   signal?: AbortSignal
   onWarning?: (message: string, context: Record<string, unknown>) => void
   onRequest?: (durationMs: number, bytes: number) => void
+  /** The target acknowledged a batch of this many records and bytes. */
+  onAcknowledged?: (records: number, bytes: number) => void
 }
 
 export interface PartitionState {
@@ -178,6 +187,7 @@ export class RestoreEngine {
   readonly #options: RestoreOptions
   #state: RestoreState | undefined
   #plannedRecords = 0
+  #plannedByTarget = new Map<string, number>()
   /** Per target topic: the merge limit, within its max.message.bytes. */
   #coalesceLimits = new Map<string, number>()
   readonly #maps = new Map<PartitionState, OffsetMap>()
@@ -195,12 +205,26 @@ export class RestoreEngine {
     return this.#plannedRecords
   }
 
+  /** Per target partition: planned records not restored yet (0 once done). */
+  remaining(): Array<{ topic: string; partition: number; lagRecords: number }> {
+    return this.progress().map(p => ({
+      topic: p.targetTopic,
+      partition: p.targetPartition,
+      lagRecords: p.done
+        ? 0
+        : Math.max((this.#plannedByTarget.get(`${p.targetTopic}/${p.targetPartition}`) ?? 0) - p.records, 0)
+    }))
+  }
+
   async run(): Promise<RestoreSummary> {
     const options = this.#options
     const startedAt = Date.now()
     const signal = options.signal ?? new AbortController().signal
     const plan = await buildPlan(options.storage, options)
     this.#plannedRecords = plan.records
+    for (const partition of plan.topics.flatMap(t => t.partitions)) {
+      this.#plannedByTarget.set(`${partition.targetTopic}/${partition.targetPartition}`, partition.records)
+    }
     const metadata = await options.cluster.metadata([], false)
     const restoreId = restoreIdOf(plan, metadata.id, options)
     const partitions = plan.topics.flatMap(t => t.partitions)
@@ -478,6 +502,7 @@ export class RestoreEngine {
         partition.sourceNextOffset = outgoing.sourceNextAfter.toString()
         partition.records += outgoing.batch.recordCount
         partition.bytes += outgoing.batch.bytes.length
+        this.#options.onAcknowledged?.(outgoing.batch.recordCount, outgoing.batch.bytes.length)
       })
       byLeader.set(leader, [...(byLeader.get(leader) ?? []), feed])
       pumps.push(
@@ -536,7 +561,7 @@ export class RestoreEngine {
       frameFilter: row => mayOverlap(window, row.maxTimestamp),
       signal
     })) {
-      const outgoing = toOutgoing(batch, window, fromOffset)
+      const outgoing = toOutgoing(batch, window, restoreFloor(batch, fromOffset, plan.index.gaps))
       if (!outgoing) {
         continue
       }

@@ -68,6 +68,27 @@ function needsRebuild(batch: RecordBatchView): boolean {
 }
 
 /**
+ * The lowest source offset of `batch` to restore: the resume point, or the end of a gap the
+ * batch overlaps. A gap's records may still be in the backup: when DeleteRecords moved the log
+ * start into a batch, the backup kept that batch whole (it never rebuilds batches), and the
+ * gap in the index is what says that its records below the new log start were deleted.
+ */
+export function restoreFloor(
+  batch: RecordBatchView,
+  fromOffset: bigint,
+  gaps: ReadonlyArray<{ fromOffset: string; toOffset: string }>
+): bigint {
+  let floor = fromOffset
+  for (const gap of gaps) {
+    const gapEnd = BigInt(gap.toOffset)
+    if (gapEnd > floor && batch.baseOffset < gapEnd && batch.lastOffset >= BigInt(gap.fromOffset)) {
+      floor = gapEnd
+    }
+  }
+  return floor
+}
+
+/**
  * The outgoing batch for one backed-up batch, or undefined when none of its records is to be
  * restored. `fromOffset` drops records below a resume point.
  */
