@@ -60,7 +60,7 @@ metrics: { enabled: true, port: 0, host: 127.0.0.1, keep_alive_seconds: 60 }
     await sleep(50)
   }
   assert.ok(port, `the metrics port is logged: ${stderr}`)
-  const health = await (await fetch(`http://127.0.0.1:${port}/health`)).json()
+  const health = (await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as { status: string }
   assert.equal(health.status, 'running')
   const during = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
   assert.ok(sample(during, 'process_resident_memory_bytes') > 0)
@@ -81,7 +81,10 @@ metrics: { enabled: true, port: 0, host: 127.0.0.1, keep_alive_seconds: 60 }
   assert.ok(sample(afterRun, 'kafka_backup_storage_write_latency_seconds_count') > 0)
   assert.ok(sample(afterRun, 'kafka_backup_compression_ratio') > 1)
   assert.match(afterRun, new RegExp(`kafka_backup_lag_records\\{topic="${topic}",partition="0"\\} 0`))
-  assert.equal((await (await fetch(`http://127.0.0.1:${port}/health`)).json()).status, 'finished')
+  assert.equal(
+    ((await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as { status: string }).status,
+    'finished'
+  )
 
   child.kill('SIGTERM')
   assert.equal((await result).code, 0, 'SIGTERM during keep-alive ends the run cleanly')
