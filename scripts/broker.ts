@@ -114,16 +114,23 @@ export async function waitForBroker(bootstrapServers: string, timeoutMs: number,
   throw new Error(`broker at ${bootstrapServers} did not answer Metadata within ${timeoutMs} ms`, { cause: lastError })
 }
 
-/** Keeps the logs of the last few runs for post-mortems; their data is removed at stop. */
+/**
+ * Keeps the logs of the last few stopped runs for post-mortems (their data is removed at stop);
+ * the folder of a broker that is still running (its pid file names a live process) stays.
+ */
 function pruneOldRuns(keep: number): void {
   const runsDir = join(kafkaCacheDir, 'runs')
   if (!existsSync(runsDir)) {
     return
   }
-  const runs = readdirSync(runsDir)
+  const stopped = readdirSync(runsDir)
+    .filter(name => {
+      const pidFile = join(runsDir, name, 'broker.pid')
+      return !existsSync(pidFile) || !isRunning(Number(readFileSync(pidFile, 'utf8')))
+    })
     .map(name => ({ name, mtimeMs: statSync(join(runsDir, name)).mtimeMs }))
     .sort((a, b) => b.mtimeMs - a.mtimeMs)
-  for (const run of runs.slice(keep)) {
+  for (const run of stopped.slice(keep)) {
     rmSync(join(runsDir, run.name), { recursive: true, force: true })
   }
 }
@@ -198,6 +205,7 @@ export async function startBroker(name = 'broker'): Promise<RunningBroker> {
   if (pid === undefined) {
     throw new Error(`java did not start; see ${logFile}`)
   }
+  writeFileSync(join(runDir, 'broker.pid'), String(pid))
   const broker = { bootstrapServers: `127.0.0.1:${port}`, pid, runDir, logFile }
   let exited = false
   child.once('exit', () => {
