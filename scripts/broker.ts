@@ -166,9 +166,11 @@ export async function startBroker(name = 'broker'): Promise<RunningBroker> {
       'share.coordinator.state.topic.replication.factor=1',
       'share.coordinator.state.topic.min.isr=1',
       'group.initial.rebalance.delay.ms=0',
-      // Tests wait for the log cleaner and retention; make them act within a second.
+      // Tests wait for the log cleaner and retention; make them act within a second. Tests write
+      // records with timestamps from years ago, so time retention is off unless a topic sets it.
       'log.cleaner.backoff.ms=500',
       'log.retention.check.interval.ms=1000',
+      'log.retention.ms=-1',
       ''
     ].join('\n')
   )

@@ -90,7 +90,7 @@ describe('loadConfig', () => {
     assert.deepEqual(config, expected)
     assert.deepEqual(
       warnings.map(w => w.path),
-      ['backup.batch_size']
+      ['backup.batch_size', 'source.kafka_config.socket.receive.buffer.bytes']
     )
   })
 
