@@ -182,9 +182,13 @@ export async function describeTopicConfigs(
   return result
 }
 
-/** Each topic's effective max.message.bytes (override or broker default): the largest batch it takes. */
-export async function topicMaxMessageBytes(cluster: KafkaCluster, topics: string[]): Promise<Map<string, number>> {
-  const result = new Map<string, number>()
+/** Effective values (override or broker default) of some configs of each topic. */
+export async function topicConfigValues(
+  cluster: KafkaCluster,
+  topics: string[],
+  names: string[]
+): Promise<Map<string, Record<string, string>>> {
+  const result = new Map<string, Record<string, string>>()
   if (topics.length === 0) {
     return result
   }
@@ -193,15 +197,18 @@ export async function topicMaxMessageBytes(cluster: KafkaCluster, topics: string
       resources: topics.map(resourceName => ({
         resourceType: ConfigResourceTypes.TOPIC,
         resourceName,
-        configurationKeys: ['max.message.bytes']
+        configurationKeys: names
       }))
     })
   )
   for (const resource of described) {
-    const value = Number(resource.configs.find(c => c.name === 'max.message.bytes')?.value)
-    if (Number.isFinite(value) && value > 0) {
-      result.set(resource.resourceName, value)
+    const values: Record<string, string> = {}
+    for (const config of resource.configs) {
+      if (config.value != null) {
+        values[config.name] = config.value
+      }
     }
+    result.set(resource.resourceName, values)
   }
   return result
 }

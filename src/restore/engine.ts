@@ -14,7 +14,7 @@
  */
 import { createHash } from 'node:crypto'
 import { BackupError } from '../errors.ts'
-import { listOffsets, listTopics, partitionKey, topicMaxMessageBytes } from '../kafka/admin.ts'
+import { listOffsets, listTopics, partitionKey, topicConfigValues } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
 import { initProducerId } from '../kafka/raw-produce.ts'
 import type { Storage } from '../storage/storage.ts'
@@ -250,12 +250,11 @@ export class RestoreEngine {
       }
     }
 
-    const topicsCreated = await this.#prepareTopics(plan)
-    const targetTopics = plan.topics.map(t => t.targetTopic)
-    for (const [topic, maxMessageBytes] of await topicMaxMessageBytes(options.cluster, targetTopics)) {
-      // Leave room for the batch header and the request framing around it.
-      this.#coalesceLimits.set(topic, Math.min(options.coalesceMaxBytes, maxMessageBytes - 1024))
+    if (options.resetConsumerOffsets) {
+      await this.#assertGroupsInactive(plan)
     }
+    const topicsCreated = await this.#prepareTopics(plan)
+    await this.#checkTargetConfigs(plan)
     const state = await this.#openState(restoreId, metadata.id, partitions)
     this.#state = state
     const byTarget = new Map(partitions.map(p => [`${p.targetTopic}/${p.targetPartition}`, p]))
@@ -274,7 +273,11 @@ export class RestoreEngine {
         try {
           await this.#sendAll(active, byTarget, signal)
         } catch (error) {
-          if (!(error instanceof RestartNeeded) || signal.aborted) {
+          if (error instanceof RestartNeeded && signal.aborted) {
+            // Stopped by the caller (SIGINT/SIGTERM): the acknowledged position is saved below.
+            break
+          }
+          if (!(error instanceof RestartNeeded)) {
             throw error
           }
           if (attempt >= MAX_RESTARTS) {
@@ -376,6 +379,40 @@ export class RestoreEngine {
       await this.#waitForLeaders(created)
     }
     return created
+  }
+
+  /**
+   * Sizes merged batches to each target topic's max.message.bytes, and warns when its time
+   * retention would delete restored records right away (old data restored into a topic with
+   * the default 7 days is gone as soon as its segment rolls: KAFKA-NOTES.md, "Produce").
+   */
+  async #checkTargetConfigs(plan: RestorePlan): Promise<void> {
+    const { cluster, coalesceMaxBytes } = this.#options
+    const values = await topicConfigValues(
+      cluster,
+      plan.topics.map(t => t.targetTopic),
+      ['max.message.bytes', 'retention.ms', 'cleanup.policy']
+    )
+    for (const topic of plan.topics) {
+      const configs = values.get(topic.targetTopic) ?? {}
+      const maxMessageBytes = Number(configs['max.message.bytes'])
+      if (maxMessageBytes > 0) {
+        // Leave room for the batch header and the request framing around it.
+        this.#coalesceLimits.set(topic.targetTopic, Math.min(coalesceMaxBytes, maxMessageBytes - 1024))
+      }
+      const retentionMs = Number(configs['retention.ms'])
+      const oldest = topic.partitions
+        .flatMap(p => p.segments.map(s => Number(s.minTimestamp)))
+        .filter(t => t >= 0)
+        .reduce((a, b) => Math.min(a, b), Number.POSITIVE_INFINITY)
+      if (configs['cleanup.policy']?.includes('delete') && retentionMs > 0 && oldest < Date.now() - retentionMs) {
+        this.#options.onWarning?.(
+          `target topic ${topic.targetTopic} has retention.ms=${retentionMs}, but restored records date back to ${new Date(oldest).toISOString()}: ` +
+            `the broker deletes them as soon as their segment rolls; set retention.ms=-1 (or longer) on ${topic.targetTopic}`,
+          { topic: topic.targetTopic, retentionMs }
+        )
+      }
+    }
   }
 
   async #waitForLeaders(topics: string[]): Promise<void> {
@@ -626,6 +663,35 @@ export class RestoreEngine {
     }
   }
 
+  /**
+   * Refuses before anything is written when a group whose offsets this restore will reset has
+   * active members on the target (checked again right before the commit).
+   */
+  async #assertGroupsInactive(plan: RestorePlan): Promise<void> {
+    const wanted = topicMatcher({ include: this.#options.consumerGroups })
+    const planned = new Set(plan.topics.flatMap(t => t.partitions.map(p => `${p.sourceTopic}/${p.sourcePartition}`)))
+    for (const group of plan.manifest.consumerGroups) {
+      if (wanted(group.groupId) && group.offsets.some(o => planned.has(`${o.topic}/${o.partition}`))) {
+        await this.#assertGroupInactive(group.groupId)
+      }
+    }
+  }
+
+  async #assertGroupInactive(groupId: string): Promise<void> {
+    const { cluster } = this.#options
+    const described = await cluster.call(`describing consumer group ${groupId}`, () =>
+      cluster.admin.describeGroups({ groups: [groupId] })
+    )
+    const targetState = described.get(groupId)?.state ?? 'Dead'
+    if (!['Empty', 'Dead', 'EMPTY', 'DEAD'].includes(String(targetState))) {
+      throw new BackupError(
+        'KB_GROUP_ACTIVE',
+        `consumer group ${groupId} is ${targetState} on the target; stop its consumers before resetting its offsets`,
+        { groupId, found: targetState }
+      )
+    }
+  }
+
   async #commitGroupOffsets(plan: RestorePlan): Promise<CommittedGroup[]> {
     const { cluster, consumerGroups } = this.#options
     const state = this.#state!
@@ -659,17 +725,7 @@ export class RestoreEngine {
       if (offsets.length === 0) {
         continue
       }
-      const described = await cluster.call(`describing consumer group ${group.groupId}`, () =>
-        cluster.admin.describeGroups({ groups: [group.groupId] })
-      )
-      const targetState = described.get(group.groupId)?.state ?? 'Dead'
-      if (!['Empty', 'Dead', 'EMPTY', 'DEAD'].includes(String(targetState))) {
-        throw new BackupError(
-          'KB_GROUP_ACTIVE',
-          `consumer group ${group.groupId} is ${targetState} on the target; stop its consumers before resetting its offsets`,
-          { groupId: group.groupId, found: targetState }
-        )
-      }
+      await this.#assertGroupInactive(group.groupId)
       const byTopic = new Map<string, Array<{ partition: number; offset: bigint }>>()
       for (const o of offsets) {
         byTopic.set(o.topic, [
