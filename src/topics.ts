@@ -1,6 +1,7 @@
 /**
- * Topic selection with `*` wildcards, as operators write it in `topics.include/exclude`.
- * A pattern without `*` matches one topic name exactly; `*` matches any run of characters.
+ * Name patterns of the config (`source.topics`, `restore.topics`, `restore.consumer_groups`):
+ * a literal name, or `*` matching any run of characters. Nothing else is special, so a `.` in a
+ * topic name is a dot.
  */
 function patternToRegExp(pattern: string): RegExp {
   const escaped = pattern.split('*').map(part => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
