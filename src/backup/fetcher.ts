@@ -53,6 +53,12 @@ const refreshMetadataErrors = new Set([
   'REQUEST_TIMED_OUT'
 ])
 
+/**
+ * A failure worth retrying until the deadline even though the client did not call it a
+ * network error: a metadata refresh can fail for a moment while leaders move.
+ */
+class TransientError extends Error {}
+
 const RETRY_MIN_MS = 100
 const RETRY_MAX_MS = 5000
 /** How long a partition may fail to reach a leader before the run gives up on it. */
@@ -137,13 +143,14 @@ export class BackupFetcher {
     if (error instanceof BackupError && error.code !== 'KB_KAFKA_UNREACHABLE') {
       throw error
     }
+    const reason = error instanceof TransientError ? error.cause : error
     const now = Date.now()
     this.#failingSince ??= now
     if (error !== undefined && now - this.#failingSince > RETRY_DEADLINE_MS) {
       throw new BackupError(
         'KB_KAFKA_UNREACHABLE',
-        `gave up fetching after ${Math.round((now - this.#failingSince) / 1000)} s of failures: ${(error as Error).message}`,
-        { cause: error }
+        `gave up fetching after ${Math.round((now - this.#failingSince) / 1000)} s of failures: ${(reason as Error).message}`,
+        { cause: reason }
       )
     }
     await new Promise(done => setTimeout(done, this.#retryDelayMs))
@@ -169,7 +176,7 @@ export class BackupFetcher {
         }
       }
       if (present.length === topics.length) {
-        throw error
+        throw new TransientError('metadata refresh failed', { cause: error })
       }
       metadata = await this.#cluster.metadata(present, true)
     }

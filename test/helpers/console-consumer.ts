@@ -69,7 +69,7 @@ export async function consoleConsumeCommitted(topic: string, idleMs = 3000): Pro
       'read_committed',
       '--timeout-ms',
       String(idleMs),
-      '--consumer-property',
+      '--command-property',
       'max.partition.fetch.bytes=8388608',
       ...formatterProperties()
     ],
