@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import type { Producer } from '@platformatic/kafka'
+import { validateBackup } from '../../src/backup/inspect.ts'
 import { readPartitionIndex } from '../../src/backup/manifest.ts'
 import { isBackupError } from '../../src/errors.ts'
 import { describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../../src/kafka/admin.ts'
@@ -378,6 +379,15 @@ describe('restore windows, resume and corruption', () => {
     const insideFirstFrame = 30 + Buffer.byteLength(topic) + 20
     bytes[insideFirstFrame] = bytes[insideFirstFrame]! ^ 0x10
     writeFileSync(segmentFile, bytes)
+
+    const report = await validateBackup(corruptStorage, 'test-backup', { deep: true })
+    assert.equal(report.valid, false)
+    assert.deepEqual(
+      report.problems.map(p => [p.code, p.key]),
+      [['KB_SEGMENT_CORRUPT', index!.segments[0]!.key]],
+      'validate --deep names the segment'
+    )
+    assert.match(report.problems[0]!.message, /frame 0/)
 
     const target = `${topic}-restored`
     await assert.rejects(
