@@ -2,7 +2,7 @@
 import { Command } from 'commander'
 import { BackupEngine } from '../backup/engine.ts'
 import { connectCluster } from '../kafka/connect.ts'
-import { BackupMetrics } from '../metrics/registry.ts'
+import type { BackupMetrics } from '../metrics/registry.ts'
 import { openStorage } from '../storage/open.ts'
 import { loadModeConfig, loggerFor, startMetrics, stopSignal } from './context.ts'
 import { formatBytes, formatCount, formatRate, printJson } from './output.ts'
@@ -87,7 +87,7 @@ Examples:
         onSegmentDurable: segment => metrics?.segmentDurable(segment.bytes, segment.sizeBytes, segment.durationMs)
       })
       if (metricsEndpoint) {
-        metrics = new BackupMetrics(metricsEndpoint.registry, () => engine.progress())
+        metrics = new metricsEndpoint.module.BackupMetrics(metricsEndpoint.registry, () => engine.progress())
       }
       const stopProgress = startProgress(
         `backup ${config.backup_id}`,

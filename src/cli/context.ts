@@ -1,11 +1,10 @@
 /** What every command shares: the global options, the logger, config loading, signals. */
 import type { Command } from 'commander'
 import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
 import { type ConfigOverrides, loadConfig } from '../config/load.ts'
 import type { Config, MetricsConfig } from '../config/schema.ts'
 import { BackupError } from '../errors.ts'
-import { createRegistry } from '../metrics/registry.ts'
-import { type MetricsServer, startMetricsServer } from '../metrics/server.ts'
 import { createLogger, type LogLevel } from './logger.ts'
 
 export interface GlobalOptions {
@@ -66,7 +65,9 @@ export function stopSignal(log: Logger): { signal: AbortSignal; dispose: () => v
 }
 
 export interface RunMetrics {
-  registry: ReturnType<typeof createRegistry>
+  registry: Registry
+  /** The metrics module, loaded only when metrics are enabled (prom-client costs ~19 MiB). */
+  module: typeof import('../metrics/registry.ts')
   /** Call when the run ends: keeps the endpoint up for metrics.keep_alive_seconds, then closes it. */
   finish(signal: AbortSignal): Promise<void>
 }
@@ -76,11 +77,14 @@ export async function startMetrics(config: MetricsConfig, log: Logger): Promise<
   if (!config.enabled) {
     return undefined
   }
-  const registry = createRegistry()
-  const server: MetricsServer = await startMetricsServer(registry, config.host, config.port)
+  const module = await import('../metrics/registry.ts')
+  const { startMetricsServer } = await import('../metrics/server.ts')
+  const registry = module.createRegistry()
+  const server = await startMetricsServer(registry, config.host, config.port)
   log.info({ port: server.port }, `metrics on http://${config.host}:${server.port}/metrics`)
   return {
     registry,
+    module,
     async finish(signal) {
       server.status = 'finished'
       if (config.keep_alive_seconds > 0 && !signal.aborted) {

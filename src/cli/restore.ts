@@ -2,7 +2,7 @@
 import { Command } from 'commander'
 import type { RestoreConfig } from '../config/schema.ts'
 import { connectCluster } from '../kafka/connect.ts'
-import { RestoreMetrics } from '../metrics/registry.ts'
+import type { RestoreMetrics } from '../metrics/registry.ts'
 import { RestoreEngine, type RestoreSummary } from '../restore/engine.ts'
 import { openStorage } from '../storage/open.ts'
 import { loadModeConfig, loggerFor, startMetrics, stopSignal } from './context.ts'
@@ -105,7 +105,7 @@ Examples:
         }
       })
       if (metricsEndpoint) {
-        metrics = new RestoreMetrics(metricsEndpoint.registry, () => engine.remaining())
+        metrics = new metricsEndpoint.module.RestoreMetrics(metricsEndpoint.registry, () => engine.remaining())
       }
       const stopProgress = startProgress(
         `restore ${config.backup_id}`,

@@ -240,12 +240,13 @@ const clientId = z
 export const sourceKafkaConfigSchema = z
   .strictObject({
     'fetch.max.bytes': byteCount()
-      .default(50 * MiB)
+      // Below Kafka's 50 MiB: measured in bench/, 16 MiB keeps throughput and halves peak memory.
+      .default(16 * MiB)
       .describe(
         'Most bytes one Fetch response may carry (all partitions of one broker). The broker still returns a first batch larger than this, so a large message never blocks the backup.'
       ),
     'max.partition.fetch.bytes': byteCount()
-      .default(10 * MiB)
+      .default(2 * MiB)
       .describe('Most bytes of one partition in one Fetch response (same first-batch exception).'),
     'fetch.min.bytes': byteCount(0)
       .default(1)
@@ -280,7 +281,7 @@ export const targetKafkaConfigSchema = z
     'batch.size': byteCount(1 * KiB)
       .default(512 * KiB)
       .describe(
-        "Restore merges runs of small consecutive batches (e.g. from a producer with linger 0) into one batch of up to this many bytes, because the broker takes one batch per partition per Produce request. Batches already larger pass unchanged. Never more than the target topic's `max.message.bytes`."
+        "Restore merges runs of consecutive batches under 16 KiB (e.g. from a producer with linger 0) into one batch of up to this many bytes, because the broker takes one batch per partition per Produce request. Larger batches pass unchanged. Never more than the target topic's `max.message.bytes`."
       ),
     'linger.ms': z
       .int()
@@ -523,7 +524,7 @@ export const backupOptionsSchema = z
         'Per-partition cap on bytes held in memory (fetched, not yet written to storage): a partition at the cap is left out of Fetch requests until it drains, so one busy partition cannot take all of `max_bytes_in_flight`. Unset: no per-partition cap.'
       ),
     max_bytes_in_flight: byteCount()
-      .default(64 * MiB)
+      .default(32 * MiB)
       .describe(
         'Cap on bytes fetched but not yet written to storage, across all partitions: fetching pauses at the cap, so memory stays bounded whatever the size of the backup. At least `source.kafka_config.fetch.max.bytes`, so one Fetch response fits.'
       ),

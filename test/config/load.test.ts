@@ -172,8 +172,8 @@ describe('parseConfig', () => {
         security: { security_protocol: 'PLAINTEXT' },
         topics: { include: ['*'], exclude: [] },
         kafka_config: {
-          'fetch.max.bytes': 52428800,
-          'max.partition.fetch.bytes': 10485760,
+          'fetch.max.bytes': 16777216,
+          'max.partition.fetch.bytes': 2097152,
           'fetch.min.bytes': 1,
           'fetch.max.wait.ms': 500
         }
@@ -187,7 +187,7 @@ describe('parseConfig', () => {
         frame_max_bytes: 1024 * 1024,
         continuous: false,
         checkpoint_interval_secs: 5,
-        max_bytes_in_flight: 64 * 1024 * 1024,
+        max_bytes_in_flight: 32 * 1024 * 1024,
         start_offset: 'earliest',
         include_internal_topics: false
       },
