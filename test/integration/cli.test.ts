@@ -92,7 +92,7 @@ test('a backup killed with SIGKILL and run again holds every record exactly once
   const slow = writeConfig(
     backupYaml(topic, path, 'backup:\n  segment_max_bytes: 65536\n  frame_max_bytes: 65536\n').replace(
       '  topics:',
-      '  kafka_config:\n    fetch.min.bytes: 52428800\n    fetch.max.bytes: 52428800\n    fetch.max.wait.ms: 300\n    max.partition.fetch.bytes: 1\n  topics:'
+      '  kafka_config:\n    fetch.min.bytes: 16777216\n    fetch.max.bytes: 16777216\n    fetch.max.wait.ms: 300\n    max.partition.fetch.bytes: 1\n  topics:'
     )
   )
   const child = startCli(['backup', '--config', slow])

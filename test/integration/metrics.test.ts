@@ -40,8 +40,8 @@ source:
   bootstrap_servers: ${bootstrapServers()}
   topics: { include: [${topic}] }
   kafka_config:
-    fetch.min.bytes: 52428800
-    fetch.max.bytes: 52428800
+    fetch.min.bytes: 16777216
+    fetch.max.bytes: 16777216
     fetch.max.wait.ms: 100
     max.partition.fetch.bytes: 1
 storage: { backend: filesystem, path: ${tempStorage().location} }
