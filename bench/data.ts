@@ -3,10 +3,11 @@
  * would send them. Values are generated from a seeded PRNG so runs are comparable; they vary
  * enough (ids, timestamps, prices, free text) that zstd compresses them about 3-5x, not 50x.
  */
+import { writeFileSync } from 'node:fs'
 import { createRecordsBatch } from '@platformatic/kafka'
 import { Offset, RecordBatchView } from '../src/batch/header.ts'
 
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let state = seed >>> 0
   return () => {
     state = (state + 0x6d2b79f5) >>> 0
@@ -110,4 +111,18 @@ export function recordSets(batches: RecordBatchView[], bytes: number): Buffer[] 
     sets.push(Buffer.concat(current))
   }
   return sets
+}
+
+/**
+ * A payload file for Kafka's ProducerPerformance (`--payload-file`): `lines` distinct 1 KiB
+ * JSON-like events, one per line. ProducerPerformance sends a randomly chosen line per record,
+ * so with thousands of lines a 1 MiB frame holds few repeats and compresses like real events.
+ */
+export function writePayloadFile(path: string, lines: number, valueBytes = 1024, seed = 42): void {
+  const random = mulberry32(seed)
+  const events: string[] = []
+  for (let i = 0; i < lines; i++) {
+    events.push(jsonEvent(random, i, valueBytes).toString('latin1'))
+  }
+  writeFileSync(path, events.join('\n'))
 }

@@ -1,0 +1,37 @@
+/**
+ * Preloaded into the CLI processes the end-to-end benchmark starts (`node --import
+ * bench/peak-rss.ts src/cli/main.ts ...`): at exit it writes the process's peak resident set
+ * (VmHWM from /proc/self/status, kept by the kernel, so no sample can miss the peak) and the
+ * largest V8 heap and Buffer memory seen by a 50 ms sampler to BENCH_PEAK_RSS_FILE as JSON.
+ * Does nothing when that variable is unset.
+ */
+import { readFileSync, writeFileSync } from 'node:fs'
+
+export interface PeakMemory {
+  /** Peak resident set size (VmHWM), bytes. */
+  peakRssBytes: number
+  /** Largest sampled V8 heap in use, bytes. */
+  peakHeapUsedBytes: number
+  /** Largest sampled memory of ArrayBuffers and Buffers (outside the V8 heap), bytes. */
+  peakArrayBuffersBytes: number
+  /** Largest sampled `external` (ArrayBuffers plus native memory V8 knows of), bytes. */
+  peakExternalBytes: number
+}
+
+const file = process.env.BENCH_PEAK_RSS_FILE
+if (file) {
+  const peak: PeakMemory = { peakRssBytes: 0, peakHeapUsedBytes: 0, peakArrayBuffersBytes: 0, peakExternalBytes: 0 }
+  const sample = () => {
+    const usage = process.memoryUsage()
+    peak.peakHeapUsedBytes = Math.max(peak.peakHeapUsedBytes, usage.heapUsed)
+    peak.peakArrayBuffersBytes = Math.max(peak.peakArrayBuffersBytes, usage.arrayBuffers)
+    peak.peakExternalBytes = Math.max(peak.peakExternalBytes, usage.external)
+  }
+  setInterval(sample, 50).unref()
+  process.on('exit', () => {
+    sample()
+    const kiB = /^VmHWM:\s+(\d+)\s+kB$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]
+    peak.peakRssBytes = kiB === undefined ? process.memoryUsage().rss : Number(kiB) * 1024
+    writeFileSync(file, JSON.stringify(peak))
+  })
+}
