@@ -7,11 +7,12 @@
  *     const s3 = await useS3Server()   // at the top of a test file
  *     const bucket = await s3.createBucket()
  */
+
+import { randomBytes } from 'node:crypto'
+import { after } from 'node:test'
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3'
 import { BlobServiceClient } from '@azure/storage-blob'
 import { Storage as GcsClient } from '@google-cloud/storage'
-import { randomBytes } from 'node:crypto'
-import { after } from 'node:test'
 import {
   type AzuriteServer,
   type FakeGcsServer,
