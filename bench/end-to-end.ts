@@ -50,6 +50,7 @@ import { parseConfig } from '../src/config/load.ts'
 import { listOffsets } from '../src/kafka/admin.ts'
 import { KafkaCluster } from '../src/kafka/cluster.ts'
 import { connectCluster } from '../src/kafka/connect.ts'
+import { backupOptionsFromConfig, restoreOptionsFromConfig } from '../src/options.ts'
 import { RestoreEngine } from '../src/restore/engine.ts'
 import { FilesystemStorage } from '../src/storage/filesystem.ts'
 import { consumerPerformance, kcatToFile, type ProducerSettings, producerPerformance } from './baselines.ts'
@@ -287,31 +288,10 @@ async function backupLatency(topic: string, storagePath: string, backupId: strin
   const written: Array<{ at: number; durationMs: number }> = []
   let fetched = 0
   let madeDurable = 0
-  const kafka = config.source.kafka_config
   const engine = new BackupEngine({
+    ...backupOptionsFromConfig(config, { storage, cluster: source }),
     backupId,
-    storage,
-    cluster: source,
-    bootstrapServers: config.source.bootstrap_servers,
-    topics: config.source.topics,
-    includeInternalTopics: config.backup.include_internal_topics,
-    compression: config.backup.compression,
-    compressionLevel: config.backup.compression_level,
-    frameMaxBytes: config.backup.frame_max_bytes,
-    segmentMaxBytes: config.backup.segment_max_bytes,
-    segmentMaxIntervalMs: config.backup.segment_max_interval_ms,
-    checkpointIntervalMs: config.backup.checkpoint_interval_secs * 1000,
     continuous: false,
-    startOffset: config.backup.start_offset,
-    maxBytesInFlight: config.backup.max_bytes_in_flight,
-    maxConcurrentPartitions: config.backup.max_concurrent_partitions,
-    maxPartitionBufferedBytes: config.backup.max_batch_bytes,
-    fetch: {
-      maxWaitMs: kafka['fetch.max.wait.ms'],
-      minBytes: kafka['fetch.min.bytes'],
-      maxBytes: kafka['fetch.max.bytes'],
-      partitionMaxBytes: kafka['max.partition.fetch.bytes']
-    },
     onFetch: (durationMs, bytes) => {
       if (bytes > 0) {
         fetched += bytes
@@ -367,28 +347,12 @@ async function restoreLatency(topic: string, targetTopic: string, storagePath: s
   const target = connectCluster(config.target)
   const storage = new FilesystemStorage({ path: storagePath })
   const requestMs: number[] = []
-  const restore = config.restore
   const engine = new RestoreEngine({
+    ...restoreOptionsFromConfig(config, { storage, cluster: target }),
     backupId,
-    storage,
-    cluster: target,
-    bootstrapServers: config.target.bootstrap_servers,
-    topics: restore.topics,
-    sourcePartitions: restore.source_partitions ?? {},
-    topicMapping: restore.topic_mapping,
-    partitionMapping: restore.partition_mapping,
     window: {},
-    createTopics: restore.create_topics,
-    defaultReplicationFactor: restore.default_replication_factor ?? -1,
     dryRun: false,
-    maxConcurrentPartitions: restore.max_concurrent_partitions ?? Number.MAX_SAFE_INTEGER,
     resetConsumerOffsets: false,
-    consumerGroups: restore.consumer_groups,
-    allowNonEmptyTarget: restore.allow_non_empty_target,
-    maxInFlightPerPartition: restore.produce_max_in_flight,
-    coalesceMaxBytes: config.target.kafka_config['batch.size'],
-    maxRequestBytes: 16 * 1024 * 1024,
-    checkpointIntervalMs: 5000,
     onRequest: durationMs => requestMs.push(durationMs)
   })
   try {

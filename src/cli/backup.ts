@@ -3,6 +3,7 @@ import { Command } from 'commander'
 import { BackupEngine } from '../backup/engine.ts'
 import { connectCluster } from '../kafka/connect.ts'
 import type { BackupMetrics } from '../metrics/registry.ts'
+import { backupOptionsFromConfig } from '../options.ts'
 import { openStorage } from '../storage/open.ts'
 import { loadModeConfig, loggerFor, startMetrics, stopSignal } from './context.ts'
 import { formatBytes, formatCount, formatRate, printJson } from './output.ts'
@@ -53,33 +54,10 @@ Examples:
       const storage = await openStorage(config.storage)
       const cluster = connectCluster(config.source)
       const { signal, dispose } = stopSignal(log)
-      const kafka = config.source.kafka_config
       const metricsEndpoint = await startMetrics(config.metrics, log)
       let metrics: BackupMetrics | undefined
       const engine: BackupEngine = new BackupEngine({
-        backupId: config.backup_id,
-        storage,
-        cluster,
-        bootstrapServers: config.source.bootstrap_servers,
-        topics: config.source.topics,
-        includeInternalTopics: config.backup.include_internal_topics,
-        compression: config.backup.compression,
-        compressionLevel: config.backup.compression_level,
-        frameMaxBytes: config.backup.frame_max_bytes,
-        segmentMaxBytes: config.backup.segment_max_bytes,
-        segmentMaxIntervalMs: config.backup.segment_max_interval_ms,
-        checkpointIntervalMs: config.backup.checkpoint_interval_secs * 1000,
-        continuous: config.backup.continuous,
-        startOffset: config.backup.start_offset,
-        maxBytesInFlight: config.backup.max_bytes_in_flight,
-        maxConcurrentPartitions: config.backup.max_concurrent_partitions,
-        maxPartitionBufferedBytes: config.backup.max_batch_bytes,
-        fetch: {
-          maxWaitMs: kafka['fetch.max.wait.ms'],
-          minBytes: kafka['fetch.min.bytes'],
-          maxBytes: kafka['fetch.max.bytes'],
-          partitionMaxBytes: kafka['max.partition.fetch.bytes']
-        },
+        ...backupOptionsFromConfig(config, { storage, cluster }),
         signal,
         onWarning: (message, context) => log.warn(context, message),
         onFetch: durationMs => metrics?.fetchDuration.observe(durationMs / 1000),

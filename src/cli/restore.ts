@@ -3,6 +3,7 @@ import { Command } from 'commander'
 import type { RestoreConfig } from '../config/schema.ts'
 import { connectCluster } from '../kafka/connect.ts'
 import type { RestoreMetrics } from '../metrics/registry.ts'
+import { restoreOptionsFromConfig } from '../options.ts'
 import { RestoreEngine, type RestoreSummary } from '../restore/engine.ts'
 import { openStorage } from '../storage/open.ts'
 import { loadModeConfig, loggerFor, startMetrics, stopSignal } from './context.ts'
@@ -72,30 +73,7 @@ Examples:
       const metricsEndpoint = restore.dry_run ? undefined : await startMetrics(config.metrics, log)
       let metrics: RestoreMetrics | undefined
       const engine: RestoreEngine = new RestoreEngine({
-        backupId: config.backup_id,
-        storage,
-        cluster,
-        bootstrapServers: config.target.bootstrap_servers,
-        topics: restore.topics,
-        sourcePartitions: restore.source_partitions ?? {},
-        topicMapping: restore.topic_mapping,
-        partitionMapping: restore.partition_mapping,
-        window: {
-          start: restore.time_window_start === undefined ? undefined : BigInt(restore.time_window_start),
-          end: restore.time_window_end === undefined ? undefined : BigInt(restore.time_window_end)
-        },
-        createTopics: restore.create_topics,
-        defaultReplicationFactor: restore.default_replication_factor ?? -1,
-        dryRun: restore.dry_run,
-        maxConcurrentPartitions: restore.max_concurrent_partitions ?? Number.MAX_SAFE_INTEGER,
-        rateLimitBytesPerSec: restore.rate_limit_bytes_per_sec || undefined,
-        resetConsumerOffsets: restore.reset_consumer_offsets,
-        consumerGroups: restore.consumer_groups,
-        allowNonEmptyTarget: restore.allow_non_empty_target,
-        maxInFlightPerPartition: restore.produce_max_in_flight,
-        coalesceMaxBytes: config.target.kafka_config['batch.size'],
-        maxRequestBytes: 16 * 1024 * 1024,
-        checkpointIntervalMs: 5000,
+        ...restoreOptionsFromConfig(config, { storage, cluster }),
         signal,
         onWarning: (message, context) => log.warn(context, message),
         onRequest: durationMs => metrics?.produceDuration.observe(durationMs / 1000),

@@ -156,21 +156,28 @@ export function partitionKey(topic: string, partition: number): string {
   return `${topic}/${partition}`
 }
 
+async function describeTopics(cluster: KafkaCluster, topics: string[], names?: string[]) {
+  if (topics.length === 0) {
+    return []
+  }
+  return cluster.call('describing topic configs', () =>
+    cluster.admin.describeConfigs({
+      resources: topics.map(resourceName => ({
+        resourceType: ConfigResourceTypes.TOPIC,
+        resourceName,
+        configurationKeys: names
+      }))
+    })
+  )
+}
+
 /** The topic-level overrides (not broker or default values), which a restore re-applies. */
 export async function describeTopicConfigs(
   cluster: KafkaCluster,
   topics: string[]
 ): Promise<Map<string, Record<string, string>>> {
   const result = new Map<string, Record<string, string>>()
-  if (topics.length === 0) {
-    return result
-  }
-  const described = await cluster.call('describing topic configs', () =>
-    cluster.admin.describeConfigs({
-      resources: topics.map(resourceName => ({ resourceType: ConfigResourceTypes.TOPIC, resourceName }))
-    })
-  )
-  for (const resource of described) {
+  for (const resource of await describeTopics(cluster, topics)) {
     const overrides: Record<string, string> = {}
     for (const config of resource.configs) {
       if (config.configSource === ConfigSources.DYNAMIC_TOPIC_CONFIG && config.value != null && !config.isSensitive) {
@@ -189,19 +196,7 @@ export async function topicConfigValues(
   names: string[]
 ): Promise<Map<string, Record<string, string>>> {
   const result = new Map<string, Record<string, string>>()
-  if (topics.length === 0) {
-    return result
-  }
-  const described = await cluster.call('describing topic configs', () =>
-    cluster.admin.describeConfigs({
-      resources: topics.map(resourceName => ({
-        resourceType: ConfigResourceTypes.TOPIC,
-        resourceName,
-        configurationKeys: names
-      }))
-    })
-  )
-  for (const resource of described) {
+  for (const resource of await describeTopics(cluster, topics, names)) {
     const values: Record<string, string> = {}
     for (const config of resource.configs) {
       if (config.value != null) {

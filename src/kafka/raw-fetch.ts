@@ -6,6 +6,7 @@
  * out-of-range offset means for its position.
  */
 import { type Connection, fetchV17, type Reader } from '@platformatic/kafka'
+import { skipTaggedFields } from './protocol.ts'
 
 const FETCH_API_KEY = 1
 const FETCH_API_VERSION = 17
@@ -48,14 +49,6 @@ export interface RawFetchResponse {
   throttleTimeMs: number
   errorCode: number
   topics: Array<{ topicId: string; partitions: RawFetchPartition[] }>
-}
-
-function skipTaggedFields(reader: Reader): void {
-  const count = reader.readUnsignedVarInt()
-  for (let i = 0; i < count; i++) {
-    reader.readUnsignedVarInt()
-    reader.skip(reader.readUnsignedVarInt())
-  }
 }
 
 function parseRawFetchResponse(_correlationId: number, _apiKey: number, _apiVersion: number, reader: Reader) {

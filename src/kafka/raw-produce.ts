@@ -14,6 +14,7 @@ import {
   Writer
 } from '@platformatic/kafka'
 import { BackupError } from '../errors.ts'
+import { skipTaggedFields } from './protocol.ts'
 
 const PRODUCE_API_KEY = 0
 const PRODUCE_API_VERSION = 11
@@ -43,14 +44,6 @@ export interface RawProducePartitionResult {
 export interface RawProduceResponse {
   throttleTimeMs: number
   topics: Array<{ topic: string; partitions: RawProducePartitionResult[] }>
-}
-
-function skipTaggedFields(reader: Reader): void {
-  const count = reader.readUnsignedVarInt()
-  for (let i = 0; i < count; i++) {
-    reader.readUnsignedVarInt()
-    reader.skip(reader.readUnsignedVarInt())
-  }
 }
 
 function createRawProduceRequest(request: RawProduceRequest): Writer {

@@ -1,0 +1,80 @@
+/**
+ * From a validated config to complete engine options: the one place where the operators'
+ * snake_case keys meet the engines' typed options. Callers add the signal and hooks.
+ */
+import type { BackupOptions } from './backup/engine.ts'
+import type { BackupConfig, RestoreConfig } from './config/schema.ts'
+import type { KafkaCluster } from './kafka/cluster.ts'
+import type { RestoreOptions } from './restore/engine.ts'
+import type { Storage } from './storage/storage.ts'
+
+export interface EngineIo {
+  storage: Storage
+  cluster: KafkaCluster
+}
+
+export function backupOptionsFromConfig(config: BackupConfig, { storage, cluster }: EngineIo): BackupOptions {
+  const backup = config.backup
+  const kafka = config.source.kafka_config
+  return {
+    backupId: config.backup_id,
+    storage,
+    cluster,
+    bootstrapServers: config.source.bootstrap_servers,
+    topics: config.source.topics,
+    includeInternalTopics: backup.include_internal_topics,
+    compression: backup.compression,
+    compressionLevel: backup.compression_level,
+    frameMaxBytes: backup.frame_max_bytes,
+    segmentMaxBytes: backup.segment_max_bytes,
+    segmentMaxIntervalMs: backup.segment_max_interval_ms,
+    checkpointIntervalMs: backup.checkpoint_interval_secs * 1000,
+    continuous: backup.continuous,
+    startOffset: backup.start_offset,
+    maxBytesInFlight: backup.max_bytes_in_flight,
+    maxConcurrentPartitions: backup.max_concurrent_partitions,
+    maxPartitionBufferedBytes: backup.max_batch_bytes,
+    fetch: {
+      maxWaitMs: kafka['fetch.max.wait.ms'],
+      minBytes: kafka['fetch.min.bytes'],
+      maxBytes: kafka['fetch.max.bytes'],
+      partitionMaxBytes: kafka['max.partition.fetch.bytes']
+    }
+  }
+}
+
+/** Produce requests stay well under the broker's socket.request.max.bytes (100 MiB). */
+const MAX_PRODUCE_REQUEST_BYTES = 16 * 1024 * 1024
+/** How often a restore saves its progress and offset map. */
+const RESTORE_CHECKPOINT_INTERVAL_MS = 5000
+
+export function restoreOptionsFromConfig(config: RestoreConfig, { storage, cluster }: EngineIo): RestoreOptions {
+  const restore = config.restore
+  return {
+    backupId: config.backup_id,
+    storage,
+    cluster,
+    bootstrapServers: config.target.bootstrap_servers,
+    topics: restore.topics,
+    sourcePartitions: restore.source_partitions ?? {},
+    topicMapping: restore.topic_mapping,
+    partitionMapping: restore.partition_mapping,
+    window: {
+      start: restore.time_window_start === undefined ? undefined : BigInt(restore.time_window_start),
+      end: restore.time_window_end === undefined ? undefined : BigInt(restore.time_window_end)
+    },
+    createTopics: restore.create_topics,
+    // -1 lets the target broker apply its default.replication.factor.
+    defaultReplicationFactor: restore.default_replication_factor ?? -1,
+    dryRun: restore.dry_run,
+    maxConcurrentPartitions: restore.max_concurrent_partitions ?? Number.MAX_SAFE_INTEGER,
+    rateLimitBytesPerSec: restore.rate_limit_bytes_per_sec || undefined,
+    resetConsumerOffsets: restore.reset_consumer_offsets,
+    consumerGroups: restore.consumer_groups,
+    allowNonEmptyTarget: restore.allow_non_empty_target,
+    maxInFlightPerPartition: restore.produce_max_in_flight,
+    coalesceMaxBytes: config.target.kafka_config['batch.size'],
+    maxRequestBytes: MAX_PRODUCE_REQUEST_BYTES,
+    checkpointIntervalMs: RESTORE_CHECKPOINT_INTERVAL_MS
+  }
+}
