@@ -3,8 +3,9 @@
  * the byte-level building blocks, for programs that embed backups instead of running the CLI.
  *
  *   const config = await loadConfig('backup.yaml')
- *   const engine = new BackupEngine({ ...options, storage: await openStorage(config.storage), cluster })
- *   const summary = await engine.run()
+ *   if (config.mode !== 'backup') throw new Error('not a backup config')
+ *   const io = { storage: await openStorage(config.storage), cluster: connectCluster(config.source) }
+ *   const summary = await new BackupEngine(backupOptionsFromConfig(config, io)).run()
  */
 export { BackupEngine, type BackupOptions, type BackupSummary, type PartitionProgress } from './backup/engine.ts'
 export {
