@@ -143,6 +143,11 @@ export class BackupEngine {
       captureGroupOffsets(cluster, new Set(topics.map(t => t.name)))
     ])
 
+    // One process writes a backup at a time, so uploads of ours still open are a killed run's.
+    const aborted = await storage.abortIncompleteUploads?.(`${backupId}/`, new Date(startedAt))
+    if (aborted) {
+      options.onWarning?.(`aborted ${aborted} incomplete uploads an interrupted run left behind`, { backupId })
+    }
     const manifest = (await readManifest(storage, backupId)) ?? this.#newManifest(metadata.id)
     const capturedAt = new Date().toISOString()
     for (const topic of topics) {

@@ -373,14 +373,14 @@ export class S3Storage implements Storage {
   }
 
   /**
-   * Aborts the incomplete multipart uploads under this prefix that were started before
+   * Aborts the incomplete multipart uploads of keys under `under` that were started before
    * `startedBefore` (default: now), e.g. at the start of a backup run after a crash. Uploads
    * still in progress elsewhere must be newer than `startedBefore`. Returns how many it aborted.
    */
-  async abortIncompleteUploads(startedBefore: Date = new Date()): Promise<number> {
+  async abortIncompleteUploads(under = '', startedBefore: Date = new Date()): Promise<number> {
     let aborted = 0
     for (const upload of await this.incompleteUploads()) {
-      if (upload.initiated === undefined || upload.initiated < startedBefore) {
+      if (upload.key.startsWith(under) && (upload.initiated === undefined || upload.initiated < startedBefore)) {
         await this.#abortUpload(upload.key, upload.uploadId)
         aborted++
       }

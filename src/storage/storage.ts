@@ -38,5 +38,12 @@ export interface Storage {
   /** Removes the object; removing a missing key is not an error. */
   delete(key: string): Promise<void>
 
+  /**
+   * Aborts the uploads of keys under `prefix` that a killed writer left incomplete before
+   * `startedBefore`, where the backend has such a thing (S3 multipart uploads cost money until
+   * aborted). Returns how many. Backends whose leftovers expire by themselves leave it out.
+   */
+  abortIncompleteUploads?(prefix: string, startedBefore: Date): Promise<number>
+
   close(): Promise<void>
 }

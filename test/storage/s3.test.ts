@@ -169,7 +169,7 @@ describe('s3 storage', () => {
       (await storage.incompleteUploads()).map(upload => [upload.key, upload.uploadId]),
       [['topics/t/0/0.seg', left.UploadId]]
     )
-    assert.equal(await storage.abortIncompleteUploads(new Date(Date.now() + 60_000)), 1)
+    assert.equal(await storage.abortIncompleteUploads('', new Date(Date.now() + 60_000)), 1)
     assert.deepEqual(await storage.incompleteUploads(), [])
     assert.deepEqual(await pendingUploads(bucket), [`theirs/x.seg ${other.UploadId}`])
   })
