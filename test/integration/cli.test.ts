@@ -281,3 +281,63 @@ storage:
     )
   }
 })
+
+test('list, describe and offset-map print what a backup and its restore hold, as JSON', async () => {
+  const topic = uniqueTopic('cli-inspect')
+  await createTopic(cluster, topic, 2)
+  await produceJson(topic, 2, 300)
+  const storage = tempStorage()
+  const path = storage.location
+  assert.equal((await runCli(['backup', '--config', writeConfig(backupYaml(topic, path))])).code, 0)
+  const target = `${topic}-copy`
+  const restore = await runCli([
+    'restore',
+    '--json',
+    '--config',
+    writeConfig(`mode: restore
+backup_id: cli-test
+target:
+  bootstrap_servers: ${bootstrapServers()}
+restore:
+  topic_mapping: { ${topic}: ${target} }
+storage: { backend: filesystem, path: ${path} }
+`)
+  ])
+  assert.equal(restore.code, 0, restore.stderr)
+  const { restoreId } = JSON.parse(restore.stdout)
+
+  const list = JSON.parse((await runCli(['list', '--path', path, '--json'])).stdout)
+  assert.deepEqual(
+    list.map((b: { backupId: string; topics: number; lastRun: string }) => [b.backupId, b.topics, b.lastRun]),
+    [['cli-test', 1, 'complete']]
+  )
+  const describe = JSON.parse((await runCli(['describe', '--path', path, '--backup-id', 'cli-test', '--json'])).stdout)
+  assert.equal(describe.records, 600)
+  assert.deepEqual(
+    describe.topics[0].partitions.map((p: { partition: number; startOffset: string; nextOffset: string }) => [
+      p.partition,
+      p.startOffset,
+      p.nextOffset
+    ]),
+    [
+      [0, '0', '300'],
+      [1, '0', '300']
+    ]
+  )
+  assert.ok(describe.compressionRatio > 1)
+  const human = await runCli(['describe', '--path', path, '--backup-id', 'cli-test'])
+  assert.match(human.stdout, new RegExp(`${topic}/1\\s+0\\.\\.299\\s+300`))
+
+  const offsetMap = JSON.parse(
+    (await runCli(['offset-map', '--path', path, '--backup-id', 'cli-test', '--json'])).stdout
+  )
+  assert.equal(offsetMap.length, 1)
+  assert.equal(offsetMap[0].restoreId, restoreId)
+  assert.deepEqual(
+    offsetMap[0].partitions.map((p: { target: { topic: string }; runs: unknown[] }) => [p.target.topic, p.runs]),
+    [
+      [target, [{ sourceOffset: '0', targetOffset: '0', count: 300 }]],
+      [target, [{ sourceOffset: '0', targetOffset: '0', count: 300 }]]
+    ]
+  )
+})
