@@ -388,7 +388,9 @@ export const s3StorageSchema = z
       ),
     multipart_threshold: byteCount()
       .default(100 * MiB)
-      .describe('Objects of this size and larger are uploaded in parts; smaller ones with one PUT.'),
+      .describe(
+        'Objects of this size and larger are uploaded in parts; smaller ones with one PUT. A streamed segment goes up in parts as soon as it is larger than one part (`multipart_part_size`), so that it is never held whole in memory.'
+      ),
     multipart_part_size: byteCount(s3MinPartSize)
       .max(s3MaxPartSize)
       .default(10 * MiB)

