@@ -191,14 +191,19 @@ export async function startBroker(name = 'broker'): Promise<RunningBroker> {
   )
 
   runKafkaTool('kafka.tools.StorageTool', ['format', '-t', clusterId(), '-c', propertiesFile])
+  return launch({ bootstrapServers: `127.0.0.1:${port}`, pid: 0, runDir, logFile })
+}
 
+/** Starts the broker process of a formatted run folder and waits until it answers Metadata. */
+async function launch(broker: RunningBroker): Promise<RunningBroker> {
+  const { runDir, logFile } = broker
   const logFd = openSync(logFile, 'a')
   const child = spawn(
     'java',
     kafkaJavaArgs(
       'kafka.Kafka',
-      [propertiesFile],
-      ['-Xms256m', '-Xmx1g', '-XX:+UseG1GC', `-Dlog4j2.configurationFile=${log4jFile}`]
+      [join(runDir, 'server.properties')],
+      ['-Xms256m', '-Xmx1g', '-XX:+UseG1GC', `-Dlog4j2.configurationFile=${join(runDir, 'log4j2.properties')}`]
     ),
     { detached: true, stdio: ['ignore', logFd, logFd] }
   )
@@ -208,21 +213,31 @@ export async function startBroker(name = 'broker'): Promise<RunningBroker> {
     throw new Error(`java did not start; see ${logFile}`)
   }
   writeFileSync(join(runDir, 'broker.pid'), String(pid))
-  const broker = { bootstrapServers: `127.0.0.1:${port}`, pid, runDir, logFile }
+  const started = { ...broker, pid }
   let exited = false
   child.once('exit', () => {
     exited = true
   })
   try {
-    await waitForBroker(broker.bootstrapServers, 60_000, () => !exited)
+    await waitForBroker(started.bootstrapServers, 60_000, () => !exited)
     if (exited) {
       throw new Error('the broker process exited during start-up')
     }
   } catch (error) {
-    await stopBroker(broker, { keepLog: true })
+    await stopBroker(started, { keepLog: true })
     throw new Error(`Kafka broker failed to start (${(error as Error).message}); log: ${logFile}`, { cause: error })
   }
-  return broker
+  return started
+}
+
+/**
+ * Stops the broker (SIGTERM: a controlled shutdown) and starts it again on the same data and
+ * ports after `downMs`, as a broker restart in production would: for tests of what clients see.
+ */
+export async function restartBroker(broker: RunningBroker, downMs = 0): Promise<RunningBroker> {
+  await stopBroker(broker, { keepData: true })
+  await sleep(downMs)
+  return launch(broker)
 }
 
 function isRunning(pid: number): boolean {
@@ -234,8 +249,11 @@ function isRunning(pid: number): boolean {
   }
 }
 
-/** Stops the broker (SIGTERM, then SIGKILL after 20 s) and removes its data. */
-export async function stopBroker(broker: RunningBroker, options: { keepLog?: boolean } = {}): Promise<void> {
+/** Stops the broker (SIGTERM, then SIGKILL after 20 s) and removes its data unless asked to keep it. */
+export async function stopBroker(
+  broker: RunningBroker,
+  options: { keepLog?: boolean; keepData?: boolean } = {}
+): Promise<void> {
   if (isRunning(broker.pid)) {
     process.kill(broker.pid, 'SIGTERM')
     const deadline = Date.now() + 20_000
@@ -245,6 +263,9 @@ export async function stopBroker(broker: RunningBroker, options: { keepLog?: boo
     if (isRunning(broker.pid)) {
       process.kill(broker.pid, 'SIGKILL')
     }
+  }
+  if (options.keepData) {
+    return
   }
   rmSync(join(broker.runDir, 'data'), { recursive: true, force: true })
   if (!options.keepLog) {

@@ -1,0 +1,99 @@
+/**
+ * A broker restarted in the middle of a backup and of a restore: both retry and end with every
+ * record exactly once. This file starts a broker of its own, because it restarts it.
+ */
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Producer } from '@platformatic/kafka'
+import { type RunningBroker, restartBroker, startBroker, stopBroker } from '../../scripts/broker.ts'
+import { KafkaCluster } from '../../src/kafka/cluster.ts'
+import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
+import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { contentOf, readTopicRecords } from '../helpers/topic.ts'
+
+let broker: RunningBroker
+let cluster: KafkaCluster
+const recordsPerPartition = 4000
+
+before(async () => {
+  broker = await startBroker('restart')
+  cluster = new KafkaCluster({ bootstrapServers: [broker.bootstrapServers], clientId: 'kafka-backup-test' })
+})
+after(async () => {
+  await cluster.close()
+  await stopBroker(broker)
+})
+
+async function produce(topic: string): Promise<void> {
+  const producer = new Producer({ clientId: 'kafka-backup-test', bootstrapBrokers: [broker.bootstrapServers] })
+  for (let partition = 0; partition < 2; partition++) {
+    for (let start = 0; start < recordsPerPartition; start += 100) {
+      await producer.send({
+        messages: Array.from({ length: 100 }, (_, i) => ({
+          topic,
+          partition,
+          key: Buffer.from(`k${start + i}`),
+          value: Buffer.from(`value-${partition}-${start + i}-`.repeat(10))
+        }))
+      })
+    }
+  }
+  await producer.close()
+}
+
+test('a broker restart during a backup: the backup retries and holds every record exactly once', async () => {
+  const topic = uniqueTopic('restart-backup')
+  await createTopic(cluster, topic, 2)
+  await produce(topic)
+  const storage = tempStorage()
+  // One 100-record batch per Fetch, each held 100 ms: the backup takes seconds, the restart lands inside it.
+  const running = runBackup(
+    backupOptions(cluster, storage, [topic], {
+      bootstrapServers: [broker.bootstrapServers],
+      fetch: { maxWaitMs: 100, minBytes: 16 * 1024 * 1024, maxBytes: 16 * 1024 * 1024, partitionMaxBytes: 1 }
+    })
+  )
+  await sleep(1500)
+  broker = await restartBroker(broker, 1000)
+  const summary = await running
+  assert.equal(summary.records, 2 * recordsPerPartition)
+  const records = await readBackedUpRecords(storage, 'test-backup', topic)
+  for (let partition = 0; partition < 2; partition++) {
+    assert.deepEqual(
+      records.filter(r => r.partition === partition).map(r => r.offset),
+      Array.from({ length: recordsPerPartition }, (_, i) => BigInt(i))
+    )
+  }
+})
+
+test('a broker restart during a restore: the restore retries and writes every record exactly once', async () => {
+  const topic = uniqueTopic('restart-restore')
+  await createTopic(cluster, topic, 2)
+  await produce(topic)
+  const storage = tempStorage()
+  await runBackup(backupOptions(cluster, storage, [topic], { bootstrapServers: [broker.bootstrapServers] }))
+  const target = `${topic}-restored`
+  const warnings: string[] = []
+  const running = runRestore(
+    restoreOptions(cluster, storage, {
+      bootstrapServers: [broker.bootstrapServers],
+      topicMapping: { [topic]: target },
+      rateLimitBytesPerSec: 256 * 1024,
+      onWarning: message => warnings.push(message)
+    })
+  )
+  await sleep(1500)
+  broker = await restartBroker(broker, 1000)
+  const summary = await running
+  assert.equal(summary.records, 2 * recordsPerPartition)
+  assert.ok(
+    warnings.some(w => w.startsWith('restarting the restore')),
+    `the restore saw the broker go away: ${warnings}`
+  )
+  assert.deepEqual(
+    contentOf(await readTopicRecords(cluster, target)),
+    contentOf(await readTopicRecords(cluster, topic))
+  )
+})
