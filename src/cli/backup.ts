@@ -73,22 +73,30 @@ Examples:
           const partitions = engine.progress()
           let done = 0
           let total = 0
-          let remainingPartitions = 0
+          const behind: Array<{ name: string; left: number }> = []
           for (const p of partitions) {
             const start = Number(p.startOffset)
             const stop = p.stopOffset === null ? Number(p.fetchOffset) : Number(p.stopOffset)
             total += Math.max(stop - start, 0)
             done += Math.max(Math.min(Number(p.fetchOffset), stop) - start, 0)
-            if (Number(p.fetchOffset) < stop) {
-              remainingPartitions++
+            const left = stop - Number(p.fetchOffset)
+            if (left > 0) {
+              behind.push({ name: `${p.topic}/${p.partition}`, left })
             }
           }
+          // The partitions furthest from their end, so that a stuck one shows.
+          const furthest = behind
+            .sort((a, b) => b.left - a.left)
+            .slice(0, 3)
+            .map(p => `${p.name} ${formatCount(p.left)}`)
           return {
             done,
             total,
             records: partitions.reduce((sum, p) => sum + p.records, 0),
             bytes: partitions.reduce((sum, p) => sum + p.bytes, 0),
-            remaining: `${formatCount(Math.max(total - done, 0))} offsets left in ${remainingPartitions} partitions`
+            remaining:
+              `${formatCount(Math.max(total - done, 0))} offsets left in ${behind.length} partitions` +
+              (furthest.length > 0 ? ` (${furthest.join(', ')})` : '')
           }
         },
         Boolean(process.stderr.isTTY) && !flags.json
