@@ -24,6 +24,7 @@ import {
   type ObjectOperation,
   type ObjectStoreNames,
   objectStoreFailure,
+  readHead,
   trackSource
 } from './errors-map.ts'
 import { checkKey, checkPrefix, checkRange, notFound, rangePastEnd, sourceFailed } from './keys.ts'
@@ -316,18 +317,9 @@ export class AzureBlobStorage implements Storage {
       sourceError() === undefined
         ? this.#failure(error, key, 'put')
         : sourceFailed(key, this.location, 'put', sourceError())
-    const head: Buffer[] = []
-    let headBytes = 0
+    let head: Awaited<ReturnType<typeof readHead>>
     try {
-      while (headBytes < this.blockSize) {
-        const next = await chunks.next()
-        if (next.done) {
-          await this.#putBuffer(key, head.length === 1 ? head[0]! : Buffer.concat(head, headBytes), 'put')
-          return
-        }
-        head.push(next.value)
-        headBytes += next.value.length
-      }
+      head = await readHead(chunks, this.blockSize)
     } catch (error) {
       const mapped = failure(error)
       if (!body.destroyed) {
@@ -335,14 +327,11 @@ export class AzureBlobStorage implements Storage {
       }
       throw mapped
     }
-    // One chunk of read-ahead: the uploader's part buffers are the memory bound, not this.
-    const rest = Readable.from(
-      (async function* () {
-        yield* head.splice(0)
-        yield* chunks
-      })(),
-      { highWaterMark: 1 }
-    )
+    if (head.whole) {
+      await this.#putBuffer(key, head.whole, 'put')
+      return
+    }
+    const rest = head.rest
     const blob = await this.#blob(key, 'put')
     try {
       // Blocks are staged under random ids and committed at the end: until then the old blob

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream'
 /**
  * The error messages the object-store backends (S3, Azure Blob, GCS) share, so that a missing
  * bucket, refused credentials or a failed request read the same whichever cloud it is: what
@@ -123,4 +124,33 @@ export function trackSource(body: AsyncIterable<unknown>): {
     }
   })()
   return { chunks, sourceError: () => failure }
+}
+
+/**
+ * Reads a stream up to `limit` bytes: `whole` when it ended there (one small PUT), otherwise
+ * `rest`, a stream of all of it that the uploader reads part by part. Read errors propagate.
+ */
+export async function readHead(
+  chunks: AsyncGenerator<Buffer, void, undefined>,
+  limit: number
+): Promise<{ whole: Buffer; rest?: undefined } | { whole?: undefined; rest: Readable }> {
+  const head: Buffer[] = []
+  let headBytes = 0
+  while (headBytes < limit || headBytes === 0) {
+    const next = await chunks.next()
+    if (next.done) {
+      return { whole: head.length === 1 ? head[0]! : Buffer.concat(head, headBytes) }
+    }
+    head.push(next.value)
+    headBytes += next.value.length
+  }
+  // One chunk of read-ahead: the uploader's part buffers are the memory bound, not this.
+  const rest = Readable.from(
+    (async function* () {
+      yield* head.splice(0)
+      yield* chunks
+    })(),
+    { highWaterMark: 1 }
+  )
+  return { rest }
 }

@@ -28,6 +28,7 @@ import {
   type ObjectOperation,
   type ObjectStoreNames,
   objectStoreFailure,
+  readHead,
   trackSource
 } from './errors-map.ts'
 import { checkKey, checkPrefix, checkRange, notFound, rangePastEnd, sourceFailed } from './keys.ts'
@@ -293,18 +294,9 @@ export class GcsStorage implements Storage {
       sourceError() === undefined
         ? this.#failure(error, key, 'put')
         : sourceFailed(key, this.location, 'put', sourceError())
-    const head: Buffer[] = []
-    let headBytes = 0
+    let head: Awaited<ReturnType<typeof readHead>>
     try {
-      while (headBytes < this.resumableThreshold || headBytes === 0) {
-        const next = await chunks.next()
-        if (next.done) {
-          await this.#save(key, head.length === 1 ? head[0]! : Buffer.concat(head, headBytes), 'put')
-          return
-        }
-        head.push(next.value)
-        headBytes += next.value.length
-      }
+      head = await readHead(chunks, this.resumableThreshold)
     } catch (error) {
       const mapped = failure(error)
       if (!body.destroyed) {
@@ -312,14 +304,11 @@ export class GcsStorage implements Storage {
       }
       throw mapped
     }
-    // One chunk of read-ahead: the uploader's part buffers are the memory bound, not this.
-    const rest = Readable.from(
-      (async function* () {
-        yield* head.splice(0)
-        yield* chunks
-      })(),
-      { highWaterMark: 1 }
-    )
+    if (head.whole) {
+      await this.#save(key, head.whole, 'put')
+      return
+    }
+    const rest = head.rest
     const upload: Writable = this.#file(key).createWriteStream({
       resumable: true,
       chunkSize: this.chunkSize,

@@ -36,6 +36,7 @@ import {
   type ObjectOperation,
   type ObjectStoreNames,
   objectStoreFailure,
+  readHead,
   reasonOf,
   trackSource
 } from './errors-map.ts'
@@ -413,20 +414,9 @@ export class S3Storage implements Storage {
 
   async #putStream(key: string, body: Readable): Promise<void> {
     const { chunks, sourceError } = trackSource(body)
-    const head: Buffer[] = []
-    let headBytes = 0
-    const decideAt = Math.min(this.multipartThreshold, this.multipartPartSize)
+    let head: Awaited<ReturnType<typeof readHead>>
     try {
-      while (headBytes < decideAt) {
-        const next = await chunks.next()
-        if (next.done) {
-          const whole = head.length === 1 ? head[0]! : Buffer.concat(head, headBytes)
-          await this.#putBuffer(key, whole, 'put')
-          return
-        }
-        head.push(next.value)
-        headBytes += next.value.length
-      }
+      head = await readHead(chunks, Math.min(this.multipartThreshold, this.multipartPartSize))
     } catch (error) {
       const mapped =
         sourceError() === undefined ? this.#failure(error, key, 'put') : sourceFailed(key, this.location, 'put', error)
@@ -435,14 +425,11 @@ export class S3Storage implements Storage {
       }
       throw mapped
     }
-    // One chunk of read-ahead: the uploader's part buffers are the memory bound, not this.
-    const rest = Readable.from(
-      (async function* () {
-        yield* head.splice(0)
-        yield* chunks
-      })(),
-      { highWaterMark: 1 }
-    )
+    if (head.whole) {
+      await this.#putBuffer(key, head.whole, 'put')
+      return
+    }
+    const rest = head.rest
     await this.#upload(key, rest, 'put', sourceError, body)
   }
 
