@@ -27,7 +27,7 @@ import {
   readHead,
   trackSource
 } from './errors-map.ts'
-import { checkKey, checkPrefix, checkRange, notFound, rangePastEnd, sourceFailed } from './keys.ts'
+import { checkKey, checkPrefix, checkRange, emptyRange, notFound, rangePastEnd, sourceFailed } from './keys.ts'
 import type { ObjectInfo, Storage } from './storage.ts'
 
 const MiB = 1024 * 1024
@@ -179,14 +179,7 @@ export class AzureBlobStorage implements Storage {
     checkKey(key, this.location, 'getRange')
     checkRange(key, offset, length, this.location, 'getRange')
     if (length === 0) {
-      const info = await this.head(key)
-      if (info === undefined) {
-        throw notFound(key, this.location, 'getRange')
-      }
-      if (offset > info.size) {
-        throw rangePastEnd(key, offset, length, info.size, this.location, 'getRange')
-      }
-      return Buffer.alloc(0)
+      return emptyRange(this, key, offset)
     }
     const blob = await this.#blob(key, 'getRange')
     let bytes: Buffer

@@ -130,3 +130,22 @@ export function sourceFailed(key: string, location: string, operation: string, c
     { location, key, operation, cause }
   )
 }
+
+/**
+ * getRange of length 0 on an object store: HTTP cannot express an empty range, yet the object
+ * must exist and reach `offset`, as for any other range.
+ */
+export async function emptyRange(
+  storage: { head(key: string): Promise<{ size: number } | undefined>; location: string },
+  key: string,
+  offset: number
+): Promise<Buffer> {
+  const info = await storage.head(key)
+  if (info === undefined) {
+    throw notFound(key, storage.location, 'getRange')
+  }
+  if (offset > info.size) {
+    throw rangePastEnd(key, offset, 0, info.size, storage.location, 'getRange')
+  }
+  return Buffer.alloc(0)
+}

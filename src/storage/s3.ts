@@ -40,7 +40,7 @@ import {
   reasonOf,
   trackSource
 } from './errors-map.ts'
-import { checkKey, checkPrefix, checkRange, notFound, rangePastEnd, sourceFailed } from './keys.ts'
+import { checkKey, checkPrefix, checkRange, emptyRange, notFound, rangePastEnd, sourceFailed } from './keys.ts'
 import type { ObjectInfo, Storage } from './storage.ts'
 
 const MiB = 1024 * 1024
@@ -212,15 +212,7 @@ export class S3Storage implements Storage {
     checkKey(key, this.location, 'getRange')
     checkRange(key, offset, length, this.location, 'getRange')
     if (length === 0) {
-      // HTTP cannot express an empty range; the object must still exist and reach `offset`.
-      const info = await this.head(key)
-      if (info === undefined) {
-        throw notFound(key, this.location, 'getRange')
-      }
-      if (offset > info.size) {
-        throw rangePastEnd(key, offset, length, info.size, this.location, 'getRange')
-      }
-      return Buffer.alloc(0)
+      return emptyRange(this, key, offset)
     }
     let bytes: Buffer
     let total: number | undefined
