@@ -239,7 +239,13 @@ export class BackupFetcher {
         this.#regroupRequested = true
       }
       order = order.filter(s => !s.task.done && !s.needsOffsetCheck)
-      const stop = this.#restartRequested || this.#regroupRequested || signal.aborted || order.length === 0
+      // A partition whose writes failed ends the run (run() rethrows its error): stop fetching.
+      const stop =
+        this.#restartRequested ||
+        this.#regroupRequested ||
+        signal.aborted ||
+        order.length === 0 ||
+        this.#states.some(s => s.task.failed)
       if (!stop) {
         await budget.waitForRoom(signal)
         // Rotate so that a partition whose first batch exceeds its share still gets to go first

@@ -5,7 +5,7 @@
  * killed at any point resumes from the last durable segment with no gap and no duplicate.
  */
 import type { RecordBatchView } from '../batch/header.ts'
-import { BackupError } from '../errors.ts'
+import { BackupError, isBackupError } from '../errors.ts'
 import type { SegmentCodec } from '../segment/codecs.ts'
 import { type SegmentSummary, SegmentWriter } from '../segment/writer.ts'
 import type { Storage } from '../storage/storage.ts'
@@ -80,6 +80,10 @@ export class PartitionTask {
     return BigInt(this.index.nextOffset)
   }
 
+  get failed(): boolean {
+    return this.#failure !== undefined
+  }
+
   /** Throws the error that stopped this task's writes, if any. */
   assertHealthy(): void {
     if (this.#failure !== undefined) {
@@ -95,26 +99,33 @@ export class PartitionTask {
     const bytes = batches.reduce((sum, batch) => sum + batch.bytes.length, 0)
     const handedOverAt = performance.now()
     this.bufferedBytes += bytes
-    this.#run(async () => {
-      try {
-        let records = 0
-        for (const batch of batches) {
-          await this.#append(batch)
-          records += batch.recordCount
+    this.#run(
+      async () => {
+        try {
+          let records = 0
+          for (const batch of batches) {
+            await this.#append(batch)
+            records += batch.recordCount
+          }
+          if (batches.length > 0) {
+            this.#options.onBatchesWritten?.(this, records, bytes, performance.now() - handedOverAt)
+          }
+          this.#appendedThrough = positionAfter
+          if (!this.#segment && positionAfter > this.checkpoint) {
+            this.index.nextOffset = positionAfter.toString()
+            this.#indexDirty = true
+          }
+        } finally {
+          this.bufferedBytes -= bytes
+          release()
         }
-        if (batches.length > 0) {
-          this.#options.onBatchesWritten?.(this, records, bytes, performance.now() - handedOverAt)
-        }
-        this.#appendedThrough = positionAfter
-        if (!this.#segment && positionAfter > this.checkpoint) {
-          this.index.nextOffset = positionAfter.toString()
-          this.#indexDirty = true
-        }
-      } finally {
+      },
+      () => {
+        // A failed task takes no more batches, but their bytes still leave the budget.
         this.bufferedBytes -= bytes
         release()
       }
-    })
+    )
   }
 
   /** Records offsets lost to retention before they could be backed up (OFFSET_OUT_OF_RANGE). */
@@ -164,14 +175,17 @@ export class PartitionTask {
     }
   }
 
-  #run(step: () => Promise<void>): void {
+  /** Runs `step` after the queued ones; after a failure, steps are skipped and `onSkip` runs instead. */
+  #run(step: () => Promise<void>, onSkip?: () => void): void {
     this.#chain = this.#chain.then(async () => {
-      if (this.#failure === undefined) {
-        try {
-          await step()
-        } catch (error) {
-          this.#failure = error
-        }
+      if (this.#failure !== undefined) {
+        onSkip?.()
+        return
+      }
+      try {
+        await step()
+      } catch (error) {
+        this.#failure = error
       }
     })
   }
@@ -181,13 +195,39 @@ export class PartitionTask {
       this.#segment = this.#openSegment(batch.baseOffset)
     }
     const segment = this.#segment
-    await segment.writer.append(batch)
+    try {
+      await segment.writer.append(batch)
+    } catch (error) {
+      throw await this.#uploadFailure(segment, error)
+    }
     segment.appendedBytes += batch.bytes.length
     this.recordsWritten += batch.recordCount
     this.bytesWritten += batch.bytes.length
     if (segment.appendedBytes >= this.#options.segmentMaxBytes) {
       await this.#closeSegment()
     }
+  }
+
+  /**
+   * The error to report when appending failed: usually the upload failed first and the stream
+   * was torn down, leaving the append only an abort; the upload's error says what happened.
+   */
+  async #uploadFailure(segment: OpenSegment, appendError: unknown): Promise<unknown> {
+    const uploadError = await Promise.race([
+      segment.upload.then(
+        () => undefined,
+        (error: unknown) => error
+      ),
+      new Promise(resolve => setTimeout(resolve, 5000, undefined).unref())
+    ])
+    const error = uploadError ?? appendError
+    return isBackupError(error)
+      ? error
+      : new BackupError(
+          'KB_STORAGE',
+          `segment ${segment.key} of ${this.topic}/${this.partition} could not be written: ${(error as Error).message}`,
+          { cause: error, topic: this.topic, partition: this.partition, key: segment.key }
+        )
   }
 
   #openSegment(firstOffset: bigint): OpenSegment {
@@ -222,11 +262,7 @@ export class PartitionTask {
       summary = await segment.writer.finish()
       await segment.upload
     } catch (error) {
-      throw new BackupError(
-        'KB_STORAGE',
-        `segment ${segment.key} of ${this.topic}/${this.partition} could not be written: ${(error as Error).message}`,
-        { cause: error, topic: this.topic, partition: this.partition, key: segment.key }
-      )
+      throw await this.#uploadFailure(segment, error)
     }
     const entry: SegmentEntry = {
       key: segment.key.slice(this.#options.backupId.length + 1),
