@@ -130,6 +130,9 @@ function spawnServer(command: string, args: string[], logFile: string, cwd: stri
   const logFd = openSync(logFile, 'a')
   try {
     const child = spawn(command, args, { cwd, stdio: ['ignore', logFd, logFd] })
+    // A test file whose suites were filtered out by name never runs their `after` hooks: the
+    // servers must not keep it alive (the exit handler below still kills them).
+    child.unref()
     if (child.pid !== undefined) {
       const pid = child.pid
       children.set(pid, child)
