@@ -24,10 +24,17 @@ import {
   type ObjectOperation,
   type ObjectStoreNames,
   objectStoreFailure,
-  readHead,
-  trackSource
+  readHead
 } from './errors-map.ts'
-import { checkKey, checkPrefix, checkRange, emptyRange, notFound, rangePastEnd, sourceFailed } from './keys.ts'
+import {
+  checkKey,
+  checkPrefix,
+  checkRange,
+  emptyRange,
+  rangePastEnd,
+  sourceFailed,
+  unsatisfiableRange
+} from './keys.ts'
 import type { ObjectInfo, Storage } from './storage.ts'
 
 const MiB = 1024 * 1024
@@ -190,11 +197,7 @@ export class AzureBlobStorage implements Storage {
       bytes = await readAll(response.readableStreamBody)
     } catch (error) {
       if (statusOf(error) === 416) {
-        const size = (await this.head(key))?.size
-        if (size === undefined) {
-          throw notFound(key, this.location, 'getRange')
-        }
-        throw rangePastEnd(key, offset, length, size, this.location, 'getRange')
+        throw await unsatisfiableRange(this, key, offset, length)
       }
       throw this.#failure(error, key, 'getRange')
     }
@@ -305,26 +308,16 @@ export class AzureBlobStorage implements Storage {
   }
 
   async #putStream(key: string, body: Readable): Promise<void> {
-    const { chunks, sourceError } = trackSource(body)
-    const failure = (error: unknown) =>
-      sourceError() === undefined
+    const failure = (error: unknown, sourceError: unknown) =>
+      sourceError === undefined
         ? this.#failure(error, key, 'put')
-        : sourceFailed(key, this.location, 'put', sourceError())
-    let head: Awaited<ReturnType<typeof readHead>>
-    try {
-      head = await readHead(chunks, this.blockSize)
-    } catch (error) {
-      const mapped = failure(error)
-      if (!body.destroyed) {
-        body.destroy()
-      }
-      throw mapped
-    }
+        : sourceFailed(key, this.location, 'put', sourceError)
+    const head = await readHead(body, this.blockSize, failure)
     if (head.whole) {
       await this.#putBuffer(key, head.whole, 'put')
       return
     }
-    const rest = head.rest
+    const { rest, sourceError } = head
     const blob = await this.#blob(key, 'put')
     try {
       // Blocks are staged under random ids and committed at the end: until then the old blob
@@ -332,7 +325,7 @@ export class AzureBlobStorage implements Storage {
       await blob.uploadStream(rest, this.blockSize, this.maxConcurrency)
     } catch (error) {
       // Mapped first: destroying the source fails a read of it in flight, which is not its fault.
-      const mapped = failure(error)
+      const mapped = failure(error, sourceError())
       rest.destroy()
       if (!body.destroyed) {
         body.destroy()

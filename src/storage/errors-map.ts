@@ -93,7 +93,7 @@ export function objectStoreFailure(
  * downstream (an upload that failed tears the pipeline down) is not, and must not be reported
  * as one.
  */
-export function trackSource(body: AsyncIterable<unknown>): {
+function trackSource(body: AsyncIterable<unknown>): {
   chunks: AsyncGenerator<Buffer, void, undefined>
   sourceError: () => unknown
 } {
@@ -127,22 +127,34 @@ export function trackSource(body: AsyncIterable<unknown>): {
 }
 
 /**
- * Reads a stream up to `limit` bytes: `whole` when it ended there (one small PUT), otherwise
- * `rest`, a stream of all of it that the uploader reads part by part. Read errors propagate.
+ * The first step of a streamed put: reads `body` up to `limit` bytes. `whole` when it ended
+ * there (one small PUT), otherwise `rest`, a stream of all of it that the uploader reads part by
+ * part, with `sourceError` telling a failure of the source from one of the upload. A read that
+ * fails destroys the source and throws `failure(error, sourceError)`.
  */
 export async function readHead(
-  chunks: AsyncGenerator<Buffer, void, undefined>,
-  limit: number
-): Promise<{ whole: Buffer; rest?: undefined } | { whole?: undefined; rest: Readable }> {
+  body: Readable,
+  limit: number,
+  failure: (error: unknown, sourceError: unknown) => BackupError
+): Promise<{ whole: Buffer; rest?: undefined } | { whole?: undefined; rest: Readable; sourceError: () => unknown }> {
+  const { chunks, sourceError } = trackSource(body)
   const head: Buffer[] = []
   let headBytes = 0
-  while (headBytes < limit || headBytes === 0) {
-    const next = await chunks.next()
-    if (next.done) {
-      return { whole: head.length === 1 ? head[0]! : Buffer.concat(head, headBytes) }
+  try {
+    while (headBytes < limit || headBytes === 0) {
+      const next = await chunks.next()
+      if (next.done) {
+        return { whole: head.length === 1 ? head[0]! : Buffer.concat(head, headBytes) }
+      }
+      head.push(next.value)
+      headBytes += next.value.length
     }
-    head.push(next.value)
-    headBytes += next.value.length
+  } catch (error) {
+    const mapped = failure(error, sourceError())
+    if (!body.destroyed) {
+      body.destroy()
+    }
+    throw mapped
   }
   // One chunk of read-ahead: the uploader's part buffers are the memory bound, not this.
   const rest = Readable.from(
@@ -152,5 +164,5 @@ export async function readHead(
     })(),
     { highWaterMark: 1 }
   )
-  return { rest }
+  return { rest, sourceError }
 }

@@ -28,10 +28,17 @@ import {
   type ObjectOperation,
   type ObjectStoreNames,
   objectStoreFailure,
-  readHead,
-  trackSource
+  readHead
 } from './errors-map.ts'
-import { checkKey, checkPrefix, checkRange, emptyRange, notFound, rangePastEnd, sourceFailed } from './keys.ts'
+import {
+  checkKey,
+  checkPrefix,
+  checkRange,
+  emptyRange,
+  rangePastEnd,
+  sourceFailed,
+  unsatisfiableRange
+} from './keys.ts'
 import type { ObjectInfo, Storage } from './storage.ts'
 
 const MiB = 1024 * 1024
@@ -176,11 +183,7 @@ export class GcsStorage implements Storage {
       ;[bytes] = await this.#file(key).download({ start: offset, end: offset + length - 1 })
     } catch (error) {
       if (statusOf(error) === 416) {
-        const size = (await this.head(key))?.size
-        if (size === undefined) {
-          throw notFound(key, this.location, 'getRange')
-        }
-        throw rangePastEnd(key, offset, length, size, this.location, 'getRange')
+        throw await unsatisfiableRange(this, key, offset, length)
       }
       throw await this.#readFailure(error, key, 'getRange')
     }
@@ -282,26 +285,16 @@ export class GcsStorage implements Storage {
   }
 
   async #putStream(key: string, body: Readable): Promise<void> {
-    const { chunks, sourceError } = trackSource(body)
-    const failure = (error: unknown) =>
-      sourceError() === undefined
+    const failure = (error: unknown, sourceError: unknown) =>
+      sourceError === undefined
         ? this.#failure(error, key, 'put')
-        : sourceFailed(key, this.location, 'put', sourceError())
-    let head: Awaited<ReturnType<typeof readHead>>
-    try {
-      head = await readHead(chunks, this.resumableThreshold)
-    } catch (error) {
-      const mapped = failure(error)
-      if (!body.destroyed) {
-        body.destroy()
-      }
-      throw mapped
-    }
+        : sourceFailed(key, this.location, 'put', sourceError)
+    const head = await readHead(body, this.resumableThreshold, failure)
     if (head.whole) {
       await this.#save(key, head.whole, 'put')
       return
     }
-    const rest = head.rest
+    const { rest, sourceError } = head
     const upload: Writable = this.#file(key).createWriteStream({
       resumable: true,
       chunkSize: this.chunkSize,
@@ -310,7 +303,7 @@ export class GcsStorage implements Storage {
     try {
       await pipeline(rest, upload)
     } catch (error) {
-      const mapped = failure(error)
+      const mapped = failure(error, sourceError())
       if (!body.destroyed) {
         body.destroy()
       }

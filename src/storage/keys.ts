@@ -149,3 +149,19 @@ export async function emptyRange(
   }
   return Buffer.alloc(0)
 }
+
+/**
+ * A range read refused with HTTP 416 (it starts at or past the end; no size is given): the
+ * error is KB_STORAGE_NOT_FOUND when the object is missing, else the range-past-end error.
+ */
+export async function unsatisfiableRange(
+  storage: { head(key: string): Promise<{ size: number } | undefined>; location: string },
+  key: string,
+  offset: number,
+  length: number
+): Promise<BackupError> {
+  const size = (await storage.head(key))?.size
+  return size === undefined
+    ? notFound(key, storage.location, 'getRange')
+    : rangePastEnd(key, offset, length, size, storage.location, 'getRange')
+}

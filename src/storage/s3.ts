@@ -37,10 +37,17 @@ import {
   type ObjectStoreNames,
   objectStoreFailure,
   readHead,
-  reasonOf,
-  trackSource
+  reasonOf
 } from './errors-map.ts'
-import { checkKey, checkPrefix, checkRange, emptyRange, notFound, rangePastEnd, sourceFailed } from './keys.ts'
+import {
+  checkKey,
+  checkPrefix,
+  checkRange,
+  emptyRange,
+  rangePastEnd,
+  sourceFailed,
+  unsatisfiableRange
+} from './keys.ts'
 import type { ObjectInfo, Storage } from './storage.ts'
 
 const MiB = 1024 * 1024
@@ -234,11 +241,7 @@ export class S3Storage implements Storage {
     } catch (error) {
       if (statusOf(error) === 416) {
         // S3 answers a range that starts at or past the end with 416, and no size.
-        const size = (await this.head(key))?.size
-        if (size === undefined) {
-          throw notFound(key, this.location, 'getRange')
-        }
-        throw rangePastEnd(key, offset, length, size, this.location, 'getRange')
+        throw await unsatisfiableRange(this, key, offset, length)
       }
       throw this.#failure(error, key, 'getRange')
     }
@@ -405,23 +408,19 @@ export class S3Storage implements Storage {
   }
 
   async #putStream(key: string, body: Readable): Promise<void> {
-    const { chunks, sourceError } = trackSource(body)
-    let head: Awaited<ReturnType<typeof readHead>>
-    try {
-      head = await readHead(chunks, Math.min(this.multipartThreshold, this.multipartPartSize))
-    } catch (error) {
-      const mapped =
-        sourceError() === undefined ? this.#failure(error, key, 'put') : sourceFailed(key, this.location, 'put', error)
-      if (!body.destroyed) {
-        body.destroy()
-      }
-      throw mapped
-    }
+    const head = await readHead(
+      body,
+      Math.min(this.multipartThreshold, this.multipartPartSize),
+      (error, sourceError) =>
+        sourceError === undefined
+          ? this.#failure(error, key, 'put')
+          : sourceFailed(key, this.location, 'put', sourceError)
+    )
     if (head.whole) {
       await this.#putBuffer(key, head.whole, 'put')
       return
     }
-    const rest = head.rest
+    const { rest, sourceError } = head
     await this.#upload(key, rest, 'put', sourceError, body)
   }
 
