@@ -8,6 +8,12 @@
  *   const summary = await new BackupEngine(backupOptionsFromConfig(config, io)).run()
  */
 export { BackupEngine, type BackupOptions, type BackupSummary, type PartitionProgress } from './backup/engine.ts'
+export { crc32c } from './batch/crc.ts'
+export { Attribute, Codec, RecordBatchView } from './batch/header.ts'
+export { decodeRecords, encodeBatch, type KafkaRecord, type RecordInput } from './batch/records.ts'
+export { coalesce, prepareForRestore, rewriteForRestore } from './batch/rewrite.ts'
+export { RecordSetReader, splitRecordSet } from './batch/split.ts'
+export { readCommittedBatches, TransactionFilter } from './batch/transactions.ts'
 export {
   type BackupDescription,
   type BackupListing,
@@ -16,20 +22,14 @@ export {
   type ValidationProblem,
   type ValidationReport,
   validateBackup
-} from './backup/inspect.ts'
+} from './catalog/inspect.ts'
 export {
   type Manifest,
   type PartitionIndex,
   readManifest,
   readPartitionIndex,
   type SegmentEntry
-} from './backup/manifest.ts'
-export { crc32c } from './batch/crc.ts'
-export { Attribute, Codec, RecordBatchView } from './batch/header.ts'
-export { decodeRecords, encodeBatch, type KafkaRecord, type RecordInput } from './batch/records.ts'
-export { coalesce, prepareForRestore, rewriteForRestore } from './batch/rewrite.ts'
-export { RecordSetReader, splitRecordSet } from './batch/split.ts'
-export { readCommittedBatches, TransactionFilter } from './batch/transactions.ts'
+} from './catalog/manifest.ts'
 export { type ConfigOverrides, loadConfig, parseConfig, redactConfig } from './config/load.ts'
 export type { BackupConfig, Config, RestoreConfig, StorageConfig } from './config/schema.ts'
 export { BackupError, type ErrorCode, errorCodes, isBackupError } from './errors.ts'

@@ -7,15 +7,6 @@
  * Running the same backup again continues from each partition's checkpoint (incremental).
  * One process writes a backup at a time: two runs on the same backup_id are not coordinated.
  */
-import { BackupError } from '../errors.ts'
-import { captureGroupOffsets, describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../kafka/admin.ts'
-import type { KafkaCluster } from '../kafka/cluster.ts'
-import type { SegmentCodec } from '../segment/codecs.ts'
-import type { Storage } from '../storage/storage.ts'
-import { topicMatcher } from '../topics.ts'
-import { toolVersion } from '../version.ts'
-import { ByteBudget } from './budget.ts'
-import { BackupFetcher } from './fetcher.ts'
 import {
   FORMAT,
   FORMAT_VERSION,
@@ -28,7 +19,16 @@ import {
   type TopicEntry,
   writeManifest,
   writePartitionIndex
-} from './manifest.ts'
+} from '../catalog/manifest.ts'
+import { BackupError } from '../errors.ts'
+import { captureGroupOffsets, describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../kafka/admin.ts'
+import type { KafkaCluster } from '../kafka/cluster.ts'
+import type { SegmentCodec } from '../segment/codecs.ts'
+import type { Storage } from '../storage/storage.ts'
+import { topicMatcher } from '../topics.ts'
+import { toolVersion } from '../version.ts'
+import { ByteBudget } from './budget.ts'
+import { BackupFetcher } from './fetcher.ts'
 import { PartitionTask } from './partition-task.ts'
 
 export interface BackupOptions {

@@ -5,11 +5,11 @@
  * killed at any point resumes from the last durable segment with no gap and no duplicate.
  */
 import type { RecordBatchView } from '../batch/header.ts'
+import { type PartitionIndex, type SegmentEntry, segmentKey, writePartitionIndex } from '../catalog/manifest.ts'
 import { BackupError, isBackupError } from '../errors.ts'
 import type { SegmentCodec } from '../segment/codecs.ts'
 import { type SegmentSummary, SegmentWriter } from '../segment/writer.ts'
 import type { Storage } from '../storage/storage.ts'
-import { type PartitionIndex, type SegmentEntry, segmentKey, writePartitionIndex } from './manifest.ts'
 
 export interface PartitionTaskOptions {
   storage: Storage

@@ -1,7 +1,7 @@
 /** `list`, `describe`, `validate` and `offset-map`: read-only looks at backups in storage. */
 import { Command } from 'commander'
 import type { Logger } from 'pino'
-import { describeBackup, listBackups, requireManifest, validateBackup } from '../backup/inspect.ts'
+import { describeBackup, listBackups, requireManifest, validateBackup } from '../catalog/inspect.ts'
 import { loadConfig, storageFromLocation } from '../config/load.ts'
 import { storageSchema } from '../config/schema.ts'
 import { BackupError } from '../errors.ts'

@@ -10,7 +10,7 @@ import {
   readPartitionIndex,
   type SegmentEntry,
   type TopicEntry
-} from '../backup/manifest.ts'
+} from '../catalog/manifest.ts'
 import { BackupError } from '../errors.ts'
 import type { Storage } from '../storage/storage.ts'
 import { topicMatcher } from '../topics.ts'

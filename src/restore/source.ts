@@ -6,8 +6,8 @@
  * (`validate --deep` checks them again).
  */
 
-import type { PartitionIndex, SegmentEntry } from '../backup/manifest.ts'
 import type { RecordBatchView } from '../batch/header.ts'
+import type { PartitionIndex, SegmentEntry } from '../catalog/manifest.ts'
 import type { FrameIndexRow } from '../segment/format.ts'
 import { readSegmentBatches, readSegmentIndex } from '../segment/reader.ts'
 import { openRangeSource } from '../storage/range-source.ts'

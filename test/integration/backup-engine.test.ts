@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { Producer } from '@platformatic/kafka'
-import { readPartitionIndex } from '../../src/backup/manifest.ts'
+import { readPartitionIndex } from '../../src/catalog/manifest.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
 import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
