@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { chmod, mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -8,6 +7,7 @@ import { Readable } from 'node:stream'
 import { after, before, describe, mock, test } from 'node:test'
 import { isBackupError } from '../../src/errors.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
+import { runUnprivileged } from '../helpers/unprivileged.ts'
 import { storageContract } from './contract.ts'
 
 async function temporaryDirectory(): Promise<string> {
@@ -164,22 +164,15 @@ describe('filesystem storage', () => {
         putBelow: await outcome(lockedBelow.put('manifest.json', Buffer.from('{}'))),
         get: await outcome(rootDir.get('secret'))
       }))`
-    // Root ignores permission bits, so as root the attempt runs in a child as nobody.
-    const asRoot = process.getuid?.() === 0
-    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-      encoding: 'utf8',
-      cwd: tmpdir(),
-      ...(asRoot ? { uid: 65534, gid: 65534 } : {})
-    })
     try {
-      assert.equal(child.status, 0, child.stderr)
-      const result = JSON.parse(child.stdout)
+      const { droppedRoot, stdout } = runUnprivileged(script)
+      const result = JSON.parse(stdout)
       assert.equal(result.put.code, 'KB_STORAGE_ACCESS_DENIED')
       assert.match(result.put.message, new RegExp(`permission denied to put b1/manifest.json at ${locked}`))
       assert.match(result.put.message, /can write to/)
       assert.equal(result.putBelow.code, 'KB_STORAGE_ACCESS_DENIED')
       assert.ok(result.putBelow.message.includes(join(locked, 'below')))
-      if (asRoot) {
+      if (droppedRoot) {
         assert.equal(result.get.code, 'KB_STORAGE_ACCESS_DENIED')
         assert.match(result.get.message, /can read/)
       }
