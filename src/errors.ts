@@ -28,6 +28,11 @@ export const errorCodes = [
   'KB_BACKUP_CORRUPT',
   /** A restore target partition already holds records. */
   'KB_TARGET_NOT_EMPTY',
+  /**
+   * A restore target no longer holds what the restore state says this restore wrote there, or
+   * holds records the restore cannot account for.
+   */
+  'KB_TARGET_CHANGED',
   /** A consumer group to reset has active members on the target. */
   'KB_GROUP_ACTIVE',
   'KB_INTERNAL'

@@ -11,6 +11,8 @@ import type { Storage } from './storage/storage.ts'
 export interface EngineIo {
   storage: Storage
   cluster: KafkaCluster
+  /** Restore only: where restore state is kept when `restore.state_storage` is set. */
+  stateStorage?: Storage
 }
 
 export function backupOptionsFromConfig(config: BackupConfig, { storage, cluster }: EngineIo): BackupOptions {
@@ -48,11 +50,15 @@ const MAX_PRODUCE_REQUEST_BYTES = 16 * 1024 * 1024
 /** How often a restore saves its progress and offset map. */
 const RESTORE_CHECKPOINT_INTERVAL_MS = 5000
 
-export function restoreOptionsFromConfig(config: RestoreConfig, { storage, cluster }: EngineIo): RestoreOptions {
+export function restoreOptionsFromConfig(
+  config: RestoreConfig,
+  { storage, cluster, stateStorage }: EngineIo
+): RestoreOptions {
   const restore = config.restore
   return {
     backupId: config.backup_id,
     storage,
+    stateStorage,
     cluster,
     bootstrapServers: config.target.bootstrap_servers,
     topics: restore.topics,
@@ -72,6 +78,7 @@ export function restoreOptionsFromConfig(config: RestoreConfig, { storage, clust
     resetConsumerOffsets: restore.reset_consumer_offsets,
     consumerGroups: restore.consumer_groups,
     allowNonEmptyTarget: restore.allow_non_empty_target,
+    allowLogAppendTimeTarget: restore.allow_log_append_time_target,
     maxInFlightPerPartition: restore.produce_max_in_flight,
     coalesceMaxBytes: config.target.kafka_config['batch.size'],
     maxRequestBytes: MAX_PRODUCE_REQUEST_BYTES,

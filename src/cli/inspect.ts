@@ -3,9 +3,9 @@ import { Command } from 'commander'
 import type { Logger } from 'pino'
 import { describeBackup, listBackups, requireManifest, validateBackup } from '../catalog/inspect.ts'
 import { loadConfig, storageFromLocation } from '../config/load.ts'
-import { storageSchema } from '../config/schema.ts'
+import { type StorageConfig, storageSchema } from '../config/schema.ts'
 import { BackupError } from '../errors.ts'
-import type { RestoreState } from '../restore/engine.ts'
+import { listRestoreStates } from '../restore/state.ts'
 import { openStorage } from '../storage/open.ts'
 import type { Storage } from '../storage/storage.ts'
 import { loggerFor } from './context.ts'
@@ -33,12 +33,19 @@ function withLocation(command: Command, needsBackupId: boolean): Command {
   return command
 }
 
-async function open(flags: LocationFlags, log: Logger): Promise<{ storage: Storage; backupId?: string }> {
+async function open(
+  flags: LocationFlags,
+  log: Logger
+): Promise<{ storage: Storage; backupId?: string; stateStorage?: StorageConfig }> {
   if (flags.config) {
     const config = await loadConfig(flags.config, flags.path ? { path: flags.path } : {}, {
       onWarning: warning => log.debug({ key: warning.path }, warning.message)
     })
-    return { storage: await openStorage(config.storage), backupId: flags.backupId ?? config.backup_id }
+    return {
+      storage: await openStorage(config.storage),
+      backupId: flags.backupId ?? config.backup_id,
+      stateStorage: config.mode === 'restore' ? config.restore.state_storage : undefined
+    }
   }
   if (!flags.path) {
     throw new BackupError('KB_CONFIG_INVALID', 'say where the backups are: --path <location> or --config <file>', {
@@ -223,18 +230,15 @@ export function offsetMapCommand(): Command {
       '\nExamples:\n  kafka-backup offset-map --path /backups --backup-id nightly\n  kafka-backup offset-map --path /backups --backup-id nightly --json'
     )
     .action(async (flags: LocationFlags & { restoreId?: string }, command: Command) => {
-      const { storage, backupId } = await open(flags, loggerFor(command))
+      const { storage, backupId, stateStorage } = await open(flags, loggerFor(command))
+      // A restore config with restore.state_storage keeps its restores there.
+      const states = stateStorage ? await openStorage(stateStorage) : storage
       try {
         const id = requireBackupId(backupId)
         await requireManifest(storage, id)
-        const keys = (await storage.list(`${id}/restores/`))
-          .map(o => o.key)
-          .filter(key => key.endsWith('/restore.json'))
-          .filter(key => !flags.restoreId || key === `${id}/restores/${flags.restoreId}/restore.json`)
-        const restores: RestoreState[] = []
-        for (const key of keys) {
-          restores.push(JSON.parse((await storage.get(key)).toString('utf8')) as RestoreState)
-        }
+        const restores = (await listRestoreStates(states, id)).filter(
+          r => !flags.restoreId || r.restoreId === flags.restoreId
+        )
         if (flags.restoreId && restores.length === 0) {
           throw new BackupError('KB_BACKUP_NOT_FOUND', `backup ${id} has no restore ${flags.restoreId}`, {
             backupId: id,
@@ -286,6 +290,9 @@ export function offsetMapCommand(): Command {
         }
       } finally {
         await storage.close()
+        if (states !== storage) {
+          await states.close()
+        }
       }
     })
 }

@@ -67,13 +67,14 @@ Examples:
         log
       )
       const storage = await openStorage(config.storage)
+      const stateStorage = config.restore.state_storage && (await openStorage(config.restore.state_storage))
       const cluster = connectCluster(config.target)
       const { signal, dispose } = stopSignal(log)
       const restore = config.restore
       const metricsEndpoint = restore.dry_run ? undefined : await startMetrics(config.metrics, log)
       let metrics: RestoreMetrics | undefined
       const engine: RestoreEngine = new RestoreEngine({
-        ...restoreOptionsFromConfig(config, { storage, cluster }),
+        ...restoreOptionsFromConfig(config, { storage, cluster, stateStorage }),
         signal,
         onWarning: (message, context) => log.warn(context, message),
         onRequest: durationMs => metrics?.produceDuration.observe(durationMs / 1000),
@@ -115,6 +116,7 @@ Examples:
         dispose()
         await cluster.close()
         await storage.close()
+        await stateStorage?.close()
       }
     })
 }
@@ -135,6 +137,7 @@ function printSummary(summary: RestoreSummary, restore: RestoreConfig['restore']
           ? ' (counts are upper bounds: whole segments overlapping the time window)'
           : '')
     )
+    printNotes(summary)
     return
   }
   console.log(
@@ -144,5 +147,12 @@ function printSummary(summary: RestoreSummary, restore: RestoreConfig['restore']
   )
   for (const group of summary.consumerGroups) {
     console.log(`  consumer group ${group.groupId}: ${group.offsets.length} partition offsets committed`)
+  }
+  printNotes(summary)
+}
+
+function printNotes(summary: RestoreSummary): void {
+  for (const note of summary.notes) {
+    console.log(`  note: ${note}`)
   }
 }

@@ -323,11 +323,14 @@ export function storageFromLocation(location: string, cwd = process.cwd(), file 
 
 function normalisePaths(config: Config, base: string): void {
   const against = (path: string): string => (isAbsolute(path) ? path : resolve(base, path))
-  if ('prefix' in config.storage) config.storage.prefix = config.storage.prefix.replace(/^\/+|\/+$/g, '')
-  if (config.storage.backend === 'filesystem') config.storage.path = against(config.storage.path)
-  if (config.storage.backend === 'gcs') {
-    const key = config.storage.service_account_json
-    if (key !== undefined && !key.trimStart().startsWith('{')) config.storage.service_account_json = against(key)
+  const stateStorage = config.mode === 'restore' ? config.restore.state_storage : undefined
+  for (const storage of stateStorage ? [config.storage, stateStorage] : [config.storage]) {
+    if ('prefix' in storage) storage.prefix = storage.prefix.replace(/^\/+|\/+$/g, '')
+    if (storage.backend === 'filesystem') storage.path = against(storage.path)
+    if (storage.backend === 'gcs') {
+      const key = storage.service_account_json
+      if (key !== undefined && !key.trimStart().startsWith('{')) storage.service_account_json = against(key)
+    }
   }
   const security = config.mode === 'backup' ? config.source.security : config.target.security
   for (const key of ['ssl_ca_location', 'ssl_certificate_location', 'ssl_key_location'] as const) {

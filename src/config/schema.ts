@@ -498,9 +498,9 @@ export const backupOptionsSchema = z
       .default(60_000)
       .describe('A segment is also closed this long after its first batch, so quiet partitions still checkpoint.'),
     frame_max_bytes: byteCount()
-      .default(1 * MiB)
+      .optional()
       .describe(
-        'Uncompressed size of one frame, the unit of compression and of range reads during restore. A frame holds at least one batch, so a larger batch makes a frame of its own.'
+        'Uncompressed size of one frame, the unit of compression and of range reads during restore. A frame holds at least one batch, so a larger batch makes a frame of its own. At most `segment_max_bytes`. Unset: 1 MiB, or `segment_max_bytes` when that is smaller.'
       ),
     continuous: z
       .boolean()
@@ -553,10 +553,16 @@ export const backupOptionsSchema = z
     if (range !== undefined && (backup.compression_level < range.min || backup.compression_level > range.max)) {
       fail(ctx, ['compression_level'], `an integer from ${range.min} to ${range.max} for ${backup.compression}`)
     }
-    if (backup.frame_max_bytes > backup.segment_max_bytes) {
-      fail(ctx, ['frame_max_bytes'], `at most segment_max_bytes (${backup.segment_max_bytes})`)
+    if (backup.frame_max_bytes !== undefined && backup.frame_max_bytes > backup.segment_max_bytes) {
+      fail(ctx, ['frame_max_bytes'], `at most segment_max_bytes (${backup.segment_max_bytes})`, backup.frame_max_bytes)
     }
   }, whenValid)
+  // A default that depends on another key: small segments (OSO-style configs set 64 KiB) get
+  // frames of their size instead of a refusal of a key the file does not set.
+  .transform(backup => ({
+    ...backup,
+    frame_max_bytes: backup.frame_max_bytes ?? Math.min(MiB, backup.segment_max_bytes)
+  }))
   .describe('How backups are written (mode: backup).')
 
 // ---- restore ---------------------------------------------------------------------------------
@@ -640,6 +646,17 @@ export const restoreOptionsSchema = z
       .default(false)
       .describe(
         'Restore refuses to write into a target partition that already holds records, because its offsets would no longer match the backup. true: append after the existing records.'
+      ),
+    allow_log_append_time_target: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Restore refuses to write into an existing topic with `message.timestamp.type=LogAppendTime`, because the broker would replace every restored timestamp with the time of the restore. true: restore anyway, with restore-time timestamps. Topics the restore creates always get `CreateTime` (even when the backup says LogAppendTime), so their records keep the backed-up timestamps.'
+      ),
+    state_storage: storageSchema
+      .optional()
+      .describe(
+        "Where restore progress (`{backup_id}/restores/{restore_id}/restore.json`) is kept, with the same keys as `storage`. Unset: in the backup's own storage. Set it when the backup location is read-only (a snapshot or read-only mount): without it such a restore stops before it writes anything. A rerun resumes only with the same state location."
       ),
     produce_max_in_flight: z
       .int()

@@ -260,3 +260,64 @@ export async function captureGroupOffsets(cluster: KafkaCluster, topics: Set<str
   }
   return result.sort((a, b) => a.groupId.localeCompare(b.groupId))
 }
+
+/** Creates a topic; its partitions have no leader for a moment after (see waitForLeaders). */
+export async function createTopic(
+  cluster: KafkaCluster,
+  topic: { name: string; partitions: number; replicationFactor: number; configs: Record<string, string> }
+): Promise<void> {
+  try {
+    await cluster.admin.createTopics({
+      topics: [topic.name],
+      partitions: topic.partitions,
+      replicas: topic.replicationFactor,
+      configs: Object.entries(topic.configs).map(([name, value]) => ({ name, value }))
+    })
+  } catch (error) {
+    throw new BackupError('KB_KAFKA', `could not create topic ${topic.name}: ${(error as Error).message}`, {
+      cause: error,
+      topic: topic.name
+    })
+  }
+}
+
+/** Waits until every partition of `topics` has a leader (a created topic has none at first). */
+export async function waitForLeaders(cluster: KafkaCluster, topics: string[], timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const metadata = await cluster.metadata(topics, true).catch(() => undefined)
+    if (metadata && topics.every(t => metadata.topics.get(t)?.partitions.every(p => p.leader >= 0))) {
+      return
+    }
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  throw new BackupError('KB_KAFKA', `topics ${topics.join(', ')} have no leaders after ${timeoutMs / 1000} s`, {
+    topics
+  })
+}
+
+/** A consumer group's state on the cluster (`Empty`, `Stable`, ...; `Dead` when unknown). */
+export async function groupState(cluster: KafkaCluster, groupId: string): Promise<string> {
+  const described = await cluster.call(`describing consumer group ${groupId}`, () =>
+    cluster.admin.describeGroups({ groups: [groupId] })
+  )
+  return String(described.get(groupId)?.state ?? 'Dead')
+}
+
+/** Commits offsets for a group (which must have no active members). */
+export async function commitGroupOffsets(
+  cluster: KafkaCluster,
+  groupId: string,
+  offsets: Array<{ topic: string; partition: number; offset: bigint }>
+): Promise<void> {
+  const byTopic = new Map<string, Array<{ partition: number; offset: bigint }>>()
+  for (const { topic, partition, offset } of offsets) {
+    byTopic.set(topic, [...(byTopic.get(topic) ?? []), { partition, offset }])
+  }
+  await cluster.call(`committing offsets of consumer group ${groupId}`, () =>
+    cluster.admin.alterConsumerGroupOffsets({
+      groupId,
+      topics: [...byTopic].map(([name, partitionOffsets]) => ({ name, partitionOffsets }))
+    })
+  )
+}

@@ -1,41 +1,62 @@
 /**
- * The restore engine (DESIGN.md section 1, backwards): plan, prepare target topics, then per
- * target partition read the backed-up frames that overlap the window, turn batches into
- * producible ones (outgoing.ts) and send them through the idempotent raw producer, recording
- * for every acknowledged batch which source offsets landed at which target offsets.
+ * The restore engine (DESIGN.md section 1, backwards): plan, check the target, then per target
+ * partition read the backed-up frames that overlap the window, turn batches into producible
+ * ones (outgoing.ts) and send them through the idempotent raw producer, recording for every
+ * acknowledged batch which source offsets landed at which target offsets (progress.ts).
  *
- * Exactly once, also across crashes: the state (restores/{id}/restore.json) records, per
- * partition, the source position and the target end offset after the last acknowledged batch.
- * A run (or an internal restart after a leader change) first reads each target partition's
- * end offset; records beyond the recorded end were written by batches whose acknowledgement
- * was lost, and since our producer writes each partition in order, they are exactly the next
- * records of the source stream: those are skipped (and mapped), the rest is sent.
+ * Exactly once, also across crashes: the state (state.ts) records, per partition, the source
+ * position and the target end offset after the last acknowledged batch, and it is durable
+ * before the first record is produced. A run (or an internal restart after a leader change)
+ * first reads each target partition's end offset; records beyond the recorded end were written
+ * by batches whose acknowledgement was lost, and since our producer writes each partition in
+ * order, they are exactly the next records of the source stream: those are skipped (and
+ * mapped), the rest is sent. Saved progress is trusted only for the target topic it was made
+ * on (same topic id) and while the target still holds what it records.
  * This assumes that nothing else writes to the target partitions during a restore.
+ *
+ * Everything that can refuse a restore is checked before anything is written, and a dry run
+ * runs the same checks, so it fails where the real run would.
  */
-import { createHash } from 'node:crypto'
-import { BackupError } from '../errors.ts'
-import { listOffsets, listTopics, partitionKey, topicConfigValues } from '../kafka/admin.ts'
+import { BackupError, isBackupError } from '../errors.ts'
+import {
+  createTopic,
+  listOffsets,
+  listTopics,
+  partitionKey,
+  type TopicInfo,
+  topicConfigValues,
+  waitForLeaders
+} from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
 import { initProducerId } from '../kafka/raw-produce.ts'
 import type { Storage } from '../storage/storage.ts'
-import { topicMatcher } from '../topics.ts'
 import { toolVersion } from '../version.ts'
-import { OffsetMap, type SerializedOffsetRun } from './offset-map.ts'
-import {
-  dropLeadingRecords,
-  leadingRuns,
-  mergeOutgoing,
-  type OutgoingBatch,
-  restoreFloor,
-  toOutgoing
-} from './outgoing.ts'
-import { buildPlan, type PartitionPlan, type PlanOptions, type RestorePlan } from './plan.ts'
-import { PartitionFeed, RestartNeeded, sendToLeader } from './producer.ts'
+import { assertGroupInactive, commitTranslatedOffsets, groupsToReset } from './groups.ts'
+import { mergeOutgoing, type OutgoingBatch, restoreFloor, toOutgoing } from './outgoing.ts'
+import { buildPlan, type PartitionPlan, type PlanOptions, type RestorePlan, type TopicPlan } from './plan.ts'
+import { PartitionFeed, RestartNeeded, sendToLeader, throttleOf } from './producer.ts'
+import { PartitionProgress } from './progress.ts'
 import { readPartitionBatches } from './source.ts'
+import {
+  type CommittedGroup,
+  type PartitionState,
+  RESTORE_STATE_FORMAT,
+  RESTORE_STATE_VERSION,
+  type RestoreState,
+  readRestoreState,
+  restoreIdOf,
+  restoreStateKey,
+  writeRestoreState
+} from './state.ts'
 import { mayOverlap } from './window.ts'
+
+export type { CommittedGroup, PartitionState, RestoreState } from './state.ts'
+export { restoreStateKey } from './state.ts'
 
 export interface RestoreOptions extends PlanOptions {
   storage: Storage
+  /** Where restore state is kept (restores/{id}/restore.json). Default: `storage`. */
+  stateStorage?: Storage
   cluster: KafkaCluster
   bootstrapServers: string[]
   createTopics: boolean
@@ -48,6 +69,11 @@ export interface RestoreOptions extends PlanOptions {
   consumerGroups: string[]
   /** Write into target partitions that already hold records (appending after them). */
   allowNonEmptyTarget: boolean
+  /**
+   * Write into existing target topics with message.timestamp.type=LogAppendTime, accepting that
+   * the broker stamps restored records with the time of the restore.
+   */
+  allowLogAppendTimeTarget: boolean
   maxInFlightPerPartition: number
   /**
    * Runs of consecutive small batches (under 16 KiB) are merged into one batch of up to this
@@ -64,44 +90,6 @@ export interface RestoreOptions extends PlanOptions {
   onAcknowledged?: (records: number, bytes: number) => void
 }
 
-export interface PartitionState {
-  sourceTopic: string
-  sourcePartition: number
-  targetTopic: string
-  targetPartition: number
-  /** Every source record below this is restored (or outside the window). */
-  sourceNextOffset: string
-  targetStartOffset: string
-  /** The target partition's end after the last acknowledged batch. */
-  targetNextOffset: string
-  records: number
-  bytes: number
-  done: boolean
-  offsetMap: SerializedOffsetRun[]
-}
-
-export interface CommittedGroup {
-  groupId: string
-  offsets: Array<{ topic: string; partition: number; sourceOffset: string; targetOffset: string }>
-}
-
-export interface RestoreState {
-  format: 'kafka-backup-restore'
-  formatVersion: 1
-  toolVersion: string
-  restoreId: string
-  backupId: string
-  status: 'running' | 'complete' | 'failed' | 'stopped'
-  startedAt: string
-  updatedAt: string
-  finishedAt?: string
-  error?: string
-  target: { clusterId: string | null; bootstrapServers: string[] }
-  window: { start: string | null; end: string | null }
-  partitions: PartitionState[]
-  consumerGroups: CommittedGroup[]
-}
-
 export interface RestoreSummary {
   restoreId: string
   backupId: string
@@ -114,13 +102,13 @@ export interface RestoreSummary {
     bytes: number
   }>
   topicsCreated: string[]
+  /** What the restore does differently from a plain copy, and why (also in a dry run). */
+  notes: string[]
   records: number
   bytes: number
   durationMs: number
   consumerGroups: CommittedGroup[]
 }
-
-export const restoreStateKey = (backupId: string, restoreId: string) => `${backupId}/restores/${restoreId}/restore.json`
 
 const MAX_RESTARTS = 30
 /**
@@ -130,17 +118,12 @@ const MAX_RESTARTS = 30
  */
 const SMALL_BATCH_BYTES = 16 * 1024
 
-/** A restore is identified by what it restores where, so that rerunning a config resumes it. */
-function restoreIdOf(plan: RestorePlan, clusterId: string | null, options: RestoreOptions): string {
-  const identity = JSON.stringify({
-    clusterId,
-    window: [options.window.start?.toString() ?? null, options.window.end?.toString() ?? null],
-    partitions: plan.topics.flatMap(t =>
-      t.partitions.map(p => [p.sourceTopic, p.sourcePartition, p.targetTopic, p.targetPartition])
-    )
-  })
-  return `restore-${createHash('sha256').update(identity).digest('hex').slice(0, 16)}`
-}
+/**
+ * A LogAppendTime topic stamps every record with the time the broker appends it, so restored
+ * records would lose their backed-up timestamps. Created topics therefore always use
+ * CreateTime, and the restored batches carry the backed-up times (outgoing.ts).
+ */
+const TIMESTAMP_TYPE = 'message.timestamp.type'
 
 class Semaphore {
   #available: number
@@ -168,38 +151,29 @@ class Semaphore {
   }
 }
 
-/** rate_limit_bytes_per_sec as a token bucket with one second of burst. */
-function throttleOf(bytesPerSec: number | undefined): ((bytes: number) => Promise<void>) | undefined {
-  if (!bytesPerSec) {
-    return undefined
-  }
-  let tokens = bytesPerSec
-  let refilledAt = performance.now()
-  return async bytes => {
-    for (;;) {
-      const now = performance.now()
-      tokens = Math.min(bytesPerSec, tokens + ((now - refilledAt) / 1000) * bytesPerSec)
-      refilledAt = now
-      if (tokens >= Math.min(bytes, bytesPerSec)) {
-        tokens -= bytes
-        return
-      }
-      await new Promise(resolve => setTimeout(resolve, ((Math.min(bytes, bytesPerSec) - tokens) / bytesPerSec) * 1000))
-    }
-  }
+/** What the checks found on the target, before anything is written. */
+interface TargetCheck {
+  /** Existing target topics by name. */
+  existing: Map<string, TopicInfo>
+  /** Per planned partition (same order): its state, saved and still valid, or fresh. */
+  partitions: PartitionState[]
+  previous: RestoreState | undefined
+  notes: string[]
 }
 
 export class RestoreEngine {
   readonly #options: RestoreOptions
+  readonly #stateStorage: Storage
   #state: RestoreState | undefined
+  #progress: PartitionProgress[] = []
   #plannedRecords = 0
   #plannedByTarget = new Map<string, number>()
   /** Per target topic: the merge limit, within its max.message.bytes. */
   #coalesceLimits = new Map<string, number>()
-  readonly #maps = new Map<PartitionState, OffsetMap>()
 
   constructor(options: RestoreOptions) {
     this.#options = options
+    this.#stateStorage = options.stateStorage ?? options.storage
   }
 
   progress(): PartitionState[] {
@@ -232,11 +206,16 @@ export class RestoreEngine {
       this.#plannedByTarget.set(`${partition.targetTopic}/${partition.targetPartition}`, partition.records)
     }
     const metadata = await options.cluster.metadata([], false)
-    const restoreId = restoreIdOf(plan, metadata.id, options)
+    const restoreId = restoreIdOf(plan, metadata.id, options.window)
     const partitions = plan.topics.flatMap(t => t.partitions)
+    const check = await this.#checkTarget(plan, restoreId)
+    const groups = options.resetConsumerOffsets ? groupsToReset(plan, options.consumerGroups) : []
+    for (const group of groups) {
+      await assertGroupInactive(options.cluster, group.groupId)
+    }
+    const toCreate = plan.topics.filter(t => !check.existing.has(t.targetTopic))
 
     if (options.dryRun) {
-      const existing = new Set((await listTopics(options.cluster)).map(t => t.name))
       return {
         restoreId,
         backupId: options.backupId,
@@ -248,7 +227,8 @@ export class RestoreEngine {
           records: p.records,
           bytes: p.bytes
         })),
-        topicsCreated: plan.topics.filter(t => !existing.has(t.targetTopic)).map(t => t.targetTopic),
+        topicsCreated: toCreate.map(t => t.targetTopic),
+        notes: check.notes,
         records: plan.records,
         bytes: plan.bytes,
         durationMs: Date.now() - startedAt,
@@ -256,13 +236,46 @@ export class RestoreEngine {
       }
     }
 
-    if (options.resetConsumerOffsets) {
-      await this.#assertGroupsInactive(plan)
+    const now = new Date().toISOString()
+    const state: RestoreState = {
+      format: RESTORE_STATE_FORMAT,
+      formatVersion: RESTORE_STATE_VERSION,
+      toolVersion,
+      restoreId,
+      backupId: options.backupId,
+      status: 'running',
+      startedAt: check.previous?.startedAt ?? now,
+      updatedAt: now,
+      target: { clusterId: metadata.id, bootstrapServers: options.bootstrapServers },
+      targetTopicIds: Object.fromEntries(
+        plan.topics.flatMap(t => {
+          const existing = check.existing.get(t.targetTopic)
+          return existing ? [[t.targetTopic, existing.topicId]] : []
+        })
+      ),
+      window: {
+        start: options.window.start?.toString() ?? null,
+        end: options.window.end?.toString() ?? null
+      },
+      partitions: check.partitions,
+      consumerGroups: check.previous?.consumerGroups ?? []
     }
-    const topicsCreated = await this.#prepareTopics(plan)
-    await this.#checkTargetConfigs(plan)
-    const state = await this.#openState(restoreId, metadata.id, partitions)
     this.#state = state
+    this.#progress = state.partitions.map(p => new PartitionProgress(p))
+    // Durable before the target changes: a run killed at any later moment resumes from it, and a
+    // state location that cannot be written stops the restore before it writes anything.
+    await this.#saveState().catch(error => {
+      throw unwritableState(error, this.#stateStorage, restoreStateKey(options.backupId, restoreId))
+    })
+    const topicsCreated = await this.#createTopics(toCreate)
+    if (topicsCreated.length > 0) {
+      const created = new Map((await listTopics(options.cluster)).map(t => [t.name, t.topicId]))
+      for (const topic of topicsCreated) {
+        state.targetTopicIds![topic] = created.get(topic)!
+      }
+      await this.#saveState()
+    }
+    await this.#checkTargetConfigs(plan)
     const byTarget = new Map(partitions.map(p => [`${p.targetTopic}/${p.targetPartition}`, p]))
 
     const checkpointTimer = setInterval(() => {
@@ -272,7 +285,7 @@ export class RestoreEngine {
     }, options.checkpointIntervalMs)
     try {
       for (let attempt = 0; ; attempt++) {
-        const active = state.partitions.filter(p => !p.done)
+        const active = this.#progress.filter(p => !p.state.done)
         if (active.length === 0 || signal.aborted) {
           break
         }
@@ -296,7 +309,13 @@ export class RestoreEngine {
         }
       }
       if (!signal.aborted && options.resetConsumerOffsets) {
-        state.consumerGroups = await this.#commitGroupOffsets(plan)
+        if (groups.length === 0) {
+          options.onWarning?.(
+            `restore.consumer_groups ${JSON.stringify(options.consumerGroups)} matches none of the ${plan.manifest.consumerGroups.length} groups captured in the backup with offsets on the restored partitions; no offsets committed`,
+            {}
+          )
+        }
+        state.consumerGroups = await commitTranslatedOffsets(options.cluster, groups, this.#progress)
       }
       state.status = signal.aborted ? 'stopped' : 'complete'
       state.finishedAt = new Date().toISOString()
@@ -320,6 +339,7 @@ export class RestoreEngine {
         bytes: p.bytes
       })),
       topicsCreated,
+      notes: check.notes,
       records: state.partitions.reduce((sum, p) => sum + p.records, 0),
       bytes: state.partitions.reduce((sum, p) => sum + p.bytes, 0),
       durationMs: Date.now() - startedAt,
@@ -332,57 +352,149 @@ export class RestoreEngine {
     if (!state) {
       return
     }
-    for (const [partition, map] of this.#maps) {
-      partition.offsetMap = map.toJSON()
+    for (const progress of this.#progress) {
+      progress.sync()
     }
-    state.updatedAt = new Date().toISOString()
-    await this.#options.storage.replace(
-      restoreStateKey(state.backupId, state.restoreId),
-      Buffer.from(`${JSON.stringify(state, null, 2)}\n`)
-    )
+    await writeRestoreState(this.#stateStorage, state)
   }
 
-  async #prepareTopics(plan: RestorePlan): Promise<string[]> {
-    const { cluster, createTopics, defaultReplicationFactor } = this.#options
+  /**
+   * Every refusal that depends on the target, without changing it: missing topics, too few
+   * partitions, LogAppendTime topics, records already there, and saved progress that no longer
+   * matches the target.
+   */
+  async #checkTarget(plan: RestorePlan, restoreId: string): Promise<TargetCheck> {
+    const { cluster, createTopics, allowLogAppendTimeTarget } = this.#options
     const existing = new Map((await listTopics(cluster)).map(t => [t.name, t]))
-    const created: string[] = []
+    const notes: string[] = []
     for (const topic of plan.topics) {
       const found = existing.get(topic.targetTopic)
-      if (found) {
-        if (found.partitionCount < topic.partitionCount) {
-          throw new BackupError(
-            'KB_CONFIG_INVALID',
-            `target topic ${topic.targetTopic} has ${found.partitionCount} partitions; restoring ${topic.sourceTopic} needs ${topic.partitionCount}`,
-            { topic: topic.targetTopic, expected: topic.partitionCount, found: found.partitionCount }
-          )
-        }
-        continue
+      if (found && found.partitionCount < topic.partitionCount) {
+        throw new BackupError(
+          'KB_CONFIG_INVALID',
+          `target topic ${topic.targetTopic} has ${found.partitionCount} partitions; restoring ${topic.sourceTopic} needs ${topic.partitionCount}`,
+          { topic: topic.targetTopic, expected: topic.partitionCount, found: found.partitionCount }
+        )
       }
-      if (!createTopics) {
+      if (!found && !createTopics) {
         throw new BackupError(
           'KB_TOPIC_NOT_FOUND',
           `target topic ${topic.targetTopic} does not exist; create it or set restore.create_topics: true`,
           { topic: topic.targetTopic }
         )
       }
-      try {
-        await cluster.admin.createTopics({
-          topics: [topic.targetTopic],
-          partitions: topic.partitionCount,
-          replicas: defaultReplicationFactor,
-          configs: Object.entries(topic.configs).map(([name, value]) => ({ name, value }))
-        })
-      } catch (error) {
-        throw new BackupError(
-          'KB_KAFKA',
-          `could not create target topic ${topic.targetTopic}: ${(error as Error).message}`,
-          { cause: error, topic: topic.targetTopic }
+      if (!found && topic.configs[TIMESTAMP_TYPE] === 'LogAppendTime') {
+        notes.push(
+          `${topic.targetTopic} is created with ${TIMESTAMP_TYPE}=CreateTime, not the backed-up LogAppendTime, so that restored records keep their backed-up timestamps`
         )
       }
-      created.push(topic.targetTopic)
     }
+    const existingTargets = plan.topics.map(t => t.targetTopic).filter(name => existing.has(name))
+    const timestampTypes = await topicConfigValues(cluster, existingTargets, [TIMESTAMP_TYPE])
+    for (const name of existingTargets) {
+      if (timestampTypes.get(name)?.[TIMESTAMP_TYPE] !== 'LogAppendTime') {
+        continue
+      }
+      if (!allowLogAppendTimeTarget) {
+        throw new BackupError(
+          'KB_CONFIG_INVALID',
+          `target topic ${name} has ${TIMESTAMP_TYPE}=LogAppendTime: the broker would replace every restored timestamp with the time of the restore; ` +
+            `restore into a new topic (created with CreateTime), set ${TIMESTAMP_TYPE}=CreateTime on ${name}, or set restore.allow_log_append_time_target: true to accept restore-time timestamps`,
+          { path: 'restore.allow_log_append_time_target', topic: name, found: 'LogAppendTime' }
+        )
+      }
+      notes.push(
+        `${name} has ${TIMESTAMP_TYPE}=LogAppendTime: restored records get the time of the restore as their timestamp (restore.allow_log_append_time_target)`
+      )
+    }
+    const { partitions, previous } = await this.#reconcileState(plan, restoreId, existing)
+    return { existing, partitions, previous, notes }
+  }
+
+  /**
+   * The saved state of each planned partition if it still describes the target, else a fresh
+   * one. Saved progress is for one target topic (its id): a topic deleted and recreated since
+   * (or never created before a kill) starts over, as does a partition of a version-2 state that
+   * names no id for its topic (nothing was produced to it). The target must still hold what the
+   * restore wrote.
+   */
+  async #reconcileState(
+    plan: RestorePlan,
+    restoreId: string,
+    existing: Map<string, TopicInfo>
+  ): Promise<{ partitions: PartitionState[]; previous: RestoreState | undefined }> {
+    const { cluster, backupId, allowNonEmptyTarget, onWarning } = this.#options
+    const previous = await readRestoreState(this.#stateStorage, backupId, restoreId)
+    const stateFile = `${this.#stateStorage.location}/${restoreStateKey(backupId, restoreId)}`
+    const saved = new Map((previous?.partitions ?? []).map(p => [`${p.targetTopic}/${p.targetPartition}`, p]))
+    const planned = plan.topics.flatMap(t => t.partitions)
+    const targets = planned
+      .filter(p => existing.has(p.targetTopic))
+      .map(p => ({ topic: p.targetTopic, partition: p.targetPartition }))
+    const [logStart, highWatermark] = await Promise.all([
+      listOffsets(cluster, targets, 'earliest'),
+      listOffsets(cluster, targets, 'latest')
+    ])
+    const discarded = new Set<string>()
+    const partitions: PartitionState[] = []
+    for (const p of planned) {
+      const target = partitionKey(p.targetTopic, p.targetPartition)
+      const end = highWatermark.get(target) ?? 0n
+      const state = saved.get(target)
+      const topicId = existing.get(p.targetTopic)?.topicId
+      const sameTopic =
+        topicId !== undefined &&
+        (previous?.formatVersion === 1 || previous?.targetTopicIds?.[p.targetTopic] === topicId)
+      if (state && sameTopic) {
+        if (end < BigInt(state.targetNextOffset)) {
+          throw new BackupError(
+            'KB_TARGET_CHANGED',
+            `target partition ${target} ends at ${end}, but restore state ${stateFile} records restored records up to ${state.targetNextOffset}: records this restore wrote are gone; ` +
+              `delete topic ${p.targetTopic} and run the restore again (a recreated topic is restored from the start)`,
+            {
+              topic: p.targetTopic,
+              partition: p.targetPartition,
+              offset: state.targetNextOffset,
+              found: end.toString()
+            }
+          )
+        }
+        partitions.push(state)
+        continue
+      }
+      if (state && (state.records > 0 || state.done) && !discarded.has(p.targetTopic)) {
+        discarded.add(p.targetTopic)
+        onWarning?.(
+          `restore state ${stateFile} records progress on target topic ${p.targetTopic} ${topicId === undefined ? 'which no longer exists' : 'under another topic id (deleted and recreated since)'}: restoring it again from the start`,
+          { topic: p.targetTopic }
+        )
+      }
+      const start = logStart.get(target) ?? 0n
+      if (end > start && !allowNonEmptyTarget) {
+        throw new BackupError(
+          'KB_TARGET_NOT_EMPTY',
+          `target partition ${target} already holds ${end - start} records; restore into an empty topic, or set restore.allow_non_empty_target: true to append after them`,
+          { topic: p.targetTopic, partition: p.targetPartition, found: (end - start).toString() }
+        )
+      }
+      partitions.push(freshState(p, end))
+    }
+    return { partitions, previous }
+  }
+
+  async #createTopics(topics: TopicPlan[]): Promise<string[]> {
+    const { cluster, defaultReplicationFactor } = this.#options
+    for (const topic of topics) {
+      await createTopic(cluster, {
+        name: topic.targetTopic,
+        partitions: topic.partitionCount,
+        replicationFactor: defaultReplicationFactor,
+        configs: { ...topic.configs, [TIMESTAMP_TYPE]: 'CreateTime' }
+      })
+    }
+    const created = topics.map(t => t.targetTopic)
     if (created.length > 0) {
-      await this.#waitForLeaders(created)
+      await waitForLeaders(cluster, created)
     }
     return created
   }
@@ -421,88 +533,17 @@ export class RestoreEngine {
     }
   }
 
-  async #waitForLeaders(topics: string[]): Promise<void> {
-    for (let attempt = 0; attempt < 300; attempt++) {
-      const metadata = await this.#options.cluster.metadata(topics, true).catch(() => undefined)
-      if (metadata && topics.every(t => metadata.topics.get(t)?.partitions.every(p => p.leader >= 0))) {
-        return
-      }
-      await new Promise(resolve => setTimeout(resolve, 100))
-    }
-    throw new BackupError('KB_KAFKA', `created topics ${topics.join(', ')} have no leaders after 30 s`, { topics })
-  }
-
-  async #openState(restoreId: string, clusterId: string | null, partitions: PartitionPlan[]): Promise<RestoreState> {
-    const { storage, backupId, window, cluster, allowNonEmptyTarget } = this.#options
-    const key = restoreStateKey(backupId, restoreId)
-    const previous = (await storage.head(key))
-      ? (JSON.parse((await storage.get(key)).toString('utf8')) as RestoreState)
-      : undefined
-    const known = new Map((previous?.partitions ?? []).map(p => [`${p.targetTopic}/${p.targetPartition}`, p]))
-    const fresh = partitions.filter(p => !known.has(`${p.targetTopic}/${p.targetPartition}`))
-    const targets = fresh.map(p => ({ topic: p.targetTopic, partition: p.targetPartition }))
-    const [logStart, highWatermark] = await Promise.all([
-      listOffsets(cluster, targets, 'earliest'),
-      listOffsets(cluster, targets, 'latest')
-    ])
-    const states: PartitionState[] = []
-    for (const plan of partitions) {
-      const target = `${plan.targetTopic}/${plan.targetPartition}`
-      const existing = known.get(target)
-      if (existing) {
-        states.push(existing)
-        continue
-      }
-      const end = highWatermark.get(partitionKey(plan.targetTopic, plan.targetPartition)) ?? 0n
-      const start = logStart.get(partitionKey(plan.targetTopic, plan.targetPartition)) ?? 0n
-      if (end > start && !allowNonEmptyTarget) {
-        throw new BackupError(
-          'KB_TARGET_NOT_EMPTY',
-          `target partition ${target} already holds ${end - start} records; restore into an empty topic, or set restore.allow_non_empty_target: true to append after them`,
-          { topic: plan.targetTopic, partition: plan.targetPartition, found: (end - start).toString() }
-        )
-      }
-      states.push({
-        sourceTopic: plan.sourceTopic,
-        sourcePartition: plan.sourcePartition,
-        targetTopic: plan.targetTopic,
-        targetPartition: plan.targetPartition,
-        sourceNextOffset: '-1',
-        targetStartOffset: end.toString(),
-        targetNextOffset: end.toString(),
-        records: 0,
-        bytes: 0,
-        done: false,
-        offsetMap: []
-      })
-    }
-    for (const partition of states) {
-      this.#maps.set(partition, OffsetMap.fromJSON(partition.offsetMap))
-    }
-    const now = new Date().toISOString()
-    return {
-      format: 'kafka-backup-restore',
-      formatVersion: 1,
-      toolVersion,
-      restoreId,
-      backupId,
-      status: 'running',
-      startedAt: previous?.startedAt ?? now,
-      updatedAt: now,
-      target: { clusterId, bootstrapServers: this.#options.bootstrapServers },
-      window: { start: window.start?.toString() ?? null, end: window.end?.toString() ?? null },
-      partitions: states,
-      consumerGroups: previous?.consumerGroups ?? []
-    }
-  }
-
   /** One pass: reconcile with the target, then send until done or a restart is needed. */
-  async #sendAll(active: PartitionState[], byTarget: Map<string, PartitionPlan>, signal: AbortSignal): Promise<void> {
+  async #sendAll(
+    active: PartitionProgress[],
+    byTarget: Map<string, PartitionPlan>,
+    signal: AbortSignal
+  ): Promise<void> {
     const { cluster, maxConcurrentPartitions } = this.#options
-    const targetTopics = [...new Set(active.map(p => p.targetTopic))]
+    const targetTopics = [...new Set(active.map(p => p.state.targetTopic))]
     const ends = await listOffsets(
       cluster,
-      active.map(p => ({ topic: p.targetTopic, partition: p.targetPartition })),
+      active.map(p => ({ topic: p.state.targetTopic, partition: p.state.targetPartition })),
       'latest'
     )
     const metadata = await cluster.metadata(targetTopics, true)
@@ -515,74 +556,67 @@ export class RestoreEngine {
     // Ends this pass's pumps when a sender fails, so that the next pass starts from a clean slate.
     const pass = new AbortController()
     const passSignal = AbortSignal.any([signal, pass.signal])
-    const byLeader = new Map<number, PartitionFeed[]>()
+    const byLeader = new Map<number, Array<{ feed: PartitionFeed; progress: PartitionProgress }>>()
     const pumps: Promise<void>[] = []
-    for (const partition of active) {
-      const plan = byTarget.get(`${partition.targetTopic}/${partition.targetPartition}`)!
-      const end = ends.get(partitionKey(partition.targetTopic, partition.targetPartition)) ?? 0n
-      const alreadyWritten = end - BigInt(partition.targetNextOffset)
+    for (const progress of active) {
+      const { targetTopic, targetPartition } = progress.state
+      const plan = byTarget.get(`${targetTopic}/${targetPartition}`)!
+      const end = ends.get(partitionKey(targetTopic, targetPartition)) ?? 0n
+      const alreadyWritten = end - BigInt(progress.state.targetNextOffset)
       if (alreadyWritten < 0n) {
         throw new BackupError(
-          'KB_KAFKA',
-          `target partition ${partition.targetTopic}/${partition.targetPartition} ends at ${end}, before the ${partition.targetNextOffset} this restore already wrote; was it deleted or truncated?`,
-          { topic: partition.targetTopic, partition: partition.targetPartition }
+          'KB_TARGET_CHANGED',
+          `target partition ${targetTopic}/${targetPartition} ends at ${end}, before the ${progress.state.targetNextOffset} this restore already wrote; was it deleted or truncated?`,
+          { topic: targetTopic, partition: targetPartition, offset: progress.state.targetNextOffset }
         )
       }
-      const leader = metadata.topics.get(partition.targetTopic)?.partitions[partition.targetPartition]?.leader ?? -1
+      const leader = metadata.topics.get(targetTopic)?.partitions[targetPartition]?.leader ?? -1
       if (leader < 0) {
-        throw new RestartNeeded(`${partition.targetTopic}/${partition.targetPartition} has no leader`)
+        throw new RestartNeeded(`${targetTopic}/${targetPartition} has no leader`)
       }
-      const map = this.#maps.get(partition)!
-      const feed = new PartitionFeed(partition.targetTopic, partition.targetPartition, 4, (outgoing, baseOffset) => {
-        for (const run of outgoing.runs) {
-          map.add({
-            sourceOffset: run.sourceOffset,
-            targetOffset: baseOffset + BigInt(run.targetDelta),
-            count: run.count
-          })
-        }
-        partition.targetNextOffset = (baseOffset + BigInt(outgoing.batch.recordCount)).toString()
-        partition.sourceNextOffset = outgoing.sourceNextAfter.toString()
-        partition.records += outgoing.batch.recordCount
-        partition.bytes += outgoing.batch.bytes.length
+      const feed = new PartitionFeed(targetTopic, targetPartition, 4, (outgoing, baseOffset) => {
+        progress.acknowledged(outgoing, baseOffset)
         this.#options.onAcknowledged?.(outgoing.batch.recordCount, outgoing.batch.bytes.length)
       })
-      byLeader.set(leader, [...(byLeader.get(leader) ?? []), feed])
+      byLeader.set(leader, [...(byLeader.get(leader) ?? []), { feed, progress }])
       pumps.push(
         (async () => {
           await slots.acquire()
           try {
-            await feed.pump(this.#skipWritten(partition, this.#outgoing(plan, partition), alreadyWritten), passSignal)
+            await feed.pump(progress.skipWritten(this.#outgoing(plan, progress.state), alreadyWritten), passSignal)
           } finally {
             slots.release()
           }
         })()
       )
     }
-    const senders = [...byLeader].map(async ([leader, feeds]) => {
+    const senders = [...byLeader].map(async ([leader, entries]) => {
       const connection = await cluster.connection(metadata, leader)
-      await sendToLeader(connection, feeds, {
-        producer,
-        maxInFlightPerPartition: this.#options.maxInFlightPerPartition,
-        maxRequestBytes: this.#options.maxRequestBytes,
-        timeoutMs: 30_000,
-        signal: passSignal,
-        throttle: throttleOf(this.#options.rateLimitBytesPerSec),
-        onRequest: this.#options.onRequest
-      })
-      for (const feed of feeds) {
-        const partition = active.find(p => p.targetTopic === feed.topic && p.targetPartition === feed.partition)!
-        partition.done = true
-        const plan = byTarget.get(`${partition.targetTopic}/${partition.targetPartition}`)!
-        partition.sourceNextOffset = plan.index.nextOffset
+      await sendToLeader(
+        connection,
+        entries.map(e => e.feed),
+        {
+          producer,
+          maxInFlightPerPartition: this.#options.maxInFlightPerPartition,
+          maxRequestBytes: this.#options.maxRequestBytes,
+          timeoutMs: 30_000,
+          signal: passSignal,
+          throttle: throttleOf(this.#options.rateLimitBytesPerSec),
+          onRequest: this.#options.onRequest
+        }
+      )
+      for (const { progress } of entries) {
+        progress.state.done = true
+        const plan = byTarget.get(`${progress.state.targetTopic}/${progress.state.targetPartition}`)!
+        progress.state.sourceNextOffset = plan.index.nextOffset
       }
     })
     const results = await Promise.allSettled(senders)
     const failed = results.find(r => r.status === 'rejected')
     if (failed) {
       pass.abort()
-      for (const feeds of byLeader.values()) {
-        for (const feed of feeds) {
+      for (const entries of byLeader.values()) {
+        for (const { feed } of entries) {
           feed.release()
         }
       }
@@ -627,128 +661,33 @@ export class RestoreEngine {
       yield mergeOutgoing(pending)
     }
   }
+}
 
-  /** Skips (and maps) the records a previous attempt wrote without seeing the acknowledgement. */
-  async *#skipWritten(
-    partition: PartitionState,
-    source: AsyncIterable<OutgoingBatch>,
-    alreadyWritten: bigint
-  ): AsyncGenerator<OutgoingBatch> {
-    const map = this.#maps.get(partition)!
-    let remaining = alreadyWritten
-    for await (const outgoing of source) {
-      if (remaining === 0n) {
-        yield outgoing
-        continue
-      }
-      const count = outgoing.batch.recordCount
-      const take = Number(remaining < BigInt(count) ? remaining : BigInt(count))
-      const base = BigInt(partition.targetNextOffset)
-      const runs = leadingRuns(outgoing, take)
-      for (const run of runs) {
-        map.add({ sourceOffset: run.sourceOffset, targetOffset: base + BigInt(run.targetDelta), count: run.count })
-      }
-      partition.targetNextOffset = (base + BigInt(take)).toString()
-      partition.records += take
-      remaining -= BigInt(take)
-      if (take === count) {
-        partition.sourceNextOffset = outgoing.sourceNextAfter.toString()
-        continue
-      }
-      const lastRun = runs.at(-1)!
-      partition.sourceNextOffset = (lastRun.sourceOffset + BigInt(lastRun.count)).toString()
-      const rest = dropLeadingRecords(outgoing, take)
-      if (rest) {
-        yield rest
-      }
-    }
-    if (remaining > 0n) {
-      throw new BackupError(
-        'KB_KAFKA',
-        `target partition ${partition.targetTopic}/${partition.targetPartition} holds ${remaining} more records than this restore can account for; something else wrote to it`,
-        { topic: partition.targetTopic, partition: partition.targetPartition }
-      )
-    }
+function freshState(plan: PartitionPlan, targetEnd: bigint): PartitionState {
+  return {
+    sourceTopic: plan.sourceTopic,
+    sourcePartition: plan.sourcePartition,
+    targetTopic: plan.targetTopic,
+    targetPartition: plan.targetPartition,
+    sourceNextOffset: '-1',
+    targetStartOffset: targetEnd.toString(),
+    targetNextOffset: targetEnd.toString(),
+    records: 0,
+    bytes: 0,
+    done: false,
+    offsetMap: []
   }
+}
 
-  /**
-   * Refuses before anything is written when a group whose offsets this restore will reset has
-   * active members on the target (checked again right before the commit).
-   */
-  async #assertGroupsInactive(plan: RestorePlan): Promise<void> {
-    const wanted = topicMatcher({ include: this.#options.consumerGroups })
-    const planned = new Set(plan.topics.flatMap(t => t.partitions.map(p => `${p.sourceTopic}/${p.sourcePartition}`)))
-    for (const group of plan.manifest.consumerGroups) {
-      if (wanted(group.groupId) && group.offsets.some(o => planned.has(`${o.topic}/${o.partition}`))) {
-        await this.#assertGroupInactive(group.groupId)
-      }
-    }
+/** The first save failed: nothing is written yet, and the error says how to restore anyway. */
+function unwritableState(error: unknown, storage: Storage, key: string): unknown {
+  if (!isBackupError(error) || !error.code.startsWith('KB_STORAGE')) {
+    return error
   }
-
-  async #assertGroupInactive(groupId: string): Promise<void> {
-    const { cluster } = this.#options
-    const described = await cluster.call(`describing consumer group ${groupId}`, () =>
-      cluster.admin.describeGroups({ groups: [groupId] })
-    )
-    const targetState = described.get(groupId)?.state ?? 'Dead'
-    if (!['Empty', 'Dead', 'EMPTY', 'DEAD'].includes(String(targetState))) {
-      throw new BackupError(
-        'KB_GROUP_ACTIVE',
-        `consumer group ${groupId} is ${targetState} on the target; stop its consumers before resetting its offsets`,
-        { groupId, found: targetState }
-      )
-    }
-  }
-
-  async #commitGroupOffsets(plan: RestorePlan): Promise<CommittedGroup[]> {
-    const { cluster, consumerGroups } = this.#options
-    const state = this.#state!
-    const wanted = topicMatcher({ include: consumerGroups })
-    const groups = plan.manifest.consumerGroups.filter(g => wanted(g.groupId))
-    if (groups.length === 0) {
-      this.#options.onWarning?.(
-        `restore.consumer_groups ${JSON.stringify(consumerGroups)} matches none of the ${plan.manifest.consumerGroups.length} groups captured in the backup; no offsets committed`,
-        {}
-      )
-    }
-    const bySource = new Map(state.partitions.map(p => [`${p.sourceTopic}/${p.sourcePartition}`, p]))
-    const committed: CommittedGroup[] = []
-    for (const group of groups) {
-      const offsets: CommittedGroup['offsets'] = []
-      for (const entry of group.offsets) {
-        const partition = bySource.get(`${entry.topic}/${entry.partition}`)
-        if (!partition) {
-          continue
-        }
-        const targetOffset = this.#maps
-          .get(partition)!
-          .translate(BigInt(entry.offset), BigInt(partition.targetNextOffset))
-        offsets.push({
-          topic: partition.targetTopic,
-          partition: partition.targetPartition,
-          sourceOffset: entry.offset,
-          targetOffset: targetOffset.toString()
-        })
-      }
-      if (offsets.length === 0) {
-        continue
-      }
-      await this.#assertGroupInactive(group.groupId)
-      const byTopic = new Map<string, Array<{ partition: number; offset: bigint }>>()
-      for (const o of offsets) {
-        byTopic.set(o.topic, [
-          ...(byTopic.get(o.topic) ?? []),
-          { partition: o.partition, offset: BigInt(o.targetOffset) }
-        ])
-      }
-      await cluster.call(`committing offsets of consumer group ${group.groupId}`, () =>
-        cluster.admin.alterConsumerGroupOffsets({
-          groupId: group.groupId,
-          topics: [...byTopic].map(([name, partitionOffsets]) => ({ name, partitionOffsets }))
-        })
-      )
-      committed.push({ groupId: group.groupId, offsets })
-    }
-    return committed
-  }
+  return new BackupError(
+    error.code,
+    `cannot save the restore state ${storage.location}/${key}, so nothing was restored (${error.message}); ` +
+      'when the backup location is read-only (a snapshot or read-only mount), set restore.state_storage to a writable location',
+    { cause: error, key, location: storage.location }
+  )
 }

@@ -103,6 +103,45 @@ function planTopic(topic: TopicEntry, options: PlanOptions, indexes: Map<number,
   }
 }
 
+/**
+ * Mappings and partition lists name source topics and partitions; one that names something the
+ * backup does not hold would otherwise be silently ignored (a typo restoring into the wrong place).
+ */
+function assertNamesBackedUpTopics(manifest: Manifest, options: PlanOptions): void {
+  const backedUp = new Map(manifest.topics.map(t => [t.name, t]))
+  const refuse = (path: string, message: string, found: unknown): never => {
+    throw new BackupError('KB_CONFIG_INVALID', `${path} ${message}`, { path, found })
+  }
+  const keys: Array<[string, string[]]> = [
+    ['restore.topic_mapping', Object.keys(options.topicMapping)],
+    ['restore.partition_mapping', Object.keys(options.partitionMapping)],
+    ['restore.source_partitions', Object.keys(options.sourcePartitions).filter(name => name !== '*')]
+  ]
+  for (const [path, names] of keys) {
+    for (const name of names) {
+      if (!backedUp.has(name)) {
+        refuse(
+          `${path}.${name}`,
+          `names topic ${name}, which is not in backup ${options.backupId} (${[...backedUp.keys()].join(', ')}); keys are source topic names`,
+          name
+        )
+      }
+    }
+  }
+  for (const [name, mapping] of Object.entries(options.partitionMapping)) {
+    const partitionCount = backedUp.get(name)!.partitionCount
+    for (const source of Object.keys(mapping)) {
+      if (Number(source) >= partitionCount) {
+        refuse(
+          `restore.partition_mapping.${name}.${source}`,
+          `maps source partition ${source}, but the backup of ${name} has partitions 0..${partitionCount - 1}`,
+          Number(source)
+        )
+      }
+    }
+  }
+}
+
 export async function buildPlan(storage: Storage, options: PlanOptions): Promise<RestorePlan> {
   const manifest = await readManifest(storage, options.backupId)
   if (!manifest) {
@@ -121,17 +160,7 @@ export async function buildPlan(storage: Storage, options: PlanOptions): Promise
       { include: options.topics.include, exclude: options.topics.exclude }
     )
   }
-  for (const source of Object.keys(options.topicMapping)) {
-    if (!manifest.topics.some(t => t.name === source)) {
-      throw new BackupError(
-        'KB_CONFIG_INVALID',
-        `restore.topic_mapping names topic ${source}, which is not in the backup`,
-        {
-          path: `restore.topic_mapping.${source}`
-        }
-      )
-    }
-  }
+  assertNamesBackedUpTopics(manifest, options)
   const topics: TopicPlan[] = []
   for (const topic of selected) {
     const indexes = new Map<number, PartitionIndex>()

@@ -135,6 +135,27 @@ export interface SenderOptions {
   onRequest?: (durationMs: number, bytes: number) => void
 }
 
+/** rate_limit_bytes_per_sec as a token bucket with one second of burst. */
+export function throttleOf(bytesPerSec: number | undefined): ((bytes: number) => Promise<void>) | undefined {
+  if (!bytesPerSec) {
+    return undefined
+  }
+  let tokens = bytesPerSec
+  let refilledAt = performance.now()
+  return async bytes => {
+    for (;;) {
+      const now = performance.now()
+      tokens = Math.min(bytesPerSec, tokens + ((now - refilledAt) / 1000) * bytesPerSec)
+      refilledAt = now
+      if (tokens >= Math.min(bytes, bytesPerSec)) {
+        tokens -= bytes
+        return
+      }
+      await new Promise(resolve => setTimeout(resolve, ((Math.min(bytes, bytesPerSec) - tokens) / bytesPerSec) * 1000))
+    }
+  }
+}
+
 interface Entry {
   feed: PartitionFeed
   outgoing: OutgoingBatch

@@ -121,6 +121,7 @@ describe('loadConfig', () => {
         reset_consumer_offsets: true,
         consumer_groups: ['order-processor', 'billing-*'],
         allow_non_empty_target: false,
+        allow_log_append_time_target: false,
         produce_max_in_flight: 5
       },
       metrics: { enabled: true, port: 9464, host: '127.0.0.1', keep_alive_seconds: 0 }

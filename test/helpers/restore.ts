@@ -26,6 +26,7 @@ export function restoreOptions(
     resetConsumerOffsets: false,
     consumerGroups: ['*'],
     allowNonEmptyTarget: false,
+    allowLogAppendTimeTarget: false,
     maxInFlightPerPartition: 5,
     coalesceMaxBytes: 512 * 1024,
     maxRequestBytes: 8 * 1024 * 1024,

@@ -1,0 +1,135 @@
+/**
+ * The restore state document, `{backup_id}/restores/{restore_id}/restore.json`: per target
+ * partition, how far the restore got (source position, target end after the last acknowledged
+ * batch, offset map), the target topic ids it wrote to, and the group offsets it committed.
+ * It lives in the backup's storage, or in `restore.state_storage` when that is read-only.
+ *
+ * Documents are schema-checked on read: a damaged one is refused (KB_BACKUP_CORRUPT naming the
+ * file and the field), never half-trusted, because a wrong position would duplicate or skip
+ * records.
+ */
+import { createHash } from 'node:crypto'
+import { z } from 'zod'
+import { BackupError } from '../errors.ts'
+import type { Storage } from '../storage/storage.ts'
+import type { SerializedOffsetRun } from './offset-map.ts'
+import type { RestorePlan } from './plan.ts'
+import type { TimeWindow } from './window.ts'
+
+export const RESTORE_STATE_FORMAT = 'kafka-backup-restore'
+/**
+ * 2 added `targetTopicIds`. A version-1 document names no topic ids, so its partitions are
+ * checked against the target's end offsets only.
+ */
+export const RESTORE_STATE_VERSION = 2
+
+const offset = z.string().regex(/^-?\d+$/, { message: 'expected an offset as a decimal string' })
+const count = z.int().min(0)
+
+const partitionStateSchema = z.object({
+  sourceTopic: z.string().min(1),
+  sourcePartition: count,
+  targetTopic: z.string().min(1),
+  targetPartition: count,
+  /** Every source record below this is restored (or outside the window). */
+  sourceNextOffset: offset,
+  targetStartOffset: offset,
+  /** The target partition's end after the last acknowledged batch. */
+  targetNextOffset: offset,
+  records: count,
+  bytes: count,
+  done: z.boolean(),
+  offsetMap: z.array(z.tuple([offset, offset, z.int().min(1)]))
+})
+
+const committedGroupSchema = z.object({
+  groupId: z.string(),
+  offsets: z.array(z.object({ topic: z.string(), partition: count, sourceOffset: offset, targetOffset: offset }))
+})
+
+const restoreStateSchema = z.object({
+  format: z.literal(RESTORE_STATE_FORMAT),
+  formatVersion: z.union([z.literal(1), z.literal(2)]),
+  toolVersion: z.string(),
+  restoreId: z.string().min(1),
+  backupId: z.string().min(1),
+  status: z.enum(['running', 'complete', 'failed', 'stopped']),
+  startedAt: z.string(),
+  updatedAt: z.string(),
+  finishedAt: z.string().optional(),
+  error: z.string().optional(),
+  target: z.object({ clusterId: z.string().nullable(), bootstrapServers: z.array(z.string()) }),
+  /** Target topic -> the topic id it had when this restore wrote to it. */
+  targetTopicIds: z.record(z.string(), z.string()).optional(),
+  window: z.object({ start: offset.nullable(), end: offset.nullable() }),
+  partitions: z.array(partitionStateSchema),
+  consumerGroups: z.array(committedGroupSchema)
+})
+
+export type PartitionState = z.infer<typeof partitionStateSchema> & { offsetMap: SerializedOffsetRun[] }
+export type CommittedGroup = z.infer<typeof committedGroupSchema>
+export type RestoreState = Omit<z.infer<typeof restoreStateSchema>, 'partitions'> & { partitions: PartitionState[] }
+
+export const restoreStateKey = (backupId: string, restoreId: string) => `${backupId}/restores/${restoreId}/restore.json`
+
+/** A restore is identified by what it restores where, so that rerunning a config resumes it. */
+export function restoreIdOf(plan: RestorePlan, clusterId: string | null, window: TimeWindow): string {
+  const identity = JSON.stringify({
+    clusterId,
+    window: [window.start?.toString() ?? null, window.end?.toString() ?? null],
+    partitions: plan.topics.flatMap(t =>
+      t.partitions.map(p => [p.sourceTopic, p.sourcePartition, p.targetTopic, p.targetPartition])
+    )
+  })
+  return `restore-${createHash('sha256').update(identity).digest('hex').slice(0, 16)}`
+}
+
+/** The restore state at `key`, or undefined when there is none. */
+async function readStateAt(storage: Storage, key: string): Promise<RestoreState | undefined> {
+  if ((await storage.head(key)) === undefined) {
+    return undefined
+  }
+  const where = `${storage.location}/${key}`
+  let document: unknown
+  try {
+    document = JSON.parse((await storage.get(key)).toString('utf8'))
+  } catch (error) {
+    throw new BackupError('KB_BACKUP_CORRUPT', `restore state ${where} is not valid JSON`, { cause: error, key })
+  }
+  const parsed = restoreStateSchema.safeParse(document)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!
+    const field = issue.path.join('.') || '(top level)'
+    throw new BackupError(
+      'KB_BACKUP_CORRUPT',
+      `restore state ${where} is damaged at ${field}: ${issue.message}; delete it only together with the restored target topics`,
+      { key, field }
+    )
+  }
+  return parsed.data
+}
+
+export function readRestoreState(storage: Storage, backupId: string, restoreId: string) {
+  return readStateAt(storage, restoreStateKey(backupId, restoreId))
+}
+
+/** Every restore of a backup kept in `storage`, by restore id. */
+export async function listRestoreStates(storage: Storage, backupId: string): Promise<RestoreState[]> {
+  const keys = (await storage.list(`${backupId}/restores/`)).map(o => o.key).filter(k => k.endsWith('/restore.json'))
+  const states: RestoreState[] = []
+  for (const key of keys) {
+    const state = await readStateAt(storage, key)
+    if (state) {
+      states.push(state)
+    }
+  }
+  return states
+}
+
+export async function writeRestoreState(storage: Storage, state: RestoreState): Promise<void> {
+  state.updatedAt = new Date().toISOString()
+  await storage.replace(
+    restoreStateKey(state.backupId, state.restoreId),
+    Buffer.from(`${JSON.stringify(state, null, 2)}\n`)
+  )
+}
