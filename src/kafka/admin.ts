@@ -47,6 +47,35 @@ export async function listTopics(cluster: KafkaCluster): Promise<TopicInfo[]> {
     .sort((a, b) => a.name.localeCompare(b.name))
 }
 
+/**
+ * The topics among `names` that exist, by name. Asks metadata for those only, so topics that
+ * others create or delete meanwhile (which a listing can name before metadata knows them) do
+ * not fail the call.
+ */
+export async function findTopics(cluster: KafkaCluster, names: string[]): Promise<Map<string, TopicInfo>> {
+  const listed = new Set(
+    await cluster.call('listing topics', () => cluster.admin.listTopics({ includeInternals: true }))
+  )
+  const wanted = [...new Set(names)].filter(name => listed.has(name))
+  const found = new Map<string, TopicInfo>()
+  if (wanted.length === 0) {
+    return found
+  }
+  const metadata = await cluster.metadata(wanted, true)
+  for (const name of wanted) {
+    const topic = metadata.topics.get(name)
+    if (topic) {
+      found.set(name, {
+        name,
+        topicId: topic.id,
+        partitionCount: topic.partitionsCount,
+        isInternal: isInternalTopic(name)
+      })
+    }
+  }
+  return found
+}
+
 export type OffsetSpec = 'earliest' | 'latest' | 'lastStable'
 
 /** Offsets per `topic/partition` key: log start, high watermark, or last stable offset. */

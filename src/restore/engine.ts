@@ -20,8 +20,8 @@
 import { BackupError, isBackupError } from '../errors.ts'
 import {
   createTopic,
+  findTopics,
   listOffsets,
-  listTopics,
   partitionKey,
   type TopicInfo,
   topicConfigValues,
@@ -216,6 +216,7 @@ export class RestoreEngine {
     const toCreate = plan.topics.filter(t => !check.existing.has(t.targetTopic))
 
     if (options.dryRun) {
+      await this.#probeStateStorage(restoreId)
       return {
         restoreId,
         backupId: options.backupId,
@@ -269,9 +270,9 @@ export class RestoreEngine {
     })
     const topicsCreated = await this.#createTopics(toCreate)
     if (topicsCreated.length > 0) {
-      const created = new Map((await listTopics(options.cluster)).map(t => [t.name, t.topicId]))
+      const created = await findTopics(options.cluster, topicsCreated)
       for (const topic of topicsCreated) {
-        state.targetTopicIds![topic] = created.get(topic)!
+        state.targetTopicIds![topic] = created.get(topic)!.topicId
       }
       await this.#saveState()
     }
@@ -347,6 +348,20 @@ export class RestoreEngine {
     }
   }
 
+  /**
+   * A dry run saves no state, but the real run refuses when it cannot: writing and removing a
+   * probe object next to where the state goes lets the dry run refuse too.
+   */
+  async #probeStateStorage(restoreId: string): Promise<void> {
+    const key = `${restoreStateKey(this.#options.backupId, restoreId)}.dry-run-probe`
+    try {
+      await this.#stateStorage.replace(key, Buffer.from('written and removed by kafka-backup restore --dry-run\n'))
+      await this.#stateStorage.delete(key)
+    } catch (error) {
+      throw unwritableState(error, this.#stateStorage, restoreStateKey(this.#options.backupId, restoreId))
+    }
+  }
+
   async #saveState(): Promise<void> {
     const state = this.#state
     if (!state) {
@@ -365,7 +380,10 @@ export class RestoreEngine {
    */
   async #checkTarget(plan: RestorePlan, restoreId: string): Promise<TargetCheck> {
     const { cluster, createTopics, allowLogAppendTimeTarget } = this.#options
-    const existing = new Map((await listTopics(cluster)).map(t => [t.name, t]))
+    const existing = await findTopics(
+      cluster,
+      plan.topics.map(t => t.targetTopic)
+    )
     const notes: string[] = []
     for (const topic of plan.topics) {
       const found = existing.get(topic.targetTopic)
@@ -445,7 +463,21 @@ export class RestoreEngine {
       const sameTopic =
         topicId !== undefined &&
         (previous?.formatVersion === 1 || previous?.targetTopicIds?.[p.targetTopic] === topicId)
+      const start = logStart.get(target) ?? 0n
       if (state && sameTopic) {
+        if (start > BigInt(state.targetStartOffset) && state.records > 0) {
+          throw new BackupError(
+            'KB_TARGET_CHANGED',
+            `target partition ${target} starts at offset ${start}, but restore state ${stateFile} records restored records from ${state.targetStartOffset}: records this restore wrote were deleted (retention or DeleteRecords); ` +
+              `delete topic ${p.targetTopic} and run the restore again (a recreated topic is restored from the start)`,
+            {
+              topic: p.targetTopic,
+              partition: p.targetPartition,
+              offset: state.targetStartOffset,
+              found: start.toString()
+            }
+          )
+        }
         if (end < BigInt(state.targetNextOffset)) {
           throw new BackupError(
             'KB_TARGET_CHANGED',
@@ -469,7 +501,6 @@ export class RestoreEngine {
           { topic: p.targetTopic }
         )
       }
-      const start = logStart.get(target) ?? 0n
       if (end > start && !allowNonEmptyTarget) {
         throw new BackupError(
           'KB_TARGET_NOT_EMPTY',

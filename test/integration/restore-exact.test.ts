@@ -1,0 +1,421 @@
+/**
+ * A restore never reports success with a result that differs from the backup: killed at any
+ * moment it resumes exact, saved state is checked against the target before it is trusted,
+ * timestamps survive LogAppendTime topics, a read-only backup location is refused before
+ * anything is written (or the state lives elsewhere), and a dry run refuses what the real run
+ * refuses. Against the real broker.
+ */
+import assert from 'node:assert/strict'
+import { existsSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import type { Producer } from '@platformatic/kafka'
+import { BackupError, isBackupError } from '../../src/errors.ts'
+import { describeTopicConfigs, listOffsets, partitionKey } from '../../src/kafka/admin.ts'
+import type { KafkaCluster } from '../../src/kafka/cluster.ts'
+import { restoreStateKey } from '../../src/restore/state.ts'
+import type { ObjectInfo, Storage } from '../../src/storage/storage.ts'
+import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
+import { BASE_TIMESTAMP, newProducer } from '../helpers/cases.ts'
+import { finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
+import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { contentOf, readTopicRecords } from '../helpers/topic.ts'
+
+let cluster: KafkaCluster
+let producer: Producer
+before(() => {
+  cluster = testCluster()
+  producer = newProducer()
+})
+after(async () => {
+  await producer.close()
+  await cluster.close()
+})
+
+async function produce(topic: string, partition: number, from: number, count: number, valueBytes = 0) {
+  await producer.send({
+    messages: Array.from({ length: count }, (_, i) => ({
+      topic,
+      partition,
+      key: Buffer.from(`k${from + i}`),
+      value: Buffer.from(`v${from + i}${'x'.repeat(valueBytes)}`),
+      timestamp: BASE_TIMESTAMP + BigInt(from + i)
+    }))
+  })
+}
+
+/** A topic with `partitions` x `perPartition` records, backed up into fresh storage. */
+async function backedUpTopic(label: string, partitions: number, perPartition: number, valueBytes = 0) {
+  const topic = uniqueTopic(label)
+  await createTopic(cluster, topic, partitions)
+  for (let partition = 0; partition < partitions; partition++) {
+    for (let from = 0; from < perPartition; from += 500) {
+      await produce(topic, partition, from, Math.min(500, perPartition - from), valueBytes)
+    }
+  }
+  const storage = tempStorage()
+  await runBackup(backupOptions(cluster, storage, [topic]))
+  return { topic, storage }
+}
+
+async function endOffset(topic: string, partition: number): Promise<bigint> {
+  const offsets = await listOffsets(cluster, [{ topic, partition }], 'latest')
+  return offsets.get(partitionKey(topic, partition)) ?? 0n
+}
+
+async function deleteTopic(topic: string): Promise<void> {
+  await cluster.admin.deleteTopics({ topics: [topic] })
+  for (let attempt = 0; attempt < 300; attempt++) {
+    if (!(await cluster.admin.listTopics({ includeInternals: false })).includes(topic)) {
+      return
+    }
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  throw new Error(`topic ${topic} still exists 30 s after its deletion`)
+}
+
+function restoreYaml(topic: string, target: string, path: string, extra = ''): string {
+  return `mode: restore
+backup_id: test-backup
+target:
+  bootstrap_servers: ${bootstrapServers()}
+restore:
+  topic_mapping:
+    ${topic}: ${target}
+${extra}storage:
+  backend: filesystem
+  path: ${path}
+`
+}
+
+/**
+ * A backup location mounted read-only (a snapshot): reads work, every write fails with the
+ * error the filesystem backend raises for EROFS.
+ */
+class ReadOnlyStorage implements Storage {
+  readonly #inner: Storage
+  readonly location: string
+
+  constructor(inner: Storage) {
+    this.#inner = inner
+    this.location = inner.location
+  }
+
+  #denied(key: string, operation: string): Promise<never> {
+    return Promise.reject(
+      new BackupError(
+        'KB_STORAGE_ACCESS_DENIED',
+        `permission denied to ${operation} ${key} at ${this.location} (EROFS: read-only file system)`,
+        { key, operation, location: this.location }
+      )
+    )
+  }
+
+  put(key: string): Promise<void> {
+    return this.#denied(key, 'put')
+  }
+
+  replace(key: string): Promise<void> {
+    return this.#denied(key, 'replace')
+  }
+
+  delete(key: string): Promise<void> {
+    return this.#denied(key, 'delete')
+  }
+
+  get(key: string): Promise<Buffer> {
+    return this.#inner.get(key)
+  }
+
+  getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    return this.#inner.getRange(key, offset, length)
+  }
+
+  stream(key: string) {
+    return this.#inner.stream(key)
+  }
+
+  head(key: string): Promise<ObjectInfo | undefined> {
+    return this.#inner.head(key)
+  }
+
+  list(prefix: string): Promise<ObjectInfo[]> {
+    return this.#inner.list(prefix)
+  }
+
+  close(): Promise<void> {
+    return this.#inner.close()
+  }
+}
+
+describe('issue 11: a restore never reports success with a wrong result', () => {
+  test('a restore killed with SIGKILL right after its first records reach the target resumes exact with the same config', async () => {
+    const { topic, storage } = await backedUpTopic('exact-kill-early', 2, 3000, 200)
+    const target = `${topic}-restored`
+    // The rate limit keeps the run going long after the first records land; it is not part of
+    // the restore's identity, so the rerun without it resumes the same restore.
+    const child = startCli([
+      'restore',
+      '--config',
+      writeConfig(restoreYaml(topic, target, storage.location, '  rate_limit_bytes_per_sec: 65536\n'))
+    ])
+    const result = finished(child)
+    const landed = async () => {
+      try {
+        return (await endOffset(target, 0)) + (await endOffset(target, 1)) > 0n
+      } catch {
+        return false
+      }
+    }
+    const deadline = Date.now() + 60_000
+    while (!(await landed()) && Date.now() < deadline) {
+      await new Promise(resolve => setTimeout(resolve, 10))
+    }
+    child.kill('SIGKILL')
+    assert.equal((await result).signal, 'SIGKILL')
+    const written = (await endOffset(target, 0)) + (await endOffset(target, 1))
+    assert.ok(written > 0n && written < 6000n, `killed after ${written} of 6000 records`)
+
+    const rerun = await runCli([
+      'restore',
+      '--json',
+      '--config',
+      writeConfig(restoreYaml(topic, target, storage.location))
+    ])
+    assert.equal(rerun.code, 0, rerun.stderr)
+    assert.equal(JSON.parse(rerun.stdout).status, 'complete')
+    const restored = await readTopicRecords(cluster, target)
+    assert.equal(restored.length, 6000, 'no record lost or duplicated')
+    assert.deepEqual(contentOf(restored), contentOf(await readTopicRecords(cluster, topic)))
+  })
+
+  test('a rerun after the restored topic was deleted restores it again instead of reporting the old run complete', async () => {
+    const { topic, storage } = await backedUpTopic('exact-stale-state', 2, 700)
+    const target = `${topic}-restored`
+    const options = restoreOptions(cluster, storage, { topicMapping: { [topic]: target } })
+    const first = await runRestore(options)
+    assert.equal(first.records, 1400)
+    const source = contentOf(await readTopicRecords(cluster, topic))
+
+    // Records it wrote deleted from the target (DeleteRecords, or retention): refused, with the way out.
+    await cluster.admin.deleteRecords({ topics: [{ name: target, partitions: [{ partition: 1, offset: 100n }] }] })
+    for (const dryRun of [true, false]) {
+      await assert.rejects(runRestore({ ...options, dryRun }), error => {
+        assert.ok(isBackupError(error, 'KB_TARGET_CHANGED'), String(error))
+        assert.match(error.message, new RegExp(`${target}/1 starts at offset 100.*delete topic ${target}`))
+        return true
+      })
+    }
+
+    await deleteTopic(target)
+    const warnings: string[] = []
+    const again = await runRestore({ ...options, onWarning: message => warnings.push(message) })
+    assert.equal(again.restoreId, first.restoreId, 'the same restore, resumed from its state')
+    assert.equal(again.status, 'complete')
+    assert.deepEqual(again.topicsCreated, [target])
+    assert.deepEqual(contentOf(await readTopicRecords(cluster, target)), source)
+    assert.equal(again.records, 1400)
+    assert.ok(
+      warnings.some(w => w.includes(target) && w.includes('no longer exists')),
+      warnings.join('\n')
+    )
+
+    // Deleted and created again by someone else, empty: same outcome.
+    await deleteTopic(target)
+    await createTopic(cluster, target, 2)
+    await runRestore(options)
+    assert.deepEqual(contentOf(await readTopicRecords(cluster, target)), source)
+
+    // Deleted and created again by someone else, with other records in it: refused, not mixed.
+    await deleteTopic(target)
+    await createTopic(cluster, target, 2)
+    await produce(target, 1, 0, 3)
+    await assert.rejects(runRestore(options), error => {
+      assert.ok(isBackupError(error, 'KB_TARGET_NOT_EMPTY'), String(error))
+      assert.match(error.message, new RegExp(`${target}/1`))
+      return true
+    })
+    assert.equal((await readTopicRecords(cluster, target)).length, 3, 'nothing was written')
+  })
+
+  test('LogAppendTime: a created target keeps every backed-up timestamp, and an existing LogAppendTime target is refused unless allowed', async () => {
+    const topic = uniqueTopic('exact-log-append-time')
+    await createTopic(cluster, topic, 2, { 'message.timestamp.type': 'LogAppendTime' })
+    for (let from = 0; from < 500; from += 100) {
+      await produce(topic, 0, from, 100)
+      await produce(topic, 1, from, 100)
+    }
+    const storage = tempStorage()
+    await runBackup(backupOptions(cluster, storage, [topic]))
+    const backedUp = await readBackedUpRecords(storage, 'test-backup', topic)
+    assert.equal(backedUp.length, 1000)
+    // The broker's append times, not the producer's, are what the backup holds.
+    assert.ok(backedUp.every(r => r.timestamp > BASE_TIMESTAMP + 1000n))
+
+    const target = `${topic}-restored`
+    const options = restoreOptions(cluster, storage, { topicMapping: { [topic]: target } })
+    const summary = await runRestore(options)
+    const restored = await readTopicRecords(cluster, target)
+    assert.deepEqual(contentOf(restored), contentOf(backedUp), 'every timestamp equal')
+    assert.equal((await describeTopicConfigs(cluster, [target])).get(target)?.['message.timestamp.type'], 'CreateTime')
+    assert.ok(
+      summary.notes.some(n => n.includes(target) && n.includes('message.timestamp.type=CreateTime')),
+      summary.notes.join('\n')
+    )
+    const otherTarget = `${topic}-planned`
+    const plan = await runRestore({ ...options, topicMapping: { [topic]: otherTarget }, dryRun: true })
+    assert.deepEqual(
+      plan.notes,
+      summary.notes.map(n => n.replace(target, otherTarget)),
+      'the plan says so too'
+    )
+
+    const existing = uniqueTopic('exact-log-append-time-target')
+    await createTopic(cluster, existing, 2, { 'message.timestamp.type': 'LogAppendTime' })
+    const intoExisting = restoreOptions(cluster, storage, { topicMapping: { [topic]: existing } })
+    for (const dryRun of [true, false]) {
+      await assert.rejects(runRestore({ ...intoExisting, dryRun }), error => {
+        assert.ok(isBackupError(error, 'KB_CONFIG_INVALID'), String(error))
+        assert.match(error.message, new RegExp(`${existing} has message.timestamp.type=LogAppendTime`))
+        assert.match(error.message, /restore\.allow_log_append_time_target/)
+        return true
+      })
+    }
+    assert.equal((await readTopicRecords(cluster, existing)).length, 0, 'nothing was written')
+    const allowed = await runRestore({ ...intoExisting, allowLogAppendTimeTarget: true })
+    assert.equal(allowed.records, 1000)
+    assert.ok(allowed.notes.some(n => n.includes(existing) && n.includes('time of the restore')))
+  })
+
+  test('a read-only backup location is refused before anything is written; with state_storage elsewhere the restore completes and resumes', async () => {
+    const { topic, storage } = await backedUpTopic('exact-read-only', 2, 400)
+    const readOnly = new ReadOnlyStorage(storage)
+    const target = `${topic}-restored`
+    const options = restoreOptions(cluster, readOnly, { topicMapping: { [topic]: target } })
+    await assert.rejects(runRestore(options), error => {
+      assert.ok(isBackupError(error, 'KB_STORAGE_ACCESS_DENIED'), String(error))
+      assert.match(error.message, /restore\.state_storage/)
+      assert.match(error.message, /nothing was restored/)
+      return true
+    })
+    assert.ok(!(await cluster.admin.listTopics({})).includes(target), 'no topic created, no record written')
+    await assert.rejects(runRestore({ ...options, dryRun: true }), error => {
+      assert.ok(isBackupError(error, 'KB_STORAGE_ACCESS_DENIED'), `the dry run refuses too: ${error}`)
+      return true
+    })
+
+    const stateStorage = tempStorage()
+    const summary = await runRestore({ ...options, stateStorage })
+    assert.equal(summary.status, 'complete')
+    assert.deepEqual(
+      contentOf(await readTopicRecords(cluster, target)),
+      contentOf(await readTopicRecords(cluster, topic))
+    )
+    assert.ok(await stateStorage.head(restoreStateKey('test-backup', summary.restoreId)))
+    const rerun = await runRestore({ ...options, stateStorage })
+    assert.equal(rerun.restoreId, summary.restoreId)
+    assert.equal((await readTopicRecords(cluster, target)).length, 800, 'the rerun found its state and wrote nothing')
+
+    // The CLI takes the state location from the config, and offset-map reads it there.
+    const cliTarget = `${topic}-cli`
+    const statePath = tempStorage().location
+    const config = writeConfig(
+      restoreYaml(
+        topic,
+        cliTarget,
+        storage.location,
+        `  state_storage:\n    backend: filesystem\n    path: ${statePath}\n`
+      )
+    )
+    const cli = await runCli(['restore', '--json', '--config', config])
+    assert.equal(cli.code, 0, cli.stderr)
+    const { restoreId } = JSON.parse(cli.stdout)
+    assert.ok(existsSync(join(statePath, restoreStateKey('test-backup', restoreId))))
+    assert.ok(!readdirSync(join(storage.location, 'test-backup')).includes('restores'), 'nothing written to the backup')
+    const offsetMap = await runCli(['offset-map', '--json', '--config', config])
+    assert.equal(offsetMap.code, 0, offsetMap.stderr)
+    assert.deepEqual(
+      JSON.parse(offsetMap.stdout).map((r: { restoreId: string }) => r.restoreId),
+      [restoreId]
+    )
+  })
+
+  test('a dry run refuses what the real run refuses: too few target partitions, records already in the target', async () => {
+    const { topic, storage } = await backedUpTopic('exact-dry-run', 3, 10)
+    const narrow = uniqueTopic('exact-dry-run-narrow')
+    await createTopic(cluster, narrow, 2)
+    const full = uniqueTopic('exact-dry-run-full')
+    await createTopic(cluster, full, 3)
+    await produce(full, 2, 0, 1)
+    for (const [target, code, pattern] of [
+      [narrow, 'KB_CONFIG_INVALID', `${narrow} has 2 partitions`],
+      [full, 'KB_TARGET_NOT_EMPTY', `${full}/2 already holds 1 records`]
+    ] as const) {
+      for (const dryRun of [true, false]) {
+        await assert.rejects(
+          runRestore(restoreOptions(cluster, storage, { topicMapping: { [topic]: target }, dryRun })),
+          error => {
+            assert.ok(isBackupError(error, code), `${target} dryRun=${dryRun}: ${error}`)
+            assert.ok((error as Error).message.includes(pattern), (error as Error).message)
+            return true
+          }
+        )
+      }
+    }
+    const dryRun = await runCli([
+      'restore',
+      '--dry-run',
+      '--config',
+      writeConfig(restoreYaml(topic, narrow, storage.location))
+    ])
+    assert.equal(dryRun.code, 2, dryRun.stderr)
+    assert.match(dryRun.stderr, /^kafka-backup: KB_CONFIG_INVALID: target topic .* has 2 partitions/)
+  })
+
+  test('mappings and partition lists that name a topic or partition the backup does not hold are refused, not ignored', async () => {
+    const { topic, storage } = await backedUpTopic('exact-mapping-names', 2, 10)
+    const cases: Array<[Partial<Parameters<typeof restoreOptions>[2]>, string]> = [
+      [{ partitionMapping: { 'no-such-topic': { '0': 1 } } }, 'restore.partition_mapping.no-such-topic'],
+      [{ partitionMapping: { [topic]: { '5': 1 } } }, `restore.partition_mapping.${topic}.5`],
+      [{ sourcePartitions: { 'no-such-topic': [0] } }, 'restore.source_partitions.no-such-topic'],
+      [{ topicMapping: { 'no-such-topic': 'x' } }, 'restore.topic_mapping.no-such-topic']
+    ]
+    for (const [overrides, path] of cases) {
+      for (const dryRun of [true, false]) {
+        await assert.rejects(runRestore(restoreOptions(cluster, storage, { ...overrides, dryRun })), error => {
+          assert.ok(isBackupError(error, 'KB_CONFIG_INVALID'), String(error))
+          assert.equal(error.path, path)
+          assert.ok(error.message.startsWith(path), error.message)
+          return true
+        })
+      }
+    }
+    assert.ok(!(await cluster.admin.listTopics({})).includes('x'))
+  })
+
+  test('an OSO-style backup config with only segment_max_bytes: 65536 runs, its frames sized to the segments', async () => {
+    const topic = uniqueTopic('exact-oso-config')
+    await createTopic(cluster, topic, 1)
+    await produce(topic, 0, 0, 500, 300)
+    const path = tempStorage().location
+    const config = writeConfig(`mode: backup
+backup_id: oso
+source:
+  bootstrap_servers: ${bootstrapServers()}
+  topics:
+    include: [${topic}]
+storage:
+  backend: filesystem
+  path: ${path}
+backup:
+  segment_max_bytes: 65536
+`)
+    const backup = await runCli(['backup', '--config', config])
+    assert.equal(backup.code, 0, backup.stderr)
+    const validate = await runCli(['validate', '--path', path, '--backup-id', 'oso', '--deep', '--json'])
+    assert.equal(validate.code, 0, validate.stdout)
+    const described = JSON.parse((await runCli(['describe', '--path', path, '--backup-id', 'oso', '--json'])).stdout)
+    assert.equal(described.records, 500)
+  })
+})
