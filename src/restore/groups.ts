@@ -3,7 +3,7 @@
  * translated through the offset maps and committed on the target. Groups must have no active
  * members there, checked before anything is written and again right before each commit.
  */
-import type { ConsumerGroupEntry } from '../backup/manifest.ts'
+import type { ConsumerGroupEntry } from '../catalog/manifest.ts'
 import { BackupError } from '../errors.ts'
 import { commitGroupOffsets, groupState } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
