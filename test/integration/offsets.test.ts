@@ -164,7 +164,7 @@ test('a group committed inside a retention gap resumes at the first record after
   assert.deepEqual(contentOf(restored.filter(r => r.offset >= 100n)), contentOf(await readTopicRecords(cluster, topic)))
 })
 
-test('a group with active members on the target is refused with KB_GROUP_ACTIVE before anything is written', async () => {
+test('a group with active members on the target is refused with KB_GROUP_ACTIVE before anything is written, also by a dry run', async () => {
   const topic = uniqueTopic('offsets-active')
   await createTopic(cluster, topic, 1)
   await produce(topic, 0, 10)
@@ -185,20 +185,24 @@ test('a group with active members on the target is refused with KB_GROUP_ACTIVE 
       await new Promise(resolve => setTimeout(resolve, 100))
     }
     const target = `${topic}-restored`
-    await assert.rejects(
-      runRestore(
-        restoreOptions(cluster, storage, {
-          topicMapping: { [topic]: target },
-          resetConsumerOffsets: true,
-          consumerGroups: [groupId]
-        })
-      ),
-      error => {
-        assert.ok(isBackupError(error, 'KB_GROUP_ACTIVE'), String(error))
-        assert.ok(error.message.includes(groupId))
-        return true
-      }
-    )
+    // The dry run refuses too: it runs every check of the real run.
+    for (const dryRun of [true, false]) {
+      await assert.rejects(
+        runRestore(
+          restoreOptions(cluster, storage, {
+            topicMapping: { [topic]: target },
+            resetConsumerOffsets: true,
+            consumerGroups: [groupId],
+            dryRun
+          })
+        ),
+        error => {
+          assert.ok(isBackupError(error, 'KB_GROUP_ACTIVE'), `dryRun=${dryRun}: ${error}`)
+          assert.ok(error.message.includes(groupId))
+          return true
+        }
+      )
+    }
     assert.equal((await cluster.admin.listTopics()).includes(target), false, 'the restore refused before writing')
     await stream.close()
   } finally {

@@ -6,21 +6,23 @@
  * refuses. Against the real broker.
  */
 import assert from 'node:assert/strict'
-import { existsSync, readdirSync } from 'node:fs'
-import { join } from 'node:path'
+import { chmodSync, existsSync, mkdtempSync, readdirSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
 import { after, before, describe, test } from 'node:test'
+import { pathToFileURL } from 'node:url'
 import type { Producer } from '@platformatic/kafka'
-import { BackupError, isBackupError } from '../../src/errors.ts'
+import { isBackupError } from '../../src/errors.ts'
 import { describeTopicConfigs, listOffsets, partitionKey } from '../../src/kafka/admin.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { restoreStateKey } from '../../src/restore/state.ts'
-import type { ObjectInfo, Storage } from '../../src/storage/storage.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
 import { BASE_TIMESTAMP, newProducer } from '../helpers/cases.ts'
 import { finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
 import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
+import { runUnprivileged } from '../helpers/unprivileged.ts'
 
 let cluster: KafkaCluster
 let producer: Producer
@@ -89,64 +91,55 @@ ${extra}storage:
 `
 }
 
+/** Files readable by everyone and writable by nobody, as on a read-only mount. */
+function makeReadOnly(path: string): void {
+  for (const entry of readdirSync(path, { withFileTypes: true })) {
+    const child = join(path, entry.name)
+    if (entry.isDirectory()) {
+      makeReadOnly(child)
+    } else {
+      chmodSync(child, 0o444)
+    }
+  }
+  chmodSync(path, 0o555)
+}
+
+const sourceUrl = (path: string) => JSON.stringify(pathToFileURL(resolve(import.meta.dirname, '../..', path)).href)
+
 /**
- * A backup location mounted read-only (a snapshot): reads work, every write fails with the
- * error the filesystem backend raises for EROFS.
+ * Runs a restore (library API) in a process subject to file permissions (see unprivileged.ts)
+ * and returns its summary or its error's code and message.
  */
-class ReadOnlyStorage implements Storage {
-  readonly #inner: Storage
-  readonly location: string
-
-  constructor(inner: Storage) {
-    this.#inner = inner
-    this.location = inner.location
-  }
-
-  #denied(key: string, operation: string): Promise<never> {
-    return Promise.reject(
-      new BackupError(
-        'KB_STORAGE_ACCESS_DENIED',
-        `permission denied to ${operation} ${key} at ${this.location} (EROFS: read-only file system)`,
-        { key, operation, location: this.location }
-      )
-    )
-  }
-
-  put(key: string): Promise<void> {
-    return this.#denied(key, 'put')
-  }
-
-  replace(key: string): Promise<void> {
-    return this.#denied(key, 'replace')
-  }
-
-  delete(key: string): Promise<void> {
-    return this.#denied(key, 'delete')
-  }
-
-  get(key: string): Promise<Buffer> {
-    return this.#inner.get(key)
-  }
-
-  getRange(key: string, offset: number, length: number): Promise<Buffer> {
-    return this.#inner.getRange(key, offset, length)
-  }
-
-  stream(key: string) {
-    return this.#inner.stream(key)
-  }
-
-  head(key: string): Promise<ObjectInfo | undefined> {
-    return this.#inner.head(key)
-  }
-
-  list(prefix: string): Promise<ObjectInfo[]> {
-    return this.#inner.list(prefix)
-  }
-
-  close(): Promise<void> {
-    return this.#inner.close()
-  }
+function restoreUnprivileged(options: {
+  backupPath: string
+  statePath?: string
+  topic: string
+  target: string
+  dryRun?: boolean
+}): { summary?: { status: string; restoreId: string; records: number }; error?: { code: string; message: string } } {
+  const { stdout } = runUnprivileged(`
+    import { RestoreEngine } from ${sourceUrl('src/restore/engine.ts')}
+    import { FilesystemStorage } from ${sourceUrl('src/storage/filesystem.ts')}
+    import { testCluster } from ${sourceUrl('test/helpers/kafka.ts')}
+    import { restoreOptions } from ${sourceUrl('test/helpers/restore.ts')}
+    const cluster = testCluster()
+    const statePath = ${JSON.stringify(options.statePath ?? null)}
+    try {
+      const summary = await new RestoreEngine(
+        restoreOptions(cluster, new FilesystemStorage({ path: ${JSON.stringify(options.backupPath)} }), {
+          topicMapping: { ${JSON.stringify(options.topic)}: ${JSON.stringify(options.target)} },
+          stateStorage: statePath === null ? undefined : new FilesystemStorage({ path: statePath }),
+          dryRun: ${options.dryRun === true}
+        })
+      ).run()
+      console.log(JSON.stringify({ summary }))
+    } catch (error) {
+      console.log(JSON.stringify({ error: { code: error.code, message: error.message } }))
+    } finally {
+      await cluster.close()
+    }
+  `)
+  return JSON.parse(stdout.trim().split('\n').at(-1)!)
 }
 
 describe('issue 11: a restore never reports success with a wrong result', () => {
@@ -198,16 +191,6 @@ describe('issue 11: a restore never reports success with a wrong result', () => 
     assert.equal(first.records, 1400)
     const source = contentOf(await readTopicRecords(cluster, topic))
 
-    // Records it wrote deleted from the target (DeleteRecords, or retention): refused, with the way out.
-    await cluster.admin.deleteRecords({ topics: [{ name: target, partitions: [{ partition: 1, offset: 100n }] }] })
-    for (const dryRun of [true, false]) {
-      await assert.rejects(runRestore({ ...options, dryRun }), error => {
-        assert.ok(isBackupError(error, 'KB_TARGET_CHANGED'), String(error))
-        assert.match(error.message, new RegExp(`${target}/1 starts at offset 100.*delete topic ${target}`))
-        return true
-      })
-    }
-
     await deleteTopic(target)
     const warnings: string[] = []
     const again = await runRestore({ ...options, onWarning: message => warnings.push(message) })
@@ -220,6 +203,16 @@ describe('issue 11: a restore never reports success with a wrong result', () => 
       warnings.some(w => w.includes(target) && w.includes('no longer exists')),
       warnings.join('\n')
     )
+
+    // Records it wrote deleted from the target (DeleteRecords, or retention): refused, with the way out.
+    await cluster.admin.deleteRecords({ topics: [{ name: target, partitions: [{ partition: 1, offset: 100n }] }] })
+    for (const dryRun of [true, false]) {
+      await assert.rejects(runRestore({ ...options, dryRun }), error => {
+        assert.ok(isBackupError(error, 'KB_TARGET_CHANGED'), String(error))
+        assert.match(error.message, new RegExp(`${target}/1 starts at offset 100.*delete topic ${target}`))
+        return true
+      })
+    }
 
     // Deleted and created again by someone else, empty: same outcome.
     await deleteTopic(target)
@@ -288,50 +281,47 @@ describe('issue 11: a restore never reports success with a wrong result', () => 
     assert.ok(allowed.notes.some(n => n.includes(existing) && n.includes('time of the restore')))
   })
 
-  test('a read-only backup location is refused before anything is written; with state_storage elsewhere the restore completes and resumes', async () => {
+  test('a read-only backup location is refused before anything is written, also by a dry run; with state_storage elsewhere the restore completes and resumes', async () => {
     const { topic, storage } = await backedUpTopic('exact-read-only', 2, 400)
-    const readOnly = new ReadOnlyStorage(storage)
+    makeReadOnly(storage.location)
     const target = `${topic}-restored`
-    const options = restoreOptions(cluster, readOnly, { topicMapping: { [topic]: target } })
-    await assert.rejects(runRestore(options), error => {
-      assert.ok(isBackupError(error, 'KB_STORAGE_ACCESS_DENIED'), String(error))
-      assert.match(error.message, /restore\.state_storage/)
-      assert.match(error.message, /nothing was restored/)
-      return true
-    })
+    const run = (extra: { statePath?: string; dryRun?: boolean } = {}) =>
+      restoreUnprivileged({ backupPath: storage.location, topic, target, ...extra })
+    for (const dryRun of [true, false]) {
+      const { error } = run({ dryRun })
+      assert.equal(error?.code, 'KB_STORAGE_ACCESS_DENIED', `dryRun=${dryRun}: ${JSON.stringify(error)}`)
+      assert.match(error.message, /nothing was restored.*set restore\.state_storage to a writable location/)
+    }
     assert.ok(!(await cluster.admin.listTopics({})).includes(target), 'no topic created, no record written')
-    await assert.rejects(runRestore({ ...options, dryRun: true }), error => {
-      assert.ok(isBackupError(error, 'KB_STORAGE_ACCESS_DENIED'), `the dry run refuses too: ${error}`)
-      return true
-    })
 
-    const stateStorage = tempStorage()
-    const summary = await runRestore({ ...options, stateStorage })
-    assert.equal(summary.status, 'complete')
+    const statePath = mkdtempSync(join(tmpdir(), 'kafka-backup-state-'))
+    chmodSync(statePath, 0o777)
+    const { summary } = run({ statePath })
+    assert.equal(summary?.status, 'complete')
     assert.deepEqual(
       contentOf(await readTopicRecords(cluster, target)),
       contentOf(await readTopicRecords(cluster, topic))
     )
-    assert.ok(await stateStorage.head(restoreStateKey('test-backup', summary.restoreId)))
-    const rerun = await runRestore({ ...options, stateStorage })
-    assert.equal(rerun.restoreId, summary.restoreId)
+    assert.ok(existsSync(join(statePath, restoreStateKey('test-backup', summary.restoreId))))
+    const rerun = run({ statePath }).summary
+    assert.equal(rerun?.restoreId, summary.restoreId)
     assert.equal((await readTopicRecords(cluster, target)).length, 800, 'the rerun found its state and wrote nothing')
 
     // The CLI takes the state location from the config, and offset-map reads it there.
     const cliTarget = `${topic}-cli`
-    const statePath = tempStorage().location
+    const cliStatePath = tempStorage().location
     const config = writeConfig(
       restoreYaml(
         topic,
         cliTarget,
         storage.location,
-        `  state_storage:\n    backend: filesystem\n    path: ${statePath}\n`
+        `  state_storage:\n    backend: filesystem\n    path: ${cliStatePath}\n`
       )
     )
     const cli = await runCli(['restore', '--json', '--config', config])
     assert.equal(cli.code, 0, cli.stderr)
     const { restoreId } = JSON.parse(cli.stdout)
-    assert.ok(existsSync(join(statePath, restoreStateKey('test-backup', restoreId))))
+    assert.ok(existsSync(join(cliStatePath, restoreStateKey('test-backup', restoreId))))
     assert.ok(!readdirSync(join(storage.location, 'test-backup')).includes('restores'), 'nothing written to the backup')
     const offsetMap = await runCli(['offset-map', '--json', '--config', config])
     assert.equal(offsetMap.code, 0, offsetMap.stderr)
