@@ -621,7 +621,9 @@ export const restoreOptionsSchema = z
     dry_run: z
       .boolean()
       .default(false)
-      .describe('Print the plan (what goes where, record and byte counts) and change nothing.'),
+      .describe(
+        'Print the plan (what goes where, record and byte counts, notes) and change nothing. It runs every check of the real run, so it fails where the real run would refuse.'
+      ),
     max_concurrent_partitions: z
       .int()
       .min(1)
