@@ -1,6 +1,6 @@
 /**
  * The config schema: the one place that declares every key of the YAML config, its type, its
- * default and its description (DESIGN.md section 3). `docs/config.md` is generated from it
+ * default and its description. `docs/config.md` is generated from it
  * (scripts/config-reference.ts), and the loader (load.ts) validates files against it, so the
  * engines receive complete, typed options and never re-check them.
  *
@@ -17,7 +17,7 @@ export const KiB = 1024
 export const MiB = 1024 * KiB
 export const GiB = 1024 * MiB
 
-/** Codecs for segment frames (DESIGN.md section 2). */
+/** Codecs for segment frames (docs/segment-format.md). */
 export const compressionCodecs = ['zstd', 'lz4', 'gzip', 'none'] as const
 
 /**

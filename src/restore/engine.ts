@@ -1,5 +1,5 @@
 /**
- * The restore engine (DESIGN.md section 1, backwards): plan, check the target, then per target
+ * The restore engine, the backup data path run backwards: plan, check the target, then per target
  * partition read the backed-up frames that overlap the window, turn batches into producible
  * ones (outgoing.ts) and send them through the idempotent raw producer, recording for every
  * acknowledged batch which source offsets landed at which target offsets (progress.ts).
@@ -18,22 +18,14 @@
  * runs the same checks, so it fails where the real run would.
  */
 import { BackupError, isBackupError } from '../errors.ts'
-import {
-  createTopic,
-  findTopics,
-  listOffsets,
-  partitionKey,
-  type TopicInfo,
-  topicConfigValues,
-  waitForLeaders
-} from '../kafka/admin.ts'
+import { findTopics, listOffsets, partitionKey } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
 import { initProducerId } from '../kafka/raw-produce.ts'
 import type { Storage } from '../storage/storage.ts'
 import { toolVersion } from '../version.ts'
 import { assertGroupInactive, commitTranslatedOffsets, groupsToReset } from './groups.ts'
 import { mergeOutgoing, type OutgoingBatch, restoreFloor, toOutgoing } from './outgoing.ts'
-import { buildPlan, type PartitionPlan, type PlanOptions, type RestorePlan, type TopicPlan } from './plan.ts'
+import { buildPlan, type PartitionPlan, type PlanOptions } from './plan.ts'
 import { PartitionFeed, RestartNeeded, sendToLeader, throttleOf } from './producer.ts'
 import { PartitionProgress } from './progress.ts'
 import { readPartitionBatches } from './source.ts'
@@ -43,11 +35,11 @@ import {
   RESTORE_STATE_FORMAT,
   RESTORE_STATE_VERSION,
   type RestoreState,
-  readRestoreState,
   restoreIdOf,
   restoreStateKey,
   writeRestoreState
 } from './state.ts'
+import { checkTarget, coalesceLimits, createTargetTopics } from './target.ts'
 import { mayOverlap } from './window.ts'
 
 export type { CommittedGroup, PartitionState, RestoreState } from './state.ts'
@@ -118,13 +110,6 @@ const MAX_RESTARTS = 30
  */
 const SMALL_BATCH_BYTES = 16 * 1024
 
-/**
- * A LogAppendTime topic stamps every record with the time the broker appends it, so restored
- * records would lose their backed-up timestamps. Created topics therefore always use
- * CreateTime, and the restored batches carry the backed-up times (outgoing.ts).
- */
-const TIMESTAMP_TYPE = 'message.timestamp.type'
-
 class Semaphore {
   #available: number
   readonly #waiters: Array<() => void> = []
@@ -149,16 +134,6 @@ class Semaphore {
       this.#available++
     }
   }
-}
-
-/** What the checks found on the target, before anything is written. */
-interface TargetCheck {
-  /** Existing target topics by name. */
-  existing: Map<string, TopicInfo>
-  /** Per planned partition (same order): its state, saved and still valid, or fresh. */
-  partitions: PartitionState[]
-  previous: RestoreState | undefined
-  notes: string[]
 }
 
 export class RestoreEngine {
@@ -208,7 +183,7 @@ export class RestoreEngine {
     const metadata = await options.cluster.metadata([], false)
     const restoreId = restoreIdOf(plan, metadata.id, options.window)
     const partitions = plan.topics.flatMap(t => t.partitions)
-    const check = await this.#checkTarget(plan, restoreId)
+    const check = await checkTarget(options, this.#stateStorage, plan, restoreId)
     const groups = options.resetConsumerOffsets ? groupsToReset(plan, options.consumerGroups) : []
     for (const group of groups) {
       await assertGroupInactive(options.cluster, group.groupId)
@@ -238,6 +213,10 @@ export class RestoreEngine {
     }
 
     const now = new Date().toISOString()
+    const targetTopicIds: Record<string, string> = {}
+    for (const [name, topic] of check.existing) {
+      targetTopicIds[name] = topic.topicId
+    }
     const state: RestoreState = {
       format: RESTORE_STATE_FORMAT,
       formatVersion: RESTORE_STATE_VERSION,
@@ -248,12 +227,7 @@ export class RestoreEngine {
       startedAt: check.previous?.startedAt ?? now,
       updatedAt: now,
       target: { clusterId: metadata.id, bootstrapServers: options.bootstrapServers },
-      targetTopicIds: Object.fromEntries(
-        plan.topics.flatMap(t => {
-          const existing = check.existing.get(t.targetTopic)
-          return existing ? [[t.targetTopic, existing.topicId]] : []
-        })
-      ),
+      targetTopicIds,
       window: {
         start: options.window.start?.toString() ?? null,
         end: options.window.end?.toString() ?? null
@@ -268,15 +242,21 @@ export class RestoreEngine {
     await this.#saveState().catch(error => {
       throw unwritableState(error, this.#stateStorage, restoreStateKey(options.backupId, restoreId))
     })
-    const topicsCreated = await this.#createTopics(toCreate)
+    const topicsCreated = await createTargetTopics(options.cluster, toCreate, options.defaultReplicationFactor)
     if (topicsCreated.length > 0) {
       const created = await findTopics(options.cluster, topicsCreated)
-      for (const topic of topicsCreated) {
-        state.targetTopicIds![topic] = created.get(topic)!.topicId
+      for (const name of topicsCreated) {
+        const topic = created.get(name)
+        if (!topic) {
+          throw new BackupError('KB_KAFKA', `created topic ${name} is missing from the cluster metadata`, {
+            topic: name
+          })
+        }
+        targetTopicIds[name] = topic.topicId
       }
       await this.#saveState()
     }
-    await this.#checkTargetConfigs(plan)
+    this.#coalesceLimits = await coalesceLimits(options, plan)
     const byTarget = new Map(partitions.map(p => [`${p.targetTopic}/${p.targetPartition}`, p]))
 
     const checkpointTimer = setInterval(() => {
@@ -371,197 +351,6 @@ export class RestoreEngine {
       progress.sync()
     }
     await writeRestoreState(this.#stateStorage, state)
-  }
-
-  /**
-   * Every refusal that depends on the target, without changing it: missing topics, too few
-   * partitions, LogAppendTime topics, records already there, and saved progress that no longer
-   * matches the target.
-   */
-  async #checkTarget(plan: RestorePlan, restoreId: string): Promise<TargetCheck> {
-    const { cluster, createTopics, allowLogAppendTimeTarget } = this.#options
-    const existing = await findTopics(
-      cluster,
-      plan.topics.map(t => t.targetTopic)
-    )
-    const notes: string[] = []
-    for (const topic of plan.topics) {
-      const found = existing.get(topic.targetTopic)
-      if (found && found.partitionCount < topic.partitionCount) {
-        throw new BackupError(
-          'KB_CONFIG_INVALID',
-          `target topic ${topic.targetTopic} has ${found.partitionCount} partitions; restoring ${topic.sourceTopic} needs ${topic.partitionCount}`,
-          { topic: topic.targetTopic, expected: topic.partitionCount, found: found.partitionCount }
-        )
-      }
-      if (!found && !createTopics) {
-        throw new BackupError(
-          'KB_TOPIC_NOT_FOUND',
-          `target topic ${topic.targetTopic} does not exist; create it or set restore.create_topics: true`,
-          { topic: topic.targetTopic }
-        )
-      }
-      if (!found && topic.configs[TIMESTAMP_TYPE] === 'LogAppendTime') {
-        notes.push(
-          `${topic.targetTopic} is created with ${TIMESTAMP_TYPE}=CreateTime, not the backed-up LogAppendTime, so that restored records keep their backed-up timestamps`
-        )
-      }
-    }
-    const existingTargets = plan.topics.map(t => t.targetTopic).filter(name => existing.has(name))
-    const timestampTypes = await topicConfigValues(cluster, existingTargets, [TIMESTAMP_TYPE])
-    for (const name of existingTargets) {
-      if (timestampTypes.get(name)?.[TIMESTAMP_TYPE] !== 'LogAppendTime') {
-        continue
-      }
-      if (!allowLogAppendTimeTarget) {
-        throw new BackupError(
-          'KB_CONFIG_INVALID',
-          `target topic ${name} has ${TIMESTAMP_TYPE}=LogAppendTime: the broker would replace every restored timestamp with the time of the restore; ` +
-            `restore into a new topic (created with CreateTime), set ${TIMESTAMP_TYPE}=CreateTime on ${name}, or set restore.allow_log_append_time_target: true to accept restore-time timestamps`,
-          { path: 'restore.allow_log_append_time_target', topic: name, found: 'LogAppendTime' }
-        )
-      }
-      notes.push(
-        `${name} has ${TIMESTAMP_TYPE}=LogAppendTime: restored records get the time of the restore as their timestamp (restore.allow_log_append_time_target)`
-      )
-    }
-    const { partitions, previous } = await this.#reconcileState(plan, restoreId, existing)
-    return { existing, partitions, previous, notes }
-  }
-
-  /**
-   * The saved state of each planned partition if it still describes the target, else a fresh
-   * one. Saved progress is for one target topic (its id): a topic deleted and recreated since
-   * (or never created before a kill) starts over, as does a partition of a version-2 state that
-   * names no id for its topic (nothing was produced to it). The target must still hold what the
-   * restore wrote.
-   */
-  async #reconcileState(
-    plan: RestorePlan,
-    restoreId: string,
-    existing: Map<string, TopicInfo>
-  ): Promise<{ partitions: PartitionState[]; previous: RestoreState | undefined }> {
-    const { cluster, backupId, allowNonEmptyTarget, onWarning } = this.#options
-    const previous = await readRestoreState(this.#stateStorage, backupId, restoreId)
-    const stateFile = `${this.#stateStorage.location}/${restoreStateKey(backupId, restoreId)}`
-    const saved = new Map((previous?.partitions ?? []).map(p => [`${p.targetTopic}/${p.targetPartition}`, p]))
-    const planned = plan.topics.flatMap(t => t.partitions)
-    const targets = planned
-      .filter(p => existing.has(p.targetTopic))
-      .map(p => ({ topic: p.targetTopic, partition: p.targetPartition }))
-    const [logStart, highWatermark] = await Promise.all([
-      listOffsets(cluster, targets, 'earliest'),
-      listOffsets(cluster, targets, 'latest')
-    ])
-    const discarded = new Set<string>()
-    const partitions: PartitionState[] = []
-    for (const p of planned) {
-      const target = partitionKey(p.targetTopic, p.targetPartition)
-      const end = highWatermark.get(target) ?? 0n
-      const state = saved.get(target)
-      const topicId = existing.get(p.targetTopic)?.topicId
-      const sameTopic =
-        topicId !== undefined &&
-        (previous?.formatVersion === 1 || previous?.targetTopicIds?.[p.targetTopic] === topicId)
-      const start = logStart.get(target) ?? 0n
-      if (state && sameTopic) {
-        if (start > BigInt(state.targetStartOffset) && state.records > 0) {
-          throw new BackupError(
-            'KB_TARGET_CHANGED',
-            `target partition ${target} starts at offset ${start}, but restore state ${stateFile} records restored records from ${state.targetStartOffset}: records this restore wrote were deleted (retention or DeleteRecords); ` +
-              `delete topic ${p.targetTopic} and run the restore again (a recreated topic is restored from the start)`,
-            {
-              topic: p.targetTopic,
-              partition: p.targetPartition,
-              offset: state.targetStartOffset,
-              found: start.toString()
-            }
-          )
-        }
-        if (end < BigInt(state.targetNextOffset)) {
-          throw new BackupError(
-            'KB_TARGET_CHANGED',
-            `target partition ${target} ends at ${end}, but restore state ${stateFile} records restored records up to ${state.targetNextOffset}: records this restore wrote are gone; ` +
-              `delete topic ${p.targetTopic} and run the restore again (a recreated topic is restored from the start)`,
-            {
-              topic: p.targetTopic,
-              partition: p.targetPartition,
-              offset: state.targetNextOffset,
-              found: end.toString()
-            }
-          )
-        }
-        partitions.push(state)
-        continue
-      }
-      if (state && (state.records > 0 || state.done) && !discarded.has(p.targetTopic)) {
-        discarded.add(p.targetTopic)
-        onWarning?.(
-          `restore state ${stateFile} records progress on target topic ${p.targetTopic} ${topicId === undefined ? 'which no longer exists' : 'under another topic id (deleted and recreated since)'}: restoring it again from the start`,
-          { topic: p.targetTopic }
-        )
-      }
-      if (end > start && !allowNonEmptyTarget) {
-        throw new BackupError(
-          'KB_TARGET_NOT_EMPTY',
-          `target partition ${target} already holds ${end - start} records; restore into an empty topic, or set restore.allow_non_empty_target: true to append after them`,
-          { topic: p.targetTopic, partition: p.targetPartition, found: (end - start).toString() }
-        )
-      }
-      partitions.push(freshState(p, end))
-    }
-    return { partitions, previous }
-  }
-
-  async #createTopics(topics: TopicPlan[]): Promise<string[]> {
-    const { cluster, defaultReplicationFactor } = this.#options
-    for (const topic of topics) {
-      await createTopic(cluster, {
-        name: topic.targetTopic,
-        partitions: topic.partitionCount,
-        replicationFactor: defaultReplicationFactor,
-        configs: { ...topic.configs, [TIMESTAMP_TYPE]: 'CreateTime' }
-      })
-    }
-    const created = topics.map(t => t.targetTopic)
-    if (created.length > 0) {
-      await waitForLeaders(cluster, created)
-    }
-    return created
-  }
-
-  /**
-   * Sizes merged batches to each target topic's max.message.bytes, and warns when its time
-   * retention would delete restored records right away (old data restored into a topic with
-   * the default 7 days is gone as soon as its segment rolls: KAFKA-NOTES.md, "Produce").
-   */
-  async #checkTargetConfigs(plan: RestorePlan): Promise<void> {
-    const { cluster, coalesceMaxBytes } = this.#options
-    const values = await topicConfigValues(
-      cluster,
-      plan.topics.map(t => t.targetTopic),
-      ['max.message.bytes', 'retention.ms', 'cleanup.policy']
-    )
-    for (const topic of plan.topics) {
-      const configs = values.get(topic.targetTopic) ?? {}
-      const maxMessageBytes = Number(configs['max.message.bytes'])
-      if (maxMessageBytes > 0) {
-        // Leave room for the batch header and the request framing around it.
-        this.#coalesceLimits.set(topic.targetTopic, Math.min(coalesceMaxBytes, maxMessageBytes - 1024))
-      }
-      const retentionMs = Number(configs['retention.ms'])
-      const oldest = topic.partitions
-        .flatMap(p => p.segments.map(s => Number(s.minTimestamp)))
-        .filter(t => t >= 0)
-        .reduce((a, b) => Math.min(a, b), Number.POSITIVE_INFINITY)
-      if (configs['cleanup.policy']?.includes('delete') && retentionMs > 0 && oldest < Date.now() - retentionMs) {
-        this.#options.onWarning?.(
-          `target topic ${topic.targetTopic} has retention.ms=${retentionMs}, but restored records date back to ${new Date(oldest).toISOString()}: ` +
-            `the broker deletes them as soon as their segment rolls; set retention.ms=-1 (or longer) on ${topic.targetTopic}`,
-          { topic: topic.targetTopic, retentionMs }
-        )
-      }
-    }
   }
 
   /** One pass: reconcile with the target, then send until done or a restart is needed. */
@@ -691,22 +480,6 @@ export class RestoreEngine {
     if (pending.length > 0) {
       yield mergeOutgoing(pending)
     }
-  }
-}
-
-function freshState(plan: PartitionPlan, targetEnd: bigint): PartitionState {
-  return {
-    sourceTopic: plan.sourceTopic,
-    sourcePartition: plan.sourcePartition,
-    targetTopic: plan.targetTopic,
-    targetPartition: plan.targetPartition,
-    sourceNextOffset: '-1',
-    targetStartOffset: targetEnd.toString(),
-    targetNextOffset: targetEnd.toString(),
-    records: 0,
-    bytes: 0,
-    done: false,
-    offsetMap: []
   }
 }
 

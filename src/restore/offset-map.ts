@@ -1,5 +1,5 @@
 /**
- * Exact source -> target offset translation (KAFKA-NOTES.md, "Offsets after a restore").
+ * Exact source -> target offset translation.
  * A run says: source offsets `sourceOffset .. sourceOffset + count - 1` all exist and were
  * restored to `targetOffset .. targetOffset + count - 1`. Runs come from the base offsets the
  * broker acknowledged for each produced batch; adjacent runs merge, so a partition restored

@@ -1,0 +1,257 @@
+/**
+ * The restore target, before anything is written and once topics are created: every refusal
+ * that depends on it, which saved progress still describes it, and the topics the restore
+ * creates.
+ */
+import { BackupError } from '../errors.ts'
+import {
+  createTopic,
+  findTopics,
+  listOffsets,
+  partitionKey,
+  type TopicInfo,
+  topicConfigValues,
+  waitForLeaders
+} from '../kafka/admin.ts'
+import type { KafkaCluster } from '../kafka/cluster.ts'
+import type { Storage } from '../storage/storage.ts'
+import type { RestoreOptions } from './engine.ts'
+import type { PartitionPlan, RestorePlan, TopicPlan } from './plan.ts'
+import { type PartitionState, type RestoreState, readRestoreState, restoreStateKey } from './state.ts'
+
+/**
+ * A LogAppendTime topic stamps every record with the time the broker appends it, so restored
+ * records would lose their backed-up timestamps. Created topics therefore always use
+ * CreateTime, and the restored batches carry the backed-up times (outgoing.ts).
+ */
+const TIMESTAMP_TYPE = 'message.timestamp.type'
+
+/** What the checks found on the target, before anything is written. */
+export interface TargetCheck {
+  /** Existing target topics by name. */
+  existing: Map<string, TopicInfo>
+  /** Per planned partition (same order): its state, saved and still valid, or fresh. */
+  partitions: PartitionState[]
+  previous: RestoreState | undefined
+  /** What the restore does differently from a plain copy, and why. */
+  notes: string[]
+}
+
+/**
+ * Every refusal that depends on the target, without changing it: missing topics, too few
+ * partitions, LogAppendTime topics, records already there, and saved progress that no longer
+ * matches the target.
+ */
+export async function checkTarget(
+  options: RestoreOptions,
+  stateStorage: Storage,
+  plan: RestorePlan,
+  restoreId: string
+): Promise<TargetCheck> {
+  const { cluster, createTopics, allowLogAppendTimeTarget } = options
+  const existing = await findTopics(
+    cluster,
+    plan.topics.map(t => t.targetTopic)
+  )
+  const notes: string[] = []
+  for (const topic of plan.topics) {
+    const found = existing.get(topic.targetTopic)
+    if (found && found.partitionCount < topic.partitionCount) {
+      throw new BackupError(
+        'KB_CONFIG_INVALID',
+        `target topic ${topic.targetTopic} has ${found.partitionCount} partitions; restoring ${topic.sourceTopic} needs ${topic.partitionCount}`,
+        { topic: topic.targetTopic, expected: topic.partitionCount, found: found.partitionCount }
+      )
+    }
+    if (!found && !createTopics) {
+      throw new BackupError(
+        'KB_TOPIC_NOT_FOUND',
+        `target topic ${topic.targetTopic} does not exist; create it or set restore.create_topics: true`,
+        { topic: topic.targetTopic }
+      )
+    }
+    if (!found && topic.configs[TIMESTAMP_TYPE] === 'LogAppendTime') {
+      notes.push(
+        `${topic.targetTopic} is created with ${TIMESTAMP_TYPE}=CreateTime, not the backed-up LogAppendTime, so that restored records keep their backed-up timestamps`
+      )
+    }
+  }
+  const existingTargets = plan.topics.map(t => t.targetTopic).filter(name => existing.has(name))
+  const timestampTypes = await topicConfigValues(cluster, existingTargets, [TIMESTAMP_TYPE])
+  for (const name of existingTargets) {
+    if (timestampTypes.get(name)?.[TIMESTAMP_TYPE] !== 'LogAppendTime') {
+      continue
+    }
+    if (!allowLogAppendTimeTarget) {
+      throw new BackupError(
+        'KB_CONFIG_INVALID',
+        `target topic ${name} has ${TIMESTAMP_TYPE}=LogAppendTime: the broker would replace every restored timestamp with the time of the restore; ` +
+          `restore into a new topic (created with CreateTime), set ${TIMESTAMP_TYPE}=CreateTime on ${name}, or set restore.allow_log_append_time_target: true to accept restore-time timestamps`,
+        { path: 'restore.allow_log_append_time_target', topic: name, found: 'LogAppendTime' }
+      )
+    }
+    notes.push(
+      `${name} has ${TIMESTAMP_TYPE}=LogAppendTime: restored records get the time of the restore as their timestamp (restore.allow_log_append_time_target)`
+    )
+  }
+  const { partitions, previous } = await reconcileState(options, stateStorage, plan, restoreId, existing)
+  return { existing, partitions, previous, notes }
+}
+
+/**
+ * The saved state of each planned partition if it still describes the target, else a fresh
+ * one. Saved progress is for one target topic (its id): a topic deleted and recreated since
+ * (or never created before a kill) starts over, as does a partition of a version-2 state that
+ * names no id for its topic (nothing was produced to it). The target must still hold what the
+ * restore wrote.
+ */
+async function reconcileState(
+  options: RestoreOptions,
+  stateStorage: Storage,
+  plan: RestorePlan,
+  restoreId: string,
+  existing: Map<string, TopicInfo>
+): Promise<{ partitions: PartitionState[]; previous: RestoreState | undefined }> {
+  const { cluster, backupId, allowNonEmptyTarget, onWarning } = options
+  const previous = await readRestoreState(stateStorage, backupId, restoreId)
+  const stateFile = `${stateStorage.location}/${restoreStateKey(backupId, restoreId)}`
+  const saved = new Map((previous?.partitions ?? []).map(p => [`${p.targetTopic}/${p.targetPartition}`, p]))
+  const planned = plan.topics.flatMap(t => t.partitions)
+  const targets = planned
+    .filter(p => existing.has(p.targetTopic))
+    .map(p => ({ topic: p.targetTopic, partition: p.targetPartition }))
+  const [logStart, highWatermark] = await Promise.all([
+    listOffsets(cluster, targets, 'earliest'),
+    listOffsets(cluster, targets, 'latest')
+  ])
+  const discarded = new Set<string>()
+  const partitions: PartitionState[] = []
+  for (const p of planned) {
+    const target = partitionKey(p.targetTopic, p.targetPartition)
+    const end = highWatermark.get(target) ?? 0n
+    const state = saved.get(target)
+    const topicId = existing.get(p.targetTopic)?.topicId
+    const sameTopic =
+      topicId !== undefined && (previous?.formatVersion === 1 || previous?.targetTopicIds?.[p.targetTopic] === topicId)
+    const start = logStart.get(target) ?? 0n
+    if (state && sameTopic) {
+      if (start > BigInt(state.targetStartOffset) && state.records > 0) {
+        throw new BackupError(
+          'KB_TARGET_CHANGED',
+          `target partition ${target} starts at offset ${start}, but restore state ${stateFile} records restored records from ${state.targetStartOffset}: records this restore wrote were deleted (retention or DeleteRecords); ` +
+            `delete topic ${p.targetTopic} and run the restore again (a recreated topic is restored from the start)`,
+          {
+            topic: p.targetTopic,
+            partition: p.targetPartition,
+            offset: state.targetStartOffset,
+            found: start.toString()
+          }
+        )
+      }
+      if (end < BigInt(state.targetNextOffset)) {
+        throw new BackupError(
+          'KB_TARGET_CHANGED',
+          `target partition ${target} ends at ${end}, but restore state ${stateFile} records restored records up to ${state.targetNextOffset}: records this restore wrote are gone; ` +
+            `delete topic ${p.targetTopic} and run the restore again (a recreated topic is restored from the start)`,
+          {
+            topic: p.targetTopic,
+            partition: p.targetPartition,
+            offset: state.targetNextOffset,
+            found: end.toString()
+          }
+        )
+      }
+      partitions.push(state)
+      continue
+    }
+    if (state && (state.records > 0 || state.done) && !discarded.has(p.targetTopic)) {
+      discarded.add(p.targetTopic)
+      onWarning?.(
+        `restore state ${stateFile} records progress on target topic ${p.targetTopic} ${topicId === undefined ? 'which no longer exists' : 'under another topic id (deleted and recreated since)'}: restoring it again from the start`,
+        { topic: p.targetTopic }
+      )
+    }
+    if (end > start && !allowNonEmptyTarget) {
+      throw new BackupError(
+        'KB_TARGET_NOT_EMPTY',
+        `target partition ${target} already holds ${end - start} records; restore into an empty topic, or set restore.allow_non_empty_target: true to append after them`,
+        { topic: p.targetTopic, partition: p.targetPartition, found: (end - start).toString() }
+      )
+    }
+    partitions.push(freshState(p, end))
+  }
+  return { partitions, previous }
+}
+
+/** Creates the target topics the plan needs, always as CreateTime (see TIMESTAMP_TYPE). */
+export async function createTargetTopics(
+  cluster: KafkaCluster,
+  topics: TopicPlan[],
+  replicationFactor: number
+): Promise<string[]> {
+  for (const topic of topics) {
+    await createTopic(cluster, {
+      name: topic.targetTopic,
+      partitions: topic.partitionCount,
+      replicationFactor,
+      configs: { ...topic.configs, [TIMESTAMP_TYPE]: 'CreateTime' }
+    })
+  }
+  const created = topics.map(t => t.targetTopic)
+  if (created.length > 0) {
+    await waitForLeaders(cluster, created)
+  }
+  return created
+}
+
+/**
+ * Sizes merged batches to each target topic's max.message.bytes, and warns when its time
+ * retention would delete restored records right away (old data restored into a topic with
+ * the default 7 days is gone as soon as its segment rolls).
+ */
+export async function coalesceLimits(options: RestoreOptions, plan: RestorePlan): Promise<Map<string, number>> {
+  const { cluster, coalesceMaxBytes } = options
+  const limits = new Map<string, number>()
+  const values = await topicConfigValues(
+    cluster,
+    plan.topics.map(t => t.targetTopic),
+    ['max.message.bytes', 'retention.ms', 'cleanup.policy']
+  )
+  for (const topic of plan.topics) {
+    const configs = values.get(topic.targetTopic) ?? {}
+    const maxMessageBytes = Number(configs['max.message.bytes'])
+    if (maxMessageBytes > 0) {
+      // Leave room for the batch header and the request framing around it.
+      limits.set(topic.targetTopic, Math.min(coalesceMaxBytes, maxMessageBytes - 1024))
+    }
+    const retentionMs = Number(configs['retention.ms'])
+    const oldest = topic.partitions
+      .flatMap(p => p.segments.map(s => Number(s.minTimestamp)))
+      .filter(t => t >= 0)
+      .reduce((a, b) => Math.min(a, b), Number.POSITIVE_INFINITY)
+    if (configs['cleanup.policy']?.includes('delete') && retentionMs > 0 && oldest < Date.now() - retentionMs) {
+      options.onWarning?.(
+        `target topic ${topic.targetTopic} has retention.ms=${retentionMs}, but restored records date back to ${new Date(oldest).toISOString()}: ` +
+          `the broker deletes them as soon as their segment rolls; set retention.ms=-1 (or longer) on ${topic.targetTopic}`,
+        { topic: topic.targetTopic, retentionMs }
+      )
+    }
+  }
+  return limits
+}
+
+function freshState(plan: PartitionPlan, targetEnd: bigint): PartitionState {
+  return {
+    sourceTopic: plan.sourceTopic,
+    sourcePartition: plan.sourcePartition,
+    targetTopic: plan.targetTopic,
+    targetPartition: plan.targetPartition,
+    sourceNextOffset: '-1',
+    targetStartOffset: targetEnd.toString(),
+    targetNextOffset: targetEnd.toString(),
+    records: 0,
+    bytes: 0,
+    done: false,
+    offsetMap: []
+  }
+}
