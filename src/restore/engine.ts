@@ -188,7 +188,6 @@ export class RestoreEngine {
     for (const group of groups) {
       await assertGroupInactive(options.cluster, group.groupId)
     }
-    const toCreate = plan.topics.filter(t => !check.existing.has(t.targetTopic))
 
     if (options.dryRun) {
       await this.#probeStateStorage(restoreId)
@@ -203,7 +202,7 @@ export class RestoreEngine {
           records: p.records,
           bytes: p.bytes
         })),
-        topicsCreated: toCreate.map(t => t.targetTopic),
+        topicsCreated: check.toCreate.map(t => t.name),
         notes: check.notes,
         records: plan.records,
         bytes: plan.bytes,
@@ -242,7 +241,7 @@ export class RestoreEngine {
     await this.#saveState().catch(error => {
       throw unwritableState(error, this.#stateStorage, restoreStateKey(options.backupId, restoreId))
     })
-    const topicsCreated = await createTargetTopics(options.cluster, toCreate, options.defaultReplicationFactor)
+    const topicsCreated = await createTargetTopics(options.cluster, check.toCreate, options.defaultReplicationFactor)
     if (topicsCreated.length > 0) {
       const created = await findTopics(options.cluster, topicsCreated)
       for (const name of topicsCreated) {

@@ -204,7 +204,15 @@ export async function sendToLeader(connection: Connection, feeds: PartitionFeed[
       }
       const name = protocolErrorsCodesById[result.errorCode] ?? `error ${result.errorCode}`
       const first = outgoing.runs[0]?.sourceOffset
-      const detail = [result.errorMessage, ...result.recordErrors.map(e => e.message)].filter(Boolean).join('; ')
+      // The broker explains every refused record; the first one keeps the error a readable line.
+      const recordErrors = result.recordErrors.map(e => e.message).filter(Boolean)
+      const detail = [
+        result.errorMessage,
+        recordErrors[0],
+        recordErrors.length > 1 ? `and ${recordErrors.length - 1} more records` : undefined
+      ]
+        .filter(Boolean)
+        .join('; ')
       const hint = fatalProduceErrors[name]
       failure =
         hint !== undefined || !(protocolErrors[name]?.canRetry ?? true)

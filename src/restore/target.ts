@@ -25,6 +25,15 @@ import { type PartitionState, type RestoreState, readRestoreState, restoreStateK
  * CreateTime, and the restored batches carry the backed-up times (outgoing.ts).
  */
 const TIMESTAMP_TYPE = 'message.timestamp.type'
+/** The broker refuses records older than this (INVALID_TIMESTAMP): old backups fail mid-restore. */
+const BEFORE_MAX_MS = 'message.timestamp.before.max.ms'
+
+/** A topic the restore creates, with the configs it gets. */
+export interface TopicToCreate {
+  name: string
+  partitions: number
+  configs: Record<string, string>
+}
 
 /** What the checks found on the target, before anything is written. */
 export interface TargetCheck {
@@ -33,8 +42,40 @@ export interface TargetCheck {
   /** Per planned partition (same order): its state, saved and still valid, or fresh. */
   partitions: PartitionState[]
   previous: RestoreState | undefined
+  toCreate: TopicToCreate[]
   /** What the restore does differently from a plain copy, and why. */
   notes: string[]
+}
+
+/** The oldest record timestamp a topic's restore writes (a bound: whole segments, window start). */
+function oldestTimestamp(topic: TopicPlan, window: RestoreOptions['window']): number {
+  const oldest = topic.partitions
+    .flatMap(p => p.segments.map(s => Number(s.minTimestamp)))
+    .filter(t => t >= 0)
+    .reduce((a, b) => Math.min(a, b), Number.POSITIVE_INFINITY)
+  return window.start === undefined ? oldest : Math.max(oldest, Number(window.start))
+}
+
+/**
+ * The configs a created target topic gets: the backed-up ones, except what would change or
+ * refuse the restored records.
+ */
+function createdTopicConfigs(topic: TopicPlan, window: RestoreOptions['window'], notes: string[]) {
+  const configs: Record<string, string> = { ...topic.configs, [TIMESTAMP_TYPE]: 'CreateTime' }
+  if (topic.configs[TIMESTAMP_TYPE] === 'LogAppendTime') {
+    notes.push(
+      `${topic.targetTopic} is created with ${TIMESTAMP_TYPE}=CreateTime, not the backed-up LogAppendTime, so that restored records keep their backed-up timestamps`
+    )
+  }
+  const beforeMaxMs = topic.configs[BEFORE_MAX_MS]
+  const oldest = oldestTimestamp(topic, window)
+  if (beforeMaxMs !== undefined && oldest < Date.now() - Number(beforeMaxMs)) {
+    delete configs[BEFORE_MAX_MS]
+    notes.push(
+      `${topic.targetTopic} is created without the backed-up ${BEFORE_MAX_MS}=${beforeMaxMs}: the broker would refuse restored records, which date back to ${new Date(oldest).toISOString()}`
+    )
+  }
+  return configs
 }
 
 /**
@@ -48,12 +89,13 @@ export async function checkTarget(
   plan: RestorePlan,
   restoreId: string
 ): Promise<TargetCheck> {
-  const { cluster, createTopics, allowLogAppendTimeTarget } = options
+  const { cluster, createTopics, allowLogAppendTimeTarget, window } = options
   const existing = await findTopics(
     cluster,
     plan.topics.map(t => t.targetTopic)
   )
   const notes: string[] = []
+  const toCreate: TopicToCreate[] = []
   for (const topic of plan.topics) {
     const found = existing.get(topic.targetTopic)
     if (found && found.partitionCount < topic.partitionCount) {
@@ -70,16 +112,32 @@ export async function checkTarget(
         { topic: topic.targetTopic }
       )
     }
-    if (!found && topic.configs[TIMESTAMP_TYPE] === 'LogAppendTime') {
-      notes.push(
-        `${topic.targetTopic} is created with ${TIMESTAMP_TYPE}=CreateTime, not the backed-up LogAppendTime, so that restored records keep their backed-up timestamps`
-      )
+    if (!found) {
+      toCreate.push({
+        name: topic.targetTopic,
+        partitions: topic.partitionCount,
+        configs: createdTopicConfigs(topic, window, notes)
+      })
     }
   }
-  const existingTargets = plan.topics.map(t => t.targetTopic).filter(name => existing.has(name))
-  const timestampTypes = await topicConfigValues(cluster, existingTargets, [TIMESTAMP_TYPE])
-  for (const name of existingTargets) {
-    if (timestampTypes.get(name)?.[TIMESTAMP_TYPE] !== 'LogAppendTime') {
+  const existingTargets = plan.topics.filter(t => existing.has(t.targetTopic))
+  const values = await topicConfigValues(
+    cluster,
+    existingTargets.map(t => t.targetTopic),
+    [TIMESTAMP_TYPE, BEFORE_MAX_MS]
+  )
+  for (const topic of existingTargets) {
+    const name = topic.targetTopic
+    const beforeMaxMs = values.get(name)?.[BEFORE_MAX_MS]
+    const oldest = oldestTimestamp(topic, window)
+    if (beforeMaxMs !== undefined && oldest < Date.now() - Number(beforeMaxMs)) {
+      throw new BackupError(
+        'KB_CONFIG_INVALID',
+        `target topic ${name} has ${BEFORE_MAX_MS}=${beforeMaxMs}: the broker would refuse restored records, which date back to ${new Date(oldest).toISOString()}; raise it on ${name} or restore into a new topic`,
+        { topic: name, found: beforeMaxMs }
+      )
+    }
+    if (values.get(name)?.[TIMESTAMP_TYPE] !== 'LogAppendTime') {
       continue
     }
     if (!allowLogAppendTimeTarget) {
@@ -95,7 +153,7 @@ export async function checkTarget(
     )
   }
   const { partitions, previous } = await reconcileState(options, stateStorage, plan, restoreId, existing)
-  return { existing, partitions, previous, notes }
+  return { existing, partitions, previous, toCreate, notes }
 }
 
 /**
@@ -183,21 +241,16 @@ async function reconcileState(
   return { partitions, previous }
 }
 
-/** Creates the target topics the plan needs, always as CreateTime (see TIMESTAMP_TYPE). */
+/** Creates the target topics and waits until each partition has a leader. */
 export async function createTargetTopics(
   cluster: KafkaCluster,
-  topics: TopicPlan[],
+  topics: TopicToCreate[],
   replicationFactor: number
 ): Promise<string[]> {
   for (const topic of topics) {
-    await createTopic(cluster, {
-      name: topic.targetTopic,
-      partitions: topic.partitionCount,
-      replicationFactor,
-      configs: { ...topic.configs, [TIMESTAMP_TYPE]: 'CreateTime' }
-    })
+    await createTopic(cluster, { ...topic, replicationFactor })
   }
-  const created = topics.map(t => t.targetTopic)
+  const created = topics.map(t => t.name)
   if (created.length > 0) {
     await waitForLeaders(cluster, created)
   }
@@ -225,10 +278,7 @@ export async function coalesceLimits(options: RestoreOptions, plan: RestorePlan)
       limits.set(topic.targetTopic, Math.min(coalesceMaxBytes, maxMessageBytes - 1024))
     }
     const retentionMs = Number(configs['retention.ms'])
-    const oldest = topic.partitions
-      .flatMap(p => p.segments.map(s => Number(s.minTimestamp)))
-      .filter(t => t >= 0)
-      .reduce((a, b) => Math.min(a, b), Number.POSITIVE_INFINITY)
+    const oldest = oldestTimestamp(topic, options.window)
     if (configs['cleanup.policy']?.includes('delete') && retentionMs > 0 && oldest < Date.now() - retentionMs) {
       options.onWarning?.(
         `target topic ${topic.targetTopic} has retention.ms=${retentionMs}, but restored records date back to ${new Date(oldest).toISOString()}: ` +

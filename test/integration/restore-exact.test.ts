@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { pathToFileURL } from 'node:url'
-import type { Producer } from '@platformatic/kafka'
+import { ConfigResourceTypes, type Producer } from '@platformatic/kafka'
 import { isBackupError } from '../../src/errors.ts'
 import { describeTopicConfigs, listOffsets, partitionKey } from '../../src/kafka/admin.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
@@ -279,6 +279,62 @@ describe('issue 11: a restore never reports success with a wrong result', () => 
     const allowed = await runRestore({ ...intoExisting, allowLogAppendTimeTarget: true })
     assert.equal(allowed.records, 1000)
     assert.ok(allowed.notes.some(n => n.includes(existing) && n.includes('time of the restore')))
+  })
+
+  test('a backed-up message.timestamp.before.max.ms that would refuse old records is left off created topics and refused on existing ones', async () => {
+    const topic = uniqueTopic('exact-before-max')
+    await createTopic(cluster, topic, 1)
+    const threeDaysAgo = BigInt(Date.now()) - 3n * 86_400_000n
+    await producer.send({
+      messages: Array.from({ length: 50 }, (_, i) => ({
+        topic,
+        partition: 0,
+        key: Buffer.from(`k${i}`),
+        value: Buffer.from(`v${i}`),
+        timestamp: threeDaysAgo + BigInt(i)
+      }))
+    })
+    // Set after the old records were written, as an operator tightening a topic would.
+    await cluster.admin.alterConfigs({
+      resources: [
+        {
+          resourceType: ConfigResourceTypes.TOPIC,
+          resourceName: topic,
+          configs: [{ name: 'message.timestamp.before.max.ms', value: '86400000' }]
+        }
+      ]
+    })
+    const storage = tempStorage()
+    await runBackup(backupOptions(cluster, storage, [topic]))
+    const target = `${topic}-restored`
+    const summary = await runRestore(restoreOptions(cluster, storage, { topicMapping: { [topic]: target } }))
+    assert.equal(summary.records, 50)
+    assert.deepEqual(
+      contentOf(await readTopicRecords(cluster, target)),
+      contentOf(await readTopicRecords(cluster, topic))
+    )
+    assert.ok(
+      summary.notes.some(n => n.includes(target) && n.includes('message.timestamp.before.max.ms=86400000')),
+      summary.notes.join('\n')
+    )
+    assert.equal(
+      (await describeTopicConfigs(cluster, [target])).get(target)?.['message.timestamp.before.max.ms'],
+      undefined
+    )
+
+    const existing = uniqueTopic('exact-before-max-target')
+    await createTopic(cluster, existing, 1, { 'message.timestamp.before.max.ms': '86400000' })
+    for (const dryRun of [true, false]) {
+      await assert.rejects(
+        runRestore(restoreOptions(cluster, storage, { topicMapping: { [topic]: existing }, dryRun })),
+        error => {
+          assert.ok(isBackupError(error, 'KB_CONFIG_INVALID'), String(error))
+          assert.match(error.message, new RegExp(`${existing} has message.timestamp.before.max.ms=86400000`))
+          return true
+        }
+      )
+    }
+    assert.equal(await endOffset(existing, 0), 0n, 'nothing was written')
   })
 
   test('a read-only backup location is refused before anything is written, also by a dry run; with state_storage elsewhere the restore completes and resumes', async () => {
