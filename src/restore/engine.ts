@@ -276,15 +276,21 @@ export class RestoreEngine {
             // Stopped by the caller (SIGINT/SIGTERM): the acknowledged position is saved below.
             break
           }
-          if (!(error instanceof RestartNeeded)) {
+          // A pass starts by reading end offsets and metadata: brokers that are briefly away
+          // (a restart) are waited for like a failed produce, from the acknowledged position.
+          if (!(error instanceof RestartNeeded) && !isBackupError(error, 'KB_KAFKA_UNREACHABLE')) {
             throw error
           }
           if (attempt >= MAX_RESTARTS) {
-            throw new BackupError('KB_KAFKA', `restore gave up after ${attempt} restarts: ${error.message}`, {
-              cause: error
-            })
+            throw new BackupError(
+              'KB_KAFKA',
+              `restore gave up after ${attempt} restarts: ${(error as Error).message}`,
+              {
+                cause: error
+              }
+            )
           }
-          options.onWarning?.(`restarting the restore from its acknowledged position: ${error.message}`, {})
+          options.onWarning?.(`restarting the restore from its acknowledged position: ${(error as Error).message}`, {})
           await new Promise(resolve => setTimeout(resolve, Math.min(100 * 2 ** attempt, 5000)))
         }
       }

@@ -213,6 +213,7 @@ describe('parseConfig', () => {
       reset_consumer_offsets: false,
       consumer_groups: [],
       allow_non_empty_target: false,
+      allow_log_append_time_target: false,
       produce_max_in_flight: 5
     })
     assert.deepEqual(config.target.kafka_config, { 'batch.size': 512 * 1024 })

@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Producer } from '@platformatic/kafka'
 import { type RunningBroker, restartBroker, startBroker, stopBroker } from '../../scripts/broker.ts'
+import { listOffsets, partitionKey } from '../../src/kafka/admin.ts'
 import { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
 import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
@@ -84,7 +85,14 @@ test('a broker restart during a restore: the restore retries and writes every re
       onWarning: message => warnings.push(message)
     })
   )
-  await sleep(1500)
+  // Restart once records are landing, so that the restart hits the produce phase.
+  const landed = async () =>
+    (await listOffsets(cluster, [{ topic: target, partition: 0 }], 'latest').catch(() => undefined))?.get(
+      partitionKey(target, 0)
+    ) ?? 0n
+  for (let i = 0; i < 600 && (await landed()) === 0n; i++) {
+    await sleep(50)
+  }
   broker = await restartBroker(broker, 1000)
   const summary = await running
   assert.equal(summary.records, 2 * recordsPerPartition)
