@@ -185,6 +185,12 @@ export class RestoreEngine {
     const partitions = plan.topics.flatMap(t => t.partitions)
     const check = await checkTarget(options, this.#stateStorage, plan, restoreId)
     const groups = options.resetConsumerOffsets ? groupsToReset(plan, options.consumerGroups) : []
+    if (options.resetConsumerOffsets && groups.length === 0) {
+      options.onWarning?.(
+        `none of the consumer groups restore.consumer_groups ${JSON.stringify(options.consumerGroups)} selects has offsets on the restored partitions; no offsets will be committed`,
+        {}
+      )
+    }
     for (const group of groups) {
       await assertGroupInactive(options.cluster, group.groupId)
     }
@@ -295,12 +301,6 @@ export class RestoreEngine {
         }
       }
       if (!signal.aborted && options.resetConsumerOffsets) {
-        if (groups.length === 0) {
-          options.onWarning?.(
-            `restore.consumer_groups ${JSON.stringify(options.consumerGroups)} matches none of the ${plan.manifest.consumerGroups.length} groups captured in the backup with offsets on the restored partitions; no offsets committed`,
-            {}
-          )
-        }
         state.consumerGroups = await commitTranslatedOffsets(options.cluster, groups, this.#progress)
       }
       state.status = signal.aborted ? 'stopped' : 'complete'

@@ -12,8 +12,23 @@ import type { RestorePlan } from './plan.ts'
 import type { PartitionProgress } from './progress.ts'
 import type { CommittedGroup } from './state.ts'
 
-/** The captured groups `patterns` selects that hold offsets of partitions this plan restores. */
+/**
+ * The captured groups `patterns` selects that hold offsets of partitions this plan restores.
+ * A name or pattern that matches no captured group is refused: a misspelt group would otherwise
+ * keep no offsets on the target, and its consumers would start wherever auto.offset.reset says.
+ */
 export function groupsToReset(plan: RestorePlan, patterns: string[]): ConsumerGroupEntry[] {
+  const captured = plan.manifest.consumerGroups.map(g => g.groupId)
+  for (const pattern of patterns) {
+    const matches = topicMatcher({ include: [pattern] })
+    if (!captured.some(matches)) {
+      throw new BackupError(
+        'KB_CONFIG_INVALID',
+        `restore.consumer_groups names ${pattern}, which matches none of the ${captured.length} consumer groups captured in backup ${plan.manifest.backupId}${captured.length > 0 ? ` (${captured.join(', ')})` : ''}`,
+        { path: 'restore.consumer_groups', found: pattern }
+      )
+    }
+  }
   const wanted = topicMatcher({ include: patterns })
   const planned = new Set(plan.topics.flatMap(t => t.partitions.map(p => `${p.sourceTopic}/${p.sourcePartition}`)))
   return plan.manifest.consumerGroups.filter(

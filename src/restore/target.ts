@@ -219,6 +219,24 @@ async function reconcileState(
           }
         )
       }
+      if (state.done && BigInt(p.index.nextOffset) > BigInt(state.sourceNextOffset)) {
+        // The backup grew since this restore completed: the new records continue the partition,
+        // unless something else wrote to it in between.
+        if (end > BigInt(state.targetNextOffset)) {
+          throw new BackupError(
+            'KB_TARGET_CHANGED',
+            `the backup of ${p.sourceTopic}/${p.sourcePartition} grew to offset ${p.index.nextOffset} since restore state ${stateFile} completed at ${state.sourceNextOffset}, ` +
+              `but target partition ${target} received ${end - BigInt(state.targetNextOffset)} other records since; restore into a new topic (restore.topic_mapping)`,
+            {
+              topic: p.targetTopic,
+              partition: p.targetPartition,
+              offset: state.targetNextOffset,
+              found: end.toString()
+            }
+          )
+        }
+        state.done = false
+      }
       partitions.push(state)
       continue
     }

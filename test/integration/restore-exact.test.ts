@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test'
 import { pathToFileURL } from 'node:url'
 import { ConfigResourceTypes, type Producer } from '@platformatic/kafka'
 import { isBackupError } from '../../src/errors.ts'
-import { describeTopicConfigs, listOffsets, partitionKey } from '../../src/kafka/admin.ts'
+import { commitGroupOffsets, describeTopicConfigs, listOffsets, partitionKey } from '../../src/kafka/admin.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { restoreStateKey } from '../../src/restore/state.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
@@ -230,6 +230,64 @@ describe('issue 11: a restore never reports success with a wrong result', () => 
       return true
     })
     assert.equal((await readTopicRecords(cluster, target)).length, 3, 'nothing was written')
+  })
+
+  test('a rerun after the backup grew restores the new records after the old ones, and refuses when others wrote to the target since', async () => {
+    const { topic, storage } = await backedUpTopic('exact-grown-backup', 2, 300)
+    const target = `${topic}-restored`
+    const options = restoreOptions(cluster, storage, { topicMapping: { [topic]: target } })
+    assert.equal((await runRestore(options)).records, 600)
+    await produce(topic, 0, 300, 50)
+    await produce(topic, 1, 300, 20)
+    await runBackup(backupOptions(cluster, storage, [topic]))
+    const rerun = await runRestore(options)
+    assert.equal(rerun.status, 'complete')
+    assert.equal(rerun.records, 670)
+    assert.deepEqual(
+      contentOf(await readTopicRecords(cluster, target)),
+      contentOf(await readTopicRecords(cluster, topic))
+    )
+
+    await produce(target, 1, 0, 1)
+    await produce(topic, 1, 320, 5)
+    await runBackup(backupOptions(cluster, storage, [topic]))
+    for (const dryRun of [true, false]) {
+      await assert.rejects(runRestore({ ...options, dryRun }), error => {
+        assert.ok(isBackupError(error, 'KB_TARGET_CHANGED'), String(error))
+        assert.match(error.message, new RegExp(`${target}/1 received 1 other records`))
+        return true
+      })
+    }
+    assert.equal(await endOffset(target, 1), 321n, 'nothing was written')
+  })
+
+  test('restore.consumer_groups naming a group the backup did not capture is refused before anything is written', async () => {
+    const topic = uniqueTopic('exact-group-names')
+    await createTopic(cluster, topic, 1)
+    await produce(topic, 0, 0, 20)
+    await commitGroupOffsets(cluster, `${topic}-billing`, [{ topic, partition: 0, offset: 10n }])
+    const storage = tempStorage()
+    await runBackup(backupOptions(cluster, storage, [topic]))
+    const target = `${topic}-restored`
+    for (const dryRun of [true, false]) {
+      await assert.rejects(
+        runRestore(
+          restoreOptions(cluster, storage, {
+            topicMapping: { [topic]: target },
+            resetConsumerOffsets: true,
+            consumerGroups: [`${topic}-billing`, `${topic}-bliling`],
+            dryRun
+          })
+        ),
+        error => {
+          assert.ok(isBackupError(error, 'KB_CONFIG_INVALID'), String(error))
+          assert.equal(error.path, 'restore.consumer_groups')
+          assert.match(error.message, new RegExp(`names ${topic}-bliling, which matches none .*\\(${topic}-billing\\)`))
+          return true
+        }
+      )
+    }
+    assert.ok(!(await cluster.admin.listTopics({})).includes(target), 'nothing was written')
   })
 
   test('LogAppendTime: a created target keeps every backed-up timestamp, and an existing LogAppendTime target is refused unless allowed', async () => {
