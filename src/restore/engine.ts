@@ -42,9 +42,6 @@ import {
 import { checkTarget, coalesceLimits, createTargetTopics } from './target.ts'
 import { mayOverlap } from './window.ts'
 
-export type { CommittedGroup, PartitionState, RestoreState } from './state.ts'
-export { restoreStateKey } from './state.ts'
-
 export interface RestoreOptions extends PlanOptions {
   storage: Storage
   /** Where restore state is kept (restores/{id}/restore.json). Default: `storage`. */

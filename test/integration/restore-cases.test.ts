@@ -15,7 +15,7 @@ import { readPartitionIndex } from '../../src/catalog/manifest.ts'
 import { isBackupError } from '../../src/errors.ts'
 import { describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../../src/kafka/admin.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
-import { restoreStateKey } from '../../src/restore/engine.ts'
+import { restoreStateKey } from '../../src/restore/state.ts'
 import type { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import { backupOptions, readBackedUpRecords, runBackup, type StoredRecord, tempStorage } from '../helpers/backup.ts'
 import {
