@@ -39,7 +39,7 @@ const partitionStateSchema = z.object({
   records: count,
   bytes: count,
   done: z.boolean(),
-  offsetMap: z.array(z.tuple([offset, offset, z.int().min(1)]))
+  offsetMap: z.array(z.tuple([offset, offset, z.int().min(1)]) satisfies z.ZodType<SerializedOffsetRun>)
 })
 
 const committedGroupSchema = z.object({
@@ -66,9 +66,9 @@ const restoreStateSchema = z.object({
   consumerGroups: z.array(committedGroupSchema)
 })
 
-export type PartitionState = z.infer<typeof partitionStateSchema> & { offsetMap: SerializedOffsetRun[] }
+export type PartitionState = z.infer<typeof partitionStateSchema>
 export type CommittedGroup = z.infer<typeof committedGroupSchema>
-export type RestoreState = Omit<z.infer<typeof restoreStateSchema>, 'partitions'> & { partitions: PartitionState[] }
+export type RestoreState = z.infer<typeof restoreStateSchema>
 
 export const restoreStateKey = (backupId: string, restoreId: string) => `${backupId}/restores/${restoreId}/restore.json`
 
@@ -102,7 +102,7 @@ async function readStateAt(storage: Storage, key: string): Promise<RestoreState 
     const field = issue.path.join('.') || '(top level)'
     throw new BackupError(
       'KB_BACKUP_CORRUPT',
-      `restore state ${where} is damaged at ${field}: ${issue.message}; delete it only together with the restored target topics`,
+      `restore state ${where} is damaged at ${field}: ${issue.message}; to start this restore over, delete the topics it restored into and this file`,
       { key, field }
     )
   }
