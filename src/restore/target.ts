@@ -80,8 +80,8 @@ function createdTopicConfigs(topic: TopicPlan, window: RestoreOptions['window'],
 
 /**
  * Every refusal that depends on the target, without changing it: missing topics, too few
- * partitions, LogAppendTime topics, records already there, and saved progress that no longer
- * matches the target.
+ * partitions, LogAppendTime topics, timestamp limits the restored records exceed, records
+ * already there, and saved progress that no longer matches the target.
  */
 export async function checkTarget(
   options: RestoreOptions,
