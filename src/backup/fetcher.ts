@@ -74,7 +74,6 @@ export class BackupFetcher {
   readonly #cluster: KafkaCluster
   readonly #options: FetcherOptions
   readonly #states: PartitionState[]
-  readonly #topicIds = new Map<string, string>()
   #metadata: ClusterMetadata | undefined
   #restartRequested = false
   /** Loops stop and regroup without a back-off: a partition finished and another may start. */
@@ -180,10 +179,24 @@ export class BackupFetcher {
       }
       metadata = await this.#cluster.metadata(present, true)
     }
-    this.#metadata = metadata
-    for (const [name, topic] of metadata.topics) {
-      this.#topicIds.set(name, topic.id)
+    for (const { task } of active) {
+      const found = metadata.topics.get(task.topic)
+      if (found && found.id !== task.topicId) {
+        throw new BackupError(
+          'KB_TOPIC_RECREATED',
+          `topic ${task.topic} was deleted and recreated during the backup (id ${task.topicId}, now ${found.id}); ` +
+            `the backup of ${task.topic}/${task.partition} ends at offset ${task.checkpoint}. Back the new topic up under a new backup_id`,
+          {
+            topic: task.topic,
+            partition: task.partition,
+            offset: task.checkpoint.toString(),
+            expected: task.topicId,
+            found: found.id
+          }
+        )
+      }
     }
+    this.#metadata = metadata
     const checks = active.filter(s => s.needsOffsetCheck && !s.task.done)
     if (checks.length > 0) {
       await this.#resolveOutOfRange(checks)
@@ -216,9 +229,9 @@ export class BackupFetcher {
         task.recordGap(task.fetchOffset, start)
       } else if (task.fetchOffset > end) {
         throw new BackupError(
-          'KB_KAFKA',
-          `${key}: the backup continues at offset ${task.fetchOffset} but the topic ends at ${end}; ` +
-            'was the topic deleted and recreated? Back it up under a new backup_id',
+          'KB_SOURCE_TRUNCATED',
+          `${key}: the backup continues at offset ${task.fetchOffset} but the source log now ends at ${end}: ` +
+            'it was truncated (e.g. an unclean leader election); back the topic up under a new backup_id',
           { topic: task.topic, partition: task.partition, expected: `<= ${end}`, found: task.fetchOffset.toString() }
         )
       }
@@ -301,7 +314,7 @@ export class BackupFetcher {
     >()
     for (const state of states) {
       const { topic, partition } = state.task
-      const topicId = this.#topicIds.get(topic)!
+      const { topicId } = state.task
       requested.set(`${topicId}/${partition}`, state)
       const leaderEpoch = this.#metadata!.topics.get(topic)?.partitions[partition]?.leaderEpoch ?? -1
       topics.set(topicId, [
