@@ -50,6 +50,8 @@ export interface BackupOptions {
   maxBytesInFlight: number
   /** Per-partition cap on fetched bytes not yet appended to a segment; unset: none. */
   maxPartitionBufferedBytes?: number
+  /** How often a continuous run looks for partitions added to its topics; default 30 s. */
+  metadataRefreshIntervalMs?: number
   /** At most this many partitions are fetched at once (one-shot only); unset: all. */
   maxConcurrentPartitions?: number
   fetch: { maxWaitMs: number; minBytes: number; maxBytes: number; partitionMaxBytes: number }
@@ -209,35 +211,9 @@ export class BackupEngine {
     await writeManifest(storage, manifest)
 
     const deletedTopics = new Set<string>()
-    const topicIds = new Map(topics.map(t => [t.name, t.topicId]))
     this.#tasks = indexes.map(index => {
-      const task = new PartitionTask({
-        storage,
-        backupId,
-        index,
-        topicId: topicIds.get(index.topic)!,
-        codec: options.compression,
-        compressionLevel: options.compressionLevel,
-        frameMaxBytes: options.frameMaxBytes,
-        segmentMaxBytes: options.segmentMaxBytes,
-        segmentMaxIntervalMs: Math.min(options.segmentMaxIntervalMs, options.checkpointIntervalMs),
-        onSegmentDurable: (t, entry, durationMs) => {
-          this.#storedBytes += entry.sizeBytes
-          options.onSegmentDurable?.({
-            topic: t.topic,
-            partition: t.partition,
-            records: entry.recordCount,
-            bytes: entry.uncompressedBytes,
-            sizeBytes: entry.sizeBytes,
-            durationMs
-          })
-        },
-        onBatchesWritten: (_t, records, bytes, durationMs) => options.onBatchesWritten?.(records, bytes, durationMs)
-      })
-      if (!options.continuous) {
-        task.stopOffset = lastStable.get(partitionKey(index.topic, index.partition))
-      }
-      return task
+      const topicId = topics.find(t => t.name === index.topic)!.topicId
+      return this.#newTask(index, topicId, lastStable.get(partitionKey(index.topic, index.partition)))
     })
     const gapsBefore = new Map(this.#tasks.map(t => [t, t.index.gaps.length]))
 
@@ -249,6 +225,8 @@ export class BackupEngine {
       budget,
       signal,
       onFetch: options.onFetch,
+      metadataRefreshIntervalMs: options.continuous ? (options.metadataRefreshIntervalMs ?? 30_000) : undefined,
+      onPartitionsAdded: (topic, partitionCount) => this.#addPartitions(manifest, topic, partitionCount),
       onTopicDeleted: task => {
         deletedTopics.add(task.topic)
         options.onWarning?.(`topic ${task.topic} was deleted during the backup; its partitions stop here`, {
@@ -295,7 +273,7 @@ export class BackupEngine {
       location: `${storage.location}/${backupId}`,
       status: signal.aborted ? 'stopped' : 'complete',
       topics: topics.length,
-      partitions: partitions.length,
+      partitions: this.#tasks.length,
       records,
       bytes,
       storedBytes: this.#storedBytes,
@@ -305,6 +283,77 @@ export class BackupEngine {
       ),
       deletedTopics: [...deletedTopics]
     }
+  }
+
+  #newTask(index: PartitionIndex, topicId: string, lastStable: bigint | undefined): PartitionTask {
+    const options = this.#options
+    const task = new PartitionTask({
+      storage: options.storage,
+      backupId: options.backupId,
+      index,
+      topicId,
+      codec: options.compression,
+      compressionLevel: options.compressionLevel,
+      frameMaxBytes: options.frameMaxBytes,
+      segmentMaxBytes: options.segmentMaxBytes,
+      segmentMaxIntervalMs: Math.min(options.segmentMaxIntervalMs, options.checkpointIntervalMs),
+      onSegmentDurable: (t, entry, durationMs) => {
+        this.#storedBytes += entry.sizeBytes
+        options.onSegmentDurable?.({
+          topic: t.topic,
+          partition: t.partition,
+          records: entry.recordCount,
+          bytes: entry.uncompressedBytes,
+          sizeBytes: entry.sizeBytes,
+          durationMs
+        })
+      },
+      onBatchesWritten: (_t, records, bytes, durationMs) => options.onBatchesWritten?.(records, bytes, durationMs)
+    })
+    if (!options.continuous) {
+      task.stopOffset = lastStable
+    }
+    return task
+  }
+
+  /**
+   * Partitions added to a topic while a continuous run follows it: backed up from their log
+   * start (every record in them is newer than the run, whatever start_offset says). The
+   * manifest names the new count before any of their segments exists, so that a restore of a
+   * backup whose run is killed later still sees them.
+   */
+  async #addPartitions(manifest: Manifest, topic: string, partitionCount: number): Promise<PartitionTask[]> {
+    const { cluster, storage } = this.#options
+    const entry = manifest.topics.find(t => t.name === topic)!
+    const added = Array.from({ length: partitionCount - entry.partitionCount }, (_, i) => ({
+      topic,
+      partition: entry.partitionCount + i
+    }))
+    const [logStart, highWatermark] = await Promise.all([
+      listOffsets(cluster, added, 'earliest'),
+      listOffsets(cluster, added, 'latest')
+    ])
+    const checked = await Promise.all(
+      added.map(({ partition }) => {
+        const key = partitionKey(topic, partition)
+        const start = logStart.get(key) ?? 0n
+        return this.#readIndex(topic, partition, {
+          logStart: start,
+          highWatermark: highWatermark.get(key) ?? 0n,
+          lastStable: start
+        })
+      })
+    )
+    const indexes = await Promise.all(checked.map(opened => this.#openIndex(opened)))
+    entry.partitionCount = partitionCount
+    await writeManifest(storage, manifest)
+    this.#options.onWarning?.(`topic ${topic} grew to ${partitionCount} partitions; backing up the new ones too`, {
+      topic,
+      partitions: added.map(p => p.partition)
+    })
+    const tasks = indexes.map(index => this.#newTask(index, entry.topicId, undefined))
+    this.#tasks.push(...tasks)
+    return tasks
   }
 
   async #selectTopics() {

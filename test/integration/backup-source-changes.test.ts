@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
 import type { Producer } from '@platformatic/kafka'
-import { readManifest } from '../../src/catalog/manifest.ts'
+import { readManifest, readPartitionIndex } from '../../src/catalog/manifest.ts'
 import { isBackupError } from '../../src/errors.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
@@ -33,8 +33,8 @@ after(async () => {
   await cluster.close()
 })
 
-async function produce(topic: string, partition: number, from: number, count: number, label: string) {
-  await producer.send({
+async function produce(topic: string, partition: number, from: number, count: number, label: string, by = producer) {
+  await by.send({
     messages: Array.from({ length: count }, (_, i) => ({
       topic,
       partition,
@@ -43,6 +43,20 @@ async function produce(topic: string, partition: number, from: number, count: nu
       timestamp: BASE_TIMESTAMP + BigInt(from + i)
     }))
   })
+}
+
+/** Adds partitions and waits for their leaders. Returns a producer that knows them: the shared
+ * one caches the old count and would send their records to a partition modulo it. */
+async function addPartitions(topic: string, count: number): Promise<Producer> {
+  await cluster.admin.createPartitions({ topics: [{ name: topic, count }] })
+  for (let attempt = 0; ; attempt++) {
+    const partitions = (await cluster.metadata([topic], true)).topics.get(topic)?.partitions ?? []
+    if (partitions.length === count && partitions.every(p => p.leader >= 0)) {
+      return newProducer()
+    }
+    assert.ok(attempt < 100, 'the new partitions got leaders')
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
 }
 
 async function recreateTopic(topic: string, partitions: number): Promise<void> {
@@ -234,22 +248,70 @@ describe('the source changing under a backup', () => {
     await produce(topic, 0, 0, 20, 'v')
     const storage = tempStorage()
     await runBackup(backupOptions(cluster, storage, [topic]))
-    await cluster.admin.createPartitions({ topics: [{ name: topic, count: 3 }] })
-    for (let attempt = 0; ; attempt++) {
-      const partitions = (await cluster.metadata([topic], true)).topics.get(topic)?.partitions ?? []
-      if (partitions.length === 3 && partitions.every(p => p.leader >= 0)) {
-        break
-      }
-      assert.ok(attempt < 100, 'the new partitions got leaders')
-      await new Promise(resolve => setTimeout(resolve, 100))
+    const grown = await addPartitions(topic, 3)
+    try {
+      await produce(topic, 1, 0, 7, 'v', grown)
+      await produce(topic, 2, 0, 3, 'v', grown)
+      await produce(topic, 0, 20, 5, 'v', grown)
+    } finally {
+      await grown.close()
     }
-    await produce(topic, 1, 0, 7, 'v')
-    await produce(topic, 2, 0, 3, 'v')
-    await produce(topic, 0, 20, 5, 'v')
     const second = await runBackup(backupOptions(cluster, storage, [topic]))
     assert.equal(second.partitions, 3)
     assert.equal(second.records, 15)
+    assert.deepEqual(
+      (await readTopicRecords(cluster, topic)).map(r => r.partition),
+      [...Array(25).fill(0), ...Array(7).fill(1), ...Array(3).fill(2)]
+    )
     assert.equal((await readManifest(storage, 'test-backup'))?.topics[0]?.partitionCount, 3)
+    assert.deepEqual(await readBackedUpRecords(storage, 'test-backup', topic), await readTopicRecords(cluster, topic))
+  })
+
+  test('partitions added to a topic while a continuous run follows it are backed up by that run, and the manifest counts them', async () => {
+    const topic = uniqueTopic('backup-grows-live')
+    await createTopic(cluster, topic, 1)
+    await produce(topic, 0, 0, 20, 'v')
+    const storage = tempStorage()
+    const stop = new AbortController()
+    const running = runBackup(
+      backupOptions(cluster, storage, [topic], {
+        continuous: true,
+        checkpointIntervalMs: 200,
+        metadataRefreshIntervalMs: 300,
+        signal: stop.signal
+      })
+    )
+    const checkpoints = async () =>
+      Promise.all(
+        [0, 1, 2].map(
+          async partition => (await readPartitionIndex(storage, 'test-backup', topic, partition))?.nextOffset
+        )
+      )
+    const waitFor = async (expected: Array<string | undefined>, what: string) => {
+      const deadline = Date.now() + 60_000
+      while (JSON.stringify(await checkpoints()) !== JSON.stringify(expected)) {
+        assert.ok(Date.now() < deadline, `${what}: checkpoints ${JSON.stringify(await checkpoints())}`)
+        await new Promise(resolve => setTimeout(resolve, 100))
+      }
+    }
+    try {
+      await waitFor(['20', undefined, undefined], 'the run backed up the first partition')
+      const grown = await addPartitions(topic, 3)
+      try {
+        await produce(topic, 1, 0, 7, 'v', grown)
+        await produce(topic, 2, 0, 3, 'v', grown)
+        await produce(topic, 0, 20, 5, 'v', grown)
+      } finally {
+        await grown.close()
+      }
+      await waitFor(['25', '7', '3'], 'the same run backed up the added partitions')
+      assert.equal((await readManifest(storage, 'test-backup'))?.topics[0]?.partitionCount, 3)
+    } finally {
+      stop.abort()
+    }
+    const summary = await running
+    assert.equal(summary.status, 'stopped')
+    assert.equal(summary.partitions, 3)
     assert.deepEqual(await readBackedUpRecords(storage, 'test-backup', topic), await readTopicRecords(cluster, topic))
   })
 })
