@@ -1,11 +1,13 @@
 /**
- * The backup engine (DESIGN.md section 1): selects topics, captures what a restore needs
+ * The backup engine: selects topics, captures what a restore needs
  * besides the data (partition counts, topic configs, consumer-group offsets), then streams
  * every partition's raw batches into segments, concurrently, until each partition reaches the
  * last stable offset it had when the run started (one-shot) or the signal aborts (continuous).
  *
- * Running the same backup again continues from each partition's checkpoint (incremental).
- * One process writes a backup at a time: two runs on the same backup_id are not coordinated.
+ * Running the same backup again continues from each partition's checkpoint (incremental),
+ * after checking that the source still continues it: same topic id, log not truncated below
+ * the checkpoint (docs/source-changes.md). One process writes a backup at a time: two runs on
+ * the same backup_id are not coordinated, and a run clears what a killed one left behind.
  */
 import {
   FORMAT,
@@ -493,7 +495,7 @@ interface OpenedIndex {
 /**
  * A topic deleted and recreated under the same name is another topic: its offsets start again
  * and its records are not the backed-up ones. Continuing would write the new records as if
- * they followed the old ones, so the run refuses before it writes anything (docs/topic-identity.md).
+ * they followed the old ones, so the run refuses before it writes anything (docs/source-changes.md).
  */
 function refuseRecreatedTopics(
   manifest: Manifest | undefined,

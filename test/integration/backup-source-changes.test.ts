@@ -1,5 +1,5 @@
 /**
- * The source changing under a backup (docs/topic-identity.md): a topic deleted and recreated
+ * The source changing under a backup (docs/source-changes.md): a topic deleted and recreated
  * under the same name, a log that ends below the checkpoint, a checkpoint gone behind the
  * stored segments, partitions added. Each either continues exactly or ends with its own code,
  * and never changes what the backup already holds.
