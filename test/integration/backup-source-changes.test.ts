@@ -18,7 +18,8 @@ import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
 import { BASE_TIMESTAMP, newProducer } from '../helpers/cases.ts'
-import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { runCli, writeConfig } from '../helpers/cli.ts'
+import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 
@@ -128,7 +129,17 @@ describe('the source changing under a backup', () => {
       assert.match(error.message, new RegExp(`topic ${topic} .*recreated.*new backup_id`))
       return true
     })
-    assert.deepEqual(fingerprint(storage.location), stored, 'the refused run changed nothing')
+    const cli = await runCli([
+      'backup',
+      '--config',
+      writeConfig(
+        `mode: backup\nbackup_id: test-backup\nsource:\n  bootstrap_servers: ${bootstrapServers()}\n  topics:\n    include: [${topic}]\n` +
+          `storage:\n  backend: filesystem\n  path: ${storage.location}\n`
+      )
+    ])
+    assert.equal(cli.code, 1, cli.stderr)
+    assert.match(cli.stderr, new RegExp(`^kafka-backup: KB_TOPIC_RECREATED: topic ${topic} `, 'm'))
+    assert.deepEqual(fingerprint(storage.location), stored, 'the refused runs changed nothing')
     assert.deepEqual(await readBackedUpRecords(storage, 'test-backup', topic), oldRecords)
 
     // The documented way on: the new topic under a new backup_id, exactly.
