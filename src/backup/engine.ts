@@ -133,7 +133,9 @@ export class BackupEngine {
     const signal = options.signal ?? new AbortController().signal
 
     const topics = await this.#selectTopics()
+    const metadata = await cluster.metadata([], false)
     const existingManifest = await readManifest(storage, backupId)
+    refuseOtherCluster(existingManifest, metadata.id, options.bootstrapServers)
     refuseRecreatedTopics(existingManifest, topics, backupId)
     const partitions = topics.flatMap(t =>
       Array.from({ length: t.partitionCount }, (_, partition) => ({ topic: t.name, partition }))
@@ -153,7 +155,6 @@ export class BackupEngine {
         }
       )
     }
-    const metadata = await cluster.metadata([], false)
     const [configs, logStart, highWatermark, lastStable, groups] = await Promise.all([
       describeTopicConfigs(
         cluster,
@@ -490,6 +491,26 @@ interface OpenedIndex {
   isNew: boolean
   /** Segment keys in the partition's folder that the index does not list. */
   orphans: string[]
+}
+
+/**
+ * Another cluster's topics of the same names are other topics (other ids, other offsets): a
+ * backup continues only from the cluster it was taken from.
+ */
+function refuseOtherCluster(
+  manifest: Manifest | undefined,
+  clusterId: string | null,
+  bootstrapServers: string[]
+): void {
+  const backedUp = manifest?.source.clusterId
+  if (manifest && backedUp && clusterId && backedUp !== clusterId) {
+    throw new BackupError(
+      'KB_CONFIG_INVALID',
+      `source.bootstrap_servers (${bootstrapServers.join(',')}) reaches cluster ${clusterId}, but backup ${manifest.backupId} ` +
+        `was taken from cluster ${backedUp}; its offsets do not continue there. Use a new backup_id for this cluster`,
+      { path: 'source.bootstrap_servers', expected: backedUp, found: clusterId }
+    )
+  }
 }
 
 /**

@@ -325,4 +325,29 @@ describe('the source changing under a backup', () => {
     assert.equal(summary.partitions, 3)
     assert.deepEqual(await readBackedUpRecords(storage, 'test-backup', topic), await readTopicRecords(cluster, topic))
   })
+
+  test('a backup pointed at another cluster is refused with KB_CONFIG_INVALID naming both cluster ids, before anything is written', async () => {
+    const topic = uniqueTopic('backup-other-cluster')
+    await createTopic(cluster, topic, 1)
+    await produce(topic, 0, 0, 10, 'v')
+    const storage = tempStorage()
+    await runBackup(backupOptions(cluster, storage, [topic]))
+    // One test broker is one cluster: the manifest is made to name another one instead.
+    const file = join(storage.location, 'test-backup', 'manifest.json')
+    const manifest = JSON.parse(readFileSync(file, 'utf8'))
+    const clusterId = manifest.source.clusterId
+    assert.ok(clusterId)
+    manifest.source.clusterId = 'AnotherClusterId000000'
+    writeFileSync(file, JSON.stringify(manifest))
+    await produce(topic, 0, 10, 10, 'v')
+    const stored = fingerprint(storage.location)
+    await assert.rejects(runBackup(backupOptions(cluster, storage, [topic])), error => {
+      assert.ok(isBackupError(error, 'KB_CONFIG_INVALID'), String(error))
+      assert.equal(error.path, 'source.bootstrap_servers')
+      assert.equal(error.expected, 'AnotherClusterId000000')
+      assert.equal(error.found, clusterId)
+      return true
+    })
+    assert.deepEqual(fingerprint(storage.location), stored)
+  })
 })
