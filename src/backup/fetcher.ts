@@ -280,7 +280,13 @@ export class BackupFetcher {
           'KB_SOURCE_TRUNCATED',
           `${key}: the backup continues at offset ${task.fetchOffset} but the source log now ends at ${end}: ` +
             'it was truncated (e.g. an unclean leader election); back the topic up under a new backup_id',
-          { topic: task.topic, partition: task.partition, expected: `<= ${end}`, found: task.fetchOffset.toString() }
+          {
+            topic: task.topic,
+            partition: task.partition,
+            offset: task.fetchOffset.toString(),
+            expected: `<= ${end}`,
+            found: task.fetchOffset.toString()
+          }
         )
       }
       state.needsOffsetCheck = false
