@@ -15,6 +15,10 @@ export const errorCodes = [
   'KB_KAFKA',
   'KB_KAFKA_UNREACHABLE',
   'KB_TOPIC_NOT_FOUND',
+  /** A backed-up topic was deleted and recreated under the same name (a new topic id). */
+  'KB_TOPIC_RECREATED',
+  /** A source partition's log ends below the backup's checkpoint: offsets went backwards. */
+  'KB_SOURCE_TRUNCATED',
   /** A RecordBatch is malformed or fails its CRC. */
   'KB_BATCH_CORRUPT',
   /** A segment's magic, version, trailer, footer or a frame checksum is wrong. */

@@ -8,6 +8,7 @@
  *   const summary = await new BackupEngine(backupOptionsFromConfig(config, io)).run()
  */
 export { BackupEngine, type BackupOptions, type BackupSummary, type PartitionProgress } from './backup/engine.ts'
+export { type BackupProgressSummary, summarizeProgress } from './backup/progress.ts'
 export { crc32c } from './batch/crc.ts'
 export { Attribute, Codec, RecordBatchView } from './batch/header.ts'
 export { decodeRecords, encodeBatch, type KafkaRecord, type RecordInput } from './batch/records.ts'

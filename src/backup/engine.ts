@@ -1,11 +1,13 @@
 /**
- * The backup engine (DESIGN.md section 1): selects topics, captures what a restore needs
+ * The backup engine: selects topics, captures what a restore needs
  * besides the data (partition counts, topic configs, consumer-group offsets), then streams
  * every partition's raw batches into segments, concurrently, until each partition reaches the
  * last stable offset it had when the run started (one-shot) or the signal aborts (continuous).
  *
- * Running the same backup again continues from each partition's checkpoint (incremental).
- * One process writes a backup at a time: two runs on the same backup_id are not coordinated.
+ * Running the same backup again continues from each partition's checkpoint (incremental),
+ * after checking that the source still continues it: same topic id, log not truncated below
+ * the checkpoint (docs/source-changes.md). One process writes a backup at a time: two runs on
+ * the same backup_id are not coordinated, and a run clears what a killed one left behind.
  */
 import {
   FORMAT,
@@ -50,6 +52,8 @@ export interface BackupOptions {
   maxBytesInFlight: number
   /** Per-partition cap on fetched bytes not yet appended to a segment; unset: none. */
   maxPartitionBufferedBytes?: number
+  /** How often a continuous run looks for partitions added to its topics; default 30 s. */
+  metadataRefreshIntervalMs?: number
   /** At most this many partitions are fetched at once (one-shot only); unset: all. */
   maxConcurrentPartitions?: number
   fetch: { maxWaitMs: number; minBytes: number; maxBytes: number; partitionMaxBytes: number }
@@ -129,26 +133,45 @@ export class BackupEngine {
     const signal = options.signal ?? new AbortController().signal
 
     const topics = await this.#selectTopics()
+    const metadata = await cluster.metadata([], false)
+    const existingManifest = await readManifest(storage, backupId)
+    refuseOtherCluster(existingManifest, metadata.id, options.bootstrapServers)
+    refuseRecreatedTopics(existingManifest, topics, backupId)
     const partitions = topics.flatMap(t =>
       Array.from({ length: t.partitionCount }, (_, partition) => ({ topic: t.name, partition }))
     )
-    const metadata = await cluster.metadata([], false)
-    const [configs, logStart, lastStable, groups] = await Promise.all([
+    if (
+      options.continuous &&
+      options.maxConcurrentPartitions !== undefined &&
+      options.maxConcurrentPartitions < partitions.length
+    ) {
+      throw new BackupError(
+        'KB_CONFIG_INVALID',
+        `backup.max_concurrent_partitions (${options.maxConcurrentPartitions}) is below the ${partitions.length} selected partitions; a continuous backup follows every partition at once`,
+        {
+          path: 'backup.max_concurrent_partitions',
+          expected: `>= ${partitions.length}`,
+          found: options.maxConcurrentPartitions
+        }
+      )
+    }
+    const [configs, logStart, highWatermark, lastStable, groups] = await Promise.all([
       describeTopicConfigs(
         cluster,
         topics.map(t => t.name)
       ),
       listOffsets(cluster, partitions, 'earliest'),
+      listOffsets(cluster, partitions, 'latest'),
       listOffsets(cluster, partitions, 'lastStable'),
       captureGroupOffsets(cluster, new Set(topics.map(t => t.name)))
     ])
 
-    // One process writes a backup at a time, so uploads of ours still open are a killed run's.
-    const aborted = await storage.abortIncompleteUploads?.(`${backupId}/`, new Date(startedAt))
-    if (aborted) {
-      options.onWarning?.(`aborted ${aborted} incomplete uploads an interrupted run left behind`, { backupId })
+    const manifest = existingManifest ?? this.#newManifest(metadata.id)
+    for (const earlier of manifest.runs) {
+      if (earlier.status === 'running') {
+        earlier.status = 'interrupted'
+      }
     }
-    const manifest = (await readManifest(storage, backupId)) ?? this.#newManifest(metadata.id)
     const capturedAt = new Date().toISOString()
     for (const topic of topics) {
       const entry: TopicEntry = { ...topic, configs: configs.get(topic.name) ?? {} }
@@ -166,60 +189,37 @@ export class BackupEngine {
       capturedAt,
       offsets: g.offsets.map(o => ({ ...o, offset: o.offset.toString() }))
     }))
+    const checked = await Promise.all(
+      partitions.map(({ topic, partition }) => {
+        const key = partitionKey(topic, partition)
+        return this.#readIndex(topic, partition, {
+          logStart: logStart.get(key) ?? 0n,
+          highWatermark: highWatermark.get(key) ?? 0n,
+          lastStable: lastStable.get(key) ?? 0n
+        })
+      })
+    )
+    // One process writes a backup at a time, so uploads and temp files of ours still open are
+    // a killed run's. Restores write under restores/ and may run beside us: not ours to clear.
+    let cleared = 0
+    for (const prefix of [`${backupId}/topics/`, `${backupId}/manifest.json`]) {
+      cleared += (await storage.abortIncompleteUploads?.(prefix, new Date(startedAt))) ?? 0
+    }
+    if (cleared > 0) {
+      options.onWarning?.(`removed ${cleared} incomplete uploads an interrupted run left behind`, { backupId })
+    }
+    const indexes = await Promise.all(checked.map(opened => this.#openIndex(opened)))
     const run: RunEntry = { startedAt: new Date(startedAt).toISOString(), status: 'running', records: 0, bytes: 0 }
     manifest.runs.push(run)
     await writeManifest(storage, manifest)
 
     const deletedTopics = new Set<string>()
-    this.#tasks = await Promise.all(
-      partitions.map(async ({ topic, partition }) => {
-        const key = partitionKey(topic, partition)
-        const index = await this.#openIndex(topic, partition, logStart.get(key) ?? 0n, lastStable.get(key) ?? 0n)
-        const task = new PartitionTask({
-          storage,
-          backupId,
-          index,
-          codec: options.compression,
-          compressionLevel: options.compressionLevel,
-          frameMaxBytes: options.frameMaxBytes,
-          segmentMaxBytes: options.segmentMaxBytes,
-          segmentMaxIntervalMs: Math.min(options.segmentMaxIntervalMs, options.checkpointIntervalMs),
-          onSegmentDurable: (t, entry, durationMs) => {
-            this.#storedBytes += entry.sizeBytes
-            options.onSegmentDurable?.({
-              topic: t.topic,
-              partition: t.partition,
-              records: entry.recordCount,
-              bytes: entry.uncompressedBytes,
-              sizeBytes: entry.sizeBytes,
-              durationMs
-            })
-          },
-          onBatchesWritten: (_t, records, bytes, durationMs) => options.onBatchesWritten?.(records, bytes, durationMs)
-        })
-        if (!options.continuous) {
-          task.stopOffset = lastStable.get(key)
-        }
-        return task
-      })
-    )
+    this.#tasks = indexes.map(index => {
+      const topicId = topics.find(t => t.name === index.topic)!.topicId
+      return this.#newTask(index, topicId, lastStable.get(partitionKey(index.topic, index.partition)))
+    })
     const gapsBefore = new Map(this.#tasks.map(t => [t, t.index.gaps.length]))
 
-    if (
-      options.continuous &&
-      options.maxConcurrentPartitions !== undefined &&
-      options.maxConcurrentPartitions < partitions.length
-    ) {
-      throw new BackupError(
-        'KB_CONFIG_INVALID',
-        `backup.max_concurrent_partitions (${options.maxConcurrentPartitions}) is below the ${partitions.length} selected partitions; a continuous backup follows every partition at once`,
-        {
-          path: 'backup.max_concurrent_partitions',
-          expected: `>= ${partitions.length}`,
-          found: options.maxConcurrentPartitions
-        }
-      )
-    }
     const budget = new ByteBudget(options.maxBytesInFlight)
     const fetcher = new BackupFetcher(cluster, this.#tasks, {
       ...options.fetch,
@@ -228,6 +228,8 @@ export class BackupEngine {
       budget,
       signal,
       onFetch: options.onFetch,
+      metadataRefreshIntervalMs: options.continuous ? (options.metadataRefreshIntervalMs ?? 30_000) : undefined,
+      onPartitionsAdded: (topic, partitionCount) => this.#addPartitions(manifest, topic, partitionCount),
       onTopicDeleted: task => {
         deletedTopics.add(task.topic)
         options.onWarning?.(`topic ${task.topic} was deleted during the backup; its partitions stop here`, {
@@ -274,7 +276,7 @@ export class BackupEngine {
       location: `${storage.location}/${backupId}`,
       status: signal.aborted ? 'stopped' : 'complete',
       topics: topics.length,
-      partitions: partitions.length,
+      partitions: this.#tasks.length,
       records,
       bytes,
       storedBytes: this.#storedBytes,
@@ -284,6 +286,77 @@ export class BackupEngine {
       ),
       deletedTopics: [...deletedTopics]
     }
+  }
+
+  #newTask(index: PartitionIndex, topicId: string, lastStable: bigint | undefined): PartitionTask {
+    const options = this.#options
+    const task = new PartitionTask({
+      storage: options.storage,
+      backupId: options.backupId,
+      index,
+      topicId,
+      codec: options.compression,
+      compressionLevel: options.compressionLevel,
+      frameMaxBytes: options.frameMaxBytes,
+      segmentMaxBytes: options.segmentMaxBytes,
+      segmentMaxIntervalMs: Math.min(options.segmentMaxIntervalMs, options.checkpointIntervalMs),
+      onSegmentDurable: (t, entry, durationMs) => {
+        this.#storedBytes += entry.sizeBytes
+        options.onSegmentDurable?.({
+          topic: t.topic,
+          partition: t.partition,
+          records: entry.recordCount,
+          bytes: entry.uncompressedBytes,
+          sizeBytes: entry.sizeBytes,
+          durationMs
+        })
+      },
+      onBatchesWritten: (_t, records, bytes, durationMs) => options.onBatchesWritten?.(records, bytes, durationMs)
+    })
+    if (!options.continuous) {
+      task.stopOffset = lastStable
+    }
+    return task
+  }
+
+  /**
+   * Partitions added to a topic while a continuous run follows it: backed up from their log
+   * start (every record in them is newer than the run, whatever start_offset says). The
+   * manifest names the new count before any of their segments exists, so that a restore of a
+   * backup whose run is killed later still sees them.
+   */
+  async #addPartitions(manifest: Manifest, topic: string, partitionCount: number): Promise<PartitionTask[]> {
+    const { cluster, storage } = this.#options
+    const entry = manifest.topics.find(t => t.name === topic)!
+    const added = Array.from({ length: partitionCount - entry.partitionCount }, (_, i) => ({
+      topic,
+      partition: entry.partitionCount + i
+    }))
+    const [logStart, highWatermark] = await Promise.all([
+      listOffsets(cluster, added, 'earliest'),
+      listOffsets(cluster, added, 'latest')
+    ])
+    const checked = await Promise.all(
+      added.map(({ partition }) => {
+        const key = partitionKey(topic, partition)
+        const start = logStart.get(key) ?? 0n
+        return this.#readIndex(topic, partition, {
+          logStart: start,
+          highWatermark: highWatermark.get(key) ?? 0n,
+          lastStable: start
+        })
+      })
+    )
+    const indexes = await Promise.all(checked.map(opened => this.#openIndex(opened)))
+    entry.partitionCount = partitionCount
+    await writeManifest(storage, manifest)
+    this.#options.onWarning?.(`topic ${topic} grew to ${partitionCount} partitions; backing up the new ones too`, {
+      topic,
+      partitions: added.map(p => p.partition)
+    })
+    const tasks = indexes.map(index => this.#newTask(index, entry.topicId, undefined))
+    this.#tasks.push(...tasks)
+    return tasks
   }
 
   async #selectTopics() {
@@ -320,46 +393,153 @@ export class BackupEngine {
 
   /**
    * The partition's index, or a new one starting at the log start (or the last stable offset
-   * for start_offset: latest). Segments that a killed run left behind past the checkpoint are
-   * removed: the index never vouched for them and this run rewrites that data. Any other
-   * unindexed segment is left alone and reported.
+   * for start_offset: latest), checked against the source log, with the segments of its
+   * folder that the index does not list. Changes nothing: a refused run leaves the backup as
+   * it was.
    */
-  async #openIndex(topic: string, partition: number, logStart: bigint, lastStable: bigint): Promise<PartitionIndex> {
+  async #readIndex(topic: string, partition: number, offsets: SourceOffsets): Promise<OpenedIndex> {
     const { storage, backupId, startOffset } = this.#options
     const existing = await readPartitionIndex(storage, backupId, topic, partition)
-    const index: PartitionIndex = existing ?? {
-      format: FORMAT,
-      formatVersion: FORMAT_VERSION,
-      topic,
-      partition,
-      startOffset: (startOffset === 'latest' ? lastStable : logStart).toString(),
-      nextOffset: (startOffset === 'latest' ? lastStable : logStart).toString(),
-      segments: [],
-      gaps: [],
-      updatedAt: new Date().toISOString()
-    }
-    const indexed = new Set(index.segments.map(s => `${backupId}/${s.key}`))
-    for (const object of await storage.list(`${partitionDir(backupId, topic, partition)}/`)) {
-      const name = /\/(\d{20})\.seg$/.exec(object.key)
-      if (!name || indexed.has(object.key)) {
-        continue
+    const segmentKeys = (await storage.list(`${partitionDir(backupId, topic, partition)}/`))
+      .map(object => object.key)
+      .filter(key => /\/\d{20}\.seg$/.test(key))
+    const where = `${storage.location}/${partitionDir(backupId, topic, partition)}`
+    if (!existing) {
+      if (segmentKeys.length > 0) {
+        // Starting over would delete these as orphans: they may be the only copy of that data.
+        throw new BackupError(
+          'KB_BACKUP_CORRUPT',
+          `${where} holds ${segmentKeys.length} segments but no index.json; restore the index or move the folder away`,
+          { topic, partition, key: segmentKeys[0] }
+        )
       }
-      const firstOffset = BigInt(name[1]!)
-      if (firstOffset >= BigInt(index.nextOffset)) {
-        await storage.delete(object.key)
-      } else {
-        this.#options.onWarning?.(`segment ${object.key} is not in its partition index; left in place`, {
+      const first = startOffset === 'latest' ? offsets.lastStable : offsets.logStart
+      const index: PartitionIndex = {
+        format: FORMAT,
+        formatVersion: FORMAT_VERSION,
+        topic,
+        partition,
+        startOffset: first.toString(),
+        nextOffset: first.toString(),
+        segments: [],
+        gaps: [],
+        updatedAt: new Date().toISOString()
+      }
+      return { index, isNew: true, orphans: [] }
+    }
+    const checkpoint = BigInt(existing.nextOffset)
+    const last = existing.segments.at(-1)
+    if (last && BigInt(last.nextOffset) > checkpoint) {
+      throw new BackupError(
+        'KB_BACKUP_CORRUPT',
+        `${where}/index.json: the checkpoint ${checkpoint} is behind the end of its last segment ${last.key} (${last.nextOffset}); ` +
+          'continuing would write over backed-up offsets',
+        { topic, partition, key: `${backupId}/${last.key}`, offset: checkpoint.toString() }
+      )
+    }
+    if (checkpoint > offsets.highWatermark) {
+      throw new BackupError(
+        'KB_SOURCE_TRUNCATED',
+        `${topic}/${partition} ends at offset ${offsets.highWatermark} on the source, below the backup's checkpoint ${checkpoint}: ` +
+          'the log was truncated (e.g. an unclean leader election), so offsets from here on would not be the backed-up ones; ' +
+          'back the topic up under a new backup_id',
+        {
           topic,
           partition,
-          key: object.key
-        })
-      }
+          offset: checkpoint.toString(),
+          expected: `>= ${checkpoint}`,
+          found: offsets.highWatermark.toString()
+        }
+      )
     }
-    if (!existing) {
-      // Written now, not with the first segment: an empty partition is then on record as
-      // covered up to its end, so that a later run finding the log start moved records a gap.
+    const indexed = new Set(existing.segments.map(s => `${backupId}/${s.key}`))
+    return { index: existing, isNew: false, orphans: segmentKeys.filter(key => !indexed.has(key)) }
+  }
+
+  /**
+   * Removes the segments the index does not list (a killed run's, written before its index
+   * update): the index never vouched for them and everything below the checkpoint is in indexed
+   * segments, so they hold nothing a restore reads. A new index is written now, not with the
+   * first segment: an empty partition is then on record as covered up to its end, so that a
+   * later run finding the log start moved records a gap.
+   */
+  async #openIndex({ index, isNew, orphans }: OpenedIndex): Promise<PartitionIndex> {
+    const { storage, backupId } = this.#options
+    for (const key of orphans) {
+      await storage.delete(key)
+      this.#options.onWarning?.(`removed segment ${key}, which an interrupted run left outside its partition index`, {
+        topic: index.topic,
+        partition: index.partition,
+        key
+      })
+    }
+    if (isNew) {
       await writePartitionIndex(storage, backupId, index)
     }
     return index
+  }
+}
+
+interface SourceOffsets {
+  logStart: bigint
+  highWatermark: bigint
+  lastStable: bigint
+}
+
+interface OpenedIndex {
+  index: PartitionIndex
+  isNew: boolean
+  /** Segment keys in the partition's folder that the index does not list. */
+  orphans: string[]
+}
+
+/**
+ * Another cluster's topics of the same names are other topics (other ids, other offsets): a
+ * backup continues only from the cluster it was taken from.
+ */
+function refuseOtherCluster(
+  manifest: Manifest | undefined,
+  clusterId: string | null,
+  bootstrapServers: string[]
+): void {
+  const backedUp = manifest?.source.clusterId
+  if (manifest && backedUp && clusterId && backedUp !== clusterId) {
+    throw new BackupError(
+      'KB_CONFIG_INVALID',
+      `source.bootstrap_servers (${bootstrapServers.join(',')}) reaches cluster ${clusterId}, but backup ${manifest.backupId} ` +
+        `was taken from cluster ${backedUp}; its offsets do not continue there. Use a new backup_id for this cluster`,
+      { path: 'source.bootstrap_servers', expected: backedUp, found: clusterId }
+    )
+  }
+}
+
+/**
+ * A topic deleted and recreated under the same name is another topic: its offsets start again
+ * and its records are not the backed-up ones. Continuing would write the new records as if
+ * they followed the old ones, so the run refuses before it writes anything (docs/source-changes.md).
+ */
+function refuseRecreatedTopics(
+  manifest: Manifest | undefined,
+  topics: Array<{ name: string; topicId: string }>,
+  backupId: string
+): void {
+  const recreated = topics.flatMap(topic => {
+    const known = manifest?.topics.find(t => t.name === topic.name)
+    return known && known.topicId !== topic.topicId ? [{ ...topic, backedUpId: known.topicId }] : []
+  })
+  const [first] = recreated
+  if (first) {
+    throw new BackupError(
+      'KB_TOPIC_RECREATED',
+      `${recreated.map(t => `topic ${t.name} (id ${t.backedUpId} in backup ${backupId}, now ${t.topicId})`).join(', ')} ` +
+        `was deleted and recreated since it was backed up; back the new topic up under a new backup_id, or leave it out ` +
+        'with source.topics.exclude. The backup keeps the old topic as it was',
+      {
+        topic: first.name,
+        topics: recreated.map(t => t.name),
+        expected: first.backedUpId,
+        found: first.topicId
+      }
+    )
   }
 }

@@ -31,6 +31,13 @@ export interface FetcherOptions {
   /** Fetch at most this many partitions at a time; the next starts when one is done. */
   maxConcurrentPartitions?: number
   signal: AbortSignal
+  /**
+   * Continuous runs: how often the loops regroup to read the metadata again, so that partitions
+   * added to a topic are seen (`onPartitionsAdded`) even when no error forces a refresh.
+   */
+  metadataRefreshIntervalMs?: number
+  /** A topic has more partitions than it had: returns the tasks that back the new ones up. */
+  onPartitionsAdded?: (topic: string, partitionCount: number) => Promise<PartitionTask[]>
   /** Called once per partition whose topic disappeared from the cluster. */
   onTopicDeleted?: (task: PartitionTask) => void
   /** Called for every response, with the time from request to parsed response. */
@@ -74,7 +81,8 @@ export class BackupFetcher {
   readonly #cluster: KafkaCluster
   readonly #options: FetcherOptions
   readonly #states: PartitionState[]
-  readonly #topicIds = new Map<string, string>()
+  /** Partitions per topic that have a task; a larger count in the metadata means some were added. */
+  readonly #partitionCounts = new Map<string, number>()
   #metadata: ClusterMetadata | undefined
   #restartRequested = false
   /** Loops stop and regroup without a back-off: a partition finished and another may start. */
@@ -87,11 +95,28 @@ export class BackupFetcher {
     this.#cluster = cluster
     this.#options = options
     this.#states = tasks.map(task => ({ task, transactions: new TransactionFilter(), needsOffsetCheck: false }))
+    for (const { topic } of tasks) {
+      this.#partitionCounts.set(topic, (this.#partitionCounts.get(topic) ?? 0) + 1)
+    }
   }
 
   /** Fetches until every partition reached its stop offset (one-shot) or the signal aborts. */
   async run(): Promise<void> {
-    const { signal } = this.#options
+    const { signal, metadataRefreshIntervalMs } = this.#options
+    const refresher =
+      metadataRefreshIntervalMs === undefined
+        ? undefined
+        : setInterval(() => {
+            this.#regroupRequested = true
+          }, metadataRefreshIntervalMs)
+    try {
+      await this.#fetchUntilDone(signal)
+    } finally {
+      clearInterval(refresher)
+    }
+  }
+
+  async #fetchUntilDone(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       this.#assertTasksHealthy()
       const notDone = this.#states.filter(s => !s.task.done)
@@ -100,10 +125,15 @@ export class BackupFetcher {
         return
       }
       this.#partitionsWaiting = active.length < notDone.length
+      const known = this.#states.length
       try {
         await this.#refresh(active)
       } catch (error) {
         await this.#backOff(error)
+        continue
+      }
+      if (this.#states.length > known) {
+        // Partitions were added: group them with the others at once.
         continue
       }
       const byLeader = new Map<number, PartitionState[]>()
@@ -180,13 +210,44 @@ export class BackupFetcher {
       }
       metadata = await this.#cluster.metadata(present, true)
     }
-    this.#metadata = metadata
-    for (const [name, topic] of metadata.topics) {
-      this.#topicIds.set(name, topic.id)
+    for (const { task } of active) {
+      const found = metadata.topics.get(task.topic)
+      if (found && found.id !== task.topicId) {
+        throw new BackupError(
+          'KB_TOPIC_RECREATED',
+          `topic ${task.topic} was deleted and recreated during the backup (id ${task.topicId}, now ${found.id}); ` +
+            `the backup of ${task.topic}/${task.partition} ends at offset ${task.checkpoint}. Back the new topic up under a new backup_id`,
+          {
+            topic: task.topic,
+            partition: task.partition,
+            offset: task.checkpoint.toString(),
+            expected: task.topicId,
+            found: found.id
+          }
+        )
+      }
     }
+    this.#metadata = metadata
+    await this.#addPartitions(metadata)
     const checks = active.filter(s => s.needsOffsetCheck && !s.task.done)
     if (checks.length > 0) {
       await this.#resolveOutOfRange(checks)
+    }
+  }
+
+  async #addPartitions(metadata: ClusterMetadata): Promise<void> {
+    const { onPartitionsAdded } = this.#options
+    if (!onPartitionsAdded) {
+      return
+    }
+    for (const [topic, known] of this.#partitionCounts) {
+      const count = metadata.topics.get(topic)?.partitionsCount ?? known
+      if (count > known) {
+        for (const task of await onPartitionsAdded(topic, count)) {
+          this.#states.push({ task, transactions: new TransactionFilter(), needsOffsetCheck: false })
+        }
+        this.#partitionCounts.set(topic, count)
+      }
     }
   }
 
@@ -216,10 +277,16 @@ export class BackupFetcher {
         task.recordGap(task.fetchOffset, start)
       } else if (task.fetchOffset > end) {
         throw new BackupError(
-          'KB_KAFKA',
-          `${key}: the backup continues at offset ${task.fetchOffset} but the topic ends at ${end}; ` +
-            'was the topic deleted and recreated? Back it up under a new backup_id',
-          { topic: task.topic, partition: task.partition, expected: `<= ${end}`, found: task.fetchOffset.toString() }
+          'KB_SOURCE_TRUNCATED',
+          `${key}: the backup continues at offset ${task.fetchOffset} but the source log now ends at ${end}: ` +
+            'it was truncated (e.g. an unclean leader election); back the topic up under a new backup_id',
+          {
+            topic: task.topic,
+            partition: task.partition,
+            offset: task.fetchOffset.toString(),
+            expected: `<= ${end}`,
+            found: task.fetchOffset.toString()
+          }
         )
       }
       state.needsOffsetCheck = false
@@ -301,7 +368,7 @@ export class BackupFetcher {
     >()
     for (const state of states) {
       const { topic, partition } = state.task
-      const topicId = this.#topicIds.get(topic)!
+      const { topicId } = state.task
       requested.set(`${topicId}/${partition}`, state)
       const leaderEpoch = this.#metadata!.topics.get(topic)?.partitions[partition]?.leaderEpoch ?? -1
       topics.set(topicId, [

@@ -15,6 +15,8 @@ export interface PartitionTaskOptions {
   storage: Storage
   backupId: string
   index: PartitionIndex
+  /** The topic id backed up; a topic of the same name with another id is another topic. */
+  topicId: string
   codec: SegmentCodec
   compressionLevel: number
   frameMaxBytes: number
@@ -37,6 +39,7 @@ interface OpenSegment {
 
 export class PartitionTask {
   readonly topic: string
+  readonly topicId: string
   readonly partition: number
   readonly index: PartitionIndex
   /** Where the next fetch starts; ahead of the checkpoint while data is in an open segment. */
@@ -66,6 +69,7 @@ export class PartitionTask {
     this.#options = options
     this.index = options.index
     this.topic = options.index.topic
+    this.topicId = options.topicId
     this.partition = options.index.partition
     this.fetchOffset = BigInt(options.index.nextOffset)
     this.runStartOffset = this.fetchOffset
@@ -192,7 +196,7 @@ export class PartitionTask {
 
   async #append(batch: RecordBatchView): Promise<void> {
     if (!this.#segment) {
-      this.#segment = this.#openSegment(batch.baseOffset)
+      this.#segment = await this.#openSegment(batch.baseOffset)
     }
     const segment = this.#segment
     try {
@@ -230,9 +234,26 @@ export class PartitionTask {
         )
   }
 
-  #openSegment(firstOffset: bigint): OpenSegment {
+  async #openSegment(firstOffset: bigint): Promise<OpenSegment> {
     const { storage, backupId, codec, compressionLevel, frameMaxBytes } = this.#options
     const key = segmentKey(backupId, this.topic, this.partition, firstOffset)
+    // A segment is never written over: whatever led here (a checkpoint gone backwards, a second
+    // writer), the data already stored is what a restore would read.
+    const last = this.index.segments.at(-1)
+    if (last && firstOffset < BigInt(last.nextOffset)) {
+      throw new BackupError(
+        'KB_BACKUP_CORRUPT',
+        `${this.topic}/${this.partition}: a new segment would start at offset ${firstOffset}, inside ${backupId}/${last.key} (which ends before ${last.nextOffset})`,
+        { topic: this.topic, partition: this.partition, offset: firstOffset.toString(), key: `${backupId}/${last.key}` }
+      )
+    }
+    if ((await storage.head(key)) !== undefined) {
+      throw new BackupError(
+        'KB_BACKUP_CORRUPT',
+        `${this.topic}/${this.partition}: segment ${key} at ${storage.location} already exists outside the partition index; it is not overwritten`,
+        { topic: this.topic, partition: this.partition, offset: firstOffset.toString(), key }
+      )
+    }
     const writer = new SegmentWriter({
       topic: this.topic,
       partition: this.partition,

@@ -73,7 +73,8 @@ export interface ConsumerGroupEntry {
 export interface RunEntry {
   startedAt: string
   finishedAt?: string
-  status: 'running' | 'complete' | 'stopped' | 'failed'
+  /** `interrupted`: the process ended without finishing the run (killed); set by the next run. */
+  status: 'running' | 'complete' | 'stopped' | 'failed' | 'interrupted'
   records: number
   bytes: number
   error?: string

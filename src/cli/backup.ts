@@ -1,6 +1,7 @@
 /** `kafka-backup backup`: run a backup described by a config file. */
 import { Command } from 'commander'
 import { BackupEngine } from '../backup/engine.ts'
+import { summarizeProgress } from '../backup/progress.ts'
 import { connectCluster } from '../kafka/connect.ts'
 import type { BackupMetrics } from '../metrics/registry.ts'
 import { backupOptionsFromConfig } from '../options.ts'
@@ -70,32 +71,15 @@ Examples:
       const stopProgress = startProgress(
         `backup ${config.backup_id}`,
         () => {
-          const partitions = engine.progress()
-          let done = 0
-          let total = 0
-          const behind: Array<{ name: string; left: number }> = []
-          for (const p of partitions) {
-            const start = Number(p.startOffset)
-            const stop = p.stopOffset === null ? Number(p.fetchOffset) : Number(p.stopOffset)
-            total += Math.max(stop - start, 0)
-            done += Math.max(Math.min(Number(p.fetchOffset), stop) - start, 0)
-            const left = stop - Number(p.fetchOffset)
-            if (left > 0) {
-              behind.push({ name: `${p.topic}/${p.partition}`, left })
-            }
-          }
-          // The partitions furthest from their end, so that a stuck one shows.
-          const furthest = behind
-            .sort((a, b) => b.left - a.left)
-            .slice(0, 3)
-            .map(p => `${p.name} ${formatCount(p.left)}`)
+          const progress = summarizeProgress(engine.progress())
+          const furthest = progress.furthestBehind.map(p => `${p.topic}/${p.partition} ${formatCount(p.offsetsLeft)}`)
           return {
-            done,
-            total,
-            records: partitions.reduce((sum, p) => sum + p.records, 0),
-            bytes: partitions.reduce((sum, p) => sum + p.bytes, 0),
+            done: progress.offsetsDone,
+            total: progress.offsetsTotal,
+            records: progress.records,
+            bytes: progress.bytes,
             remaining:
-              `${formatCount(Math.max(total - done, 0))} offsets left in ${behind.length} partitions` +
+              `${formatCount(Math.max(progress.offsetsTotal - progress.offsetsDone, 0))} offsets left in ${progress.partitionsBehind} partitions` +
               (furthest.length > 0 ? ` (${furthest.join(', ')})` : '')
           }
         },

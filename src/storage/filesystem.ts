@@ -22,7 +22,8 @@ import {
   notFound,
   rangePastEnd,
   sourceFailed,
-  tempNameFor
+  tempNameFor,
+  tempTargetName
 } from './keys.ts'
 import type { ObjectInfo, Storage } from './storage.ts'
 
@@ -156,8 +157,60 @@ export class FilesystemStorage implements Storage {
     await this.#syncDirectory(dirname(path), key, 'delete')
   }
 
+  /**
+   * Removes the temp files of writes to keys under `prefix` that a killed writer left behind:
+   * a temp file last written before `startedBefore` belongs to no write still in progress of
+   * the caller, who guarantees no other writer of those keys is running.
+   */
+  async abortIncompleteUploads(prefix: string, startedBefore: Date): Promise<number> {
+    checkPrefix(prefix, this.location, 'delete')
+    const directoryKey = prefix.slice(0, prefix.lastIndexOf('/') + 1)
+    let removed = 0
+    const sweep = async (directory: string, key: string): Promise<void> => {
+      let entries: Dirent[]
+      try {
+        entries = await readdir(directory, { withFileTypes: true })
+      } catch (error) {
+        if (isMissing(error)) {
+          return
+        }
+        throw this.#failure(error, prefix, 'delete')
+      }
+      for (const entry of entries) {
+        const path = join(directory, entry.name)
+        if (entry.isDirectory()) {
+          const subKey = `${key}${entry.name}/`
+          if (subKey.startsWith(prefix) || prefix.startsWith(subKey)) {
+            await sweep(path, subKey)
+          }
+        } else if (
+          entry.isFile() &&
+          isTempName(entry.name) &&
+          `${key}${tempTargetName(entry.name)}`.startsWith(prefix) &&
+          (await this.#modifiedBefore(path, startedBefore, prefix))
+        ) {
+          await rm(path, { force: true })
+          removed++
+        }
+      }
+    }
+    await sweep(join(this.#root, directoryKey), directoryKey)
+    return removed
+  }
+
   async close(): Promise<void> {
     this.#readyDirs.clear()
+  }
+
+  async #modifiedBefore(path: string, time: Date, prefix: string): Promise<boolean> {
+    try {
+      return (await stat(path)).mtimeMs < time.getTime()
+    } catch (error) {
+      if (isMissing(error)) {
+        return false
+      }
+      throw this.#failure(error, prefix, 'delete')
+    }
   }
 
   #pathOf(key: string): string {
@@ -192,7 +245,7 @@ export class FilesystemStorage implements Storage {
       }
       await handle?.close().catch(() => undefined)
       // A failure to remove the temp file must not hide the error that got us here; a leftover
-      // temp file is invisible to list() and get(), and only costs disk space.
+      // temp file is invisible to list() and get(), and abortIncompleteUploads() removes it.
       await rm(temp, { force: true }).catch(() => undefined)
       throw error
     }

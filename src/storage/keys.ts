@@ -19,6 +19,11 @@ export function tempNameFor(name: string, random: string): string {
   return `.${name}.${random}.tmp`
 }
 
+/** The name of the object a temp file was written for: `.<name>.<16 hex>.tmp` -> `<name>`. */
+export function tempTargetName(tempName: string): string {
+  return tempName.slice(1, -'.0123456789abcdef.tmp'.length)
+}
+
 const keyExample = 'topics/orders/0/00000000000000000000.seg'
 
 function invalidKey(what: string, value: string, location: string, operation: string, reason: string): BackupError {

@@ -41,7 +41,8 @@ export interface Storage {
   /**
    * Aborts the uploads of keys under `prefix` that a killed writer left incomplete before
    * `startedBefore`, where the backend has such a thing (S3 multipart uploads cost money until
-   * aborted). Returns how many. Backends whose leftovers expire by themselves leave it out.
+   * aborted; the filesystem's temp files take disk space). Returns how many. Backends whose
+   * leftovers expire by themselves (Azure uncommitted blocks, GCS resumable uploads) leave it out.
    */
   abortIncompleteUploads?(prefix: string, startedBefore: Date): Promise<number>
 

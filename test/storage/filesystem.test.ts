@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { chmod, mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, open, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -92,6 +92,52 @@ describe('filesystem storage', () => {
     assert.equal(await storage.head('topics/t/0/00000000000000000000.seg'), undefined)
     // Temp names are reserved, so no caller can read or overwrite a leftover by its name.
     await assert.rejects(storage.get('topics/t/0/.index.json.0123456789abcdef.tmp'), isCode('KB_STORAGE', 'reserved'))
+  })
+
+  test('abortIncompleteUploads removes the temp files older than the given time of keys under the prefix, and nothing else', async () => {
+    const storage = new FilesystemStorage({ path: join(root, 'sweep') })
+    await storage.put('b1/topics/t/0/index.json', Buffer.from('{}'))
+    await storage.put('b1/manifest.json', Buffer.from('{}'))
+    const partition = join(root, 'sweep', 'b1', 'topics', 't', '0')
+    const killed = [
+      join(partition, '.00000000000000000000.seg.0123456789abcdef.tmp'),
+      join(partition, '.index.json.fedcba9876543210.tmp'),
+      join(root, 'sweep', 'b1', '.manifest.json.00112233445566aa.tmp')
+    ]
+    // Under the backup but not its keys (a restore's), or under another backup: not ours.
+    await mkdir(join(root, 'sweep', 'b1', 'restores', 'r1'), { recursive: true })
+    const others = [
+      join(root, 'sweep', 'b1', 'restores', 'r1', '.restore.json.0123456789abcdef.tmp'),
+      join(root, 'sweep', '.b1x.0123456789abcdef.tmp')
+    ]
+    const old = new Date(Date.now() - 60_000)
+    for (const path of [...killed, ...others]) {
+      await writeFile(path, 'half')
+      await utimes(path, old, old)
+    }
+    // A write in progress since after the run started stays.
+    const current = join(partition, '.00000000000000000100.seg.aaaaaaaaaaaaaaaa.tmp')
+    await writeFile(current, 'now')
+    const startedAt = new Date(Date.now() - 1000)
+
+    let removed = 0
+    for (const prefix of ['b1/topics/', 'b1/manifest.json']) {
+      removed += await storage.abortIncompleteUploads(prefix, startedAt)
+    }
+    assert.equal(removed, 3)
+    assert.deepEqual(
+      killed.filter(path => existsSync(path)),
+      []
+    )
+    assert.deepEqual(
+      [...others, current].filter(path => !existsSync(path)),
+      []
+    )
+    assert.deepEqual(
+      (await storage.list('')).map(o => o.key),
+      ['b1/manifest.json', 'b1/topics/t/0/index.json']
+    )
+    assert.equal(await storage.abortIncompleteUploads('missing/', startedAt), 0)
   })
 
   test('a put in progress shows only as a temp file, and a failed one removes it', async () => {
