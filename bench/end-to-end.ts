@@ -30,16 +30,7 @@
  */
 import { spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import {
-  copyFileSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  utimesSync,
-  writeFileSync
-} from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join, resolve } from 'node:path'
 import { type RunningBroker, runKafkaTool, startBroker, stopBroker } from '../scripts/broker.ts'
@@ -54,13 +45,13 @@ import { backupOptionsFromConfig, restoreOptionsFromConfig } from '../src/option
 import { RestoreEngine } from '../src/restore/engine.ts'
 import { FilesystemStorage } from '../src/storage/filesystem.ts'
 import { consumerPerformance, kcatToFile, type ProducerSettings, producerPerformance } from './baselines.ts'
+import { buildCli, compiledPreload } from './build-cli.ts'
 import { hotFunctions } from './cpu-profile.ts'
 import { writePayloadFile } from './data.ts'
 import type { PeakMemory } from './peak-rss.ts'
 import { type Figure, figure, percentile, spreadPercent } from './stats.ts'
 
 const repoRoot = resolve(import.meta.dirname, '..')
-const peakRssPath = join(repoRoot, 'bench', 'peak-rss.ts')
 const VALUE_BYTES = 1024
 const PAYLOAD_LINES = 20_000
 const MB = 1e6
@@ -117,45 +108,9 @@ const workDir = mkdtempSync(join(os.tmpdir(), 'kafka-backup-bench-'))
 const payloadFile = join(workDir, 'payload.txt')
 writePayloadFile(payloadFile, PAYLOAD_LINES, VALUE_BYTES)
 
-/**
- * The CLI as users run it: compiled to JavaScript (a private build, so a stale dist/ is never
- * measured). Running the .ts sources costs Node's type stripping (amaro, a WASM module) about
- * 30 MB of RSS and start-up time that the published package does not have. BENCH_CLI=src runs
- * the sources instead.
- */
-function buildCli(): { cliPath: string; how: string } {
-  const sources = { cliPath: join(repoRoot, 'src', 'cli', 'main.ts'), how: 'src/cli/main.ts (type stripping)' }
-  if (process.env.BENCH_CLI === 'src') {
-    return sources
-  }
-  const buildRoot = join(repoRoot, '.cache', 'bench')
-  rmSync(join(buildRoot, 'dist'), { recursive: true, force: true })
-  mkdirSync(buildRoot, { recursive: true })
-  // src/version.ts reads ../package.json next to the build, as in the published package.
-  copyFileSync(join(repoRoot, 'package.json'), join(buildRoot, 'package.json'))
-  const tsc = spawnSync(
-    process.execPath,
-    [
-      join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'),
-      '-p',
-      join(repoRoot, 'tsconfig.build.json'),
-      '--outDir',
-      join(buildRoot, 'dist'),
-      '--declaration',
-      'false',
-      '--sourceMap',
-      'false'
-    ],
-    { encoding: 'utf8', cwd: repoRoot }
-  )
-  if (tsc.status !== 0) {
-    log(`could not compile src/ (${tsc.stdout}${tsc.stderr}); measuring the CLI from src/ instead`)
-    return sources
-  }
-  return { cliPath: join(buildRoot, 'dist', 'cli', 'main.js'), how: 'src/ compiled by tsc (tsconfig.build.json)' }
-}
-const cli = buildCli()
+const cli = buildCli('bench', log)
 const cliPath = cli.cliPath
+const peakRssPath = compiledPreload('bench', 'peak-rss.ts')
 log(`CLI: ${cli.how}`)
 
 let broker: RunningBroker | undefined

@@ -1,0 +1,35 @@
+/**
+ * Preloaded into the CLI processes bench/startup.ts starts (`node --import
+ * bench/first-request.ts ...`): records the wall-clock time (epoch ms) at which the process
+ * writes its first Kafka Fetch (API key 1) and Produce (API key 0) request to a socket, and at
+ * exit writes them to BENCH_FIRST_REQUEST_FILE as JSON. It watches socket writes rather than
+ * the protocol library, so the figure stays comparable if the library is replaced. Does
+ * nothing when that variable is unset.
+ */
+import { writeFileSync } from 'node:fs'
+import { Socket } from 'node:net'
+
+export interface FirstRequests {
+  /** Epoch milliseconds of the first request with that API key, if one was sent. */
+  fetchAt?: number
+  produceAt?: number
+}
+
+const file = process.env.BENCH_FIRST_REQUEST_FILE
+if (file) {
+  const seen: FirstRequests = {}
+  const write = Socket.prototype.write
+  // A Kafka request starts with its int32 size and int16 API key (the request header).
+  Socket.prototype.write = function (this: Socket, chunk: unknown, ...rest: unknown[]) {
+    if (Buffer.isBuffer(chunk) && chunk.length >= 6) {
+      const apiKey = chunk.readInt16BE(4)
+      if (apiKey === 1 && seen.fetchAt === undefined) {
+        seen.fetchAt = performance.timeOrigin + performance.now()
+      } else if (apiKey === 0 && seen.produceAt === undefined) {
+        seen.produceAt = performance.timeOrigin + performance.now()
+      }
+    }
+    return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest)
+  } as typeof Socket.prototype.write
+  process.on('exit', () => writeFileSync(file, JSON.stringify(seen)))
+}
