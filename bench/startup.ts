@@ -7,7 +7,9 @@
  *
  * Figures: wall = spawn to exit, measured by this process; first Fetch / first Produce = spawn to
  * the first such request written to a socket (bench/first-request.ts, preloaded as JavaScript);
- * peak RSS = VmHWM at exit (bench/peak-rss.ts). OSO: wall and VmHWM sampled from /proc.
+ * CPU = user + system time of the process to exit and to that first request (less sensitive to a
+ * loaded machine than wall time); peak RSS = VmHWM at exit (bench/peak-rss.ts). OSO: wall and
+ * VmHWM sampled from /proc.
  * Prints a table and writes it into docs/benchmarks.md under "Start-up".
  *
  * Env: KAFKA_BOOTSTRAP_SERVERS (use this broker instead of starting one), BENCH_RUNS [5],
@@ -62,6 +64,8 @@ interface Run {
   peakRssBytes: number
   firstFetchMs?: number
   firstProduceMs?: number
+  cpuMs?: number
+  cpuMsToFirstRequest?: number
 }
 
 let configCount = 0
@@ -101,7 +105,9 @@ function runCli(cliPath: string, args: string[], yaml?: string): Run {
     wallMs,
     peakRssBytes: memory.peakRssBytes,
     firstFetchMs: requests.fetchAt === undefined ? undefined : requests.fetchAt - spawnedAt,
-    firstProduceMs: requests.produceAt === undefined ? undefined : requests.produceAt - spawnedAt
+    firstProduceMs: requests.produceAt === undefined ? undefined : requests.produceAt - spawnedAt,
+    cpuMs: requests.cpuMsAtExit,
+    cpuMsToFirstRequest: requests.cpuMsAtFirstRequest
   }
 }
 
@@ -204,15 +210,17 @@ const lines = [
   `Machine: ${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? 'CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}; CLI ${cli.how}${clis[1] ? `, before: ${clis[1].path}` : ''}; 1-minute load average ${loadAtStart.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at the end.`,
   `Data: one partition, ${records} records of 1 KiB, uncompressed; backup and restore at the config defaults (zstd-3 frames); OSO: ${oso.path === undefined ? `not run (${oso.reason})` : `${oso.version}, zstd-3, run by bench/oso-driver`}.`,
   '',
-  '| command | wall (spawn to exit) | spawn to first Fetch | spawn to first Produce | peak RSS |',
-  '| --- | --- | --- | --- | --- |'
+  '| command | wall (spawn to exit) | spawn to first Fetch | spawn to first Produce | CPU to exit | CPU to first Fetch/Produce | peak RSS |',
+  '| --- | --- | --- | --- | --- | --- | --- |'
 ]
 for (const what of samples.keys()) {
   const wall = of(what, run => run.wallMs)
   const fetch = of(what, run => run.firstFetchMs)
   const produce = of(what, run => run.firstProduceMs)
+  const cpu = of(what, run => run.cpuMs)
+  const cpuToRequest = of(what, run => run.cpuMsToFirstRequest)
   lines.push(
-    `| ${what} | ${ms(wall)}${range(wall)} | ${ms(fetch)}${range(fetch)} | ${ms(produce)}${range(produce)} | ${mib(of(what, run => run.peakRssBytes))} |`
+    `| ${what} | ${ms(wall)}${range(wall)} | ${ms(fetch)}${range(fetch)} | ${ms(produce)}${range(produce)} | ${ms(cpu)}${range(cpu)} | ${ms(cpuToRequest)}${range(cpuToRequest)} | ${mib(of(what, run => run.peakRssBytes))} |`
   )
 }
 lines.push('')
