@@ -13,7 +13,7 @@ process.stdout.on('error', error => {
   throw error
 })
 
-// Before the command's modules load: a warm cache skips compiling them again, ~15% less
+// Before the command's modules load: a warm cache skips compiling them again, ~13% less
 // start-up CPU for backup and restore (docs/benchmarks.md, "Start-up"). Node keeps the cache in
 // the temporary folder and carries on without one where that cannot be written.
 enableCompileCache()
