@@ -27,19 +27,11 @@
  *   BENCH_PROFILE [0]         1: also profile one backup and one restore (--cpu-prof) per topic
  *   BENCH_CLI [dist]          src: run the CLI from its .ts sources instead of a fresh tsc build
  *   BENCH_NO_DOCS [0]         1: print only
+ *   BENCH_OSO [1], OSO_BIN    0: skip the OSO baseline; its driver binary (bench/oso.ts)
  */
 import { spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import {
-  copyFileSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  utimesSync,
-  writeFileSync
-} from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join, resolve } from 'node:path'
 import { type RunningBroker, runKafkaTool, startBroker, stopBroker } from '../scripts/broker.ts'
@@ -54,13 +46,14 @@ import { backupOptionsFromConfig, restoreOptionsFromConfig } from '../src/option
 import { RestoreEngine } from '../src/restore/engine.ts'
 import { FilesystemStorage } from '../src/storage/filesystem.ts'
 import { consumerPerformance, kcatToFile, type ProducerSettings, producerPerformance } from './baselines.ts'
+import { buildCli, compiledPreload } from './build-cli.ts'
 import { hotFunctions } from './cpu-profile.ts'
 import { writePayloadFile } from './data.ts'
+import { ensureOsoDriver, osoBackupYaml, osoRestoreYaml, runOso, storedBytes } from './oso.ts'
 import type { PeakMemory } from './peak-rss.ts'
 import { type Figure, figure, percentile, spreadPercent } from './stats.ts'
 
 const repoRoot = resolve(import.meta.dirname, '..')
-const peakRssPath = join(repoRoot, 'bench', 'peak-rss.ts')
 const VALUE_BYTES = 1024
 const PAYLOAD_LINES = 20_000
 const MB = 1e6
@@ -117,45 +110,9 @@ const workDir = mkdtempSync(join(os.tmpdir(), 'kafka-backup-bench-'))
 const payloadFile = join(workDir, 'payload.txt')
 writePayloadFile(payloadFile, PAYLOAD_LINES, VALUE_BYTES)
 
-/**
- * The CLI as users run it: compiled to JavaScript (a private build, so a stale dist/ is never
- * measured). Running the .ts sources costs Node's type stripping (amaro, a WASM module) about
- * 30 MB of RSS and start-up time that the published package does not have. BENCH_CLI=src runs
- * the sources instead.
- */
-function buildCli(): { cliPath: string; how: string } {
-  const sources = { cliPath: join(repoRoot, 'src', 'cli', 'main.ts'), how: 'src/cli/main.ts (type stripping)' }
-  if (process.env.BENCH_CLI === 'src') {
-    return sources
-  }
-  const buildRoot = join(repoRoot, '.cache', 'bench')
-  rmSync(join(buildRoot, 'dist'), { recursive: true, force: true })
-  mkdirSync(buildRoot, { recursive: true })
-  // src/version.ts reads ../package.json next to the build, as in the published package.
-  copyFileSync(join(repoRoot, 'package.json'), join(buildRoot, 'package.json'))
-  const tsc = spawnSync(
-    process.execPath,
-    [
-      join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'),
-      '-p',
-      join(repoRoot, 'tsconfig.build.json'),
-      '--outDir',
-      join(buildRoot, 'dist'),
-      '--declaration',
-      'false',
-      '--sourceMap',
-      'false'
-    ],
-    { encoding: 'utf8', cwd: repoRoot }
-  )
-  if (tsc.status !== 0) {
-    log(`could not compile src/ (${tsc.stdout}${tsc.stderr}); measuring the CLI from src/ instead`)
-    return sources
-  }
-  return { cliPath: join(buildRoot, 'dist', 'cli', 'main.js'), how: 'src/ compiled by tsc (tsconfig.build.json)' }
-}
-const cli = buildCli()
+const cli = buildCli('bench', log)
 const cliPath = cli.cliPath
+const peakRssPath = compiledPreload('bench', 'peak-rss.ts')
 log(`CLI: ${cli.how}`)
 
 let broker: RunningBroker | undefined
@@ -176,6 +133,10 @@ log(`broker ${bootstrapServers}; work folder ${workDir}`)
 const kcat = ensureKcat(log)
 if (kcat.path === undefined) {
   log(`SKIPPING the kcat baseline: ${kcat.reason}`)
+}
+const oso = ensureOsoDriver(log)
+if (oso.path === undefined) {
+  log(`SKIPPING the OSO baseline: ${oso.reason}`)
 }
 const kafkaVersion = runKafkaTool('org.apache.kafka.tools.ConsumerPerformance', ['--version']).trim().split('\n').at(-1)
 const cluster = new KafkaCluster({ bootstrapServers: bootstrapServers.split(','), clientId: 'kafka-backup-bench' })
@@ -395,6 +356,14 @@ interface TopicResult {
   }
   profiles: Array<{ what: string; totalMs: number; functions: ReturnType<typeof hotFunctions>['functions'] }>
   skipped: string[]
+  /** Wall-clock, peak RSS and stored bytes of ours (zstd-3) and OSO's, from the same rounds. */
+  sideBySide?: Record<'oursBackup' | 'osoBackup' | 'oursRestore' | 'osoRestore', SideRun[]>
+}
+
+interface SideRun {
+  wallMs: number
+  peakRssBytes: number
+  storedBytes?: number
 }
 
 const CONSUMER = 'ConsumerPerformance (read limit)'
@@ -440,6 +409,15 @@ async function measureTopic(sizeMiB: number, producerCodec: 'none' | 'lz4', part
     entry.buffers.push(run.memory.peakArrayBuffersBytes)
   }
   const storedRatios = new Map<string, number>()
+  const side: NonNullable<TopicResult['sideBySide']> = {
+    oursBackup: [],
+    osoBackup: [],
+    oursRestore: [],
+    osoRestore: []
+  }
+  if (oso.path !== undefined) {
+    result.sideBySide = side
+  }
 
   log(`[${label}] loading ${records} records into ${topic}`)
   await createTopic(topic, partitions)
@@ -472,8 +450,26 @@ async function measureTopic(sizeMiB: number, producerCodec: 'none' | 'lz4', part
       sampleRun(backupLabel(codec.name), backup)
       storedRatios.set(codec.name, backup.summary.bytes / (backup.summary.storedBytes ?? backup.summary.bytes))
       result.topicBytes = backup.summary.bytes
+      if (codec === restoreSourceCodec) {
+        side.oursBackup.push({
+          wallMs: backup.wallMs,
+          peakRssBytes: backup.memory.peakRssBytes,
+          storedBytes: backup.summary.storedBytes
+        })
+      }
       if (!keep) {
         rmSync(join(storagePath, backupId), { recursive: true, force: true })
+      }
+    }
+    if (oso.path !== undefined) {
+      log(`[${label}] run ${run}/${runs}: OSO backup zstd-3`)
+      const osoPath = join(storagePath, 'oso', String(run))
+      const configFile = join(workDir, `oso-backup-${run}.yaml`)
+      writeFileSync(configFile, osoBackupYaml(bootstrapServers!, topic, osoPath, 'oso'))
+      const osoRun = await runOso(oso.path, configFile)
+      side.osoBackup.push({ ...osoRun, storedBytes: storedBytes(osoPath) })
+      if (run > 1) {
+        rmSync(osoPath, { recursive: true, force: true })
       }
     }
   }
@@ -521,7 +517,23 @@ async function measureTopic(sizeMiB: number, producerCodec: 'none' | 'lz4', part
         throw new Error(`restore of ${topic} wrote ${restore.summary.records} of ${records} records`)
       }
       sampleRun(RESTORE, restore)
+      side.oursRestore.push({ wallMs: restore.wallMs, peakRssBytes: restore.memory.peakRssBytes })
       await deleteTopic(targetTopic)
+      if (oso.path !== undefined) {
+        const osoTarget = `${topic}-oso-restore${run}`
+        log(`[${label}] run ${run}/${runs}: OSO restore`)
+        const configFile = join(workDir, `oso-restore-${run}.yaml`)
+        writeFileSync(
+          configFile,
+          osoRestoreYaml(bootstrapServers!, topic, osoTarget, join(storagePath, 'oso', '1'), 'oso')
+        )
+        side.osoRestore.push(await runOso(oso.path, configFile))
+        const restored = await topicRecords(osoTarget, partitions)
+        if (restored !== records) {
+          throw new Error(`OSO restored ${restored} of ${records} records into ${osoTarget}`)
+        }
+        await deleteTopic(osoTarget)
+      }
     }
     log(`[${label}] restore latency (in-process)`)
     const latencyTopic = `${topic}-restore-latency`
@@ -672,6 +684,30 @@ function latencyTable(sizeResults: TopicResult[]): string[] {
   return lines
 }
 
+/** Ours (zstd-3, the default) beside OSO's engines, wall-clock from the same interleaved runs. */
+function osoTable(sizeResults: TopicResult[]): string[] {
+  const lines = [
+    '| topic | backup wall ours / OSO | OSO ÷ ours (goal ≥ 1.5) | restore wall ours / OSO | OSO ÷ ours (goal ≥ 1.5) | peak RSS backup ours / OSO | peak RSS restore ours / OSO | stored bytes ours / OSO |',
+    '|---|---|---|---|---|---|---|---|'
+  ]
+  const med = (runs: SideRun[], pick: (run: SideRun) => number | undefined) =>
+    figure(runs.flatMap(run => pick(run) ?? [])).median
+  const seconds = (ms: number) => `${fmt(ms / 1000, 2)} s`
+  for (const r of sizeResults) {
+    const side = r.sideBySide
+    if (!side) {
+      continue
+    }
+    const wall = (runs: SideRun[]) => med(runs, run => run.wallMs)
+    const rss = (runs: SideRun[]) => med(runs, run => run.peakRssBytes)
+    const stored = (runs: SideRun[]) => med(runs, run => run.storedBytes)
+    lines.push(
+      `| ${topicLabel(r)} | ${seconds(wall(side.oursBackup))} / ${seconds(wall(side.osoBackup))} | ${ratioCell(wall(side.osoBackup) / wall(side.oursBackup), 1.5)} | ${seconds(wall(side.oursRestore))} / ${seconds(wall(side.osoRestore))} | ${ratioCell(wall(side.osoRestore) / wall(side.oursRestore), 1.5)} | ${fmtMiB(rss(side.oursBackup))} / ${fmtMiB(rss(side.osoBackup))} | ${fmtMiB(rss(side.oursRestore))} / ${fmtMiB(rss(side.osoRestore))} | ${fmt(stored(side.oursBackup) / MB, 1)} / ${fmt(stored(side.osoBackup) / MB, 1)} MB |`
+    )
+  }
+  return lines.length > 2 ? lines : []
+}
+
 const cpus = os.cpus()
 const machine = `${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, ${os.platform()} ${os.release()}, Node ${process.version}, Apache Kafka ${kafkaVersion} (one KRaft broker on loopback, scripts/broker.ts), Java ${
   /version "([^"]+)"/.exec(spawnSync('java', ['-version'], { encoding: 'utf8' }).stderr)?.[1] ?? '?'
@@ -687,7 +723,9 @@ const envUsed = [
   'BENCH_LINGER_MS',
   'BENCH_RESTORE_BATCH_BYTES',
   'BENCH_PROFILE',
-  'BENCH_CLI'
+  'BENCH_CLI',
+  'BENCH_OSO',
+  'OSO_BIN'
 ]
   .filter(name => process.env[name] !== undefined)
   .map(name => `${name}=${process.env[name]}`)
@@ -708,7 +746,7 @@ const lines = [
   '- **kcat → file**: `kcat -C -o beginning -e -q` of all partitions into a file; records ÷ wall time of the process.',
   `- **ProducerPerformance**: records/sec it reports, into a fresh topic with the same partitions and compression, acks=all, batch.size ${restoreBatchBytes} (the batch size restore sends), linger.ms ${lingerMs}.`,
   '- **payload MB/s** = records/s × 1024 bytes (value bytes, 10^6 per MB), the same for every tool; **spread** = half the range of the runs, relative to the median; **stored ratio** = batch bytes ÷ segment bytes.',
-  '- **peak RSS** = VmHWM of the CLI process at exit (bench/peak-rss.ts, preloaded); heap and buffers are the largest `process.memoryUsage()` heapUsed and arrayBuffers seen by a 50 ms sampler. Medians over runs; the headline shows the largest run.',
+  '- **peak RSS** = VmHWM of the CLI process at exit (bench/peak-rss.ts, preloaded as JavaScript); heap and buffers are the largest `process.memoryUsage()` heapUsed and arrayBuffers seen by a 50 ms sampler. Medians over runs; the headline shows the largest run.',
   `- **latency** (one in-process run of each engine, ${restoreSourceCodec.name}, same options as the CLI; p50 / p99 / p99.9 and the number of samples): backup Fetch = onFetch, from sending a Fetch to its response split and CRC-checked (one Fetch per leader, up to fetch.max.bytes); hand-over → in segment = onBatchesWritten, from a partition's record set leaving the fetcher to its last batch appended to the segment (queueing, framing, compression, write backpressure); Fetch → in segment = the two together, paired per Fetch (one partition only); Fetch → durable = until the segment holding the Fetch's last byte is durable (fsynced, renamed, index written), bounded by the segment size (128 MiB), so it measures checkpoint lag, not per-batch work; restore Produce = onRequest, from sending a Produce request to its acks=all response.`,
   ''
 ]
@@ -729,6 +767,15 @@ for (const sizeMiB of sizesMiB) {
     ...latencyTable(sizeResults),
     ''
   )
+  const besideOso = osoTable(sizeResults)
+  if (besideOso.length > 0) {
+    lines.push(
+      `Beside OSO (${oso.path === undefined ? '' : oso.version}, zstd level 3, one pass to the current end offsets, offset headers off, run by bench/oso-driver; its wall and VmHWM sampled from /proc every 10 ms; ours: wall of the CLI process, start-up included):`,
+      '',
+      ...besideOso,
+      ''
+    )
+  }
   for (const r of sizeResults) {
     for (const profile of r.profiles) {
       lines.push(

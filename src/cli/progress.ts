@@ -2,8 +2,10 @@
  * Progress of long work on a terminal (stderr), quiet in pipes and with --json. One bar over
  * the offsets to cover, with records, throughput and what remains.
  */
-import cliProgress from 'cli-progress'
 import { formatBytes } from './output.ts'
+
+// The bar is only ever drawn on a terminal: runs from cron, CI or Kubernetes never load it.
+const cliProgress = process.stderr.isTTY ? (await import('cli-progress')).default : undefined
 
 export interface ProgressSnapshot {
   /** Units of work done and in total (offsets for backup, records for restore). */
@@ -16,7 +18,7 @@ export interface ProgressSnapshot {
 }
 
 export function startProgress(label: string, sample: () => ProgressSnapshot, enabled: boolean): () => void {
-  if (!enabled) {
+  if (!enabled || cliProgress === undefined) {
     return () => {}
   }
   const bar = new cliProgress.SingleBar(

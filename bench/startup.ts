@@ -1,0 +1,243 @@
+/**
+ * Start-up benchmark (`npm run bench:startup`): how long the CLI takes from process start to
+ * useful work, and its memory before the data path counts. Per round, in this order so that
+ * noise hits all alike: `--version`, `--help`, `list` of an empty folder, `backup` of a small
+ * topic (BENCH_STARTUP_RECORDS records of 1 KiB, one partition) and `restore` of that backup into
+ * a fresh topic; then OSO's engines on the same topic (bench/oso.ts) when its driver is there.
+ *
+ * Figures: wall = spawn to exit, measured by this process; first Fetch / first Produce = spawn to
+ * the first such request written to a socket (bench/first-request.ts, preloaded as JavaScript);
+ * CPU = user + system time of the process to exit and to that first request (less sensitive to a
+ * loaded machine than wall time); peak RSS = VmHWM at exit (bench/peak-rss.ts). OSO: wall and
+ * VmHWM sampled from /proc.
+ * Prints a table and writes it into docs/benchmarks.md under "Start-up".
+ *
+ * Env: KAFKA_BOOTSTRAP_SERVERS (use this broker instead of starting one), BENCH_RUNS [5],
+ * BENCH_STARTUP_RECORDS [1000], BENCH_OSO [1] (0: skip OSO), OSO_BIN, BENCH_NO_DOCS [0],
+ * BENCH_CLI (bench/build-cli.ts), BENCH_BEFORE_CLI: another build's dist/cli/main.js, measured
+ * in the same rounds as rows marked "before", to show the effect of a change.
+ */
+import { spawnSync } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { join, resolve } from 'node:path'
+import { type RunningBroker, startBroker, stopBroker } from '../scripts/broker.ts'
+import { KafkaCluster } from '../src/kafka/cluster.ts'
+import { producerPerformance } from './baselines.ts'
+import { buildCli, compiledPreload } from './build-cli.ts'
+import { writePayloadFile } from './data.ts'
+import type { FirstRequests } from './first-request.ts'
+import { ensureOsoDriver, osoBackupYaml, osoRestoreYaml, runOso } from './oso.ts'
+import type { PeakMemory } from './peak-rss.ts'
+import { type Figure, figure } from './stats.ts'
+
+const repoRoot = resolve(import.meta.dirname, '..')
+const runs = Number(process.env.BENCH_RUNS ?? 5)
+const records = Number(process.env.BENCH_STARTUP_RECORDS ?? 1000)
+
+function log(line: string): void {
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`)
+}
+
+const loadAtStart = os.loadavg()[0]!
+const workDir = mkdtempSync(join(os.tmpdir(), 'kafka-backup-startup-'))
+const cli = buildCli('bench-startup', log)
+const peakRssPath = compiledPreload('bench-startup', 'peak-rss.ts')
+const firstRequestPath = compiledPreload('bench-startup', 'first-request.ts')
+const oso = ensureOsoDriver(log)
+if (oso.path === undefined) {
+  log(`SKIPPING the OSO baseline: ${oso.reason}`)
+}
+
+let broker: RunningBroker | undefined
+let bootstrapServers = process.env.KAFKA_BOOTSTRAP_SERVERS
+if (!bootstrapServers) {
+  log('starting a broker (scripts/broker.ts)')
+  broker = await startBroker('bench-startup')
+  bootstrapServers = broker.bootstrapServers
+}
+const cluster = new KafkaCluster({ bootstrapServers: bootstrapServers.split(','), clientId: 'kafka-backup-bench' })
+
+interface Run {
+  wallMs: number
+  peakRssBytes: number
+  firstFetchMs?: number
+  firstProduceMs?: number
+  cpuMs?: number
+  cpuMsToFirstRequest?: number
+}
+
+let configCount = 0
+
+const clis = [{ label: '', path: cli.cliPath }]
+if (process.env.BENCH_BEFORE_CLI) {
+  clis.push({ label: 'before: ', path: resolve(process.env.BENCH_BEFORE_CLI) })
+}
+
+/** One CLI process: `args`, or with `yaml` a `--config` file appended. */
+function runCli(cliPath: string, args: string[], yaml?: string): Run {
+  const id = ++configCount
+  const rssFile = join(workDir, `memory-${id}.json`)
+  const requestFile = join(workDir, `requests-${id}.json`)
+  const configArgs: string[] = []
+  if (yaml !== undefined) {
+    const configFile = join(workDir, `config-${id}.yaml`)
+    writeFileSync(configFile, yaml)
+    configArgs.push('--config', configFile, '--json')
+  }
+  const spawnedAt = performance.timeOrigin + performance.now()
+  const result = spawnSync(
+    process.execPath,
+    ['--import', peakRssPath, '--import', firstRequestPath, cliPath, '--log-level', 'warn', ...args, ...configArgs],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, BENCH_PEAK_RSS_FILE: rssFile, BENCH_FIRST_REQUEST_FILE: requestFile }
+    }
+  )
+  const wallMs = performance.timeOrigin + performance.now() - spawnedAt
+  if (result.status !== 0) {
+    throw new Error(`kafka-backup ${args.join(' ')} failed (exit ${result.status ?? result.signal}):\n${result.stderr}`)
+  }
+  const memory = JSON.parse(readFileSync(rssFile, 'utf8')) as PeakMemory
+  const requests = JSON.parse(readFileSync(requestFile, 'utf8')) as FirstRequests
+  return {
+    wallMs,
+    peakRssBytes: memory.peakRssBytes,
+    firstFetchMs: requests.fetchAt === undefined ? undefined : requests.fetchAt - spawnedAt,
+    firstProduceMs: requests.produceAt === undefined ? undefined : requests.produceAt - spawnedAt,
+    cpuMs: requests.cpuMsAtExit,
+    cpuMsToFirstRequest: requests.cpuMsAtFirstRequest
+  }
+}
+
+const token = randomUUID().slice(0, 6)
+const topic = `startup-${token}`
+const storagePath = join(workDir, 'backups')
+const emptyPath = join(workDir, 'empty')
+mkdirSync(emptyPath)
+const payloadFile = join(workDir, 'payload.txt')
+writePayloadFile(payloadFile, 1000)
+
+const createdTopics = [topic]
+const samples = new Map<string, Run[]>()
+const add = (what: string, run: Run) => samples.set(what, [...(samples.get(what) ?? []), run])
+
+try {
+  await cluster.admin.createTopics({ topics: [topic], partitions: 1, replicas: 1 })
+  log(`loading ${records} records into ${topic}`)
+  producerPerformance(bootstrapServers, topic, records, payloadFile, {
+    compression: 'none',
+    batchBytes: 65536,
+    lingerMs: 10
+  })
+  const backupYaml = (backupId: string) =>
+    [
+      'mode: backup',
+      `backup_id: ${backupId}`,
+      'source:',
+      `  bootstrap_servers: [${bootstrapServers}]`,
+      '  topics:',
+      `    include: [${topic}]`,
+      'storage:',
+      '  backend: filesystem',
+      `  path: ${storagePath}`,
+      ''
+    ].join('\n')
+  const restoreYaml = (backupId: string, targetTopic: string) =>
+    [
+      'mode: restore',
+      `backup_id: ${backupId}`,
+      'target:',
+      `  bootstrap_servers: [${bootstrapServers}]`,
+      'storage:',
+      '  backend: filesystem',
+      `  path: ${storagePath}`,
+      'restore:',
+      '  topics:',
+      `    include: [${topic}]`,
+      '  topic_mapping:',
+      `    ${topic}: ${targetTopic}`,
+      ''
+    ].join('\n')
+
+  for (let round = 1; round <= runs; round++) {
+    log(`round ${round}/${runs}`)
+    for (const { label, path } of clis) {
+      add(`${label}--version`, runCli(path, ['--version']))
+      add(`${label}--help`, runCli(path, ['--help']))
+      add(`${label}list (empty folder)`, runCli(path, ['list', '--path', emptyPath]))
+      const backupId = `${label ? 'before' : 'ours'}-${round}`
+      add(`${label}backup`, runCli(path, ['backup'], backupYaml(backupId)))
+      createdTopics.push(`${topic}-${backupId}`)
+      add(`${label}restore`, runCli(path, ['restore'], restoreYaml(backupId, `${topic}-${backupId}`)))
+    }
+    if (oso.path !== undefined) {
+      const backupFile = join(workDir, `oso-backup-${round}.yaml`)
+      writeFileSync(backupFile, osoBackupYaml(bootstrapServers, topic, join(storagePath, 'oso'), `oso-${round}`))
+      add('OSO backup', await runOso(oso.path, backupFile))
+      const restoreFile = join(workDir, `oso-restore-${round}.yaml`)
+      writeFileSync(
+        restoreFile,
+        osoRestoreYaml(bootstrapServers, topic, `${topic}-oso-${round}`, join(storagePath, 'oso'), `oso-${round}`)
+      )
+      createdTopics.push(`${topic}-oso-${round}`)
+      add('OSO restore', await runOso(oso.path, restoreFile))
+    }
+  }
+  await cluster.admin
+    .deleteTopics({ topics: createdTopics })
+    .catch(error => log(`could not delete ${createdTopics.join(', ')}: ${error}`))
+} finally {
+  await cluster.close()
+  if (broker) {
+    await stopBroker(broker)
+  }
+  rmSync(workDir, { recursive: true, force: true })
+}
+
+const ms = (value: Figure) => (Number.isFinite(value.median) ? `${value.median.toFixed(0)} ms` : '-')
+const range = (value: Figure) =>
+  Number.isFinite(value.median) ? ` (${value.min.toFixed(0)}–${value.max.toFixed(0)})` : ''
+const mib = (value: Figure) => `${(value.median / 2 ** 20).toFixed(0)} MiB`
+const of = (what: string, pick: (run: Run) => number | undefined) =>
+  figure((samples.get(what) ?? []).flatMap(run => pick(run) ?? []))
+
+const lines = [
+  '## Start-up: process start to work, memory at rest',
+  '',
+  `Command: \`npm run bench:startup\` (bench/startup.ts; BENCH_RUNS=${runs}, median with min–max of the rounds).`,
+  `Machine: ${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? 'CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}; CLI ${cli.how}${clis[1] ? `, before: ${clis[1].path}` : ''}; 1-minute load average ${loadAtStart.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at the end.`,
+  `Data: one partition, ${records} records of 1 KiB, uncompressed; backup and restore at the config defaults (zstd-3 frames); OSO: ${oso.path === undefined ? `not run (${oso.reason})` : `${oso.version}, zstd-3, run by bench/oso-driver`}.`,
+  '',
+  '| command | wall (spawn to exit) | spawn to first Fetch | spawn to first Produce | CPU to exit | CPU to first Fetch/Produce | peak RSS |',
+  '| --- | --- | --- | --- | --- | --- | --- |'
+]
+for (const what of samples.keys()) {
+  const wall = of(what, run => run.wallMs)
+  const fetch = of(what, run => run.firstFetchMs)
+  const produce = of(what, run => run.firstProduceMs)
+  const cpu = of(what, run => run.cpuMs)
+  const cpuToRequest = of(what, run => run.cpuMsToFirstRequest)
+  lines.push(
+    `| ${what} | ${ms(wall)}${range(wall)} | ${ms(fetch)}${range(fetch)} | ${ms(produce)}${range(produce)} | ${ms(cpu)}${range(cpu)} | ${ms(cpuToRequest)}${range(cpuToRequest)} | ${mib(of(what, run => run.peakRssBytes))} |`
+  )
+}
+lines.push('')
+const section = lines.join('\n')
+process.stdout.write(`${section}\n`)
+
+if (process.env.BENCH_NO_DOCS !== '1') {
+  const path = join(repoRoot, 'docs', 'benchmarks.md')
+  let doc = readFileSync(path, 'utf8')
+  const heading = lines[0]!
+  const start = doc.indexOf(heading)
+  if (start === -1) {
+    doc = `${doc.trimEnd()}\n\n${section}`
+  } else {
+    const end = doc.indexOf('\n## ', start + 1)
+    doc = `${doc.slice(0, start)}${section}${end === -1 ? '' : doc.slice(end)}`
+  }
+  writeFileSync(path, doc)
+  log('written to docs/benchmarks.md')
+}
