@@ -1,7 +1,8 @@
 /**
  * Making a backed-up batch acceptable to the target broker (KAFKA-NOTES.md "Produce"):
  * baseOffset 0, partitionLeaderEpoch -1, the restore producer's id/epoch/sequence, the
- * transactional bit cleared, CRC32C recomputed. Record bytes are not touched by the rewrite,
+ * transactional bit cleared, CRC32C recomputed (after the old one is verified: a batch whose own
+ * CRC fails is refused, never given a valid one). Record bytes are not touched by the rewrite,
  * so keys, values, headers and timestamps come back byte for byte. Only a batch with offset
  * holes (compaction) or a run of small batches to merge is decoded and re-encoded.
  */
@@ -72,6 +73,15 @@ export function rewriteForRestore(
   }
   if (producer.producerId >= 0n && producer.baseSequence < 0) {
     throw cannotRestore(batch, 'baseSequence', '>= 0', producer.baseSequence, 'an idempotent producer needs a sequence')
+  }
+  // The rewrite computes a fresh CRC, which would make altered bytes look sound to the target.
+  const crc = batch.computeCrc()
+  if (crc !== batch.crc) {
+    throw new BackupError(
+      'KB_BATCH_CORRUPT',
+      `batch at baseOffset ${batch.baseOffset} fails its Kafka CRC-32C (expected ${batch.crc}, found ${crc}): its bytes changed after Kafka wrote them`,
+      { baseOffset: batch.baseOffset, field: 'crc', expected: batch.crc, found: crc }
+    )
   }
   const source = batch.bytes
   const size = source.length

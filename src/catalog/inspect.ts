@@ -1,38 +1,63 @@
 /**
  * Looking at backups without Kafka: list them, describe one, validate one. Validation checks
- * that the manifest, the partition indexes and the segments agree (sizes, offsets, counts,
- * footers), reports offset gaps, and with `deep` reads every frame, verifying every frame
- * checksum and every batch CRC.
+ * that storage holds what the manifest and the partition indexes say (audit.ts), that the
+ * segments agree with their entries (sizes, header, footer), reports offset gaps, and with
+ * `deep` reads every frame, verifying every frame checksum and every batch CRC
+ * (docs/catalog.md).
  */
 import { BackupError, isBackupError } from '../errors.ts'
-import { readSegmentIndex, validateSegment } from '../segment/reader.ts'
-import { openRangeSource } from '../storage/range-source.ts'
+import { validateSegment } from '../segment/reader.ts'
 import type { Storage } from '../storage/storage.ts'
+import {
+  type CatalogProblem,
+  layoutProblems,
+  openIndexedSegment,
+  type StoredPartition,
+  type StoredPartitions,
+  scanStoredPartitions,
+  unindexedSegmentProblems
+} from './audit.ts'
 import {
   type Manifest,
   type PartitionIndex,
-  partitionDir,
   readManifest,
   readPartitionIndex,
-  type SegmentEntry
+  type SegmentEntry,
+  type TopicEntry
 } from './manifest.ts'
 
-export interface BackupListing {
-  backupId: string
-  createdAt: string
-  updatedAt: string
-  topics: number
-  lastRun: string | null
-}
+/** A backup whose manifest could be read, or one flagged with the problem that stopped it. */
+export type BackupListing =
+  | { backupId: string; createdAt: string; updatedAt: string; topics: number; lastRun: string | null }
+  | { backupId: string; error: { code: string; message: string } }
 
+/**
+ * Every backup under the location. A backup whose manifest is unreadable, or a folder holding
+ * topics/ without a manifest, is listed with its error instead of failing the whole listing.
+ */
 export async function listBackups(storage: Storage): Promise<BackupListing[]> {
-  const ids = (await storage.list(''))
-    .map(object => /^([^/]+)\/manifest\.json$/.exec(object.key)?.[1])
-    .filter(id => id !== undefined)
+  const withManifest = new Set<string>()
+  const withData = new Set<string>()
+  for (const object of await storage.list('')) {
+    const match = /^([^/]+)\/(manifest\.json$|topics\/)/.exec(object.key)
+    if (match) {
+      ;(match[2] === 'manifest.json' ? withManifest : withData).add(match[1]!)
+    }
+  }
   const listings: BackupListing[] = []
-  for (const backupId of ids) {
-    const manifest = await readManifest(storage, backupId)
-    if (manifest) {
+  for (const backupId of [...new Set([...withManifest, ...withData])].sort()) {
+    if (!withManifest.has(backupId)) {
+      listings.push({
+        backupId,
+        error: {
+          code: 'KB_BACKUP_CORRUPT',
+          message: `${storage.location}/${backupId} holds topics/ but no manifest.json: the manifest is lost`
+        }
+      })
+      continue
+    }
+    try {
+      const manifest = await requireManifest(storage, backupId)
       listings.push({
         backupId,
         createdAt: manifest.createdAt,
@@ -40,6 +65,11 @@ export async function listBackups(storage: Storage): Promise<BackupListing[]> {
         topics: manifest.topics.length,
         lastRun: manifest.runs.at(-1)?.status ?? null
       })
+    } catch (error) {
+      if (!isBackupError(error)) {
+        throw error
+      }
+      listings.push({ backupId, error: { code: error.code, message: error.message } })
     }
   }
   return listings
@@ -99,10 +129,11 @@ function extreme(values: bigint[], pick: (a: bigint, b: bigint) => boolean): str
 
 export async function describeBackup(storage: Storage, backupId: string): Promise<BackupDescription> {
   const manifest = await requireManifest(storage, backupId)
+  const stored = await scanStoredPartitions(storage, backupId)
   const topics = []
   for (const topic of manifest.topics) {
     const partitions: PartitionDescription[] = []
-    for (let partition = 0; partition < topic.partitionCount; partition++) {
+    for (const partition of indexedPartitions(stored, topic)) {
       const index = await readPartitionIndex(storage, backupId, topic.name, partition)
       if (!index) {
         continue
@@ -157,14 +188,7 @@ export async function describeBackup(storage: Storage, backupId: string): Promis
   }
 }
 
-export interface ValidationProblem {
-  severity: 'error' | 'warning'
-  code: string
-  message: string
-  topic?: string
-  partition?: number
-  key?: string
-}
+export type ValidationProblem = CatalogProblem
 
 export interface ValidationReport {
   backupId: string
@@ -177,35 +201,42 @@ export interface ValidationReport {
   problems: ValidationProblem[]
 }
 
+/**
+ * Checks everything the catalogue says against what storage holds: the layout (every listed
+ * partition has an index, nothing unlisted is stored), each index (schema, order of its
+ * entries, segments outside it), each segment against its entry (size, header, footer), and
+ * with `deep` every frame checksum and every batch CRC.
+ */
 export async function validateBackup(
   storage: Storage,
   backupId: string,
-  options: { deep?: boolean; signal?: AbortSignal; onSegment?: () => void } = {}
+  options: { deep?: boolean; signal?: AbortSignal; onSegment?: (checked: number, total: number) => void } = {}
 ): Promise<ValidationReport> {
   const manifest = await requireManifest(storage, backupId)
-  const problems: ValidationProblem[] = []
+  const stored = await scanStoredPartitions(storage, backupId)
+  const problems: ValidationProblem[] = layoutProblems(backupId, manifest, stored)
   const report = { backupId, deep: options.deep ?? false, partitions: 0, segments: 0, frames: 0, records: 0 }
+  const total = manifest.topics
+    .flatMap(topic => indexedPartitions(stored, topic).map(p => stored.get(topic.name)!.get(p)!.segments.length))
+    .reduce((sum, count) => sum + count, 0)
+  let checked = 0
   for (const topic of manifest.topics) {
-    for (let partition = 0; partition < topic.partitionCount; partition++) {
+    for (const partition of indexedPartitions(stored, topic)) {
       const where = { topic: topic.name, partition }
-      let index: PartitionIndex | undefined
+      const found = stored.get(topic.name)!.get(partition)!
+      let index: PartitionIndex
       try {
-        index = await readPartitionIndex(storage, backupId, topic.name, partition)
+        index = (await readPartitionIndex(storage, backupId, topic.name, partition))!
       } catch (error) {
+        if (!isBackupError(error)) {
+          throw error
+        }
         problems.push({
           severity: 'error',
-          code: (error as BackupError).code ?? 'KB_BACKUP_CORRUPT',
-          message: (error as Error).message,
-          ...where
-        })
-        continue
-      }
-      if (!index) {
-        problems.push({
-          severity: 'warning',
-          code: 'KB_BACKUP_CORRUPT',
-          message: `${topic.name}/${partition} has no index: nothing of it was backed up`,
-          ...where
+          code: error.code,
+          message: error.message,
+          ...where,
+          key: error.key as string
         })
         continue
       }
@@ -218,96 +249,66 @@ export async function validateBackup(
           ...where
         })
       }
-      let previous: SegmentEntry | undefined
+      problems.push(...unindexedSegmentProblems(backupId, index, found))
+      const sizes = new Map(found.segments.map(s => [s.key, s.size]))
       for (const segment of index.segments) {
-        if (previous && BigInt(segment.firstOffset) < BigInt(previous.nextOffset)) {
-          problems.push({
-            severity: 'error',
-            code: 'KB_BACKUP_CORRUPT',
-            message: `${segment.key} starts at offset ${segment.firstOffset}, inside the previous segment (which ends before ${previous.nextOffset})`,
-            ...where,
-            key: segment.key
-          })
-        }
-        previous = segment
         report.segments++
         report.records += segment.recordCount
-        const problem = await checkSegment(storage, backupId, segment, options)
-        options.onSegment?.()
-        if (typeof problem === 'number') {
-          report.frames += problem
-        } else {
-          problems.push({ ...problem, ...where, key: segment.key })
+        const size = sizes.get(`${backupId}/${segment.key}`)
+        if (size !== undefined) {
+          const result = await checkSegment(storage, backupId, where, segment, size, options)
+          if (typeof result === 'number') {
+            report.frames += result
+          } else {
+            problems.push({ ...result, ...where, key: `${backupId}/${segment.key}` })
+          }
         }
-      }
-      if (previous && BigInt(previous.nextOffset) > BigInt(index.nextOffset)) {
-        problems.push({
-          severity: 'error',
-          code: 'KB_BACKUP_CORRUPT',
-          message: `${topic.name}/${partition}: the checkpoint ${index.nextOffset} is behind the last segment's end ${previous.nextOffset}`,
-          ...where
-        })
-      }
-      const indexed = new Set(index.segments.map(s => `${backupId}/${s.key}`))
-      for (const object of await storage.list(`${partitionDir(backupId, topic.name, partition)}/`)) {
-        if (object.key.endsWith('.seg') && !indexed.has(object.key)) {
-          problems.push({
-            severity: 'warning',
-            code: 'KB_ORPHAN_SEGMENT',
-            message: `${object.key} is not in its partition index (left by an interrupted run; the next backup run removes it)`,
-            ...where,
-            key: object.key
-          })
-        }
+        options.onSegment?.(++checked, total)
       }
     }
   }
   return { ...report, valid: !problems.some(p => p.severity === 'error'), problems }
 }
 
+/** Partitions of a manifest topic that have an index in storage, in order. */
+function indexedPartitions(stored: StoredPartitions, topic: TopicEntry): number[] {
+  return [...(stored.get(topic.name) ?? new Map<number, StoredPartition>())]
+    .filter(([partition, found]) => found.hasIndex && partition < topic.partitionCount)
+    .map(([partition]) => partition)
+    .sort((a, b) => a - b)
+}
+
 /** The number of frames checked, or the problem found. */
 async function checkSegment(
   storage: Storage,
   backupId: string,
+  where: { topic: string; partition: number },
   segment: SegmentEntry,
+  size: number,
   options: { deep?: boolean; signal?: AbortSignal }
 ): Promise<number | Omit<ValidationProblem, 'topic' | 'partition'>> {
   const key = `${backupId}/${segment.key}`
+  if (size !== segment.sizeBytes) {
+    return {
+      severity: 'error',
+      code: 'KB_SEGMENT_CORRUPT',
+      message: `segment ${key} has ${size} bytes, its index entry says ${segment.sizeBytes}`
+    }
+  }
   try {
-    const info = await storage.head(key)
-    if (!info) {
-      return {
-        severity: 'error',
-        code: 'KB_STORAGE_NOT_FOUND',
-        message: `segment ${key} is in the index but missing from storage`
-      }
+    const { source, index } = await openIndexedSegment(storage, backupId, where.topic, where.partition, segment)
+    if (!options.deep) {
+      return index.footer.frames.length
     }
-    if (info.size !== segment.sizeBytes) {
+    const { frameCount, recordCount } = await validateSegment(source, key, { deep: true, signal: options.signal })
+    if (recordCount !== segment.recordCount) {
       return {
         severity: 'error',
         code: 'KB_SEGMENT_CORRUPT',
-        message: `segment ${key} has ${info.size} bytes, its index entry says ${segment.sizeBytes}`
+        message: `segment ${key}: its batches hold ${recordCount} records, its index entry says ${segment.recordCount}`
       }
     }
-    const source = await openRangeSource(storage, key, { size: info.size })
-    const { index, frameCount, recordCount } = options.deep
-      ? await validateSegment(source, key, { deep: true, signal: options.signal })
-      : { index: await readSegmentIndex(source, key), frameCount: 0, recordCount: segment.recordCount }
-    const footer = index.footer
-    const mismatch = [
-      ['firstOffset', segment.firstOffset, footer.firstOffset.toString()],
-      ['lastOffset', segment.lastOffset, footer.lastOffset.toString()],
-      ['recordCount', segment.recordCount, footer.recordCount],
-      ['recordCount (counted)', segment.recordCount, recordCount]
-    ].find(([, expected, found]) => String(expected) !== String(found))
-    if (mismatch) {
-      return {
-        severity: 'error',
-        code: 'KB_SEGMENT_CORRUPT',
-        message: `segment ${key}: ${mismatch[0]} is ${mismatch[2]}, its index entry says ${mismatch[1]}`
-      }
-    }
-    return options.deep ? frameCount : footer.frames.length
+    return frameCount
   } catch (error) {
     if (isBackupError(error)) {
       return { severity: 'error', code: error.code, message: error.message }

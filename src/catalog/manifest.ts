@@ -1,98 +1,152 @@
 /**
- * The backup layout of DESIGN.md section 2 and its JSON documents. Offsets and timestamps are
- * Kafka int64s and are stored as decimal strings so that no JSON reader rounds them.
+ * The backup layout and its JSON documents (docs/catalog.md). Offsets and timestamps are Kafka
+ * int64s and are stored as decimal strings so that no JSON reader rounds them.
  *
  *   {backup_id}/manifest.json
  *   {backup_id}/topics/{topic}/{partition}/index.json
  *   {backup_id}/topics/{topic}/{partition}/{first offset, 20 digits}.seg
+ *
+ * The schemas below are what a document must be to be used: every read checks types, bounds
+ * and consistency (readDocument), so the engines never meet a string where a count belongs or
+ * a partition count that would make them loop for hours. A field added to a document is added
+ * to its schema here; fields the schema does not name are dropped when the document is read.
  */
-import { BackupError } from '../errors.ts'
+import { z } from 'zod'
+import { SegmentCodecIds } from '../segment/format.ts'
 import type { Storage } from '../storage/storage.ts'
+import { type DocumentKind, readDocument } from './document.ts'
 
 export const FORMAT = 'kafka-backup'
 export const FORMAT_VERSION = 1
+/**
+ * The most partitions a topic of a backup may have: far above any real topic (whole clusters
+ * hold a few hundred thousand), low enough that anything looping over a topic's partitions
+ * stays instant when a manifest says otherwise.
+ */
+export const MAX_PARTITIONS = 1_000_000
 
-export interface SegmentEntry {
-  /** Storage key relative to the backup's folder. */
-  key: string
-  firstOffset: string
-  lastOffset: string
-  /** Where the next segment continues: the last batch's lastOffset + 1. */
-  nextOffset: string
-  minTimestamp: string
-  maxTimestamp: string
-  recordCount: number
-  batchCount: number
-  frameCount: number
-  sizeBytes: number
-  uncompressedBytes: number
-  codec: string
-  createdAt: string
+const INT64_MAX = 2n ** 63n - 1n
+
+function int64String(min: bigint, what: string) {
+  return z
+    .string({ error: `expected ${what} as a decimal string` })
+    .refine(
+      value => /^-?\d{1,19}$/.test(value) && BigInt(value) >= min && BigInt(value) <= INT64_MAX,
+      `expected ${what} as a decimal string (${min} to ${INT64_MAX})`
+    )
 }
+
+const offset = int64String(0n, 'an offset')
+const timestamp = int64String(-1n, 'a timestamp in ms, -1 when unknown')
+const count = z.int().nonnegative()
+const time = z.iso.datetime()
+/** Kafka's own rule for topic names. */
+const topicName = z
+  .string()
+  .regex(/^[a-zA-Z0-9._-]{1,249}$/, 'expected a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)')
+  .refine(name => name !== '.' && name !== '..', 'expected a Kafka topic name, not . or ..')
+const partition = z
+  .int()
+  .min(0)
+  .max(MAX_PARTITIONS - 1)
+const codec = z.enum(Object.keys(SegmentCodecIds) as [keyof typeof SegmentCodecIds])
+
+export const segmentEntrySchema = z.object({
+  /** Storage key relative to the backup's folder. */
+  key: z.string(),
+  firstOffset: offset,
+  lastOffset: offset,
+  /** Where the next segment continues: the last batch's lastOffset + 1. */
+  nextOffset: offset,
+  minTimestamp: timestamp,
+  maxTimestamp: timestamp,
+  recordCount: count,
+  batchCount: z.int().positive(),
+  frameCount: z.int().positive(),
+  sizeBytes: z.int().positive(),
+  uncompressedBytes: count,
+  codec,
+  createdAt: time
+})
+export type SegmentEntry = z.infer<typeof segmentEntrySchema>
 
 /** Offsets that existed in the topic but are not in the backup, with the reason. */
-export interface OffsetGap {
-  fromOffset: string
+export const offsetGapSchema = z.object({
+  fromOffset: offset,
   /** Exclusive. */
-  toOffset: string
-  reason: 'log-start-moved'
-  detectedAt: string
-}
+  toOffset: offset,
+  reason: z.enum(['log-start-moved']),
+  detectedAt: time
+})
+export type OffsetGap = z.infer<typeof offsetGapSchema>
 
-export interface PartitionIndex {
-  format: typeof FORMAT
-  formatVersion: number
-  topic: string
-  partition: number
+export const partitionIndexSchema = z.object({
+  format: z.literal(FORMAT),
+  formatVersion: z.int().min(1).max(FORMAT_VERSION),
+  topic: topicName,
+  partition,
   /** The first offset this backup covers (the log start or `latest` at the first run). */
-  startOffset: string
+  startOffset: offset,
   /** Checkpoint: every offset below this is in a durable segment, a gap, or was not data. */
-  nextOffset: string
-  segments: SegmentEntry[]
-  gaps: OffsetGap[]
-  updatedAt: string
-}
+  nextOffset: offset,
+  segments: z.array(segmentEntrySchema),
+  gaps: z.array(offsetGapSchema),
+  updatedAt: time
+})
+export type PartitionIndex = z.infer<typeof partitionIndexSchema>
 
-export interface TopicEntry {
-  name: string
-  topicId: string
-  partitionCount: number
+export const topicEntrySchema = z.object({
+  name: topicName,
+  topicId: z.string(),
+  partitionCount: z.int().min(1).max(MAX_PARTITIONS),
   /** Topic-level config overrides (cleanup.policy, retention.ms, ...), re-applied by restore. */
-  configs: Record<string, string>
+  configs: z.record(z.string(), z.string()),
   /** Set when the topic disappeared from the source cluster during a run. */
-  deletedDuringBackup?: boolean
-}
+  deletedDuringBackup: z.boolean().optional()
+})
+export type TopicEntry = z.infer<typeof topicEntrySchema>
 
-export interface ConsumerGroupEntry {
-  groupId: string
-  state: string
-  capturedAt: string
-  offsets: Array<{ topic: string; partition: number; offset: string; leaderEpoch: number; metadata: string | null }>
-}
+export const consumerGroupEntrySchema = z.object({
+  groupId: z.string(),
+  state: z.string(),
+  capturedAt: time,
+  offsets: z.array(
+    z.object({
+      topic: topicName,
+      partition,
+      offset: int64String(-1n, 'a committed offset'),
+      leaderEpoch: z.int(),
+      metadata: z.string().nullable()
+    })
+  )
+})
+export type ConsumerGroupEntry = z.infer<typeof consumerGroupEntrySchema>
 
-export interface RunEntry {
-  startedAt: string
-  finishedAt?: string
+export const runEntrySchema = z.object({
+  startedAt: time,
+  finishedAt: time.optional(),
   /** `interrupted`: the process ended without finishing the run (killed); set by the next run. */
-  status: 'running' | 'complete' | 'stopped' | 'failed' | 'interrupted'
-  records: number
-  bytes: number
-  error?: string
-}
+  status: z.enum(['running', 'complete', 'stopped', 'failed', 'interrupted']),
+  records: count,
+  bytes: count,
+  error: z.string().optional()
+})
+export type RunEntry = z.infer<typeof runEntrySchema>
 
-export interface Manifest {
-  format: typeof FORMAT
-  formatVersion: number
-  toolVersion: string
-  backupId: string
-  createdAt: string
-  updatedAt: string
-  source: { clusterId: string | null; bootstrapServers: string[] }
-  compression: { codec: string; level: number }
-  topics: TopicEntry[]
-  consumerGroups: ConsumerGroupEntry[]
-  runs: RunEntry[]
-}
+export const manifestSchema = z.object({
+  format: z.literal(FORMAT),
+  formatVersion: z.int().min(1).max(FORMAT_VERSION),
+  toolVersion: z.string(),
+  backupId: z.string().min(1),
+  createdAt: time,
+  updatedAt: time,
+  source: z.object({ clusterId: z.string().nullable(), bootstrapServers: z.array(z.string()) }),
+  compression: z.object({ codec, level: z.int() }),
+  topics: z.array(topicEntrySchema),
+  consumerGroups: z.array(consumerGroupEntrySchema),
+  runs: z.array(runEntrySchema)
+})
+export type Manifest = z.infer<typeof manifestSchema>
 
 export const manifestKey = (backupId: string) => `${backupId}/manifest.json`
 export const partitionDir = (backupId: string, topic: string, partition: number) =>
@@ -102,37 +156,96 @@ export const indexKey = (backupId: string, topic: string, partition: number) =>
 export const segmentKey = (backupId: string, topic: string, partition: number, firstOffset: bigint) =>
   `${partitionDir(backupId, topic, partition)}/${firstOffset.toString().padStart(20, '0')}.seg`
 
-async function readJson<T>(storage: Storage, key: string, kind: string): Promise<T | undefined> {
-  if ((await storage.head(key)) === undefined) {
-    return undefined
+function manifestKind(backupId: string): DocumentKind<Manifest> {
+  return {
+    name: 'manifest',
+    format: FORMAT,
+    formatVersion: FORMAT_VERSION,
+    schema: manifestSchema,
+    check(manifest, fail) {
+      if (manifest.backupId !== backupId) {
+        fail('backupId', `is not the folder it is in (${backupId})`, manifest.backupId)
+      }
+      const seen = new Set<string>()
+      for (const [i, topic] of manifest.topics.entries()) {
+        if (seen.has(topic.name)) {
+          fail(`topics[${i}].name`, 'names a topic listed before it', topic.name)
+        }
+        seen.add(topic.name)
+      }
+    }
   }
-  const bytes = await storage.get(key)
-  let document: { format?: unknown; formatVersion?: unknown }
-  try {
-    document = JSON.parse(bytes.toString('utf8'))
-  } catch (error) {
-    throw new BackupError('KB_BACKUP_CORRUPT', `${kind} ${storage.location}/${key} is not valid JSON`, {
-      cause: error,
-      key
-    })
+}
+
+/**
+ * An index must describe the partition whose folder holds it, and its segments must follow
+ * each other: a duplicated, swapped or foreign entry would restore records twice, out of order
+ * or into the wrong partition.
+ */
+function partitionIndexKind(backupId: string, topic: string, partition: number): DocumentKind<PartitionIndex> {
+  return {
+    name: 'partition index',
+    format: FORMAT,
+    formatVersion: FORMAT_VERSION,
+    schema: partitionIndexSchema,
+    check(index, fail) {
+      if (index.topic !== topic || index.partition !== partition) {
+        fail(
+          'topic, partition',
+          `describe ${index.topic}/${index.partition}, but the index is filed under ${topic}/${partition}`
+        )
+      }
+      const nextOffset = BigInt(index.nextOffset)
+      if (BigInt(index.startOffset) > nextOffset) {
+        fail('startOffset', `is past nextOffset ${index.nextOffset}`, index.startOffset)
+      }
+      let previousNext = -1n
+      for (const [i, segment] of index.segments.entries()) {
+        const field = `segments[${i}]`
+        const firstOffset = BigInt(segment.firstOffset)
+        const lastOffset = BigInt(segment.lastOffset)
+        const expectedKey = segmentKey(backupId, topic, partition, firstOffset).slice(backupId.length + 1)
+        if (segment.key !== expectedKey) {
+          fail(
+            `${field}.key`,
+            `expected ${expectedKey} (the segment of ${topic}/${partition} starting at ${segment.firstOffset})`,
+            segment.key
+          )
+        }
+        if (lastOffset < firstOffset || BigInt(segment.nextOffset) !== lastOffset + 1n) {
+          fail(
+            field,
+            `expected firstOffset <= lastOffset and nextOffset = lastOffset + 1`,
+            `${segment.firstOffset}, ${segment.lastOffset}, ${segment.nextOffset}`
+          )
+        }
+        if (firstOffset < previousNext) {
+          fail(
+            `${field}.firstOffset`,
+            `starts before the previous segment ends (at ${previousNext}): entries must be in offset order, each once`,
+            segment.firstOffset
+          )
+        }
+        previousNext = BigInt(segment.nextOffset)
+      }
+      if (previousNext > nextOffset) {
+        fail('nextOffset', `is behind the end of the last segment (${previousNext})`, index.nextOffset)
+      }
+      for (const [i, gap] of index.gaps.entries()) {
+        if (BigInt(gap.fromOffset) >= BigInt(gap.toOffset) || BigInt(gap.toOffset) > nextOffset) {
+          fail(
+            `gaps[${i}]`,
+            `expected fromOffset < toOffset <= nextOffset (${index.nextOffset})`,
+            `${gap.fromOffset}..${gap.toOffset}`
+          )
+        }
+      }
+    }
   }
-  if (document.format !== FORMAT || typeof document.formatVersion !== 'number') {
-    throw new BackupError('KB_BACKUP_CORRUPT', `${kind} ${storage.location}/${key} is not a kafka-backup document`, {
-      key
-    })
-  }
-  if (document.formatVersion > FORMAT_VERSION) {
-    throw new BackupError(
-      'KB_BACKUP_CORRUPT',
-      `${kind} ${storage.location}/${key} has format version ${document.formatVersion}; this kafka-backup reads up to ${FORMAT_VERSION}`,
-      { key, expected: FORMAT_VERSION, found: document.formatVersion }
-    )
-  }
-  return document as T
 }
 
 export function readManifest(storage: Storage, backupId: string): Promise<Manifest | undefined> {
-  return readJson<Manifest>(storage, manifestKey(backupId), 'manifest')
+  return readDocument(storage, manifestKey(backupId), manifestKind(backupId))
 }
 
 export function readPartitionIndex(
@@ -141,7 +254,7 @@ export function readPartitionIndex(
   topic: string,
   partition: number
 ): Promise<PartitionIndex | undefined> {
-  return readJson<PartitionIndex>(storage, indexKey(backupId, topic, partition), 'partition index')
+  return readDocument(storage, indexKey(backupId, topic, partition), partitionIndexKind(backupId, topic, partition))
 }
 
 export async function writeManifest(storage: Storage, manifest: Manifest): Promise<void> {

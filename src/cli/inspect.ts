@@ -78,7 +78,7 @@ export function listCommand(): Command {
   return withLocation(new Command('list').description('List the backups under a storage location.'), false)
     .addHelpText(
       'after',
-      '\nExamples:\n  kafka-backup list --path /backups\n  kafka-backup list --path s3://my-bucket/kafka --json'
+      '\nA backup whose manifest cannot be read is listed with its error, and the exit code is 1.\n\nExamples:\n  kafka-backup list --path /backups\n  kafka-backup list --path s3://my-bucket/kafka --json'
     )
     .action(async (flags: LocationFlags, command: Command) => {
       const { storage } = await open(flags, loggerFor(command))
@@ -92,9 +92,21 @@ export function listCommand(): Command {
           console.log(
             table(
               ['backup', 'topics', 'created', 'updated', 'last run'],
-              backups.map(b => [b.backupId, b.topics, b.createdAt, b.updatedAt, b.lastRun ?? '-'])
+              backups.map(b =>
+                'error' in b
+                  ? [b.backupId, '-', '-', '-', `UNREADABLE (${b.error.code})`]
+                  : [b.backupId, b.topics, b.createdAt, b.updatedAt, b.lastRun ?? '-']
+              )
             )
           )
+          for (const b of backups) {
+            if ('error' in b) {
+              console.log(`error   ${b.error.code}: ${b.error.message}`)
+            }
+          }
+        }
+        if (backups.some(b => 'error' in b)) {
+          process.exitCode = 1
         }
       } finally {
         await storage.close()
@@ -180,11 +192,7 @@ export function validateCommand(): Command {
       try {
         const id = requireBackupId(backupId)
         let checked = 0
-        const total = flags.deep
-          ? (await describeBackup(storage, id)).topics
-              .flatMap(t => t.partitions)
-              .reduce((sum, p) => sum + p.segments, 0)
-          : 0
+        let total = 0
         const stopProgress = startProgress(
           `validate ${id}`,
           () => ({ done: checked, total, records: 0, bytes: 0, remaining: `${total - checked} segments left` }),
@@ -192,8 +200,9 @@ export function validateCommand(): Command {
         )
         const report = await validateBackup(storage, id, {
           deep: flags.deep,
-          onSegment: () => {
-            checked++
+          onSegment: (segmentsChecked, segments) => {
+            checked = segmentsChecked
+            total = segments
           }
         })
         stopProgress()

@@ -453,11 +453,13 @@ export class RestoreEngine {
     const coalesceMaxBytes = this.#coalesceLimits.get(plan.targetTopic) ?? this.#options.coalesceMaxBytes
     const smallBatchBytes = Math.min(SMALL_BATCH_BYTES, coalesceMaxBytes / 2)
     const fromOffset = BigInt(partition.sourceNextOffset)
-    const index = { ...plan.index, segments: plan.segments }
+    const planned = new Set(plan.segments)
     let pending: OutgoingBatch[] = []
     let pendingBytes = 0
-    for await (const batch of readPartitionBatches(storage, backupId, index, {
+    // Every segment of the partition is checked against its entry, also those the plan skips.
+    for await (const batch of readPartitionBatches(storage, backupId, plan.index, {
       fromOffset,
+      segmentFilter: segment => planned.has(segment),
       frameFilter: row => mayOverlap(window, row.maxTimestamp),
       signal
     })) {

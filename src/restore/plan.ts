@@ -4,6 +4,13 @@
  * data that is. `dry_run` prints exactly this.
  */
 import {
+  layoutProblems,
+  type StoredPartition,
+  scanStoredPartitions,
+  unindexedSegmentProblems
+} from '../catalog/audit.ts'
+import {
+  indexKey,
   type Manifest,
   type PartitionIndex,
   readManifest,
@@ -11,7 +18,7 @@ import {
   type SegmentEntry,
   type TopicEntry
 } from '../catalog/manifest.ts'
-import { BackupError } from '../errors.ts'
+import { BackupError, type ErrorCode } from '../errors.ts'
 import type { Storage } from '../storage/storage.ts'
 import { topicMatcher } from '../topics.ts'
 import { mayOverlap, type TimeWindow } from './window.ts'
@@ -161,18 +168,49 @@ export async function buildPlan(storage: Storage, options: PlanOptions): Promise
     )
   }
   assertNamesBackedUpTopics(manifest, options)
+  // What storage holds must be what the catalogue says, for everything this restore reads:
+  // a lost index or entry would otherwise leave records out of a restore that reports success.
+  const stored = await scanStoredPartitions(storage, options.backupId)
+  const wanted = (topic: string, partition?: number) => {
+    const only = options.sourcePartitions[topic] ?? options.sourcePartitions['*']
+    return matches(topic) && (partition === undefined || !only || only.includes(partition))
+  }
+  const problems = layoutProblems(options.backupId, manifest, stored, wanted)
   const topics: TopicPlan[] = []
   for (const topic of selected) {
+    const partitions = stored.get(topic.name) ?? new Map<number, StoredPartition>()
     const indexes = new Map<number, PartitionIndex>()
     await Promise.all(
-      Array.from({ length: topic.partitionCount }, async (_, partition) => {
-        const index = await readPartitionIndex(storage, options.backupId, topic.name, partition)
-        if (index) {
+      [...partitions]
+        .filter(
+          ([partition, found]) => found.hasIndex && partition < topic.partitionCount && wanted(topic.name, partition)
+        )
+        .map(async ([partition, found]) => {
+          const index = await readPartitionIndex(storage, options.backupId, topic.name, partition)
+          if (!index) {
+            problems.push({
+              severity: 'error',
+              code: 'KB_STORAGE_NOT_FOUND',
+              message: `${indexKey(options.backupId, topic.name, partition)} disappeared while the restore was planned`,
+              topic: topic.name,
+              partition
+            })
+            return
+          }
+          problems.push(...unindexedSegmentProblems(options.backupId, index, found))
           indexes.set(partition, index)
-        }
-      })
+        })
     )
     topics.push(planTopic(topic, options, indexes))
+  }
+  const errors = problems.filter(p => p.severity === 'error')
+  if (errors.length > 0) {
+    const { code, message, severity: _, ...context } = errors[0]!
+    throw new BackupError(
+      code as ErrorCode,
+      `${message}${errors.length > 1 ? ` (and ${errors.length - 1} more problems)` : ''}; nothing was restored: kafka-backup validate lists every problem`,
+      context
+    )
   }
   const targets = new Map<string, PartitionPlan>()
   for (const partition of topics.flatMap(t => t.partitions)) {

@@ -2,21 +2,27 @@
  * Reads a backed-up partition back as raw batches, segment by segment, frame by frame, with
  * range reads: frames wholly below `fromOffset`, or that `frameFilter` rejects (a restore
  * window), are never fetched; the next frame is read while the current one is consumed.
- * Each frame's CRC-32C is verified; batch CRCs were verified when the backup fetched them
- * (`validate --deep` checks them again).
+ *
+ * Nothing is taken on trust from the index: the index was checked when it was read (entries
+ * in offset order, each once, filed under its own partition), every segment is opened and
+ * checked against its entry before the entry's numbers decide anything (its header must name
+ * this partition, its footer must equal the entry), and every frame checksum and every batch's
+ * own Kafka CRC is verified before a batch is handed on, so that nothing downstream (which may
+ * decode, merge and re-encode batches with a fresh CRC) ever sees bytes that differ from what
+ * the backup fetched.
  */
 
 import type { RecordBatchView } from '../batch/header.ts'
+import { openIndexedSegment } from '../catalog/audit.ts'
 import type { PartitionIndex, SegmentEntry } from '../catalog/manifest.ts'
 import type { FrameIndexRow } from '../segment/format.ts'
-import { readSegmentBatches, readSegmentIndex } from '../segment/reader.ts'
-import { openRangeSource } from '../storage/range-source.ts'
+import { readSegmentBatches } from '../segment/reader.ts'
 import type { Storage } from '../storage/storage.ts'
 
 export interface ReadPartitionOptions {
   /** Skip everything below this source offset (a checkpoint). */
   fromOffset?: bigint
-  /** Keep only segments this accepts (e.g. by their time range). */
+  /** Keep only segments this accepts (e.g. by their time range); decided after the check. */
   segmentFilter?: (segment: SegmentEntry) => boolean
   frameFilter?: (row: FrameIndexRow) => boolean
   signal?: AbortSignal
@@ -30,14 +36,14 @@ export async function* readPartitionBatches(
 ): AsyncGenerator<RecordBatchView> {
   const fromOffset = options.fromOffset ?? -1n
   for (const segment of index.segments) {
+    options.signal?.throwIfAborted()
+    const opened = await openIndexedSegment(storage, backupId, index.topic, index.partition, segment)
     if (BigInt(segment.lastOffset) < fromOffset || !(options.segmentFilter?.(segment) ?? true)) {
       continue
     }
-    const key = `${backupId}/${segment.key}`
-    const source = await openRangeSource(storage, key, { size: segment.sizeBytes })
-    const segmentIndex = await readSegmentIndex(source, key)
-    yield* readSegmentBatches(source, key, {
-      index: segmentIndex,
+    yield* readSegmentBatches(opened.source, opened.index.name, {
+      index: opened.index,
+      verifyBatchCrc: true,
       signal: options.signal,
       frameFilter: row => row.lastOffset >= fromOffset && (options.frameFilter?.(row) ?? true)
     })

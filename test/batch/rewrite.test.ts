@@ -89,6 +89,18 @@ test('rewrite refuses control batches, empty batches, batches with holes and a p
   assert.throws(() => rewriteForRestore(sourceBatch(), producer, Buffer.alloc(10)), { field: 'target' })
 })
 
+test('rewrite refuses a batch whose own CRC fails instead of giving its altered bytes a valid one', () => {
+  const source = sourceBatch(Codec.none)
+  const altered = Buffer.from(source.bytes)
+  altered[altered.length - 3] = altered[altered.length - 3]! ^ 0x01
+  assert.throws(() => rewriteForRestore(new RecordBatchView(altered), producer), {
+    code: 'KB_BATCH_CORRUPT',
+    field: 'crc',
+    baseOffset: 1_000n,
+    message: /batch at baseOffset 1000 fails its Kafka CRC-32C/
+  })
+})
+
 for (const codec of allCodecs) {
   test(`re-encodes a ${codec.name} batch with holes to offsetDeltas 0..n-1 keeping records and timestamps`, () => {
     const records = sampleRecords(4, [1, 4, 5, 9])

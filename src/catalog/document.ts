@@ -1,0 +1,109 @@
+/**
+ * Reading a JSON document of the catalogue from storage. Nothing read from storage is trusted:
+ * the document is parsed, its format and version checked, then its schema (types and bounds)
+ * and finally its own consistency rules, so that every later use can rely on it. Any failure
+ * is KB_BACKUP_CORRUPT naming the file and the field, never a TypeError deep in an engine.
+ */
+import type { z } from 'zod'
+import { BackupError } from '../errors.ts'
+import type { Storage } from '../storage/storage.ts'
+
+export interface DocumentKind<T> {
+  /** How messages name it: `manifest`, `partition index`, `restore state`. */
+  name: string
+  /** The `format` field every document of this kind carries. */
+  format: string
+  /** The newest `formatVersion` this code reads. */
+  formatVersion: number
+  schema: z.ZodType<T>
+  /** Consistency rules beyond the schema; report a violation with `fail`. */
+  check?: (document: T, fail: (field: string, problem: string, found?: unknown) => never) => void
+}
+
+/** `topics[0].partitionCount`, the way a person finds the field in the file. */
+function fieldPath(path: readonly PropertyKey[]): string {
+  let text = ''
+  for (const key of path) {
+    text += typeof key === 'number' ? `[${key}]` : `${text === '' ? '' : '.'}${String(key)}`
+  }
+  return text || '(document)'
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value = input
+  for (const key of path) {
+    if (value === null || typeof value !== 'object') {
+      return undefined
+    }
+    value = (value as Record<PropertyKey, unknown>)[key]
+  }
+  return value
+}
+
+function shown(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value)
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text
+}
+
+export function documentCorrupt(
+  kind: string,
+  location: string,
+  key: string,
+  field: string,
+  problem: string,
+  found?: unknown
+): BackupError {
+  return new BackupError(
+    'KB_BACKUP_CORRUPT',
+    `${kind} ${location}/${key}: ${field}: ${problem}${found === undefined ? '' : ` (found ${shown(found)})`}`,
+    { key, field, ...(found === undefined ? {} : { found }) }
+  )
+}
+
+/** The checked document at `key`, or undefined when there is none. */
+export async function readDocument<T>(storage: Storage, key: string, kind: DocumentKind<T>): Promise<T | undefined> {
+  if ((await storage.head(key)) === undefined) {
+    return undefined
+  }
+  const bytes = await storage.get(key)
+  let input: unknown
+  try {
+    input = JSON.parse(bytes.toString('utf8'))
+  } catch (error) {
+    throw new BackupError('KB_BACKUP_CORRUPT', `${kind.name} ${storage.location}/${key} is not valid JSON`, {
+      cause: error,
+      key
+    })
+  }
+  const header = (input ?? {}) as { format?: unknown; formatVersion?: unknown }
+  if (header.format !== kind.format || typeof header.formatVersion !== 'number') {
+    throw new BackupError(
+      'KB_BACKUP_CORRUPT',
+      `${kind.name} ${storage.location}/${key} is not a ${kind.format} document (no "format": "${kind.format}" with a formatVersion)`,
+      { key }
+    )
+  }
+  if (header.formatVersion > kind.formatVersion) {
+    throw new BackupError(
+      'KB_BACKUP_CORRUPT',
+      `${kind.name} ${storage.location}/${key} has format version ${header.formatVersion}; this kafka-backup reads up to ${kind.formatVersion}`,
+      { key, expected: kind.formatVersion, found: header.formatVersion }
+    )
+  }
+  const parsed = kind.schema.safeParse(input)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!
+    throw documentCorrupt(
+      kind.name,
+      storage.location,
+      key,
+      fieldPath(issue.path),
+      issue.message,
+      valueAt(input, issue.path)
+    )
+  }
+  kind.check?.(parsed.data, (field, problem, found) => {
+    throw documentCorrupt(kind.name, storage.location, key, field, problem, found)
+  })
+  return parsed.data
+}
