@@ -1,7 +1,9 @@
 /**
  * What a restore will do, decided before anything is written: which backed-up partitions go
  * to which target topic and partition, which segments overlap the time window, and how much
- * data that is. `dry_run` prints exactly this.
+ * data that is. `dry_run` prints exactly this. A plan is only made from a catalogue that
+ * agrees with storage for everything it selects (docs/catalog.md); otherwise the restore is
+ * refused before it touches the target.
  */
 import {
   layoutProblems,

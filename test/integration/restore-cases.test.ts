@@ -384,7 +384,7 @@ describe('restore windows, resume and corruption', () => {
     assert.equal(report.valid, false)
     assert.deepEqual(
       report.problems.map(p => [p.code, p.key]),
-      [['KB_SEGMENT_CORRUPT', index!.segments[0]!.key]],
+      [['KB_SEGMENT_CORRUPT', segmentKey]],
       'validate --deep names the segment'
     )
     assert.match(report.problems[0]!.message, /frame 0/)
