@@ -131,14 +131,17 @@ export function layoutProblems(
 
 /**
  * Segments in the partition's folder against the entries of its index. An interrupted run
- * leaves at most one segment past the checkpoint (the one it was writing; the next run removes
- * it); any other segment outside the index means the index lost entries.
+ * leaves at most one segment outside the index: the one it was writing, past the checkpoint,
+ * created after the index was last written (the index is not rewritten while a segment is
+ * open); the next run removes it. Any other segment outside the index means the index lost
+ * entries.
  */
-export function unindexedSegmentProblems(
+export async function unindexedSegmentProblems(
+  storage: Storage,
   backupId: string,
   index: PartitionIndex,
   stored: StoredPartition | undefined
-): CatalogProblem[] {
+): Promise<CatalogProblem[]> {
   const where = { topic: index.topic, partition: index.partition }
   const indexed = new Set(index.segments.map(s => `${backupId}/${s.key}`))
   const inStorage = new Set(stored?.segments.map(s => s.key))
@@ -158,34 +161,60 @@ export function unindexedSegmentProblems(
   const checkpoint = BigInt(index.nextOffset)
   const unindexed = (stored?.segments ?? []).filter(s => !indexed.has(s.key))
   const pastCheckpoint = unindexed.filter(s => s.firstOffset >= checkpoint)
+  const lost = (key: string, why: string) =>
+    problems.push({ severity: 'error', code: 'KB_BACKUP_CORRUPT', message: `${key} ${why}`, ...where, key })
   for (const segment of unindexed) {
     if (segment.firstOffset < checkpoint) {
-      problems.push({
-        severity: 'error',
-        code: 'KB_BACKUP_CORRUPT',
-        message: `${segment.key} is not in its partition index, but its offsets are below the index's nextOffset ${index.nextOffset}: the index lost this entry`,
-        ...where,
-        key: segment.key
-      })
-    } else if (pastCheckpoint.length === 1) {
-      problems.push({
-        severity: 'warning',
-        code: 'KB_ORPHAN_SEGMENT',
-        message: `${segment.key} is not in its partition index (left by an interrupted run; the next backup run removes it)`,
-        ...where,
-        key: segment.key
-      })
+      lost(
+        segment.key,
+        `is not in its partition index, but its offsets are below the index's nextOffset ${index.nextOffset}: the index lost this entry`
+      )
+    } else if (pastCheckpoint.length > 1) {
+      lost(
+        segment.key,
+        `is one of ${pastCheckpoint.length} segments past the index's nextOffset ${index.nextOffset}: an interrupted run leaves at most one, so the index lost entries`
+      )
     } else {
-      problems.push({
-        severity: 'error',
-        code: 'KB_BACKUP_CORRUPT',
-        message: `${segment.key} is one of ${pastCheckpoint.length} segments past the index's nextOffset ${index.nextOffset}: an interrupted run leaves at most one, so the index lost entries`,
-        ...where,
-        key: segment.key
-      })
+      const createdAtMs = await segmentCreatedAtMs(storage, segment.key, segment.size)
+      const indexWrittenAtMs = Date.parse(index.updatedAt)
+      if (typeof createdAtMs !== 'number') {
+        problems.push({
+          severity: 'error',
+          code: createdAtMs.code,
+          message: createdAtMs.message,
+          ...where,
+          key: segment.key
+        })
+      } else if (createdAtMs < indexWrittenAtMs) {
+        lost(
+          segment.key,
+          `is not in its partition index and was written at ${new Date(createdAtMs).toISOString()}, before the index (${index.updatedAt}): no interrupted run left it, the index lost this entry`
+        )
+      } else {
+        problems.push({
+          severity: 'warning',
+          code: 'KB_ORPHAN_SEGMENT',
+          message: `${segment.key} is not in its partition index (left by an interrupted run; the next backup run removes it)`,
+          ...where,
+          key: segment.key
+        })
+      }
     }
   }
   return problems
+}
+
+/** When the writer created the segment (its header), or why that could not be read. */
+async function segmentCreatedAtMs(storage: Storage, key: string, size: number): Promise<number | BackupError> {
+  try {
+    const source = await openRangeSource(storage, key, { size })
+    return Number((await readSegmentIndex(source, key)).header.createdAtMs)
+  } catch (error) {
+    if (error instanceof BackupError) {
+      return error
+    }
+    throw error
+  }
 }
 
 export interface OpenedSegment {

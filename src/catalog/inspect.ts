@@ -249,7 +249,7 @@ export async function validateBackup(
           ...where
         })
       }
-      problems.push(...unindexedSegmentProblems(backupId, index, found))
+      problems.push(...(await unindexedSegmentProblems(storage, backupId, index, found)))
       const sizes = new Map(found.segments.map(s => [s.key, s.size]))
       for (const segment of index.segments) {
         report.segments++

@@ -199,7 +199,7 @@ export async function buildPlan(storage: Storage, options: PlanOptions): Promise
             })
             return
           }
-          problems.push(...unindexedSegmentProblems(options.backupId, index, found))
+          problems.push(...(await unindexedSegmentProblems(storage, options.backupId, index, found)))
           indexes.set(partition, index)
         })
     )

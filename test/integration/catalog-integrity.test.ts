@@ -281,6 +281,45 @@ describe('a lost index or a partition the manifest does not count', () => {
       'KB_BACKUP_CORRUPT',
       /an interrupted run leaves at most one, so the index lost entries/
     )
+
+    // Only the last entry dropped: one segment past the checkpoint, as an interrupted run
+    // leaves one, but it was written before the index: the index lost it.
+    const last = copyOfBackup()
+    editIndex(last, orders, 2, index => {
+      index.nextOffset = index.segments[1]!.nextOffset
+      index.segments.splice(2)
+    })
+    await assertInvalid(
+      last,
+      'KB_BACKUP_CORRUPT',
+      /00200\.seg is not in its partition index and was written at .*, before the index .*: no interrupted run left it/
+    )
+    await assertRestoreRefused(last, 'KB_BACKUP_CORRUPT', /no interrupted run left it, the index lost this entry/)
+  })
+
+  test('the one segment an interrupted run leaves past the checkpoint is a warning, and restore restores what the index holds', async () => {
+    const interrupted = copyOfBackup()
+    // The index as it was before its last segment was closed: written before that segment.
+    editIndex(interrupted, orders, 2, index => {
+      index.nextOffset = index.segments[1]!.nextOffset
+      index.segments.splice(2)
+      index.updatedAt = new Date(Date.parse(index.segments[0]!.createdAt) - 60_000).toISOString()
+    })
+    const report = await validateBackup(interrupted, BACKUP, { deep: true })
+    assert.equal(report.valid, true, JSON.stringify(report.problems))
+    assert.deepEqual(
+      report.problems.map(p => [p.severity, p.code, p.partition]),
+      [['warning', 'KB_ORPHAN_SEGMENT', 2]]
+    )
+    const target = `${orders}-interrupted`
+    const summary = await runRestore(
+      restoreOptions(cluster, interrupted, {
+        topics: { include: [orders], exclude: [] },
+        topicMapping: { [orders]: target }
+      })
+    )
+    assert.equal(summary.status, 'complete')
+    assert.equal(summary.records, 800, 'partitions 0 and 1 whole, partition 2 up to its checkpoint 200')
   })
 })
 
