@@ -216,7 +216,7 @@ describe('a lost index or a partition the manifest does not count', () => {
     )
   })
 
-  test('a manifest whose partitionCount is lower than what storage holds, or 0: validate fails, restore refuses', async () => {
+  test('a manifest whose partitionCount is lower or higher than what storage holds, or 0: validate fails, restore refuses', async () => {
     const lowered = copyOfBackup()
     editManifest(lowered, manifest => {
       manifest.topics.find(t => t.name === orders)!.partitionCount = 1
@@ -227,6 +227,16 @@ describe('a lost index or a partition the manifest does not count', () => {
       new RegExp(`${orders}/2 is in storage \\(3 segments\\), but the manifest gives ${orders} 1 partition`)
     )
     await assertRestoreRefused(lowered, 'KB_BACKUP_CORRUPT', /is in storage \(3 segments\), but the manifest gives/)
+
+    const raised = copyOfBackup()
+    editManifest(raised, manifest => {
+      manifest.topics.find(t => t.name === orders)!.partitionCount = 5
+    })
+    const missing = new RegExp(
+      `${orders} partitions 3..4 of the 5 the manifest lists have no index.json: nothing of them is in the backup`
+    )
+    await assertInvalid(raised, 'KB_BACKUP_CORRUPT', missing)
+    await assertRestoreRefused(raised, 'KB_BACKUP_CORRUPT', missing)
 
     const zero = copyOfBackup()
     editManifest(zero, manifest => {
