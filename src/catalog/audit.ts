@@ -6,7 +6,7 @@
  * Each indexed segment is also checked against its entry when it is opened: the header must
  * name the partition it is filed under, and the footer must agree with the entry.
  */
-import { BackupError } from '../errors.ts'
+import { BackupError, isBackupError } from '../errors.ts'
 import { readSegmentIndex, type SegmentIndex } from '../segment/reader.ts'
 import { openRangeSource, type StorageRangeSource } from '../storage/range-source.ts'
 import type { Storage } from '../storage/storage.ts'
@@ -23,8 +23,8 @@ export interface CatalogProblem {
 
 export interface StoredPartition {
   hasIndex: boolean
-  /** Segment keys (from the storage root) with the first offset their name gives, in offset order. */
-  segments: Array<{ key: string; firstOffset: bigint; size: number }>
+  /** Segment keys (from the storage root) and sizes, in offset order. */
+  segments: Array<{ key: string; size: number }>
 }
 
 /** Per topic folder, per partition folder: what is there. */
@@ -49,7 +49,7 @@ export async function scanStoredPartitions(storage: Storage, backupId: string): 
     if (firstOffset === undefined) {
       entry.hasIndex = true
     } else {
-      entry.segments.push({ key: object.key, firstOffset: BigInt(firstOffset), size: object.size })
+      entry.segments.push({ key: object.key, size: object.size })
     }
   }
   return stored
@@ -159,62 +159,51 @@ export async function unindexedSegmentProblems(
     }
   }
   const checkpoint = BigInt(index.nextOffset)
-  const unindexed = (stored?.segments ?? []).filter(s => !indexed.has(s.key))
-  const pastCheckpoint = unindexed.filter(s => s.firstOffset >= checkpoint)
+  const outside: Array<{ key: string; segment: SegmentIndex }> = []
+  for (const { key, size } of (stored?.segments ?? []).filter(s => !indexed.has(s.key))) {
+    try {
+      outside.push({ key, segment: await readSegmentIndex(await openRangeSource(storage, key, { size }), key) })
+    } catch (error) {
+      if (!isBackupError(error)) {
+        throw error
+      }
+      problems.push({ severity: 'error', code: error.code, message: error.message, ...where, key })
+    }
+  }
+  const pastCheckpoint = outside.filter(o => o.segment.footer.firstOffset >= checkpoint)
+  const orphan = (key: string, why: string) =>
+    problems.push({ severity: 'warning', code: 'KB_ORPHAN_SEGMENT', message: `${key} ${why}`, ...where, key })
   const lost = (key: string, why: string) =>
     problems.push({ severity: 'error', code: 'KB_BACKUP_CORRUPT', message: `${key} ${why}`, ...where, key })
-  for (const segment of unindexed) {
-    if (segment.firstOffset < checkpoint) {
+  for (const { key, segment } of outside) {
+    const { firstOffset, lastOffset } = segment.footer
+    const copyOf = index.segments.find(s => BigInt(s.firstOffset) <= firstOffset && lastOffset <= BigInt(s.lastOffset))
+    const createdAt = new Date(Number(segment.header.createdAtMs))
+    if (copyOf) {
+      orphan(
+        key,
+        `is not in its partition index; its offsets ${firstOffset}..${lastOffset} are in indexed segment ${copyOf.key} (the next backup run removes it)`
+      )
+    } else if (firstOffset < checkpoint) {
       lost(
-        segment.key,
-        `is not in its partition index, but its offsets are below the index's nextOffset ${index.nextOffset}: the index lost this entry`
+        key,
+        `is not in its partition index, but holds offsets ${firstOffset}..${lastOffset}, below the index's nextOffset ${index.nextOffset} and in no indexed segment: the index lost this entry`
       )
     } else if (pastCheckpoint.length > 1) {
       lost(
-        segment.key,
+        key,
         `is one of ${pastCheckpoint.length} segments past the index's nextOffset ${index.nextOffset}: an interrupted run leaves at most one, so the index lost entries`
       )
+    } else if (createdAt.getTime() < Date.parse(index.updatedAt)) {
+      lost(
+        key,
+        `is not in its partition index and was written at ${createdAt.toISOString()}, before the index (${index.updatedAt}): no interrupted run left it, the index lost this entry`
+      )
     } else {
-      const createdAtMs = await segmentCreatedAtMs(storage, segment.key, segment.size)
-      const indexWrittenAtMs = Date.parse(index.updatedAt)
-      if (typeof createdAtMs !== 'number') {
-        problems.push({
-          severity: 'error',
-          code: createdAtMs.code,
-          message: createdAtMs.message,
-          ...where,
-          key: segment.key
-        })
-      } else if (createdAtMs < indexWrittenAtMs) {
-        lost(
-          segment.key,
-          `is not in its partition index and was written at ${new Date(createdAtMs).toISOString()}, before the index (${index.updatedAt}): no interrupted run left it, the index lost this entry`
-        )
-      } else {
-        problems.push({
-          severity: 'warning',
-          code: 'KB_ORPHAN_SEGMENT',
-          message: `${segment.key} is not in its partition index (left by an interrupted run; the next backup run removes it)`,
-          ...where,
-          key: segment.key
-        })
-      }
+      orphan(key, 'is not in its partition index (left by an interrupted run; the next backup run removes it)')
     }
   }
   return problems
-}
-
-/** When the writer created the segment (its header), or why that could not be read. */
-async function segmentCreatedAtMs(storage: Storage, key: string, size: number): Promise<number | BackupError> {
-  try {
-    const source = await openRangeSource(storage, key, { size })
-    return Number((await readSegmentIndex(source, key)).header.createdAtMs)
-  } catch (error) {
-    if (error instanceof BackupError) {
-      return error
-    }
-    throw error
-  }
 }
 
 export interface OpenedSegment {

@@ -16,8 +16,10 @@ export interface DocumentKind<T> {
   /** The newest `formatVersion` this code reads. */
   formatVersion: number
   schema: z.ZodType<T>
-  /** Consistency rules beyond the schema; report a violation with `fail`. */
-  check?: (document: T, fail: (field: string, problem: string, found?: unknown) => never) => void
+  /** Error context naming what the document is about (e.g. its topic and partition). */
+  context?: Record<string, unknown>
+  /** Consistency rules beyond the schema; report a violation with `fail` (and the offset it is about). */
+  check?: (document: T, fail: (field: string, problem: string, found?: unknown, offset?: string) => never) => void
 }
 
 /** `topics[0].partitionCount`, the way a person finds the field in the file. */
@@ -45,18 +47,25 @@ function shown(value: unknown): string {
   return text.length > 80 ? `${text.slice(0, 77)}...` : text
 }
 
-export function documentCorrupt(
-  kind: string,
+function documentCorrupt(
+  kind: { name: string; context?: Record<string, unknown> },
   location: string,
   key: string,
   field: string,
   problem: string,
-  found?: unknown
+  found?: unknown,
+  offset?: string
 ): BackupError {
   return new BackupError(
     'KB_BACKUP_CORRUPT',
-    `${kind} ${location}/${key}: ${field}: ${problem}${found === undefined ? '' : ` (found ${shown(found)})`}`,
-    { key, field, ...(found === undefined ? {} : { found }) }
+    `${kind.name} ${location}/${key}: ${field}: ${problem}${found === undefined ? '' : ` (found ${shown(found)})`}`,
+    {
+      key,
+      field,
+      ...kind.context,
+      ...(found === undefined ? {} : { found }),
+      ...(offset === undefined ? {} : { offset })
+    }
   )
 }
 
@@ -93,17 +102,10 @@ export async function readDocument<T>(storage: Storage, key: string, kind: Docum
   const parsed = kind.schema.safeParse(input)
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!
-    throw documentCorrupt(
-      kind.name,
-      storage.location,
-      key,
-      fieldPath(issue.path),
-      issue.message,
-      valueAt(input, issue.path)
-    )
+    throw documentCorrupt(kind, storage.location, key, fieldPath(issue.path), issue.message, valueAt(input, issue.path))
   }
-  kind.check?.(parsed.data, (field, problem, found) => {
-    throw documentCorrupt(kind.name, storage.location, key, field, problem, found)
+  kind.check?.(parsed.data, (field, problem, found, offset) => {
+    throw documentCorrupt(kind, storage.location, key, field, problem, found, offset)
   })
   return parsed.data
 }

@@ -188,6 +188,7 @@ function partitionIndexKind(backupId: string, topic: string, partition: number):
     format: FORMAT,
     formatVersion: FORMAT_VERSION,
     schema: partitionIndexSchema,
+    context: { topic, partition },
     check(index, fail) {
       if (index.topic !== topic || index.partition !== partition) {
         fail(
@@ -197,7 +198,7 @@ function partitionIndexKind(backupId: string, topic: string, partition: number):
       }
       const nextOffset = BigInt(index.nextOffset)
       if (BigInt(index.startOffset) > nextOffset) {
-        fail('startOffset', `is past nextOffset ${index.nextOffset}`, index.startOffset)
+        fail('startOffset', `is past nextOffset ${index.nextOffset}`, index.startOffset, index.startOffset)
       }
       let previousNext = -1n
       for (const [i, segment] of index.segments.entries()) {
@@ -209,34 +210,43 @@ function partitionIndexKind(backupId: string, topic: string, partition: number):
           fail(
             `${field}.key`,
             `expected ${expectedKey} (the segment of ${topic}/${partition} starting at ${segment.firstOffset})`,
-            segment.key
+            segment.key,
+            segment.firstOffset
           )
         }
         if (lastOffset < firstOffset || BigInt(segment.nextOffset) !== lastOffset + 1n) {
           fail(
             field,
             `expected firstOffset <= lastOffset and nextOffset = lastOffset + 1`,
-            `${segment.firstOffset}, ${segment.lastOffset}, ${segment.nextOffset}`
+            `${segment.firstOffset}, ${segment.lastOffset}, ${segment.nextOffset}`,
+            segment.firstOffset
           )
         }
         if (firstOffset < previousNext) {
           fail(
             `${field}.firstOffset`,
             `starts before the previous segment ends (at ${previousNext}): entries must be in offset order, each once`,
+            segment.firstOffset,
             segment.firstOffset
           )
         }
         previousNext = BigInt(segment.nextOffset)
       }
       if (previousNext > nextOffset) {
-        fail('nextOffset', `is behind the end of the last segment (${previousNext})`, index.nextOffset)
+        fail(
+          'nextOffset',
+          `is behind the end of the last segment (${previousNext})`,
+          index.nextOffset,
+          index.nextOffset
+        )
       }
       for (const [i, gap] of index.gaps.entries()) {
         if (BigInt(gap.fromOffset) >= BigInt(gap.toOffset) || BigInt(gap.toOffset) > nextOffset) {
           fail(
             `gaps[${i}]`,
             `expected fromOffset < toOffset <= nextOffset (${index.nextOffset})`,
-            `${gap.fromOffset}..${gap.toOffset}`
+            `${gap.fromOffset}..${gap.toOffset}`,
+            gap.fromOffset
           )
         }
       }

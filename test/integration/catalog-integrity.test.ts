@@ -276,7 +276,7 @@ describe('a lost index or a partition the manifest does not count', () => {
     await assertInvalid(
       middle,
       'KB_BACKUP_CORRUPT',
-      /is not in its partition index, but its offsets are below the index's nextOffset 300: the index lost this entry/
+      /00100\.seg is not in its partition index, but holds offsets 100\.\.199, below the index's nextOffset 300 and in no indexed segment: the index lost this entry/
     )
     await assertRestoreRefused(middle, 'KB_BACKUP_CORRUPT', /the index lost this entry/)
 

@@ -6,6 +6,7 @@ import {
   FORMAT_VERSION,
   type PartitionIndex,
   type SegmentEntry,
+  segmentKey,
   writeManifest,
   writePartitionIndex
 } from '../../src/catalog/manifest.ts'
@@ -15,9 +16,16 @@ import { MemoryStorage } from '../../src/storage/memory.ts'
 
 const now = new Date().toISOString()
 
-function segment(firstOffset: number, lastOffset: number, minTimestamp: number, maxTimestamp: number): SegmentEntry {
+function segment(
+  topic: string,
+  partition: number,
+  firstOffset: number,
+  lastOffset: number,
+  minTimestamp: number,
+  maxTimestamp: number
+): SegmentEntry {
   return {
-    key: `seg-${firstOffset}`,
+    key: segmentKey('b', topic, partition, BigInt(firstOffset)).slice('b/'.length),
     firstOffset: String(firstOffset),
     lastOffset: String(lastOffset),
     nextOffset: String(lastOffset + 1),
@@ -64,11 +72,15 @@ async function backup(): Promise<MemoryStorage> {
         partition,
         startOffset: '0',
         nextOffset: '20',
-        segments: [segment(0, 9, 1000, 1999), segment(10, 19, 2000, 2999)],
+        segments: [segment(topic, partition, 0, 9, 1000, 1999), segment(topic, partition, 10, 19, 2000, 2999)],
         gaps: [],
         updatedAt: now
       }
       await writePartitionIndex(storage, 'b', index)
+      // The plan checks that every indexed segment is in storage; it reads none of them.
+      for (const { key } of index.segments) {
+        await storage.replace(`b/${key}`, Buffer.alloc(100))
+      }
     }
   }
   return storage
