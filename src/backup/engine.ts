@@ -22,7 +22,8 @@ import {
   writeManifest,
   writePartitionIndex
 } from '../catalog/manifest.ts'
-import { BackupError } from '../errors.ts'
+import { unindexedSegmentProblems } from '../catalog/audit.ts'
+import { BackupError, type ErrorCode } from '../errors.ts'
 import { captureGroupOffsets, describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
 import type { SegmentCodec } from '../segment/codecs.ts'
@@ -400,9 +401,10 @@ export class BackupEngine {
   async #readIndex(topic: string, partition: number, offsets: SourceOffsets): Promise<OpenedIndex> {
     const { storage, backupId, startOffset } = this.#options
     const existing = await readPartitionIndex(storage, backupId, topic, partition)
-    const segmentKeys = (await storage.list(`${partitionDir(backupId, topic, partition)}/`))
-      .map(object => object.key)
-      .filter(key => /\/\d{20}\.seg$/.test(key))
+    const segmentObjects = (await storage.list(`${partitionDir(backupId, topic, partition)}/`))
+      .filter(object => /\/\d{20}\.seg$/.test(object.key))
+      .sort((a, b) => (a.key < b.key ? -1 : 1))
+    const segmentKeys = segmentObjects.map(object => object.key)
     const where = `${storage.location}/${partitionDir(backupId, topic, partition)}`
     if (!existing) {
       if (segmentKeys.length > 0) {
@@ -428,15 +430,6 @@ export class BackupEngine {
       return { index, isNew: true, orphans: [] }
     }
     const checkpoint = BigInt(existing.nextOffset)
-    const last = existing.segments.at(-1)
-    if (last && BigInt(last.nextOffset) > checkpoint) {
-      throw new BackupError(
-        'KB_BACKUP_CORRUPT',
-        `${where}/index.json: the checkpoint ${checkpoint} is behind the end of its last segment ${last.key} (${last.nextOffset}); ` +
-          'continuing would write over backed-up offsets',
-        { topic, partition, key: `${backupId}/${last.key}`, offset: checkpoint.toString() }
-      )
-    }
     if (checkpoint > offsets.highWatermark) {
       throw new BackupError(
         'KB_SOURCE_TRUNCATED',
@@ -452,8 +445,21 @@ export class BackupEngine {
         }
       )
     }
-    const indexed = new Set(existing.segments.map(s => `${backupId}/${s.key}`))
-    return { index: existing, isNew: false, orphans: segmentKeys.filter(key => !indexed.has(key)) }
+    // Only what an interrupted run left may go; a segment the index lost an entry for may be the
+    // only copy of records the source no longer holds, so the run refuses instead of deleting it.
+    const problems = await unindexedSegmentProblems(storage, backupId, existing, {
+      hasIndex: true,
+      segments: segmentObjects
+    })
+    const lost = problems.find(problem => problem.severity === 'error')
+    if (lost) {
+      throw new BackupError(lost.code as ErrorCode, `${lost.message}; the backup was left as it is`, {
+        topic,
+        partition,
+        key: lost.key
+      })
+    }
+    return { index: existing, isNew: false, orphans: problems.flatMap(problem => (problem.key ? [problem.key] : [])) }
   }
 
   /**

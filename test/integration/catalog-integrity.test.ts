@@ -307,6 +307,22 @@ describe('a lost index or a partition the manifest does not count', () => {
     await assertRestoreRefused(last, 'KB_BACKUP_CORRUPT', /no interrupted run left it, the index lost this entry/)
   })
 
+  test('a backup run on an index that lost an entry refuses and keeps the segment, which may be the only copy', async () => {
+    const damaged = copyOfBackup()
+    editIndex(damaged, orders, 0, index => {
+      index.segments.splice(1, 1)
+    })
+    const lostSegment = file(damaged, `${partitionDir(BACKUP, orders, 0)}/${'100'.padStart(20, '0')}.seg`)
+    const before = readFileSync(lostSegment)
+    await assert.rejects(runBackup(backupOptions(cluster, damaged, [orders], { compression: 'none' })), error => {
+      assert.ok(isBackupError(error))
+      assert.equal(error.code, 'KB_BACKUP_CORRUPT')
+      assert.match(error.message, /the index lost this entry; the backup was left as it is/)
+      return true
+    })
+    assert.deepEqual(readFileSync(lostSegment), before)
+  })
+
   test('the one segment an interrupted run leaves past the checkpoint is a warning, and restore restores what the index holds', async () => {
     const interrupted = copyOfBackup()
     // The index as it was before its last segment was closed: written before that segment.
