@@ -9,6 +9,8 @@
  * the checkpoint (docs/source-changes.md). One process writes a backup at a time: two runs on
  * the same backup_id are not coordinated, and a run clears what a killed one left behind.
  */
+
+import { unindexedSegmentProblems } from '../catalog/audit.ts'
 import {
   FORMAT,
   FORMAT_VERSION,
@@ -22,7 +24,6 @@ import {
   writeManifest,
   writePartitionIndex
 } from '../catalog/manifest.ts'
-import { unindexedSegmentProblems } from '../catalog/audit.ts'
 import { BackupError, type ErrorCode } from '../errors.ts'
 import { captureGroupOffsets, describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
