@@ -31,12 +31,12 @@ export function ensureKafkaJars(): string {
     return libDir
   }
   rmSync(libDir, { recursive: true, force: true })
+  process.stderr.write(`resolving the Kafka jars with Maven into ${libDir} (first use; this can take minutes)\n`)
   const mvn = spawnSync(
     'mvn',
     [
       '-q',
       '-B',
-      // Maven colours its output even when it is not a terminal.
       '-Dstyle.color=never',
       '-f',
       pomFile,
@@ -44,14 +44,17 @@ export function ensureKafkaJars(): string {
       '-DincludeScope=runtime',
       `-DoutputDirectory=${libDir}`
     ],
-    // Maven's stdout goes to our stderr: `npm run -s kafka:start` prints only the address on stdout.
-    { stdio: ['ignore', process.stderr, 'inherit'] }
+    // Captured, not inherited: with -q Maven prints only errors, but also terminal reset codes,
+    // which must not reach the stdout of `npm run -s kafka:start` (it is meant to be captured).
+    { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' }
   )
   if (mvn.error) {
     throw new Error(`Maven (mvn) is needed to resolve the Kafka jars and did not start: ${mvn.error.message}`)
   }
   if (mvn.status !== 0) {
-    throw new Error(`mvn could not resolve the Kafka jars from ${pomFile} (exit ${mvn.status ?? mvn.signal})`)
+    throw new Error(
+      `mvn could not resolve the Kafka jars from ${pomFile} (exit ${mvn.status ?? mvn.signal}): ${mvn.stdout}${mvn.stderr}`
+    )
   }
   // The marker holds the POM it was made from, so a version bump re-resolves.
   writeFileSync(libReadyMarker, readFileSync(pomFile, 'utf8'))
