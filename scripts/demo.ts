@@ -10,7 +10,7 @@
  */
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { join, relative } from 'node:path'
+import { isAbsolute, join, relative } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Admin, Consumer, FetchIsolationLevels, Producer } from '@platformatic/kafka'
 import { type RunningBroker, repoRoot, startBroker, stopBroker } from './broker.ts'
@@ -55,7 +55,7 @@ function step(title: string): void {
 
 /** Runs the kafka-backup CLI with this terminal, so its progress and output show as they would for a user. */
 function kafkaBackup(...args: string[]): void {
-  console.log(`$ kafka-backup ${args.map(arg => relative(process.cwd(), arg) || arg).join(' ')}`)
+  console.log(`$ kafka-backup ${args.map(arg => (isAbsolute(arg) ? relative(process.cwd(), arg) : arg)).join(' ')}`)
   const result = spawnSync(process.execPath, [join(repoRoot, 'src', 'cli', 'main.ts'), ...args], { stdio: 'inherit' })
   if (result.status !== 0) {
     throw new Error(`kafka-backup ${args[0]} failed (exit ${result.status ?? result.signal})`)
