@@ -2,6 +2,7 @@
  * A single-node Apache Kafka broker (KRaft, combined broker+controller, PLAINTEXT on loopback)
  * run from the org.apache.kafka artifacts on Maven Central, for tests, benchmarks and the
  * README quick start. The jars are resolved once by scripts/kafka/pom.xml into .cache/kafka/lib.
+ * KB_KAFKA_CACHE_DIR moves .cache/kafka elsewhere (the test of a first run uses an empty one).
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -12,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Admin } from '@platformatic/kafka'
 
 export const repoRoot = resolve(import.meta.dirname, '..')
-export const kafkaCacheDir = join(repoRoot, '.cache', 'kafka')
+export const kafkaCacheDir = resolve(process.env.KB_KAFKA_CACHE_DIR || join(repoRoot, '.cache', 'kafka'))
 const libDir = join(kafkaCacheDir, 'lib')
 const libReadyMarker = join(libDir, '.resolved')
 const pomFile = join(repoRoot, 'scripts', 'kafka', 'pom.xml')
@@ -30,21 +31,30 @@ export function ensureKafkaJars(): string {
     return libDir
   }
   rmSync(libDir, { recursive: true, force: true })
+  process.stderr.write(`resolving the Kafka jars with Maven into ${libDir} (first use; this can take minutes)\n`)
   const mvn = spawnSync(
     'mvn',
     [
       '-q',
       '-B',
+      '-Dstyle.color=never',
       '-f',
       pomFile,
       'dependency:copy-dependencies',
       '-DincludeScope=runtime',
       `-DoutputDirectory=${libDir}`
     ],
-    { stdio: ['ignore', 'inherit', 'inherit'] }
+    // Captured, not inherited: with -q Maven prints only errors, but also terminal reset codes,
+    // which must not reach the stdout of `npm run -s kafka:start` (it is meant to be captured).
+    { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' }
   )
+  if (mvn.error) {
+    throw new Error(`Maven (mvn) is needed to resolve the Kafka jars and did not start: ${mvn.error.message}`)
+  }
   if (mvn.status !== 0) {
-    throw new Error(`mvn could not resolve the Kafka jars from ${pomFile} (exit ${mvn.status ?? mvn.signal})`)
+    throw new Error(
+      `mvn could not resolve the Kafka jars from ${pomFile} (exit ${mvn.status ?? mvn.signal}): ${mvn.stdout}${mvn.stderr}`
+    )
   }
   // The marker holds the POM it was made from, so a version bump re-resolves.
   writeFileSync(libReadyMarker, readFileSync(pomFile, 'utf8'))
@@ -62,6 +72,9 @@ export function runKafkaTool(mainClass: string, args: string[]): string {
     encoding: 'utf8',
     maxBuffer: 64 * 1024 * 1024
   })
+  if (result.error) {
+    throw new Error(`Java 17 or newer is needed to run ${mainClass} and did not start: ${result.error.message}`)
+  }
   if (result.status !== 0) {
     throw new Error(`${mainClass} ${args.join(' ')} failed (exit ${result.status ?? result.signal}): ${result.stderr}`)
   }

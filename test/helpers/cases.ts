@@ -11,6 +11,7 @@ import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import type { StoredRecord } from './backup.ts'
 import { bootstrapServers, createTopic } from './kafka.ts'
 import { readTopicRecords } from './topic.ts'
+import { until } from './wait.ts'
 
 /** A base time for explicit timestamps: recent enough for default retention, not in the future. */
 export const BASE_TIMESTAMP = BigInt(Date.now()) - 10n * 60_000n
@@ -201,17 +202,16 @@ export async function produceCompacted(
 }
 
 async function waitForCompaction(cluster: KafkaCluster, topic: string, survivors: bigint[]): Promise<StoredRecord[]> {
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    const records = await readTopicRecords(cluster, topic)
-    if (records.map(r => r.offset).join() === survivors.join()) {
-      return records
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`the log cleaner did not compact ${topic} within 30 s: offsets ${records.map(r => r.offset)}`)
-    }
-    await new Promise(resolve => setTimeout(resolve, 200))
-  }
+  let records: StoredRecord[] = []
+  await until(
+    async () => {
+      records = await readTopicRecords(cluster, topic)
+      return records.map(r => r.offset).join() === survivors.join()
+    },
+    `the log cleaner to compact ${topic} to offsets ${survivors}`,
+    { intervalMs: 200 }
+  )
+  return records
 }
 
 export async function createCompactedTopic(cluster: KafkaCluster, topic: string): Promise<void> {

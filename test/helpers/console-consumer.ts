@@ -52,11 +52,18 @@ function parseLine(line: string): StoredRecord {
 }
 
 /**
- * Every record of `topic` as Kafka's console consumer sees it with isolation.level
- * read_committed, sorted by partition and offset. It stops once no record arrived for
- * `idleMs`, so a topic holding more records than expected is noticed too.
+ * The first `expectedRecords` records of `topic` as Kafka's console consumer sees them with
+ * isolation.level read_committed, sorted by partition and offset. It stops when it has read
+ * them, not after an idle time: joining the group and the first fetch can take seconds on a
+ * loaded machine. `timeoutMs` only bounds a topic with fewer records than expected, which
+ * then comes back short (and fails the comparison); more records than expected show as a
+ * different selection across partitions or in the caller's count of what it backed up.
  */
-export async function consoleConsumeCommitted(topic: string, idleMs = 3000): Promise<StoredRecord[]> {
+export async function consoleConsumeCommitted(
+  topic: string,
+  expectedRecords: number,
+  timeoutMs = 120_000
+): Promise<StoredRecord[]> {
   const args = kafkaJavaArgs(
     'org.apache.kafka.tools.consumer.ConsoleConsumer',
     [
@@ -67,8 +74,10 @@ export async function consoleConsumeCommitted(topic: string, idleMs = 3000): Pro
       '--from-beginning',
       '--isolation-level',
       'read_committed',
+      '--max-messages',
+      String(expectedRecords),
       '--timeout-ms',
-      String(idleMs),
+      String(timeoutMs),
       '--command-property',
       'max.partition.fetch.bytes=8388608',
       ...formatterProperties()

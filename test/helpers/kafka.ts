@@ -1,6 +1,7 @@
 /** Shared helpers for integration tests against the run's real broker (test/global-setup.ts). */
 import { randomUUID } from 'node:crypto'
 import { KafkaCluster } from '../../src/kafka/cluster.ts'
+import { until } from './wait.ts'
 
 export { runKafkaTool } from '../../scripts/broker.ts'
 
@@ -34,13 +35,9 @@ export async function createTopic(
     configs: Object.entries(configs).map(([name, value]) => ({ name, value }))
   })
   // Metadata answers before every partition has a leader; wait until all do.
-  for (let attempt = 0; attempt < 100; attempt++) {
+  await until(async () => {
     const metadata = await cluster.metadata([topic], true)
     const partitionsMetadata = metadata.topics.get(topic)?.partitions ?? []
-    if (partitionsMetadata.length === partitions && partitionsMetadata.every(p => p.leader >= 0)) {
-      return
-    }
-    await new Promise(done => setTimeout(done, 100))
-  }
-  throw new Error(`topic ${topic} has no leader for every partition after 10 s`)
+    return partitionsMetadata.length === partitions && partitionsMetadata.every(p => p.leader >= 0)
+  }, `a leader for every partition of ${topic}`)
 }

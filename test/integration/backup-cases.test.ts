@@ -33,6 +33,7 @@ import {
 import { consoleConsumeCommitted } from '../helpers/console-consumer.ts'
 import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { readTopicRecords } from '../helpers/topic.ts'
+import { until } from '../helpers/wait.ts'
 
 let cluster: KafkaCluster
 let producer: Producer
@@ -138,7 +139,7 @@ describe('backup data cases', () => {
     await createTopic(cluster, topic, 5)
     const produced = await produceDataKinds(producer, topic)
     // The JVM starts while the backup runs.
-    const independent = consoleConsumeCommitted(topic)
+    const independent = consoleConsumeCommitted(topic, produced)
     const storage = tempStorage()
     const summary = await runBackup(backupOptions(cluster, storage, [topic]))
     assert.equal(summary.records, produced)
@@ -180,7 +181,7 @@ describe('backup data cases', () => {
     const topic = uniqueTopic('backup-txn')
     await createTopic(cluster, topic, 2)
     const committed = await produceTransactional(topic, producer)
-    const consumed = consoleConsumeCommitted(topic)
+    const consumed = consoleConsumeCommitted(topic, committed)
     const ends = await endOffsets(topic, 2)
     const backups = []
 
@@ -215,7 +216,7 @@ describe('backup data cases', () => {
     const topic = uniqueTopic('backup-compacted')
     await createCompactedTopic(cluster, topic)
     await produceCompacted(producer, cluster, topic)
-    const independent = consoleConsumeCommitted(topic)
+    const independent = consoleConsumeCommitted(topic, COMPACTED_SURVIVING_OFFSETS.length)
     const storage = tempStorage()
     const summary = await runBackup(backupOptions(cluster, storage, [topic]))
     assert.equal(summary.records, COMPACTED_SURVIVING_OFFSETS.length)
@@ -327,9 +328,7 @@ describe('backup data cases', () => {
 
   async function deleteTopicAndWait(topic: string): Promise<void> {
     await cluster.admin.deleteTopics({ topics: [topic] })
-    while ((await cluster.admin.listTopics()).includes(topic)) {
-      await new Promise(resolve => setTimeout(resolve, 50))
-    }
+    await until(async () => !(await cluster.admin.listTopics()).includes(topic), `topic ${topic} to be deleted`)
   }
 
   /**

@@ -4,15 +4,16 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Producer } from '@platformatic/kafka'
 import { type RunningBroker, restartBroker, startBroker, stopBroker } from '../../scripts/broker.ts'
-import { listOffsets, partitionKey } from '../../src/kafka/admin.ts'
+import { BackupEngine } from '../../src/backup/engine.ts'
 import { KafkaCluster } from '../../src/kafka/cluster.ts'
+import { RestoreEngine } from '../../src/restore/engine.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
 import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
-import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { restoreOptions } from '../helpers/restore.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
+import { until } from '../helpers/wait.ts'
 
 let broker: RunningBroker
 let cluster: KafkaCluster
@@ -49,15 +50,19 @@ test('a broker restart during a backup: the backup retries and holds every recor
   await createTopic(cluster, topic, 2)
   await produce(topic)
   const storage = tempStorage()
-  // One 100-record batch per Fetch, each held 100 ms: the backup takes seconds, the restart lands inside it.
-  const running = runBackup(
+  // One 100-record batch per Fetch, each held 100 ms: the backup takes seconds. The restart
+  // comes once it has written records, and must land before it has written them all.
+  const engine = new BackupEngine(
     backupOptions(cluster, storage, [topic], {
       bootstrapServers: [broker.bootstrapServers],
       fetch: { maxWaitMs: 100, minBytes: 16 * 1024 * 1024, maxBytes: 16 * 1024 * 1024, partitionMaxBytes: 1 }
     })
   )
-  await sleep(1500)
+  const running = engine.run()
+  const written = () => engine.progress().reduce((sum, p) => sum + p.records, 0)
+  await until(() => written() > 0, 'the backup to write its first records')
   broker = await restartBroker(broker, 1000)
+  assert.ok(written() < 2 * recordsPerPartition, `the restart landed inside the backup (${written()} records)`)
   const summary = await running
   assert.equal(summary.records, 2 * recordsPerPartition)
   const records = await readBackedUpRecords(storage, 'test-backup', topic)
@@ -77,7 +82,7 @@ test('a broker restart during a restore: the restore retries and writes every re
   await runBackup(backupOptions(cluster, storage, [topic], { bootstrapServers: [broker.bootstrapServers] }))
   const target = `${topic}-restored`
   const warnings: string[] = []
-  const running = runRestore(
+  const engine = new RestoreEngine(
     restoreOptions(cluster, storage, {
       bootstrapServers: [broker.bootstrapServers],
       topicMapping: { [topic]: target },
@@ -85,15 +90,12 @@ test('a broker restart during a restore: the restore retries and writes every re
       onWarning: message => warnings.push(message)
     })
   )
-  // Restart once records are landing, so that the restart hits the produce phase.
-  const landed = async () =>
-    (await listOffsets(cluster, [{ topic: target, partition: 0 }], 'latest').catch(() => undefined))?.get(
-      partitionKey(target, 0)
-    ) ?? 0n
-  for (let i = 0; i < 600 && (await landed()) === 0n; i++) {
-    await sleep(50)
-  }
+  const running = engine.run()
+  const restored = () => engine.progress().reduce((sum, p) => sum + p.records, 0)
+  // The rate limit makes the restore take seconds; the restart comes once it has written records.
+  await until(() => restored() > 0, 'the restore to write its first records')
   broker = await restartBroker(broker, 1000)
+  assert.ok(restored() < 2 * recordsPerPartition, `the restart landed inside the restore (${restored()} records)`)
   const summary = await running
   assert.equal(summary.records, 2 * recordsPerPartition)
   assert.ok(

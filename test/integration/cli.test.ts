@@ -3,13 +3,14 @@ import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Producer } from '@platformatic/kafka'
+import { listOffsets } from '../../src/kafka/admin.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
 import { finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
 import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
+import { until } from '../helpers/wait.ts'
 
 let cluster: KafkaCluster
 let producer: Producer
@@ -100,11 +101,8 @@ test('a backup killed with SIGKILL and run again holds every record exactly once
   const indexFile = join(path, 'cli-test', 'topics', topic, '0', 'index.json')
   const durableSegments = () =>
     existsSync(indexFile) ? JSON.parse(readFileSync(indexFile, 'utf8')).segments.length : 0
-  for (let i = 0; i < 600 && durableSegments() === 0; i++) {
-    await sleep(50)
-  }
-  assert.ok(durableSegments() > 0, 'the first run made a segment durable')
-  await sleep(500)
+  // Killed once several segments are durable and more batches are on their way.
+  await until(() => durableSegments() >= 2, 'the first run to make two segments durable')
   child.kill('SIGKILL')
   assert.equal((await result).signal, 'SIGKILL')
   const manifest = JSON.parse(readFileSync(join(path, 'cli-test', 'manifest.json'), 'utf8'))
@@ -153,22 +151,22 @@ storage:
   const child = startCli(['restore', '--config', writeConfig(restoreYaml('rate_limit_bytes_per_sec: 65536'))])
   const result = finished(child)
   const restoresDir = join(storage.location, 'test-backup', 'restores')
-  const progressed = () => {
-    if (!existsSync(restoresDir)) return false
-    const [id] = readdirSync(restoresDir)
+  const checkpointedRecords = () => {
+    const [id] = existsSync(restoresDir) ? readdirSync(restoresDir) : []
     const file = id && join(restoresDir, id, 'restore.json')
-    return Boolean(
-      file &&
-        existsSync(file) &&
-        JSON.parse(readFileSync(file, 'utf8')).partitions.some((p: { records: number }) => p.records > 0)
-    )
+    if (!file || !existsSync(file)) return 0
+    const partitions: Array<{ records: number }> = JSON.parse(readFileSync(file, 'utf8')).partitions
+    return partitions.reduce((sum, p) => sum + p.records, 0)
   }
-  for (let i = 0; i < 400 && !progressed(); i++) {
-    await sleep(50)
-  }
-  assert.ok(progressed(), 'the first run checkpointed some progress')
-  // Let more batches go out after the checkpoint, so some are written but not checkpointed.
-  await sleep(700)
+  const progressed = () => checkpointedRecords() > 0
+  await until(progressed, 'the first run to checkpoint some progress')
+  // Killed once the target holds records beyond the checkpoint: written but not checkpointed.
+  const partitions = [0, 1].map(partition => ({ topic: target, partition }))
+  await until(async () => {
+    const checkpointed = checkpointedRecords()
+    const written = [...(await listOffsets(cluster, partitions, 'latest')).values()].reduce((a, b) => a + b, 0n)
+    return written > BigInt(checkpointed)
+  }, 'records written beyond the checkpoint')
   child.kill('SIGKILL')
   assert.equal((await result).signal, 'SIGKILL')
 

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Producer } from '@platformatic/kafka'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { tempStorage } from '../helpers/backup.ts'
 import { finished, startCli, writeConfig } from '../helpers/cli.ts'
 import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { until } from '../helpers/wait.ts'
 
 let cluster: KafkaCluster
 before(() => {
@@ -55,11 +55,10 @@ metrics: { enabled: true, port: 0, host: 127.0.0.1, keep_alive_seconds: 60 }
     stderr += chunk
   })
   let port: number | undefined
-  for (let i = 0; i < 200 && port === undefined; i++) {
+  await until(() => {
     port = Number(/"port":(\d+)/.exec(stderr)?.[1] ?? /port=(\d+)/.exec(stderr)?.[1]) || undefined
-    await sleep(50)
-  }
-  assert.ok(port, `the metrics port is logged: ${stderr}`)
+    return port !== undefined
+  }, 'the metrics port to be logged')
   const health = (await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as { status: string }
   assert.equal(health.status, 'running')
   const during = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
@@ -69,9 +68,7 @@ metrics: { enabled: true, port: 0, host: 127.0.0.1, keep_alive_seconds: 60 }
   child.stdout?.on('data', chunk => {
     stdout += chunk
   })
-  for (let i = 0; i < 600 && !stdout.includes('"records"'); i++) {
-    await sleep(50)
-  }
+  await until(() => stdout.includes('"records"'), 'the backup summary on stdout')
   const summary = JSON.parse(stdout)
   assert.equal(summary.records, 2000)
   const afterRun = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()

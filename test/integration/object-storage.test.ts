@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Producer } from '@platformatic/kafka'
 import { validateBackup } from '../../src/catalog/inspect.ts'
 import { isBackupError } from '../../src/errors.ts'
@@ -21,6 +20,7 @@ import {
 } from '../helpers/object-servers.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
+import { until } from '../helpers/wait.ts'
 
 const MiB = 1024 * 1024
 let cluster: KafkaCluster
@@ -96,9 +96,10 @@ describe('S3', async () => {
       frameMaxBytes: MiB
     })
     const first = runBackup(options)
-    for (let i = 0; i < 200 && (await storage.incompleteUploads().catch(() => [])).length === 0; i++) {
-      await sleep(25)
-    }
+    await until(
+      async () => (await storage.incompleteUploads().catch(() => [])).length > 0,
+      'the backup to start a multipart upload'
+    )
     await stopObjectServer(s3.server, { kill: true })
     await assert.rejects(first, error => {
       assert.ok(isBackupError(error) && error.code.startsWith('KB_STORAGE'), String(error))

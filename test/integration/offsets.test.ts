@@ -13,6 +13,7 @@ import { BASE_TIMESTAMP, createCompactedTopic, newProducer, produceCompacted } f
 import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
+import { until } from '../helpers/wait.ts'
 
 let cluster: KafkaCluster
 let producer: Producer
@@ -176,14 +177,10 @@ test('a group with active members on the target is refused with KB_GROUP_ACTIVE 
   const consumer = new Consumer({ clientId: 'kafka-backup-test', groupId, bootstrapBrokers: [bootstrapServers()] })
   try {
     const stream = await consumer.consume({ topics: [topic], mode: 'committed' })
-    for (let attempt = 0; ; attempt++) {
+    await until(async () => {
       const state = (await cluster.admin.describeGroups({ groups: [groupId] })).get(groupId)?.state
-      if (state === 'Stable' || state === 'STABLE') {
-        break
-      }
-      assert.ok(attempt < 100, `the consumer did not join ${groupId} (state ${state})`)
-      await new Promise(resolve => setTimeout(resolve, 100))
-    }
+      return state === 'Stable' || state === 'STABLE'
+    }, `the consumer to join ${groupId}`)
     const target = `${topic}-restored`
     // The dry run refuses too: it runs every check of the real run.
     for (const dryRun of [true, false]) {

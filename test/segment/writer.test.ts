@@ -7,6 +7,7 @@ import { FrameFlag, NONE } from '../../src/segment/format.ts'
 import { FrameBufferPool } from '../../src/segment/pool.ts'
 import { readSegmentBatches, readSegmentIndex, validateSegment } from '../../src/segment/reader.ts'
 import { SegmentWriter } from '../../src/segment/writer.ts'
+import { until } from '../helpers/wait.ts'
 import { collect, makeBatch, makeBatches, segmentCodecs, writeSegment } from './batches.ts'
 
 async function readAll(source: Parameters<typeof readSegmentBatches>[0]): Promise<Buffer[]> {
@@ -203,7 +204,8 @@ test('a consumer that destroys the readable fails the pending append instead of 
   })().catch(error => {
     failed = error
   })
-  await sleep(10)
+  // Destroyed while an append waits for the consumer: a frame is buffered and nobody reads it.
+  await until(() => writer.readable.readableLength > 0, 'an append to wait on backpressure')
   writer.readable.destroy(new Error('storage said no'))
   await appending
   assert.match(String(failed), /storage said no/)

@@ -8,6 +8,7 @@ import { after, before, describe, mock, test } from 'node:test'
 import { isBackupError } from '../../src/errors.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import { runUnprivileged } from '../helpers/unprivileged.ts'
+import { until } from '../helpers/wait.ts'
 import { storageContract } from './contract.ts'
 
 async function temporaryDirectory(): Promise<string> {
@@ -146,10 +147,10 @@ describe('filesystem storage', () => {
     const { stream, release } = stalledStream(Buffer.alloc(100_000, 7))
     const putting = storage.put('seg', stream)
     let names: string[] = []
-    for (let i = 0; i < 200 && !names.some(name => name.endsWith('.tmp')); i++) {
-      await new Promise(resolve => setTimeout(resolve, 5))
+    await until(async () => {
       names = await readdir(join(root, 'in-progress'))
-    }
+      return names.some(name => name.endsWith('.tmp'))
+    }, 'the put to create its temp file')
     assert.ok(
       names.some(name => /^\.seg\.[0-9a-f]{16}\.tmp$/.test(name)),
       `temp file expected in ${names.join(', ')}`

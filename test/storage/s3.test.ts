@@ -290,8 +290,9 @@ describe('s3 storage', () => {
     assert.equal(await storage.head(key), undefined, 'no partial object')
     assert.deepEqual(await storage.list(''), [])
     // The abort could not reach a dead server: the upload it left is found and removed.
-    t.diagnostic(`incomplete uploads after the restart: ${(await storage.incompleteUploads()).length}`)
-    await storage.abortIncompleteUploads()
+    const leftover = await storage.incompleteUploads()
+    assert.equal(leftover.length, 1, `the killed upload is left behind: ${JSON.stringify(leftover)}`)
+    assert.equal(await storage.abortIncompleteUploads(), 1)
     assert.deepEqual(await pendingUploads(bucket), [])
 
     await storage.put(key, objectStream(size))
