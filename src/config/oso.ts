@@ -248,12 +248,6 @@ const osoKeys: readonly OsoKey[] = [
     )
   },
   {
-    path: ['restore', 'checkpoint_interval_secs'],
-    mode: 'restore',
-    here: 'No effect (warning): restore progress is saved every 5 seconds.',
-    apply: noEffect('restore progress is saved every 5 seconds')
-  },
-  {
     path: ['restore', 'rate_limit_records_per_sec'],
     mode: 'restore',
     here: '`0` or empty: no limit. Any other value is refused: restore limits bytes per second (`restore.rate_limit_bytes_per_sec`), not records.',

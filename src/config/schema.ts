@@ -682,6 +682,13 @@ export const restoreOptionsSchema = z
       .describe(
         "Where restore progress (`{backup_id}/restores/{restore_id}/restore.json`) is kept, with the same keys as `storage`. Unset: in the backup's own storage. Set it when the backup location is read-only (a snapshot or read-only mount): without it such a restore stops before it writes anything. A rerun resumes only with the same state location."
       ),
+    checkpoint_interval_secs: z
+      .number()
+      .positive()
+      .default(5)
+      .describe(
+        'How often restore progress and the offset map are saved (a rerun resumes from there; what the killed run wrote after it is mapped, not written again).'
+      ),
     produce_max_in_flight: z
       .int()
       .min(1)

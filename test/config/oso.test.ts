@@ -82,8 +82,8 @@ describe('configs in OSO kafka-backup layout', () => {
     assert.deepEqual(config.restore.topic_mapping, { orders: 'orders-restored' })
     assert.equal(config.restore.reset_consumer_offsets, false)
     assert.equal(config.metrics.host, '0.0.0.0')
+    assert.equal(config.restore.checkpoint_interval_secs, 10)
     assert.deepEqual(warnings.sort(), [
-      'restore.checkpoint_interval_secs',
       'restore.checkpoint_state',
       'restore.offset_report',
       'restore.produce_batch_size',
