@@ -18,7 +18,6 @@ export interface OsoWarning {
 /** What a translation may do with the config as written (a plain mutable tree). */
 interface Translation {
   input: Record<string, unknown>
-  mode: unknown
   warn(path: string, message: string): void
   refuse(path: string, message: string): never
 }
@@ -313,7 +312,7 @@ const osoKeys: readonly OsoKey[] = [
     path: ['metrics', 'bind_address'],
     here: 'Alias of `metrics.host`; `host:port` also sets `metrics.port`.',
     apply: (value, t, section, path) => {
-      const hostPort = typeof value === 'string' ? /^(.*):(\d{1,5})$/.exec(value) : null
+      const hostPort = typeof value === 'string' ? /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value) : null
       if (hostPort === null) return alias(['metrics', 'host'])(value, t, section, path)
       alias(['metrics', 'host'])((hostPort[1] ?? '').replace(/^\[(.*)\]$/, '$1'), t, section, path)
       alias(['metrics', 'port'])(Number(hostPort[2]), t, section, path)
@@ -385,7 +384,6 @@ export function translateOsoKeys(
   }
   const t: Translation = {
     input,
-    mode: input['mode'],
     warn: (path, message) => warnings.push({ path, message }),
     refuse
   }

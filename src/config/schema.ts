@@ -663,7 +663,7 @@ export const restoreOptionsSchema = z
     consumer_groups: stringList(z.string().min(1), 0, 'group ids or patterns')
       .prefault([])
       .describe(
-        'Consumer groups whose offsets are translated and committed (`*` wildcards allowed). Required when `reset_consumer_offsets` is true; each name or pattern must match a group captured in the backup.'
+        'Consumer groups whose offsets are translated and committed (`*` wildcards allowed). Required when `reset_consumer_offsets` is true; each name or pattern except a bare `*` must match a group captured in the backup.'
       ),
     allow_non_empty_target: z
       .boolean()

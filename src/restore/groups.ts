@@ -25,8 +25,8 @@ export function groupsToReset(plan: RestorePlan, patterns: string[]): ConsumerGr
 
 /**
  * The groups of `manifest` that `patterns` selects and that hold offsets of a source partition
- * in `restored` (`topic/partition`); a pattern matching no captured group is refused, naming
- * `path` (the key or flag that gave it).
+ * in `restored` (`topic/partition`); a name or pattern (other than a bare `*`) matching no
+ * captured group is refused, naming `path` (the key or flag that gave it).
  */
 export function selectCapturedGroups(
   manifest: Manifest,
@@ -35,7 +35,8 @@ export function selectCapturedGroups(
   path: string
 ): ConsumerGroupEntry[] {
   const captured = manifest.consumerGroups.map(g => g.groupId)
-  for (const pattern of patterns) {
+  // A bare `*` asks for whatever was captured, none included: it cannot be a misspelt name.
+  for (const pattern of patterns.filter(p => p !== '*')) {
     const matches = topicMatcher({ include: [pattern] })
     if (!captured.some(matches)) {
       throw new BackupError(

@@ -145,6 +145,14 @@ describe('configs in OSO kafka-backup layout', () => {
       ),
       /metrics\.bind_address: sets the same thing as metrics\.host/
     )
+    for (const [bind, host, port] of [
+      ['"[::1]:9464"', '::1', 9464],
+      ['"::"', '::', 9090],
+      ['10.0.0.5:8080', '10.0.0.5', 8080]
+    ] as const) {
+      const metrics = parseConfig(`${backupBase}metrics:\n  bind_address: ${bind}\n`, 'oso.yaml', {}).metrics
+      assert.deepEqual([metrics.host, metrics.port], [host, port], bind)
+    }
     const config = parseConfig(
       `${backupBase}backup:\n  internal_topics: true\n  include_internal_topics: true\n`,
       'oso.yaml',
