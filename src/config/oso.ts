@@ -160,20 +160,22 @@ const osoKeys: readonly OsoKey[] = [
   },
   {
     path: ['logging'],
-    here: 'No effect (warning): logs are JSON lines on stderr; set the level with `--log-level`.',
-    apply: noEffect('logs are JSON lines on stderr; set the level with --log-level')
+    here: 'No effect (warning): logs go to stderr (lines for people on a terminal, JSON lines otherwise); set the level with `--log-level`.',
+    apply: noEffect(
+      'logs go to stderr (lines for people on a terminal, JSON lines otherwise); set the level with --log-level'
+    )
   },
   {
     path: ['source', 'connection'],
     mode: 'backup',
-    here: 'No effect (warning): connections use fixed timeouts and reconnect with backoff.',
-    apply: noEffect('connections use fixed timeouts and reconnect with backoff')
+    here: 'No effect (warning): connection settings are fixed here (10 s to connect, 30 s per request).',
+    apply: noEffect('connection settings are fixed here (10 s to connect, 30 s per request)')
   },
   {
     path: ['target', 'connection'],
     mode: 'restore',
-    here: 'No effect (warning): connections use fixed timeouts and reconnect with backoff.',
-    apply: noEffect('connections use fixed timeouts and reconnect with backoff')
+    here: 'No effect (warning): connection settings are fixed here (10 s to connect, 30 s per request).',
+    apply: noEffect('connection settings are fixed here (10 s to connect, 30 s per request)')
   },
   {
     path: ['target', 'topics'],
