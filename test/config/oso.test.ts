@@ -108,6 +108,25 @@ describe('configs in OSO kafka-backup layout', () => {
     assert.deepEqual(azure.config.restore.consumer_groups, ['*'])
   })
 
+  test('OSO values that ask for something restore does another way are accepted with one warning that says how', () => {
+    const warningsOf = (yaml: string) => {
+      const warnings: ConfigWarning[] = []
+      parseConfig(yaml, 'oso.yaml', {}, {}, { onWarning: warning => warnings.push(warning) })
+      return warnings.map(warning => warning.message)
+    }
+    assert.deepEqual(warningsOf(`${restoreBase}restore:\n  consumer_group_strategy: header-based\n`), [
+      'restore.consumer_group_strategy has no effect: offsets are translated exactly from produce acknowledgements; they are committed when restore.reset_consumer_offsets is true, or later with kafka-backup offsets'
+    ])
+    assert.deepEqual(warningsOf(`${restoreBase}restore:\n  produce_acks: 1\n`), [
+      'restore.produce_acks has no effect: restore always produces with acks=all, because its idempotent producer and exact offset translation need it'
+    ])
+    assert.deepEqual(warningsOf(`${restoreBase}restore:\n  produce_acks: all\n  consumer_group_strategy: skip\n`), [])
+    assert.match(
+      warningsOf(`${backupBase}backup:\n  stop_at_current_offsets: false\n`).join('\n'),
+      /^backup\.stop_at_current_offsets: false has no effect in a one-shot backup/
+    )
+  })
+
   test('OSO keys that would change the restored data are refused with what to do instead', () => {
     assert.match(
       refusal(`${restoreBase}restore:\n  include_original_offset_header: true\n`),
