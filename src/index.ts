@@ -38,6 +38,18 @@ export { type ClusterOptions, KafkaCluster } from './kafka/cluster.ts'
 export { connectCluster } from './kafka/connect.ts'
 export { IsolationLevel, type RawFetchRequest, type RawFetchResponse, rawFetch } from './kafka/raw-fetch.ts'
 export { initProducerId, type RawProduceRequest, type RawProduceResponse, rawProduce } from './kafka/raw-produce.ts'
+export {
+  type ApplyResult,
+  applyGroupOffsets,
+  findCompletedRestore,
+  type OffsetPlan,
+  type OffsetPlanRow,
+  type OffsetSnapshot,
+  type PlanOffsetsOptions,
+  planGroupOffsets,
+  readOffsetSnapshot,
+  rollbackGroupOffsets
+} from './offsets/after-restore.ts'
 export { backupOptionsFromConfig, type EngineIo, restoreOptionsFromConfig } from './options.ts'
 export { RestoreEngine, type RestoreOptions, type RestoreSummary } from './restore/engine.ts'
 export { OffsetMap, type OffsetRun } from './restore/offset-map.ts'

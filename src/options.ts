@@ -47,8 +47,6 @@ export function backupOptionsFromConfig(config: BackupConfig, { storage, cluster
 
 /** Produce requests stay well under the broker's socket.request.max.bytes (100 MiB). */
 const MAX_PRODUCE_REQUEST_BYTES = 16 * 1024 * 1024
-/** How often a restore saves its progress and offset map. */
-const RESTORE_CHECKPOINT_INTERVAL_MS = 5000
 
 export function restoreOptionsFromConfig(
   config: RestoreConfig,
@@ -82,6 +80,6 @@ export function restoreOptionsFromConfig(
     maxInFlightPerPartition: restore.produce_max_in_flight,
     coalesceMaxBytes: config.target.kafka_config['batch.size'],
     maxRequestBytes: MAX_PRODUCE_REQUEST_BYTES,
-    checkpointIntervalMs: RESTORE_CHECKPOINT_INTERVAL_MS
+    checkpointIntervalMs: restore.checkpoint_interval_secs * 1000
   }
 }

@@ -37,6 +37,14 @@ export const commands: Record<string, CommandEntry> = {
     description: 'Check a backup: manifest, indexes and segments agree, offsets continue, gaps reported.',
     load: async () => (await import('./inspect.ts')).validateCommand()
   },
+  status: {
+    description: 'Show the progress per partition of a running or finished backup and its restores.',
+    load: async () => (await import('./status.ts')).statusCommand()
+  },
+  offsets: {
+    description: 'Consumer-group offsets after a restore: plan, apply (with a snapshot), roll back.',
+    load: async () => (await import('./offsets.ts')).offsetsCommand()
+  },
   'offset-map': {
     description: 'Print how source offsets map to restored offsets, per restore of a backup.',
     load: async () => (await import('./inspect.ts')).offsetMapCommand()

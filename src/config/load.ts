@@ -10,6 +10,7 @@ import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'y
 import { BackupError } from '../errors.ts'
 import { type Env, substituteEnv } from './env.ts'
 import { configInvalidError } from './issues.ts'
+import { translateOsoKeys } from './oso.ts'
 import { type Config, compressionLevels, configSchema, isSecretKey } from './schema.ts'
 import { formatPath, schemaAt, typesOf, valueAt } from './schema-paths.ts'
 
@@ -110,6 +111,8 @@ export function parseConfig(
   const substituted: PropertyKey[][] = []
   let input = substituteTree(source.value, [], env, fileName, source.lineOf, substituted)
   for (const path of substituted) input = typeSubstitutedValue(input, path)
+  // Before overrides, so that a flag still wins over a key written in OSO's layout.
+  const osoWarnings = isRecord(input) ? translateOsoKeys(input, fileName, source.lineOf) : []
   const flags = new Map<string, string>()
   if (isRecord(input)) applyOverrides(input, overrides, cwd, flags, fileName)
 
@@ -126,7 +129,9 @@ export function parseConfig(
   }
   const config = result.data
   normalisePaths(config, dirname(resolve(cwd, fileName)))
-  if (options.onWarning !== undefined) for (const warning of warningsFor(config, input)) options.onWarning(warning)
+  if (options.onWarning !== undefined) {
+    for (const warning of [...osoWarnings, ...warningsFor(config, input)]) options.onWarning(warning)
+  }
   return config
 }
 

@@ -3,6 +3,7 @@
  * descriptions, so the reference cannot drift from what the loader accepts. A test fails when
  * the committed file differs from this output (`node scripts/config-reference.ts` rewrites it).
  */
+import { osoKeyReference } from './oso.ts'
 import { MiB } from './schema.ts'
 import { allKeyPaths, type JsonSchema, type KeyPath, resolveVariant, schemaAt } from './schema-paths.ts'
 
@@ -82,7 +83,35 @@ export function renderConfigReference(): string {
       parts.push(table(group))
     }
   }
+  parts.push(osoSection())
   return `${parts.join('\n').trimEnd()}\n`
+}
+
+const osoIntro = `## Coming from OSO kafka-backup
+
+A config written for OSO kafka-backup runs here unchanged: change the binary name. Every key of
+OSO's layout that kafka-backup does not name the same way is read as listed below, before
+validation: an alias of our key, a feature honoured, or accepted with one warning line that says
+why it has no effect here. A key whose OSO meaning would make the restored data (or the groups'
+offsets) differ from what the file asks for, and that kafka-backup cannot honour, is refused with
+a \`KB_CONFIG_INVALID\` error that says what to do instead; it is never ignored. The keys in the
+tables above stay the documented form; write them in new files.
+
+**\`restore.create_topics\` defaults to \`true\` here (false in OSO).** A missing target topic is
+created with the backed-up partition count and topic configs, which keeps partitions, order and
+offsets exact; existing topics are never altered. A file that relied on OSO's default to fail
+on a missing topic should say \`create_topics: false\`: a missing topic is then refused before
+anything is written.
+
+Group offsets: OSO files often restore with offset headers and a reset strategy. Here the stored
+batches keep their source offsets and a restore records the target offset of every batch the
+broker acknowledges, so offsets translate exactly without headers
+(\`restore.reset_consumer_offsets\`, or afterwards \`kafka-backup offsets\`).
+`
+
+function osoSection(): string {
+  const body = osoKeyReference().map(({ path, here }) => [`\`${path}\``, here].map(cell => cell.replaceAll('|', '\\|')))
+  return `${osoIntro}\n${markdownTable(['OSO key', 'Here'], body)}`
 }
 
 function orderOf(section: string): number {
@@ -131,7 +160,10 @@ function table(rows: Row[]): string {
       row.node.description ?? ''
     ].map(cell => cell.replaceAll('|', '\\|'))
   )
-  const header = ['Key', 'Type', 'Default', 'Description']
+  return markdownTable(['Key', 'Type', 'Default', 'Description'], body)
+}
+
+function markdownTable(header: string[], body: string[][]): string {
   const widths = header.map((title, column) =>
     Math.max(title.length, ...body.map(cells => (cells[column] ?? '').length))
   )

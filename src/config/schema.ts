@@ -567,6 +567,21 @@ export const backupOptionsSchema = z
 
 // ---- restore ---------------------------------------------------------------------------------
 
+function isFlatPartitionMapping(value: unknown): boolean {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    !Array.isArray(value) &&
+    Object.keys(value).length > 0 &&
+    Object.values(value).every(target => typeof target === 'number')
+  )
+}
+
+const partitionMappingOfTopic = z.record(
+  z.string().regex(/^\d+$/, { message: 'expected a partition number as the key' }),
+  partitionNumber
+)
+
 export const restoreOptionsSchema = z
   .strictObject({
     time_window_start: timestampMs
@@ -598,13 +613,20 @@ export const restoreOptionsSchema = z
       .default({})
       .describe('Restore a topic under another name: `source-topic: target-topic`. Unmapped topics keep their name.'),
     partition_mapping: z
-      .record(
-        topicName,
-        z.record(z.string().regex(/^\d+$/, { message: 'expected a partition number as the key' }), partitionNumber)
+      .preprocess(
+        // OSO's flat layout `{0: 1, 1: 0}` (every value a partition number) applies to every topic.
+        value => (isFlatPartitionMapping(value) ? { '*': value } : value),
+        z
+          .record(
+            z.string().refine(name => name === '*' || isValidTopicName(name), {
+              message: 'expected a Kafka topic name (1 to 249 letters, digits, ".", "_" or "-")'
+            }),
+            partitionMappingOfTopic
+          )
+          .default({})
       )
-      .default({})
       .describe(
-        'Restore a partition into another partition: `source-topic: { source-partition: target-partition }`, keyed by source topic name. Unmapped partitions keep their number.'
+        'Restore a partition into another partition: `source-topic: { source-partition: target-partition }`, keyed by source topic name, or one flat `{ source-partition: target-partition }` for every restored topic (normalised to the key `*`). Unmapped partitions keep their number.'
       ),
     create_topics: z
       .boolean()
@@ -641,7 +663,7 @@ export const restoreOptionsSchema = z
     consumer_groups: stringList(z.string().min(1), 0, 'group ids or patterns')
       .prefault([])
       .describe(
-        'Consumer groups whose offsets are translated and committed (`*` wildcards allowed). Required when `reset_consumer_offsets` is true; each name or pattern must match a group captured in the backup.'
+        'Consumer groups whose offsets are translated and committed (`*` wildcards allowed). Required when `reset_consumer_offsets` is true; each name or pattern except a bare `*` must match a group captured in the backup.'
       ),
     allow_non_empty_target: z
       .boolean()
@@ -659,6 +681,13 @@ export const restoreOptionsSchema = z
       .optional()
       .describe(
         "Where restore progress (`{backup_id}/restores/{restore_id}/restore.json`) is kept, with the same keys as `storage`. Unset: in the backup's own storage. Set it when the backup location is read-only (a snapshot or read-only mount): without it such a restore stops before it writes anything. A rerun resumes only with the same state location."
+      ),
+    checkpoint_interval_secs: z
+      .number()
+      .positive()
+      .default(5)
+      .describe(
+        'How often restore progress and the offset map are saved (a rerun resumes from there; what the killed run wrote after it is mapped, not written again).'
       ),
     produce_max_in_flight: z
       .int()

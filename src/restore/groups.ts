@@ -3,14 +3,15 @@
  * translated through the offset maps and committed on the target. Groups must have no active
  * members there, checked before anything is written and again right before each commit.
  */
-import type { ConsumerGroupEntry } from '../catalog/manifest.ts'
+import type { ConsumerGroupEntry, Manifest } from '../catalog/manifest.ts'
 import { BackupError } from '../errors.ts'
 import { commitGroupOffsets, groupState } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
 import { topicMatcher } from '../topics.ts'
+import type { OffsetMap } from './offset-map.ts'
 import type { RestorePlan } from './plan.ts'
 import type { PartitionProgress } from './progress.ts'
-import type { CommittedGroup } from './state.ts'
+import type { CommittedGroup, PartitionState } from './state.ts'
 
 /**
  * The captured groups `patterns` selects that hold offsets of partitions this plan restores.
@@ -18,21 +19,36 @@ import type { CommittedGroup } from './state.ts'
  * keep no offsets on the target, and its consumers would start wherever auto.offset.reset says.
  */
 export function groupsToReset(plan: RestorePlan, patterns: string[]): ConsumerGroupEntry[] {
-  const captured = plan.manifest.consumerGroups.map(g => g.groupId)
-  for (const pattern of patterns) {
+  const planned = new Set(plan.topics.flatMap(t => t.partitions.map(p => `${p.sourceTopic}/${p.sourcePartition}`)))
+  return selectCapturedGroups(plan.manifest, planned, patterns, 'restore.consumer_groups')
+}
+
+/**
+ * The groups of `manifest` that `patterns` selects and that hold offsets of a source partition
+ * in `restored` (`topic/partition`); a name or pattern (other than a bare `*`) matching no
+ * captured group is refused, naming `path` (the key or flag that gave it).
+ */
+export function selectCapturedGroups(
+  manifest: Manifest,
+  restored: ReadonlySet<string>,
+  patterns: string[],
+  path: string
+): ConsumerGroupEntry[] {
+  const captured = manifest.consumerGroups.map(g => g.groupId)
+  // A bare `*` asks for whatever was captured, none included: it cannot be a misspelt name.
+  for (const pattern of patterns.filter(p => p !== '*')) {
     const matches = topicMatcher({ include: [pattern] })
     if (!captured.some(matches)) {
       throw new BackupError(
         'KB_CONFIG_INVALID',
-        `restore.consumer_groups names ${pattern}, which matches none of the ${captured.length} consumer groups captured in backup ${plan.manifest.backupId}${captured.length > 0 ? ` (${captured.join(', ')})` : ''}`,
-        { path: 'restore.consumer_groups', found: pattern }
+        `${path} names ${pattern}, which matches none of the ${captured.length} consumer groups captured in backup ${manifest.backupId}${captured.length > 0 ? ` (${captured.join(', ')})` : ''}`,
+        { path, found: pattern }
       )
     }
   }
   const wanted = topicMatcher({ include: patterns })
-  const planned = new Set(plan.topics.flatMap(t => t.partitions.map(p => `${p.sourceTopic}/${p.sourcePartition}`)))
-  return plan.manifest.consumerGroups.filter(
-    group => wanted(group.groupId) && group.offsets.some(o => planned.has(`${o.topic}/${o.partition}`))
+  return manifest.consumerGroups.filter(
+    group => wanted(group.groupId) && group.offsets.some(o => restored.has(`${o.topic}/${o.partition}`))
   )
 }
 
@@ -47,14 +63,23 @@ export async function assertGroupInactive(cluster: KafkaCluster, groupId: string
   }
 }
 
-/** Translates and commits the offsets of `groups`; returns what was committed. */
-export async function commitTranslatedOffsets(
-  cluster: KafkaCluster,
+/** A restored partition as far as offset translation needs it (PartitionProgress is one). */
+export interface TranslatablePartition {
+  state: PartitionState
+  offsetMap: OffsetMap
+}
+
+/**
+ * The target offsets of `groups`' captured offsets on the partitions in `restored`: each
+ * committed source offset C goes to the target offset of the first restored record at or after
+ * C (OffsetMap.translate), so a consumer may re-read a record but never skips one.
+ */
+export function translateGroupOffsets(
   groups: ConsumerGroupEntry[],
-  progress: PartitionProgress[]
-): Promise<CommittedGroup[]> {
-  const bySource = new Map(progress.map(p => [`${p.state.sourceTopic}/${p.state.sourcePartition}`, p]))
-  const committed: CommittedGroup[] = []
+  restored: TranslatablePartition[]
+): CommittedGroup[] {
+  const bySource = new Map(restored.map(p => [`${p.state.sourceTopic}/${p.state.sourcePartition}`, p]))
+  const translated: CommittedGroup[] = []
   for (const group of groups) {
     const offsets: CommittedGroup['offsets'] = []
     for (const entry of group.offsets) {
@@ -70,16 +95,28 @@ export async function commitTranslatedOffsets(
         targetOffset: targetOffset.toString()
       })
     }
-    if (offsets.length === 0) {
-      continue
+    if (offsets.length > 0) {
+      translated.push({ groupId: group.groupId, offsets })
     }
+  }
+  return translated
+}
+
+/** Translates and commits the offsets of `groups`; returns what was committed. */
+export async function commitTranslatedOffsets(
+  cluster: KafkaCluster,
+  groups: ConsumerGroupEntry[],
+  progress: PartitionProgress[]
+): Promise<CommittedGroup[]> {
+  const committed: CommittedGroup[] = []
+  for (const group of translateGroupOffsets(groups, progress)) {
     await assertGroupInactive(cluster, group.groupId)
     await commitGroupOffsets(
       cluster,
       group.groupId,
-      offsets.map(o => ({ topic: o.topic, partition: o.partition, offset: BigInt(o.targetOffset) }))
+      group.offsets.map(o => ({ topic: o.topic, partition: o.partition, offset: BigInt(o.targetOffset) }))
     )
-    committed.push({ groupId: group.groupId, offsets })
+    committed.push(group)
   }
   return committed
 }

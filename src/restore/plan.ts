@@ -31,7 +31,7 @@ export interface PlanOptions {
   /** Only these source partitions of a topic (`*`: of every topic); a topic not named keeps all. */
   sourcePartitions: Record<string, number[]>
   topicMapping: Record<string, string>
-  /** Per source topic: source partition -> target partition. */
+  /** Per source topic (`*`: every topic not named): source partition -> target partition. */
   partitionMapping: Record<string, Record<string, number>>
   window: TimeWindow
 }
@@ -66,7 +66,7 @@ export interface RestorePlan {
 
 function planTopic(topic: TopicEntry, options: PlanOptions, indexes: Map<number, PartitionIndex>): TopicPlan {
   const targetTopic = options.topicMapping[topic.name] ?? topic.name
-  const mapping = options.partitionMapping[topic.name] ?? {}
+  const mapping = options.partitionMapping[topic.name] ?? options.partitionMapping['*'] ?? {}
   const only = options.sourcePartitions[topic.name] ?? options.sourcePartitions['*']
   for (const partition of only ?? []) {
     if (!Number.isInteger(partition) || partition < 0 || partition >= topic.partitionCount) {
@@ -123,7 +123,7 @@ function assertNamesBackedUpTopics(manifest: Manifest, options: PlanOptions): vo
   }
   const keys: Array<[string, string[]]> = [
     ['restore.topic_mapping', Object.keys(options.topicMapping)],
-    ['restore.partition_mapping', Object.keys(options.partitionMapping)],
+    ['restore.partition_mapping', Object.keys(options.partitionMapping).filter(name => name !== '*')],
     ['restore.source_partitions', Object.keys(options.sourcePartitions).filter(name => name !== '*')]
   ]
   for (const [path, names] of keys) {
@@ -137,13 +137,15 @@ function assertNamesBackedUpTopics(manifest: Manifest, options: PlanOptions): vo
       }
     }
   }
+  // A flat mapping (key `*`) names partitions of every topic: each must exist in one of them.
+  const widest = Math.max(0, ...manifest.topics.map(t => t.partitionCount))
   for (const [name, mapping] of Object.entries(options.partitionMapping)) {
-    const partitionCount = backedUp.get(name)!.partitionCount
+    const partitionCount = name === '*' ? widest : backedUp.get(name)!.partitionCount
     for (const source of Object.keys(mapping)) {
       if (Number(source) >= partitionCount) {
         refuse(
           `restore.partition_mapping.${name}.${source}`,
-          `maps source partition ${source}, but the backup of ${name} has partitions 0..${partitionCount - 1}`,
+          `maps source partition ${source}, but ${name === '*' ? 'no topic of the backup has it; the widest' : `the backup of ${name}`} has partitions 0..${partitionCount - 1}`,
           Number(source)
         )
       }

@@ -193,11 +193,14 @@ const cases: Case[] = [
     message: /storage\.multipart_part_size: unknown key \(only with backend: s3\)/
   },
   {
-    name: 'topics under target points to restore.topics in a restore config',
-    text: edit(restoreConfig(), c => (c.target.topics = { include: ['orders'] })),
+    name: "OSO's target.topics and restore.topics naming different topics",
+    text: edit(restoreConfig(), c => {
+      c.target.topics = ['orders']
+      c.restore = { topics: { include: ['payments'] } }
+    }),
     code: 'KB_CONFIG_INVALID',
     path: 'target.topics',
-    message: /target\.topics: unknown key \(did you mean restore\.topics\?\)/
+    message: /target\.topics: sets the same thing as restore\.topics, which this file sets to another value/
   },
   {
     name: 'an empty bootstrap_servers list',

@@ -122,6 +122,7 @@ describe('loadConfig', () => {
         consumer_groups: ['order-processor', 'billing-*'],
         allow_non_empty_target: false,
         allow_log_append_time_target: false,
+        checkpoint_interval_secs: 5,
         produce_max_in_flight: 5
       },
       metrics: { enabled: true, port: 9464, host: '127.0.0.1', keep_alive_seconds: 0 }
@@ -214,6 +215,7 @@ describe('parseConfig', () => {
       consumer_groups: [],
       allow_non_empty_target: false,
       allow_log_append_time_target: false,
+      checkpoint_interval_secs: 5,
       produce_max_in_flight: 5
     })
     assert.deepEqual(config.target.kafka_config, { 'batch.size': 512 * 1024 })

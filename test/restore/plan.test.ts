@@ -123,6 +123,21 @@ test('maps topics and partitions, and sizes the target to the highest mapped par
   assert.equal(plan.records, 40)
 })
 
+test('a flat partition_mapping (key *) applies to every topic that has no mapping of its own', async () => {
+  const plan = await buildPlan(
+    await backup(),
+    options({ partitionMapping: { '*': { '0': 1, '1': 0 }, audit: { '0': 0 } } })
+  )
+  const pairs = (name: string) =>
+    plan.topics.find(t => t.sourceTopic === name)?.partitions.map(p => [p.sourcePartition, p.targetPartition])
+  assert.deepEqual(pairs('orders'), [
+    [0, 1],
+    [1, 0],
+    [2, 2]
+  ])
+  assert.deepEqual(pairs('audit'), [[0, 0]])
+})
+
 test('a time window keeps only the segments that can hold records at or after its start', async () => {
   const plan = await buildPlan(await backup(), options({ window: { start: 2500n } }))
   assert.ok(
@@ -137,6 +152,7 @@ test('mappings and partition lists naming what the backup does not hold are refu
     [{ topicMapping: { ordres: 'x' } }, 'restore.topic_mapping.ordres'],
     [{ partitionMapping: { ordres: { '0': 1 } } }, 'restore.partition_mapping.ordres'],
     [{ partitionMapping: { orders: { '3': 0 } } }, 'restore.partition_mapping.orders.3'],
+    [{ partitionMapping: { '*': { '7': 0 } } }, 'restore.partition_mapping.*.7'],
     [{ sourcePartitions: { ordres: [0] } }, 'restore.source_partitions.ordres'],
     [{ sourcePartitions: { orders: [3] } }, 'restore.source_partitions.orders']
   ]
