@@ -465,7 +465,8 @@ async function measureTopic(sizeMiB: number, producerCodec: 'none' | 'lz4', part
       log(`[${label}] run ${run}/${runs}: OSO backup zstd-3`)
       const osoPath = join(storagePath, 'oso', String(run))
       const configFile = join(workDir, `oso-backup-${run}.yaml`)
-      writeFileSync(configFile, osoBackupYaml(bootstrapServers!, topic, osoPath, 'oso'))
+      // A new backup_id per run: OSO continues a backup_id from where its last run stopped.
+      writeFileSync(configFile, osoBackupYaml(bootstrapServers!, topic, osoPath, `oso-${run}`))
       const osoRun = await runOso(oso.path, configFile)
       side.osoBackup.push({ ...osoRun, storedBytes: storedBytes(osoPath) })
       if (run > 1) {
@@ -525,7 +526,7 @@ async function measureTopic(sizeMiB: number, producerCodec: 'none' | 'lz4', part
         const configFile = join(workDir, `oso-restore-${run}.yaml`)
         writeFileSync(
           configFile,
-          osoRestoreYaml(bootstrapServers!, topic, osoTarget, join(storagePath, 'oso', '1'), 'oso')
+          osoRestoreYaml(bootstrapServers!, topic, osoTarget, join(storagePath, 'oso', '1'), 'oso-1')
         )
         side.osoRestore.push(await runOso(oso.path, configFile))
         const restored = await topicRecords(osoTarget, partitions)

@@ -7,7 +7,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 
 const repoRoot = resolve(import.meta.dirname, '..')
 const manifestPath = join(repoRoot, 'bench', 'oso-driver', 'Cargo.toml')
@@ -52,10 +52,13 @@ export interface OsoRun {
   peakRssBytes: number
 }
 
-/** Runs the driver on a config file; throws with its stderr when it fails. */
+/**
+ * Runs the driver on a config file; throws with its stderr when it fails. It runs in the config's
+ * folder: OSO keeps an offsets.db in its working directory whatever offset_storage says.
+ */
 export async function runOso(driverPath: string, configFile: string): Promise<OsoRun> {
   const startedAt = performance.now()
-  const child = spawn(driverPath, [configFile], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(driverPath, [configFile], { cwd: dirname(configFile), stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr.setEncoding('utf8').on('data', chunk => {
     stderr += chunk
