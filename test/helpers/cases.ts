@@ -16,11 +16,17 @@ import { until } from './wait.ts'
 /** A base time for explicit timestamps: recent enough for default retention, not in the future. */
 export const BASE_TIMESTAMP = BigInt(Date.now()) - 10n * 60_000n
 
-export function newProducer(options: { transactionalId?: string } = {}): Producer {
+/**
+ * Idempotent, so that a produce retried under load (CI's loaded machine) never writes a record
+ * twice: tests count exact records, and a duplicate from the test's own producer would look
+ * like one from the tool.
+ */
+export function newProducer(options: { transactionalId?: string; bootstrapBrokers?: string[] } = {}): Producer {
   return new Producer({
     clientId: 'kafka-backup-test',
-    bootstrapBrokers: [bootstrapServers()],
-    ...(options.transactionalId ? { idempotent: true, transactionalId: options.transactionalId } : {})
+    bootstrapBrokers: options.bootstrapBrokers ?? [bootstrapServers()],
+    idempotent: true,
+    ...(options.transactionalId ? { transactionalId: options.transactionalId } : {})
   })
 }
 

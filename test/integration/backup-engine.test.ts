@@ -1,16 +1,17 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { Producer } from '@platformatic/kafka'
+import type { Producer } from '@platformatic/kafka'
 import { readPartitionIndex } from '../../src/catalog/manifest.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
-import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { newProducer } from '../helpers/cases.ts'
+import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 
 let cluster: KafkaCluster
 let producer: Producer
 before(() => {
   cluster = testCluster()
-  producer = new Producer({ clientId: 'kafka-backup-test', bootstrapBrokers: [bootstrapServers()] })
+  producer = newProducer()
 })
 after(async () => {
   await producer.close()

@@ -4,12 +4,12 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { Producer } from '@platformatic/kafka'
 import { type RunningBroker, restartBroker, startBroker, stopBroker } from '../../scripts/broker.ts'
 import { BackupEngine } from '../../src/backup/engine.ts'
 import { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { RestoreEngine } from '../../src/restore/engine.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
+import { newProducer } from '../helpers/cases.ts'
 import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions } from '../helpers/restore.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
@@ -29,7 +29,7 @@ after(async () => {
 })
 
 async function produce(topic: string): Promise<void> {
-  const producer = new Producer({ clientId: 'kafka-backup-test', bootstrapBrokers: [broker.bootstrapServers] })
+  const producer = newProducer({ bootstrapBrokers: [broker.bootstrapServers] })
   for (let partition = 0; partition < 2; partition++) {
     for (let start = 0; start < recordsPerPartition; start += 100) {
       await producer.send({

@@ -3,10 +3,11 @@ import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import { Producer } from '@platformatic/kafka'
+import type { Producer } from '@platformatic/kafka'
 import { listOffsets } from '../../src/kafka/admin.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
+import { newProducer } from '../helpers/cases.ts'
 import { finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
 import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
@@ -16,7 +17,7 @@ let cluster: KafkaCluster
 let producer: Producer
 before(() => {
   cluster = testCluster()
-  producer = new Producer({ clientId: 'kafka-backup-test', bootstrapBrokers: [bootstrapServers()] })
+  producer = newProducer()
 })
 after(async () => {
   await producer.close()

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { type CompressionAlgorithmValue, Producer, Reader, readRecordsBatches } from '@platformatic/kafka'
+import { type CompressionAlgorithmValue, Reader, readRecordsBatches } from '@platformatic/kafka'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { IsolationLevel, rawFetch } from '../../src/kafka/raw-fetch.ts'
-import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { newProducer } from '../helpers/cases.ts'
+import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 
 const codecs: Array<{ name: CompressionAlgorithmValue; id: number }> = [
   { name: 'none', id: 0 },
@@ -22,7 +23,7 @@ after(() => cluster.close())
 test('raw Fetch returns the record batches each codec produced, with keys, values and headers', async () => {
   const topic = uniqueTopic('connection')
   await createTopic(cluster, topic, codecs.length)
-  const producer = new Producer({ clientId: 'kafka-backup-test', bootstrapBrokers: [bootstrapServers()] })
+  const producer = newProducer()
   try {
     for (const [partition, codec] of codecs.entries()) {
       await producer.send({

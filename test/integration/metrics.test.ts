@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { Producer } from '@platformatic/kafka'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { tempStorage } from '../helpers/backup.ts'
+import { newProducer } from '../helpers/cases.ts'
 import { finished, startCli, writeConfig } from '../helpers/cli.ts'
 import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { until } from '../helpers/wait.ts'
@@ -22,7 +22,7 @@ function sample(text: string, name: string): number {
 test('/metrics during and after a backup: counters equal what was backed up, histograms observed', async () => {
   const topic = uniqueTopic('metrics')
   await createTopic(cluster, topic, 2)
-  const producer = new Producer({ clientId: 'kafka-backup-test', bootstrapBrokers: [bootstrapServers()] })
+  const producer = newProducer()
   for (let round = 0; round < 20; round++) {
     await producer.send({
       messages: Array.from({ length: 100 }, (_, i) => ({

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
-import { Producer } from '@platformatic/kafka'
 import { validateBackup } from '../../src/catalog/inspect.ts'
 import { isBackupError } from '../../src/errors.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
@@ -10,7 +9,8 @@ import { GcsStorage } from '../../src/storage/gcs.ts'
 import { S3Storage } from '../../src/storage/s3.ts'
 import type { Storage } from '../../src/storage/storage.ts'
 import { backupOptions, runBackup } from '../helpers/backup.ts'
-import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { newProducer } from '../helpers/cases.ts'
+import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import {
   restartObjectServer,
   stopObjectServer,
@@ -32,7 +32,7 @@ before(async () => {
   topic = uniqueTopic('object-storage')
   await createTopic(cluster, topic, partitions)
   // About 15 MiB per partition of random hex: segments end up larger than one upload part.
-  const producer = new Producer({ clientId: 'kafka-backup-test', bootstrapBrokers: [bootstrapServers()] })
+  const producer = newProducer()
   for (let round = 0; round < 24; round++) {
     await producer.send({
       messages: Array.from({ length: 1000 }, (_, i) => ({

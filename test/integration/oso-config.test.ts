@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { Producer } from '@platformatic/kafka'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
+import { newProducer } from '../helpers/cases.ts'
 import { runCli } from '../helpers/cli.ts'
 import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { readTopicRecords } from '../helpers/topic.ts'
@@ -30,7 +30,7 @@ function fixtureFor(name: string, topic: string): string {
 test('OSO-layout backup and restore configs run unchanged: warnings name the keys, flat partition_mapping swaps partitions', async () => {
   const topic = uniqueTopic('oso-orders')
   await createTopic(cluster, topic, 2)
-  const producer = new Producer({ clientId: 'kafka-backup-test', bootstrapBrokers: [bootstrapServers()] })
+  const producer = newProducer()
   try {
     for (const partition of [0, 1]) {
       await producer.send({

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { type CompressionAlgorithmValue, Producer } from '@platformatic/kafka'
+import type { CompressionAlgorithmValue, Producer } from '@platformatic/kafka'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
-import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { newProducer } from '../helpers/cases.ts'
+import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 
@@ -11,7 +12,7 @@ let cluster: KafkaCluster
 let producer: Producer
 before(() => {
   cluster = testCluster()
-  producer = new Producer({ clientId: 'kafka-backup-test', bootstrapBrokers: [bootstrapServers()] })
+  producer = newProducer()
 })
 after(async () => {
   await producer.close()

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { type CompressionAlgorithmValue, Producer, Reader, readRecordsBatches } from '@platformatic/kafka'
+import { type CompressionAlgorithmValue, Reader, readRecordsBatches } from '@platformatic/kafka'
 import type { RecordBatchView } from '../../src/batch/header.ts'
 import { splitRecordSet } from '../../src/batch/split.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
@@ -8,6 +8,7 @@ import { IsolationLevel, rawFetch } from '../../src/kafka/raw-fetch.ts'
 import type { SegmentCodecName } from '../../src/segment/format.ts'
 import { bufferSource, readSegmentBatches, readSegmentIndex, validateSegment } from '../../src/segment/reader.ts'
 import { SegmentWriter } from '../../src/segment/writer.ts'
+import { newProducer } from '../helpers/cases.ts'
 import { bootstrapServers, createTopic, runKafkaTool, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 
 const kafkaCodecs: CompressionAlgorithmValue[] = ['none', 'gzip', 'snappy', 'lz4', 'zstd']
@@ -167,7 +168,7 @@ test('batches written by the Java producer with every codec survive fetch -> spl
 test('batches produced with every Kafka codec survive fetch -> split -> segment -> read byte for byte', async () => {
   const topic = uniqueTopic('segment-roundtrip')
   await createTopic(cluster, topic, kafkaCodecs.length)
-  const producer = new Producer({ clientId: 'kafka-backup-test', bootstrapBrokers: [bootstrapServers()] })
+  const producer = newProducer()
   try {
     for (let send = 0; send < SENDS_PER_PARTITION; send++) {
       for (const [partition, compression] of kafkaCodecs.entries()) {
