@@ -1,6 +1,6 @@
 /**
  * A zero-copy view over one RecordBatch v2 (magic 2): the 61-byte header read in place from
- * the Buffer Kafka sent. Layout and field rules: KAFKA-NOTES.md, "RecordBatch v2".
+ * the Buffer Kafka sent. Layout and field rules: docs/architecture.md, "Record batch layout and CRC coverage".
  */
 import { crc32c } from './crc.ts'
 

@@ -3,7 +3,7 @@
  * path (window edges, holes, coalescing): backup never calls it, restore only for the batches
  * it must rebuild. Every length and varint is checked against the end of its buffer, so that a
  * malformed batch ends in KB_BATCH_CORRUPT, never a RangeError or a silent misread.
- * Record layout: KAFKA-NOTES.md "RecordBatch v2".
+ * Record layout: docs/architecture.md, "Record batch layout and CRC coverage".
  *
  * Header keys are kept as bytes: Kafka's Java client writes them as UTF-8 strings, but other
  * clients may write any bytes, and a restore must give them back byte for byte. Encoding takes

@@ -1,5 +1,5 @@
 /**
- * Making a backed-up batch acceptable to the target broker (KAFKA-NOTES.md "Produce"):
+ * Making a backed-up batch acceptable to the target broker (docs/architecture.md, "Produce validation"):
  * baseOffset 0, partitionLeaderEpoch -1, the restore producer's id/epoch/sequence, the
  * transactional bit cleared, CRC32C recomputed (after the old one is verified: a batch whose own
  * CRC fails is refused, never given a valid one). Record bytes are not touched by the rewrite,

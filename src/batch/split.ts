@@ -2,7 +2,7 @@
  * Splitting a raw record set (the `records` bytes of one Fetch partition) into RecordBatch
  * views without copying. This is the hot path of backup: per batch it reads a few header
  * fields, makes one `subarray` and one view object, and (when asked) runs the native CRC32C.
- * A record set may end with a truncated batch (KAFKA-NOTES.md "Fetch"): that is reported as
+ * A record set may end with a truncated batch (docs/architecture.md, "Fetch responses"): that is reported as
  * `truncatedBytes`, never thrown, so the caller refetches from the last whole batch.
  */
 import { BackupError } from '../errors.ts'

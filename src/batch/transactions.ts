@@ -1,5 +1,5 @@
 /**
- * The READ_COMMITTED batch filter (KAFKA-NOTES.md "Fetch"): a READ_COMMITTED Fetch stops at the
+ * The READ_COMMITTED batch filter (docs/architecture.md, "READ_COMMITTED filtering"): a READ_COMMITTED Fetch stops at the
  * last stable offset but still carries the batches of aborted transactions and the control
  * batches (markers); the client drops them, batch by batch, using the response's
  * aborted_transactions list.

@@ -1,6 +1,6 @@
 /**
  * Fetch v17 with the record sets kept as raw bytes: Kafka's RecordBatch blocks go to the
- * segment writer untouched (DESIGN.md section 1). The request builder is @platformatic/kafka's;
+ * segment writer untouched (docs/architecture.md, "Backup"). The request builder is @platformatic/kafka's;
  * the response parser is ours because its own decodes every record.
  * Partition errors are returned, not thrown: the caller decides what a leader change or an
  * out-of-range offset means for its position.

@@ -30,7 +30,7 @@ export class FrameStats {
     const maxTimestamp = batch.maxTimestamp
     let firstTimestamp: bigint
     if ((attributes & Attribute.deleteHorizon) !== 0) {
-      // baseTimestamp holds the cleaner's delete horizon, not a record time (KAFKA-NOTES.md).
+      // baseTimestamp holds the cleaner's delete horizon, not a record time (docs/architecture.md, "Record batch layout and CRC coverage").
       this.flags |= FrameFlag.deleteHorizon
       firstTimestamp = NONE
     } else if ((attributes & Attribute.logAppendTime) !== 0) {

@@ -1,5 +1,5 @@
 /**
- * The one storage interface the engines use (DESIGN.md section 2, 4). Keys are '/'-separated
+ * The one storage interface the engines use (docs/architecture.md, "Layout on storage" and "Code layout"). Keys are '/'-separated
  * paths relative to the backend's root (storage.path or storage.prefix); backends never see
  * absolute paths. A key is either fully written or absent: put and replace are atomic.
  */

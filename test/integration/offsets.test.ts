@@ -1,7 +1,7 @@
 /**
  * Consumer-group offset translation against the real broker: a group that committed on the
  * source, after a backup and a restore with resetConsumerOffsets, resumes on the target at
- * exactly the records it had not read (KAFKA-NOTES.md "Offsets after a restore").
+ * exactly the records it had not read (docs/architecture.md, "Offset translation").
  */
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
