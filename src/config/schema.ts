@@ -237,6 +237,14 @@ const clientId = z
   .default('kafka-backup')
   .describe('Client id sent with every request (shows in broker logs and quotas).')
 
+const unreachableTimeoutSecs = z
+  .int()
+  .min(1)
+  .default(300)
+  .describe(
+    'How long a run keeps retrying while no broker answers (stopped, restarting, unreachable), logging each wait, before it ends with KB_KAFKA_UNREACHABLE. The clock restarts whenever the cluster answers again.'
+  )
+
 export const sourceKafkaConfigSchema = z
   .strictObject({
     'fetch.max.bytes': byteCount()
@@ -311,6 +319,7 @@ export const sourceSchema = z
     bootstrap_servers: bootstrapServers,
     client_id: clientId,
     security: securitySchema.prefault({}),
+    unreachable_timeout_secs: unreachableTimeoutSecs,
     topics: topicSelectionSchema
       .prefault({})
       .describe(
@@ -325,6 +334,7 @@ export const targetSchema = z
     bootstrap_servers: bootstrapServers,
     client_id: clientId,
     security: securitySchema.prefault({}),
+    unreachable_timeout_secs: unreachableTimeoutSecs,
     kafka_config: targetKafkaConfigSchema.prefault({})
   })
   .describe('The cluster to restore into (mode: restore). Topics to restore are chosen by `restore.topics`.')

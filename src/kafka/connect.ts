@@ -44,6 +44,9 @@ export function connectCluster(section: SourceConfig | TargetConfig): KafkaClust
   return new KafkaCluster({
     bootstrapServers: section.bootstrap_servers,
     clientId: section.client_id,
+    unreachableTimeoutMs: section.unreachable_timeout_secs * 1000,
+    // Only the source section selects topics: messages name the section's keys by its name.
+    configKey: 'topics' in section ? 'source' : 'target',
     ...securityOptions(section.security)
   })
 }
