@@ -35,6 +35,7 @@ export class KafkaCluster {
   readonly #pool: ConnectionPool
   readonly #bootstrapServers: string[]
   readonly #failureContext: Omit<FailureContext, 'what'>
+  #connectionError: unknown
   readonly unreachableTimeoutMs: number
   /** The config key of `unreachableTimeoutMs`, for messages. */
   readonly unreachableTimeoutKey: string
@@ -60,6 +61,15 @@ export class KafkaCluster {
       // Raw fetches are pipelined per broker; the pool's default of 5 in flight is enough.
       maxInflights: 5
     })
+    // An error that ends a connection after its handshake (the broker's TLS alert when it refuses
+    // our client certificate) reaches the client only as an event; its waiting requests fail
+    // with a bare "Connection closed". The latest one is kept so a failed call can say why.
+    const remember = ({ connection }: { connection: Connection }) =>
+      connection.on('error', (error: unknown) => {
+        this.#connectionError = error
+      })
+    this.admin.on('client:broker:connect', remember)
+    this.#pool.on('connect', remember)
   }
 
   async metadata(topics: string[], forceUpdate = false): Promise<ClusterMetadata> {
@@ -115,7 +125,9 @@ export class KafkaCluster {
    */
   async call<T>(what: string, run: () => Promise<T>, acl?: string): Promise<T> {
     try {
-      return await run()
+      const result = await run()
+      this.#connectionError = undefined
+      return result
     } catch (error) {
       throw this.failure(what, error, acl)
     }
@@ -123,7 +135,7 @@ export class KafkaCluster {
 
   /** Our error for a failed Kafka call (see `call`). */
   failure(what: string, error: unknown, acl?: string): BackupError {
-    return kafkaFailure(error, { ...this.#failureContext, what }, acl)
+    return kafkaFailure(error, { ...this.#failureContext, what, connectionError: this.#connectionError }, acl)
   }
 
   /** A connection to a broker by node id, from the latest metadata. */

@@ -14,6 +14,8 @@ export interface FailureContext {
   /** The config section of the cluster, e.g. "source", for key paths in messages. */
   configKey: string
   sasl?: { mechanism: string; username?: unknown }
+  /** The latest error that ended a connection of this cluster, reported by the client only as an event. */
+  connectionError?: unknown
 }
 
 interface ErrorNode {
@@ -56,16 +58,13 @@ const certificateErrors: Record<string, string> = {
   CERT_NOT_YET_VALID: 'is not valid yet'
 }
 
-/** OpenSSL alerts the broker sends when it refuses the client's certificate (mutual TLS). */
-const clientCertificateAlerts = new Set([
-  'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED',
-  'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE',
-  'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA',
-  'ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN',
-  'ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED',
-  'ERR_SSL_TLSV1_ALERT_DECRYPT_ERROR',
-  'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE'
-])
+/**
+ * OpenSSL alerts the broker sends when it refuses the client's certificate (mutual TLS). Node
+ * names them after OpenSSL's reason, e.g. ERR_SSL_SSL/TLS_ALERT_BAD_CERTIFICATE or
+ * ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED, depending on the OpenSSL version.
+ */
+const clientCertificateAlert =
+  /^ERR_SSL_.*ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|CERTIFICATE_EXPIRED|CERTIFICATE_REVOKED)$/
 
 const saslErrors = new Set(['SASL_AUTHENTICATION_FAILED', 'UNSUPPORTED_SASL_MECHANISM', 'ILLEGAL_SASL_STATE'])
 
@@ -81,7 +80,7 @@ function tlsFailure(nodes: ErrorNode[], context: FailureContext): string | undef
     if (meaning !== undefined) {
       return `the broker's TLS certificate ${meaning} (${code}): set ${security}.ssl_ca_location to a PEM file of the CA that signed it`
     }
-    if (clientCertificateAlerts.has(code)) {
+    if (clientCertificateAlert.test(code)) {
       return `the broker refused this client's TLS certificate (${code}): it requires one signed by a CA it trusts, set in ${security}.ssl_certificate_location and ssl_key_location`
     }
     if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG') {
@@ -89,6 +88,9 @@ function tlsFailure(nodes: ErrorNode[], context: FailureContext): string | undef
     }
     if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')) {
       return `the TLS handshake failed (${code}: ${String(node.message)})`
+    }
+    if (typeof node.message === 'string' && node.message.startsWith('TLS handshake failed')) {
+      return `the broker closed the connection during the TLS handshake: it does not speak TLS on this port, check ${security}.security_protocol and the port`
     }
     if (node.message === 'Broker requires TLS.') {
       return `the broker speaks TLS on this port: set ${security}.security_protocol to SSL or SASL_SSL`
@@ -133,6 +135,9 @@ export function kafkaFailure(error: unknown, context: FailureContext, acl?: stri
     return error
   }
   const nodes = chainOf(error)
+  if (context.connectionError !== undefined) {
+    nodes.push(...chainOf(context.connectionError))
+  }
   const servers = context.bootstrapServers.join(',')
   const denied = authorizationFailure(nodes, acl)
   if (denied !== undefined) {
