@@ -9,7 +9,8 @@
  *   SASL_SSL        localhost   PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 over TLS
  *   SCRAM512_ONLY   127.0.0.1   SASL_PLAINTEXT with only SCRAM-SHA-512 (a mechanism not enabled)
  *
- * Authorization is on (StandardAuthorizer): `admin` and ANONYMOUS are super users, `backup`,
+ * Authorization is on (StandardAuthorizer): `admin`, ANONYMOUS and the mutual-TLS client
+ * certificate's principal (CN=backup-client) are super users, `backup`,
  * `restore` and `nobody` get what the tests grant them. Every SASL user has its password for
  * each mechanism: `{user}-secret`.
  */
@@ -119,7 +120,7 @@ export async function startSecureBroker(): Promise<SecureBroker> {
       ...saslListener('SASL_SSL', saslMechanisms),
       ...saslListener('SCRAM512_ONLY', ['SCRAM-SHA-512']),
       'authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer',
-      'super.users=User:ANONYMOUS;User:admin',
+      'super.users=User:ANONYMOUS;User:admin;User:CN=backup-client',
       `log.dirs=${join(runDir, 'data')}`,
       'num.partitions=1',
       'auto.create.topics.enable=false',

@@ -422,6 +422,13 @@ export class BackupFetcher {
         this.#restartRequested = true
         return undefined
       }
+      if (name === 'TOPIC_AUTHORIZATION_FAILED') {
+        throw new BackupError(
+          'KB_KAFKA_AUTHORIZATION',
+          `fetching ${task.topic}/${task.partition} failed: not authorized (${name}): the principal needs Read on topic ${task.topic}`,
+          { topic: task.topic, partition: task.partition, kafkaError: name }
+        )
+      }
       throw new BackupError('KB_KAFKA', `fetching ${task.topic}/${task.partition} failed with ${name}`, {
         topic: task.topic,
         partition: task.partition,
