@@ -174,6 +174,7 @@ describe('parseConfig', () => {
         bootstrap_servers: ['localhost:9092'],
         client_id: 'kafka-backup',
         security: { security_protocol: 'PLAINTEXT' },
+        unreachable_timeout_secs: 300,
         topics: { include: ['*'], exclude: [] },
         kafka_config: {
           'fetch.max.bytes': 16777216,
