@@ -221,6 +221,7 @@ export class BackupFetcher {
         )
       }
     }
+    this.#logLeaderMoves(active, metadata)
     this.#metadata = metadata
     await this.#addPartitions(metadata)
     const checks = active.filter(s => s.needsOffsetCheck && !s.task.done)
@@ -241,6 +242,20 @@ export class BackupFetcher {
           this.#states.push({ task, transactions: new TransactionFilter(), needsOffsetCheck: false })
         }
         this.#partitionCounts.set(topic, count)
+      }
+    }
+  }
+
+  /** Says where leadership moved (a broker stopped or back, a leader election), so the log explains a pause. */
+  #logLeaderMoves(active: PartitionState[], metadata: ClusterMetadata): void {
+    for (const { task } of active) {
+      const before = this.#metadata?.topics.get(task.topic)?.partitions[task.partition]?.leader
+      const after = metadata.topics.get(task.topic)?.partitions[task.partition]?.leader
+      if (before !== undefined && after !== undefined && before >= 0 && after >= 0 && before !== after) {
+        this.#options.onRetry?.(
+          `backup: the leader of ${task.topic}/${task.partition} moved from broker ${before} to broker ${after}`,
+          { topic: task.topic, partition: task.partition, leader: after }
+        )
       }
     }
   }
