@@ -8,9 +8,11 @@
  *   SASL_PLAINTEXT  127.0.0.1   PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
  *   SASL_SSL        localhost   PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 over TLS
  *   SCRAM512_ONLY   127.0.0.1   SASL_PLAINTEXT with only SCRAM-SHA-512 (a mechanism not enabled)
+ *   OAUTH           127.0.0.1   SASL_PLAINTEXT with OAUTHBEARER: JWTs checked against a JWKS URL
+ *                               (scripts/test-cluster/oauth-server.ts)
  *
  * Authorization is on (StandardAuthorizer): `admin`, ANONYMOUS and the mutual-TLS client
- * certificate's principal (CN=backup-client) are super users, `backup`,
+ * certificate's principal (CN=backup-client) and the OAuth client `oauth-admin` are super users, `backup`,
  * `restore` and `nobody` get what the tests grant them. Every SASL user has its password for
  * each mechanism: `{user}-secret`.
  */
@@ -40,7 +42,15 @@ export interface SecureBroker {
     SASL_PLAINTEXT: string
     SASL_SSL: string
     SCRAM512_ONLY: string
+    OAUTH: string
   }
+}
+
+export interface SecureBrokerOptions {
+  /** The JWKS the OAUTH listener validates tokens against (it must answer before the broker starts). */
+  jwksUrl: string
+  issuer: string
+  audience: string
 }
 
 async function freePort(): Promise<number> {
@@ -84,12 +94,12 @@ function tlsListener(name: string, certificates: Certificates, clientAuth: 'none
   ]
 }
 
-export async function startSecureBroker(): Promise<SecureBroker> {
+export async function startSecureBroker(oauth: SecureBrokerOptions): Promise<SecureBroker> {
   const runDir = join(kafkaCacheDir, 'runs', `secure-${Date.now()}-${process.pid}`)
   const logFile = join(runDir, 'broker.log')
   mkdirSync(runDir, { recursive: true })
   const certificates = makeCertificates(join(runDir, 'certs'))
-  const names = ['PLAINTEXT', 'SSL', 'MTLS', 'SASL_PLAINTEXT', 'SASL_SSL', 'SCRAM512_ONLY'] as const
+  const names = ['PLAINTEXT', 'SSL', 'MTLS', 'SASL_PLAINTEXT', 'SASL_SSL', 'SCRAM512_ONLY', 'OAUTH'] as const
   const ports = Object.fromEntries(await Promise.all(names.map(async name => [name, await freePort()]))) as Record<
     (typeof names)[number],
     number
@@ -112,15 +122,21 @@ export async function startSecureBroker(): Promise<SecureBroker> {
       `advertised.listeners=${names.map(name => `${name}://${listeners[name]}`).join(',')}`,
       'controller.listener.names=CONTROLLER',
       'inter.broker.listener.name=PLAINTEXT',
-      'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,SCRAM512_ONLY:SASL_PLAINTEXT',
+      'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,SCRAM512_ONLY:SASL_PLAINTEXT,OAUTH:SASL_PLAINTEXT',
       ...tlsListener('SSL', certificates, 'none'),
       ...tlsListener('MTLS', certificates, 'required'),
       ...tlsListener('SASL_SSL', certificates, 'none'),
       ...saslListener('SASL_PLAINTEXT', saslMechanisms),
       ...saslListener('SASL_SSL', saslMechanisms),
       ...saslListener('SCRAM512_ONLY', ['SCRAM-SHA-512']),
+      'listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER',
+      'listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;',
+      'listener.name.oauth.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler',
+      `sasl.oauthbearer.jwks.endpoint.url=${oauth.jwksUrl}`,
+      `sasl.oauthbearer.expected.issuer=${oauth.issuer}`,
+      `sasl.oauthbearer.expected.audience=${oauth.audience}`,
       'authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer',
-      'super.users=User:ANONYMOUS;User:admin;User:CN=backup-client',
+      'super.users=User:ANONYMOUS;User:admin;User:CN=backup-client;User:oauth-admin',
       `log.dirs=${join(runDir, 'data')}`,
       'num.partitions=1',
       'auto.create.topics.enable=false',
@@ -162,7 +178,17 @@ export async function startSecureBroker(): Promise<SecureBroker> {
   const logFd = openSync(logFile, 'a')
   const child = spawn(
     'java',
-    kafkaJavaArgs('kafka.Kafka', [propertiesFile], ['-Xms256m', '-Xmx1g', `-Dlog4j2.configurationFile=${log4jFile}`]),
+    kafkaJavaArgs(
+      'kafka.Kafka',
+      [propertiesFile],
+      [
+        '-Xms256m',
+        '-Xmx1g',
+        `-Dlog4j2.configurationFile=${log4jFile}`,
+        // Kafka 4 fetches only JWKS and token URLs it is allowed to.
+        `-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=${oauth.jwksUrl}`
+      ]
+    ),
     { detached: true, stdio: ['ignore', logFd, logFd] }
   )
   child.unref()

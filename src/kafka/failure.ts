@@ -114,7 +114,11 @@ function authenticationFailure(nodes: ErrorNode[], context: FailureContext): str
     return `${who} failed: the broker does not enable ${context.sasl?.mechanism ?? 'this mechanism'} on this listener: set ${security}.sasl_mechanism to one it enables`
   }
   const detail = protocolError?.serverErrorMessage ?? protocolError?.message ?? clientError?.message
-  return `${who} failed: ${String(detail)}: check ${security}.sasl_username, sasl_password and sasl_mechanism`
+  const keys =
+    context.sasl?.mechanism === 'OAUTHBEARER'
+      ? `the token from ${security}.sasl_oauthbearer_token_endpoint_url (issuer, audience, expiry) against the broker's OAUTHBEARER settings`
+      : `${security}.sasl_username, sasl_password and sasl_mechanism`
+  return `${who} failed: ${String(detail)}: check ${keys}`
 }
 
 /**
@@ -135,6 +139,11 @@ export function kafkaFailure(error: unknown, context: FailureContext, acl?: stri
     return error
   }
   const nodes = chainOf(error)
+  // Our own error inside the client's (a failed OAuth token request) already says what failed.
+  const ours = nodes.find(node => node instanceof BackupError)
+  if (ours !== undefined) {
+    return ours as BackupError
+  }
   if (context.connectionError !== undefined) {
     nodes.push(...chainOf(context.connectionError))
   }

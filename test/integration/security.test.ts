@@ -9,6 +9,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import {
   AclOperations,
   type AclOperationValue,
@@ -18,6 +19,13 @@ import {
   ResourceTypes,
   type ResourceTypeValue
 } from '@platformatic/kafka'
+import { decodeJwt } from 'jose'
+import {
+  type OAuthServer,
+  oauthAudience,
+  oauthIssuer,
+  startOAuthServer
+} from '../../scripts/test-cluster/oauth-server.ts'
 import {
   passwordOf,
   type SecureBroker,
@@ -28,6 +36,7 @@ import {
 import { type SecurityConfig, sourceSchema } from '../../src/config/schema.ts'
 import { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { connectCluster } from '../../src/kafka/connect.ts'
+import { clientCredentialsTokens } from '../../src/kafka/oauth.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import { backupOptions, runBackup } from '../helpers/backup.ts'
 import { runCli, writeConfig } from '../helpers/cli.ts'
@@ -36,11 +45,25 @@ import { restoreOptions, runRestore } from '../helpers/restore.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 
 let broker: SecureBroker
+let oauth: OAuthServer
+/** OAuth tokens live 6 s. */
+const tokenLifetimeSecs = 6
 /** The PLAINTEXT listener, where the tests set up topics and data (ANONYMOUS is a super user). */
 let setup: KafkaCluster
 
 before(async () => {
-  broker = await startSecureBroker()
+  oauth = await startOAuthServer({
+    clients: {
+      'oauth-admin': { secret: 'oauth-admin-secret' },
+      'oauth-wrong-audience': { secret: 'oauth-wrong-audience-secret', audience: 'not-kafka' }
+    },
+    tokenLifetimeSecs
+  })
+  broker = await startSecureBroker({
+    jwksUrl: oauth.jwksUrl,
+    issuer: oauthIssuer,
+    audience: oauthAudience
+  })
   setup = new KafkaCluster({ bootstrapServers: [broker.listeners.PLAINTEXT], clientId: 'kafka-backup-test' })
 })
 after(async () => {
@@ -48,9 +71,11 @@ after(async () => {
   if (broker) {
     await stopSecureBroker(broker, { keepLog: true })
   }
+  await oauth?.close()
 })
 
-async function topicWithRecords(label: string): Promise<string> {
+/** 500 records over two partitions, in `sends` produce requests (a batch per partition each). */
+async function topicWithRecords(label: string, sends = 1): Promise<string> {
   const topic = uniqueTopic(label)
   await createTopic(setup, topic, 2)
   // Idempotent: a retried request on the loaded test machine must not duplicate records.
@@ -59,15 +84,21 @@ async function topicWithRecords(label: string): Promise<string> {
     bootstrapBrokers: [broker.listeners.PLAINTEXT],
     idempotent: true
   })
-  await producer.send({
-    messages: Array.from({ length: 500 }, (_, i) => ({
-      topic,
-      partition: i % 2,
-      key: Buffer.from(`key-${i}`),
-      value: Buffer.from(`value-${i}`),
-      headers: new Map([[Buffer.from('h'), Buffer.from(String(i))]])
-    }))
-  })
+  const perSend = 500 / sends
+  for (let send = 0; send < sends; send++) {
+    await producer.send({
+      messages: Array.from({ length: perSend }, (_, j) => {
+        const i = send * perSend + j
+        return {
+          topic,
+          partition: i % 2,
+          key: Buffer.from(`key-${i}`),
+          value: Buffer.from(`value-${i}`),
+          headers: new Map([[Buffer.from('h'), Buffer.from(String(i))]])
+        }
+      })
+    })
+  }
   await producer.close()
   return topic
 }
@@ -75,6 +106,17 @@ async function topicWithRecords(label: string): Promise<string> {
 /** A cluster as the CLI builds it from a `source` section. */
 function securedCluster(bootstrap: string, security: Partial<SecurityConfig>): KafkaCluster {
   return connectCluster(sourceSchema.parse({ bootstrap_servers: [bootstrap], security }))
+}
+
+function oauthSecurity(clientId: string, secret = `${clientId}-secret`): Partial<SecurityConfig> {
+  return {
+    security_protocol: 'SASL_PLAINTEXT',
+    sasl_mechanism: 'OAUTHBEARER',
+    sasl_oauthbearer_token_endpoint_url: oauth.tokenUrl,
+    sasl_oauthbearer_client_id: clientId,
+    sasl_oauthbearer_client_secret: secret,
+    sasl_oauthbearer_scope: 'kafka'
+  }
 }
 
 function listenerCases(): Array<{ name: string; bootstrap: string; security: Partial<SecurityConfig> }> {
@@ -106,7 +148,12 @@ function listenerCases(): Array<{ name: string; bootstrap: string; security: Par
       name: `SASL_SSL ${mechanism}`,
       bootstrap: listeners.SASL_SSL,
       security: { security_protocol: 'SASL_SSL' as const, ...tls, ...sasl(mechanism) }
-    }))
+    })),
+    {
+      name: 'SASL_PLAINTEXT OAUTHBEARER with client-credentials tokens',
+      bootstrap: listeners.OAUTH,
+      security: oauthSecurity('oauth-admin')
+    }
   ]
 }
 
@@ -224,6 +271,31 @@ describe('each way a secured connection fails has its own code and says what fai
     assert.match(
       error,
       /^kafka-backup: KB_KAFKA_TLS: .*the broker refused this client's TLS certificate .*source\.security\.ssl_certificate_location/
+    )
+  })
+
+  test('OAuth client secret refused by the token endpoint', async () => {
+    const { code, error } = await backupWith(
+      broker.listeners.OAUTH,
+      oauthSecurity('oauth-admin', 'wrong') as Record<string, string>
+    )
+    assert.equal(code, 1)
+    assert.match(
+      error,
+      /^kafka-backup: KB_KAFKA_AUTHENTICATION: getting an OAuth token for client oauth-admin from http:\/\/127\.0\.0\.1:\d+\/token failed: HTTP 401 .*: check source\.security\.sasl_oauthbearer_token_endpoint_url, sasl_oauthbearer_client_id and sasl_oauthbearer_client_secret$/
+    )
+    assert.doesNotMatch(error, /wrong/, 'the secret is not shown')
+  })
+
+  test('OAuth token rejected by the broker (wrong audience)', async () => {
+    const { code, error } = await backupWith(
+      broker.listeners.OAUTH,
+      oauthSecurity('oauth-wrong-audience') as Record<string, string>
+    )
+    assert.equal(code, 1)
+    assert.match(
+      error,
+      /^kafka-backup: KB_KAFKA_AUTHENTICATION: .*SASL OAUTHBEARER authentication failed: .*check the token from source\.security\.sasl_oauthbearer_token_endpoint_url/
     )
   })
 
@@ -346,4 +418,26 @@ describe('authorization (StandardAuthorizer)', () => {
       await cluster.close()
     }
   })
+})
+
+test('the OAuth token provider reuses a token until half its lifetime, then takes a fresh one before it expires', async () => {
+  const tokens = clientCredentialsTokens({
+    tokenEndpointUrl: oauth.tokenUrl,
+    clientId: 'oauth-admin',
+    clientSecret: 'oauth-admin-secret',
+    configKey: 'source.security'
+  })
+  const issuedBefore = oauth.issued.get('oauth-admin') ?? 0
+  const first = await tokens()
+  const firstAt = Date.now()
+  assert.equal(await tokens(), first, 'a young token is reused')
+  const expiresAt = (decodeJwt(first).exp ?? 0) * 1000
+  // Half of the lifetime: the provider must not hand out this token any more.
+  while (Date.now() < firstAt + (tokenLifetimeSecs * 1000) / 2 + 100) {
+    await sleep(100)
+  }
+  const second = await tokens()
+  assert.notEqual(second, first)
+  assert.ok(Date.now() < expiresAt, 'the fresh token came before the first one expired')
+  assert.equal((oauth.issued.get('oauth-admin') ?? 0) - issuedBefore, 2)
 })
