@@ -13,7 +13,14 @@ export const errorCodes = [
   /** A `${VAR}` in the config names an unset environment variable. */
   'KB_CONFIG_ENV',
   'KB_KAFKA',
+  /** No broker answered (refused, timed out) for longer than the cluster's `unreachable_timeout_secs`. */
   'KB_KAFKA_UNREACHABLE',
+  /** A broker refused the SASL credentials or mechanism. */
+  'KB_KAFKA_AUTHENTICATION',
+  /** The TLS handshake with a broker failed (untrusted CA, host name, client certificate, no TLS). */
+  'KB_KAFKA_TLS',
+  /** The authenticated principal lacks an ACL for an operation on a resource. */
+  'KB_KAFKA_AUTHORIZATION',
   'KB_TOPIC_NOT_FOUND',
   /** A backed-up topic was deleted and recreated under the same name (a new topic id). */
   'KB_TOPIC_RECREATED',

@@ -232,6 +232,7 @@ export class BackupEngine {
       onFetch: options.onFetch,
       metadataRefreshIntervalMs: options.continuous ? (options.metadataRefreshIntervalMs ?? 30_000) : undefined,
       onPartitionsAdded: (topic, partitionCount) => this.#addPartitions(manifest, topic, partitionCount),
+      onRetry: options.onWarning,
       onTopicDeleted: task => {
         deletedTopics.add(task.topic)
         options.onWarning?.(`topic ${task.topic} was deleted during the backup; its partitions stop here`, {

@@ -13,10 +13,11 @@
 import { type ClusterMetadata, type Connection, protocolErrors, protocolErrorsCodesById } from '@platformatic/kafka'
 import { splitRecordSet } from '../batch/split.ts'
 import { TransactionFilter } from '../batch/transactions.ts'
-import { BackupError } from '../errors.ts'
+import { BackupError, isBackupError } from '../errors.ts'
 import { listOffsets, partitionKey } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
 import { IsolationLevel, type RawFetchPartition, type RawFetchResponse, rawFetch } from '../kafka/raw-fetch.ts'
+import { Outage, untilAborted } from '../kafka/retry.ts'
 import type { ByteBudget } from './budget.ts'
 import type { PartitionTask } from './partition-task.ts'
 
@@ -42,6 +43,8 @@ export interface FetcherOptions {
   onTopicDeleted?: (task: PartitionTask) => void
   /** Called for every response, with the time from request to parsed response. */
   onFetch?: (durationMs: number, bytes: number) => void
+  /** Called before each wait for the cluster to answer again: what failed, when the run gives up. */
+  onRetry?: (message: string, context: Record<string, unknown>) => void
 }
 
 /** Errors after which a fresh look at the metadata (new leader, new epoch) is the cure. */
@@ -66,11 +69,6 @@ const refreshMetadataErrors = new Set([
  */
 class TransientError extends Error {}
 
-const RETRY_MIN_MS = 100
-const RETRY_MAX_MS = 5000
-/** How long a partition may fail to reach a leader before the run gives up on it. */
-const RETRY_DEADLINE_MS = 5 * 60_000
-
 interface PartitionState {
   task: PartitionTask
   transactions: TransactionFilter
@@ -88,8 +86,7 @@ export class BackupFetcher {
   /** Loops stop and regroup without a back-off: a partition finished and another may start. */
   #regroupRequested = false
   #partitionsWaiting = false
-  #failingSince: number | undefined
-  #retryDelayMs = RETRY_MIN_MS
+  readonly #outage: Outage
 
   constructor(cluster: KafkaCluster, tasks: PartitionTask[], options: FetcherOptions) {
     this.#cluster = cluster
@@ -98,6 +95,13 @@ export class BackupFetcher {
     for (const { topic } of tasks) {
       this.#partitionCounts.set(topic, (this.#partitionCounts.get(topic) ?? 0) + 1)
     }
+    this.#outage = new Outage({
+      what: 'backup',
+      deadlineMs: cluster.unreachableTimeoutMs,
+      deadlineKey: cluster.unreachableTimeoutKey,
+      signal: options.signal,
+      onRetry: options.onRetry
+    })
   }
 
   /** Fetches until every partition reached its stop offset (one-shot) or the signal aborts. */
@@ -127,9 +131,12 @@ export class BackupFetcher {
       this.#partitionsWaiting = active.length < notDone.length
       const known = this.#states.length
       try {
-        await this.#refresh(active)
+        await untilAborted(this.#refresh(active), signal)
       } catch (error) {
-        await this.#backOff(error)
+        if (signal.aborted) {
+          return
+        }
+        await this.#outage.retry(error)
         continue
       }
       if (this.#states.length > known) {
@@ -151,14 +158,16 @@ export class BackupFetcher {
       this.#restartRequested = false
       this.#regroupRequested = false
       const loops = await Promise.allSettled([...byLeader].map(([leader, states]) => this.#brokerLoop(leader, states)))
+      if (signal.aborted) {
+        return
+      }
       const failure = loops.find(result => result.status === 'rejected')
       if (failure) {
-        await this.#backOff(failure.reason)
+        await this.#outage.retry(failure.reason)
       } else if (this.#restartRequested) {
-        await this.#backOff(undefined)
+        await this.#outage.retry(undefined)
       } else {
-        this.#failingSince = undefined
-        this.#retryDelayMs = RETRY_MIN_MS
+        this.#outage.recovered()
       }
     }
   }
@@ -169,30 +178,15 @@ export class BackupFetcher {
     }
   }
 
-  async #backOff(error: unknown): Promise<void> {
-    if (error instanceof BackupError && error.code !== 'KB_KAFKA_UNREACHABLE') {
-      throw error
-    }
-    const reason = error instanceof TransientError ? error.cause : error
-    const now = Date.now()
-    this.#failingSince ??= now
-    if (error !== undefined && now - this.#failingSince > RETRY_DEADLINE_MS) {
-      throw new BackupError(
-        'KB_KAFKA_UNREACHABLE',
-        `gave up fetching after ${Math.round((now - this.#failingSince) / 1000)} s of failures: ${(reason as Error).message}`,
-        { cause: reason }
-      )
-    }
-    await new Promise(done => setTimeout(done, this.#retryDelayMs))
-    this.#retryDelayMs = Math.min(this.#retryDelayMs * 2, RETRY_MAX_MS)
-  }
-
   async #refresh(active: PartitionState[]): Promise<void> {
     const topics = [...new Set(active.map(s => s.task.topic))]
     let metadata: ClusterMetadata
     try {
       metadata = await this.#cluster.metadata(topics, true)
     } catch (error) {
+      if (isBackupError(error, 'KB_KAFKA_UNREACHABLE')) {
+        throw error
+      }
       // One deleted topic fails the whole Metadata call: find out which, per topic.
       const present: string[] = []
       for (const topic of topics) {
@@ -227,6 +221,7 @@ export class BackupFetcher {
         )
       }
     }
+    this.#logLeaderMoves(active, metadata)
     this.#metadata = metadata
     await this.#addPartitions(metadata)
     const checks = active.filter(s => s.needsOffsetCheck && !s.task.done)
@@ -247,6 +242,20 @@ export class BackupFetcher {
           this.#states.push({ task, transactions: new TransactionFilter(), needsOffsetCheck: false })
         }
         this.#partitionCounts.set(topic, count)
+      }
+    }
+  }
+
+  /** Says where leadership moved (a broker stopped or back, a leader election), so the log explains a pause. */
+  #logLeaderMoves(active: PartitionState[], metadata: ClusterMetadata): void {
+    for (const { task } of active) {
+      const before = this.#metadata?.topics.get(task.topic)?.partitions[task.partition]?.leader
+      const after = metadata.topics.get(task.topic)?.partitions[task.partition]?.leader
+      if (before !== undefined && after !== undefined && before >= 0 && after >= 0 && before !== after) {
+        this.#options.onRetry?.(
+          `backup: the leader of ${task.topic}/${task.partition} moved from broker ${before} to broker ${after}`,
+          { topic: task.topic, partition: task.partition, leader: after }
+        )
       }
     }
   }
@@ -343,16 +352,10 @@ export class BackupFetcher {
 
   async #connect(leader: number): Promise<Connection> {
     try {
-      return await this.#cluster.connection(this.#metadata!, leader)
+      return await untilAborted(this.#cluster.connection(this.#metadata!, leader), this.#options.signal)
     } catch (error) {
       this.#restartRequested = true
-      throw new BackupError(
-        'KB_KAFKA_UNREACHABLE',
-        `could not connect to broker ${leader}: ${(error as Error).message}`,
-        {
-          cause: error
-        }
-      )
+      throw error
     }
   }
 
@@ -377,17 +380,19 @@ export class BackupFetcher {
       ])
     }
     try {
-      const response = await rawFetch(connection, {
+      const fetched = rawFetch(connection, {
         maxWaitMs,
         minBytes,
         maxBytes,
         isolationLevel: IsolationLevel.READ_COMMITTED,
         topics: [...topics].map(([topicId, partitions]) => ({ topicId, partitions }))
       })
+      // A stop drops a response still on its way: positions advance only in #process.
+      const response = await untilAborted(fetched, this.#options.signal)
       return { response, requested }
     } catch (error) {
       this.#restartRequested = true
-      throw new BackupError('KB_KAFKA_UNREACHABLE', `fetch failed: ${(error as Error).message}`, { cause: error })
+      throw this.#cluster.failure(`fetching from ${connection.host}:${connection.port}`, error)
     }
   }
 
@@ -431,6 +436,13 @@ export class BackupFetcher {
       if (refreshMetadataErrors.has(name) || protocolErrors[name]?.canRetry) {
         this.#restartRequested = true
         return undefined
+      }
+      if (name === 'TOPIC_AUTHORIZATION_FAILED') {
+        throw new BackupError(
+          'KB_KAFKA_AUTHORIZATION',
+          `fetching ${task.topic}/${task.partition} failed: not authorized (${name}): the principal needs Read on topic ${task.topic}`,
+          { topic: task.topic, partition: task.partition, kafkaError: name }
+        )
       }
       throw new BackupError('KB_KAFKA', `fetching ${task.topic}/${task.partition} failed with ${name}`, {
         topic: task.topic,

@@ -54,7 +54,7 @@ Examples:
       )
       const storage = await openStorage(config.storage)
       const cluster = connectCluster(config.source)
-      const { signal, dispose } = stopSignal(log)
+      const { signal, exitCode, dispose } = stopSignal(log)
       const metricsEndpoint = await startMetrics(config.metrics, log)
       let metrics: BackupMetrics | undefined
       const engine: BackupEngine = new BackupEngine({
@@ -102,6 +102,10 @@ Examples:
               `  gap ${gap.topic}/${gap.partition}: offsets ${gap.fromOffset}..${BigInt(gap.toOffset) - 1n} were deleted by retention before they could be backed up`
             )
           }
+        }
+        if (summary.status === 'stopped' && !config.backup.continuous) {
+          log.warn('the one-shot backup was stopped before its end: it is incomplete; run it again to continue')
+          process.exitCode = exitCode()
         }
         await metricsEndpoint?.finish(signal)
       } finally {

@@ -1,4 +1,5 @@
 /** What every command shares: the global options, the logger, config loading, signals. */
+import { constants } from 'node:os'
 import type { Command } from 'commander'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
@@ -41,22 +42,26 @@ export async function loadModeConfig<M extends Config['mode']>(
 
 /**
  * An AbortSignal for SIGINT/SIGTERM: the first signal asks the work to stop cleanly (flush,
- * checkpoint); a second one exits at once.
+ * checkpoint); a second one exits at once. `exitCode` is the shell's code for the signal that
+ * stopped the run (130 for SIGINT, 143 for SIGTERM), for runs that end before their work is done.
  */
-export function stopSignal(log: Logger): { signal: AbortSignal; dispose: () => void } {
+export function stopSignal(log: Logger): { signal: AbortSignal; exitCode: () => number; dispose: () => void } {
   const controller = new AbortController()
+  let exitCode = 0
   const onSignal = (name: NodeJS.Signals) => {
     if (controller.signal.aborted) {
       log.warn(`${name} again: exiting without a final checkpoint`)
-      process.exit(130)
+      process.exit(128 + constants.signals[name])
     }
     log.info(`${name}: stopping after the current batches are durable (send it again to exit at once)`)
+    exitCode = 128 + constants.signals[name]
     controller.abort()
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
   return {
     signal: controller.signal,
+    exitCode: () => exitCode,
     dispose: () => {
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)

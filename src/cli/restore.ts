@@ -69,7 +69,7 @@ Examples:
       const storage = await openStorage(config.storage)
       const stateStorage = config.restore.state_storage && (await openStorage(config.restore.state_storage))
       const cluster = connectCluster(config.target)
-      const { signal, dispose } = stopSignal(log)
+      const { signal, exitCode, dispose } = stopSignal(log)
       const restore = config.restore
       const metricsEndpoint = restore.dry_run ? undefined : await startMetrics(config.metrics, log)
       let metrics: RestoreMetrics | undefined
@@ -109,6 +109,10 @@ Examples:
           printJson(summary)
         } else {
           printSummary(summary, restore)
+        }
+        if (summary.status === 'stopped') {
+          log.warn('the restore was stopped before its end: it is incomplete; run it again to continue')
+          process.exitCode = exitCode()
         }
       } finally {
         await metricsEndpoint?.finish(signal)

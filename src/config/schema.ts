@@ -166,15 +166,37 @@ export const securitySchema = z
       .default('PLAINTEXT')
       .describe('How to talk to the brokers: plain TCP or TLS, with or without SASL authentication.'),
     sasl_mechanism: z
-      .enum(['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'])
+      .enum(['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512', 'OAUTHBEARER'])
       .optional()
       .describe('SASL mechanism. Required with SASL_PLAINTEXT and SASL_SSL; not allowed otherwise.'),
-    sasl_username: z.string().min(1).optional().describe('SASL user name. Required with SASL_PLAINTEXT and SASL_SSL.'),
+    sasl_username: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('SASL user name. Required with SASL_PLAINTEXT and SASL_SSL, except with OAUTHBEARER.'),
     sasl_password: z
       .string()
       .min(1)
       .optional()
-      .describe('SASL password (secret: prefer an environment variable). Required with SASL_PLAINTEXT and SASL_SSL.'),
+      .describe(
+        'SASL password (secret: prefer an environment variable). Required with SASL_PLAINTEXT and SASL_SSL, except with OAUTHBEARER.'
+      ),
+    sasl_oauthbearer_token_endpoint_url: httpUrl
+      .optional()
+      .describe(
+        'OAUTHBEARER: the OAuth 2 token endpoint the tool gets its tokens from (client-credentials grant). It takes a new token when half the lifetime of the current one has passed, so connections that authenticate again during a long run present a fresh one.'
+      ),
+    sasl_oauthbearer_client_id: z.string().min(1).optional().describe('OAUTHBEARER: the OAuth client id.'),
+    sasl_oauthbearer_client_secret: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('OAUTHBEARER: the OAuth client secret (secret: prefer an environment variable).'),
+    sasl_oauthbearer_scope: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('OAUTHBEARER: the scope to ask for (space-separated). Unset: none asked for.'),
     ssl_ca_location: z
       .string()
       .min(1)
@@ -198,12 +220,28 @@ export const securitySchema = z
     const protocol = security.security_protocol
     const usesSasl = protocol === 'SASL_PLAINTEXT' || protocol === 'SASL_SSL'
     const usesTls = protocol === 'SSL' || protocol === 'SASL_SSL'
-    for (const key of ['sasl_mechanism', 'sasl_username', 'sasl_password'] as const) {
-      if (usesSasl && security[key] === undefined) {
-        fail(ctx, [key], `a value because security_protocol is ${protocol}`)
+    const oauth = security.sasl_mechanism === 'OAUTHBEARER'
+    const oauthKeys = [
+      'sasl_oauthbearer_token_endpoint_url',
+      'sasl_oauthbearer_client_id',
+      'sasl_oauthbearer_client_secret'
+    ] as const
+    const required = usesSasl ? ['sasl_mechanism', ...(oauth ? oauthKeys : ['sasl_username', 'sasl_password'])] : []
+    for (const key of ['sasl_mechanism', 'sasl_username', 'sasl_password', ...oauthKeys] as const) {
+      if (required.includes(key) && security[key] === undefined) {
+        fail(
+          ctx,
+          [key],
+          `a value because security_protocol is ${protocol}${oauth ? ' and sasl_mechanism is OAUTHBEARER' : ''}`
+        )
       } else if (!usesSasl && security[key] !== undefined) {
         refuse(ctx, [key], `only used with security_protocol SASL_PLAINTEXT or SASL_SSL (found ${protocol})`)
+      } else if (usesSasl && !required.includes(key) && key !== 'sasl_mechanism' && security[key] !== undefined) {
+        refuse(ctx, [key], `not used with sasl_mechanism ${security.sasl_mechanism}`)
       }
+    }
+    if (security.sasl_oauthbearer_scope !== undefined && !oauth) {
+      refuse(ctx, ['sasl_oauthbearer_scope'], 'only used with sasl_mechanism OAUTHBEARER')
     }
     if (!usesTls) {
       for (const key of [
@@ -236,6 +274,14 @@ const clientId = z
   .min(1)
   .default('kafka-backup')
   .describe('Client id sent with every request (shows in broker logs and quotas).')
+
+const unreachableTimeoutSecs = z
+  .int()
+  .min(1)
+  .default(300)
+  .describe(
+    'How long a run keeps retrying while no broker answers (stopped, restarting, unreachable), logging each wait, before it ends with KB_KAFKA_UNREACHABLE. The clock restarts whenever the cluster answers again.'
+  )
 
 export const sourceKafkaConfigSchema = z
   .strictObject({
@@ -311,6 +357,7 @@ export const sourceSchema = z
     bootstrap_servers: bootstrapServers,
     client_id: clientId,
     security: securitySchema.prefault({}),
+    unreachable_timeout_secs: unreachableTimeoutSecs,
     topics: topicSelectionSchema
       .prefault({})
       .describe(
@@ -325,6 +372,7 @@ export const targetSchema = z
     bootstrap_servers: bootstrapServers,
     client_id: clientId,
     security: securitySchema.prefault({}),
+    unreachable_timeout_secs: unreachableTimeoutSecs,
     kafka_config: targetKafkaConfigSchema.prefault({})
   })
   .describe('The cluster to restore into (mode: restore). Topics to restore are chosen by `restore.topics`.')

@@ -103,7 +103,11 @@ export async function listOffsets(
   const listed = [
     ...(regular.length === 0
       ? []
-      : await cluster.call('listing offsets', () => cluster.admin.listOffsets({ topics: regular, isolationLevel }))),
+      : await cluster.call(
+          'listing offsets',
+          () => cluster.admin.listOffsets({ topics: regular, isolationLevel }),
+          `Describe on topic ${regular.map(t => t.name).join(', ')}`
+        )),
     ...(internal.length === 0 ? [] : await listOffsetsDirect(cluster, internal, isolationLevel))
   ]
   const offsets = new Map<string, bigint>()
@@ -189,14 +193,17 @@ async function describeTopics(cluster: KafkaCluster, topics: string[], names?: s
   if (topics.length === 0) {
     return []
   }
-  return cluster.call('describing topic configs', () =>
-    cluster.admin.describeConfigs({
-      resources: topics.map(resourceName => ({
-        resourceType: ConfigResourceTypes.TOPIC,
-        resourceName,
-        configurationKeys: names
-      }))
-    })
+  return cluster.call(
+    'describing topic configs',
+    () =>
+      cluster.admin.describeConfigs({
+        resources: topics.map(resourceName => ({
+          resourceType: ConfigResourceTypes.TOPIC,
+          resourceName,
+          configurationKeys: names
+        }))
+      }),
+    `DescribeConfigs on topic ${topics.join(', ')}`
   )
 }
 
@@ -253,15 +260,19 @@ export interface GroupOffsets {
 
 /** Every consumer group's committed offsets on the given topics (groups without any are left out). */
 export async function captureGroupOffsets(cluster: KafkaCluster, topics: Set<string>): Promise<GroupOffsets[]> {
-  const groups = await cluster.call('listing consumer groups', () =>
-    cluster.admin.listGroups({ types: ['classic', 'consumer'] })
+  const groups = await cluster.call(
+    'listing consumer groups',
+    () => cluster.admin.listGroups({ types: ['classic', 'consumer'] }),
+    'Describe on the consumer groups'
   )
   const consumerGroups = [...groups.values()].filter(g => g.protocolType === 'consumer' || g.protocolType === '')
   if (consumerGroups.length === 0) {
     return []
   }
-  const listed = await cluster.call('reading consumer group offsets', () =>
-    cluster.admin.listConsumerGroupOffsets({ groups: consumerGroups.map(g => g.id), requireStable: true })
+  const listed = await cluster.call(
+    'reading consumer group offsets',
+    () => cluster.admin.listConsumerGroupOffsets({ groups: consumerGroups.map(g => g.id), requireStable: true }),
+    `Describe on group ${consumerGroups.map(g => g.id).join(', ')}`
   )
   const result: GroupOffsets[] = []
   for (const group of listed) {

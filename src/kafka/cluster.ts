@@ -11,11 +11,11 @@ import {
   type ClusterPartitionMetadata,
   type Connection,
   ConnectionPool,
-  findErrorBy,
   metadataV12,
   type SASLOptions
 } from '@platformatic/kafka'
 import { BackupError } from '../errors.ts'
+import { type FailureContext, kafkaFailure } from './failure.ts'
 
 export interface ClusterOptions {
   bootstrapServers: string[]
@@ -24,25 +24,33 @@ export interface ClusterOptions {
   requestTimeoutMs?: number
   tls?: TlsOptions
   sasl?: SASLOptions
-}
-
-/** The most specific message of an error that aggregates others (the client's MultipleErrors). */
-function innermost(error: unknown): string {
-  let current = error as (Error & { errors?: unknown[] }) | undefined
-  while (current?.errors?.[0] !== undefined) {
-    current = current.errors[0] as Error & { errors?: unknown[] }
-  }
-  return current?.message ?? String(error)
+  /** How long runs keep retrying while no broker answers; default 5 minutes. */
+  unreachableTimeoutMs?: number
+  /** The config section of this cluster ("source", "target"), named in error messages. */
+  configKey?: string
 }
 
 export class KafkaCluster {
   readonly admin: Admin
   readonly #pool: ConnectionPool
   readonly #bootstrapServers: string[]
+  readonly #failureContext: Omit<FailureContext, 'what'>
+  #connectionError: unknown
+  readonly unreachableTimeoutMs: number
+  /** The config key of `unreachableTimeoutMs`, for messages. */
+  readonly unreachableTimeoutKey: string
 
   constructor(options: ClusterOptions) {
     const clientId = options.clientId ?? 'kafka-backup'
     this.#bootstrapServers = options.bootstrapServers
+    const configKey = options.configKey ?? 'kafka'
+    this.#failureContext = {
+      bootstrapServers: options.bootstrapServers,
+      configKey,
+      sasl: options.sasl && { mechanism: options.sasl.mechanism, username: options.sasl.username }
+    }
+    this.unreachableTimeoutMs = options.unreachableTimeoutMs ?? 5 * 60_000
+    this.unreachableTimeoutKey = `${configKey}.unreachable_timeout_secs`
     const timeouts = { connectTimeout: options.connectTimeoutMs ?? 10_000, timeout: options.requestTimeoutMs ?? 30_000 }
     const security = { tls: options.tls, sasl: options.sasl }
     this.admin = new Admin({ clientId, bootstrapBrokers: options.bootstrapServers, ...timeouts, ...security })
@@ -53,6 +61,15 @@ export class KafkaCluster {
       // Raw fetches are pipelined per broker; the pool's default of 5 in flight is enough.
       maxInflights: 5
     })
+    // An error that ends a connection after its handshake (the broker's TLS alert when it refuses
+    // our client certificate) reaches the client only as an event; its waiting requests fail
+    // with a bare "Connection closed". The latest one is kept so a failed call can say why.
+    const remember = ({ connection }: { connection: Connection }) =>
+      connection.on('error', (error: unknown) => {
+        this.#connectionError = error
+      })
+    this.admin.on('client:broker:connect', remember)
+    this.#pool.on('connect', remember)
   }
 
   async metadata(topics: string[], forceUpdate = false): Promise<ClusterMetadata> {
@@ -101,27 +118,24 @@ export class KafkaCluster {
   }
 
   /**
-   * Runs an admin call, turning the client's errors into ours: KB_KAFKA_UNREACHABLE when no
-   * broker answered (the message names the bootstrap servers), KB_KAFKA otherwise.
+   * Runs an admin call, turning the client's errors into ours (src/kafka/failure.ts):
+   * KB_KAFKA_UNREACHABLE when no broker answered, KB_KAFKA_AUTHENTICATION, KB_KAFKA_TLS and
+   * KB_KAFKA_AUTHORIZATION (naming `acl`, the right the call needs) for what a retry cannot
+   * cure, KB_KAFKA otherwise.
    */
-  async call<T>(what: string, run: () => Promise<T>): Promise<T> {
+  async call<T>(what: string, run: () => Promise<T>, acl?: string): Promise<T> {
     try {
-      return await run()
+      const result = await run()
+      this.#connectionError = undefined
+      return result
     } catch (error) {
-      const unreachable =
-        findErrorBy(error as Error, 'code', 'PLT_KFK_NETWORK') ?? findErrorBy(error as Error, 'code', 'PLT_KFK_TIMEOUT')
-      const servers = this.#bootstrapServers.join(',')
-      throw unreachable
-        ? new BackupError(
-            'KB_KAFKA_UNREACHABLE',
-            `${what} failed: no answer from Kafka at ${servers} (${innermost(error)})`,
-            {
-              cause: error,
-              bootstrapServers: this.#bootstrapServers
-            }
-          )
-        : new BackupError('KB_KAFKA', `${what} failed on ${servers}: ${innermost(error)}`, { cause: error })
+      throw this.failure(what, error, acl)
     }
+  }
+
+  /** Our error for a failed Kafka call (see `call`). */
+  failure(what: string, error: unknown, acl?: string): BackupError {
+    return kafkaFailure(error, { ...this.#failureContext, what, connectionError: this.#connectionError }, acl)
   }
 
   /** A connection to a broker by node id, from the latest metadata. */
@@ -130,7 +144,9 @@ export class KafkaCluster {
     if (!broker) {
       throw new BackupError('KB_KAFKA', `broker ${nodeId} is not in the cluster metadata`, { nodeId })
     }
-    return this.#pool.get({ host: broker.host, port: broker.port })
+    return this.call(`connecting to broker ${nodeId} (${broker.host}:${broker.port})`, () =>
+      this.#pool.get({ host: broker.host, port: broker.port })
+    )
   }
 
   async close(): Promise<void> {

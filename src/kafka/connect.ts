@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import type { SecurityConfig, SourceConfig, TargetConfig } from '../config/schema.ts'
 import { BackupError } from '../errors.ts'
 import { type ClusterOptions, KafkaCluster } from './cluster.ts'
+import { clientCredentialsTokens } from './oauth.ts'
 
 function readPem(path: string, key: string): Buffer {
   try {
@@ -16,7 +17,11 @@ function readPem(path: string, key: string): Buffer {
   }
 }
 
-export function securityOptions(security: SecurityConfig): Pick<ClusterOptions, 'tls' | 'sasl'> {
+/** `configKey` names the section in messages ("source.security"). */
+export function securityOptions(
+  security: SecurityConfig,
+  configKey = 'security'
+): Pick<ClusterOptions, 'tls' | 'sasl'> {
   const protocol = security.security_protocol
   const tls =
     protocol === 'SSL' || protocol === 'SASL_SSL'
@@ -31,19 +36,34 @@ export function securityOptions(security: SecurityConfig): Pick<ClusterOptions, 
       : undefined
   const sasl =
     protocol === 'SASL_PLAINTEXT' || protocol === 'SASL_SSL'
-      ? {
-          mechanism: security.sasl_mechanism!,
-          username: security.sasl_username,
-          password: security.sasl_password
-        }
+      ? security.sasl_mechanism === 'OAUTHBEARER'
+        ? {
+            mechanism: security.sasl_mechanism,
+            token: clientCredentialsTokens({
+              tokenEndpointUrl: security.sasl_oauthbearer_token_endpoint_url!,
+              clientId: security.sasl_oauthbearer_client_id!,
+              clientSecret: security.sasl_oauthbearer_client_secret!,
+              scope: security.sasl_oauthbearer_scope,
+              configKey
+            })
+          }
+        : {
+            mechanism: security.sasl_mechanism!,
+            username: security.sasl_username,
+            password: security.sasl_password
+          }
       : undefined
   return { tls, sasl }
 }
 
 export function connectCluster(section: SourceConfig | TargetConfig): KafkaCluster {
+  // Only the source section selects topics: messages name the section's keys by its name.
+  const configKey = 'topics' in section ? 'source' : 'target'
   return new KafkaCluster({
     bootstrapServers: section.bootstrap_servers,
     clientId: section.client_id,
-    ...securityOptions(section.security)
+    unreachableTimeoutMs: section.unreachable_timeout_secs * 1000,
+    configKey,
+    ...securityOptions(section.security, `${configKey}.security`)
   })
 }

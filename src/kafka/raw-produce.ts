@@ -13,7 +13,6 @@ import {
   type Reader,
   Writer
 } from '@platformatic/kafka'
-import { BackupError } from '../errors.ts'
 import { skipTaggedFields } from './protocol.ts'
 
 const PRODUCE_API_KEY = 0
@@ -116,7 +115,8 @@ export interface ProducerIdentity {
 
 /**
  * A fresh idempotent (non-transactional) producer id: any broker can hand one out. Retried
- * while the broker is still loading its producer-id state (right after a start).
+ * while the broker is still loading its producer-id state (right after a start); other
+ * failures are the client's errors, for the caller to map (KafkaCluster.call).
  */
 export async function initProducerId(connection: Connection, timeoutMs = 30_000): Promise<ProducerIdentity> {
   const deadline = Date.now() + timeoutMs
@@ -128,9 +128,7 @@ export async function initProducerId(connection: Connection, timeoutMs = 30_000)
       const code = (error as { response?: { errorCode?: number } }).response?.errorCode
       const name = code === undefined ? undefined : protocolErrorsCodesById[code]
       if (name === undefined || !protocolErrors[name]?.canRetry || Date.now() + delayMs > deadline) {
-        throw new BackupError('KB_KAFKA', `InitProducerId failed: ${name ?? (error as Error).message}`, {
-          cause: error
-        })
+        throw error
       }
       await new Promise(resolve => setTimeout(resolve, delayMs))
     }

@@ -21,6 +21,7 @@ import { BackupError, isBackupError } from '../errors.ts'
 import { findTopics, listOffsets, partitionKey } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
 import { initProducerId } from '../kafka/raw-produce.ts'
+import { Outage, untilAborted } from '../kafka/retry.ts'
 import type { Storage } from '../storage/storage.ts'
 import { toolVersion } from '../version.ts'
 import { assertGroupInactive, commitTranslatedOffsets, groupsToReset } from './groups.ts'
@@ -266,35 +267,48 @@ export class RestoreEngine {
         options.onWarning?.(`could not save the restore state: ${(error as Error).message}`, {})
       )
     }, options.checkpointIntervalMs)
+    const outage = new Outage({
+      what: 'restore',
+      deadlineMs: options.cluster.unreachableTimeoutMs,
+      deadlineKey: options.cluster.unreachableTimeoutKey,
+      signal,
+      onRetry: options.onWarning
+    })
+    const acknowledged = () => state.partitions.reduce((sum, p) => sum + p.records, 0)
     try {
-      for (let attempt = 0; ; attempt++) {
+      for (let restarts = 0; ; ) {
         const active = this.#progress.filter(p => !p.state.done)
         if (active.length === 0 || signal.aborted) {
           break
         }
+        const acknowledgedBefore = acknowledged()
         try {
-          await this.#sendAll(active, byTarget, signal)
+          // A stop does not wait for a broker that does not answer: what the target acknowledged
+          // is saved below, and a rerun reconciles with the target's end offsets.
+          await untilAborted(this.#sendAll(active, byTarget, signal), signal)
         } catch (error) {
-          if (error instanceof RestartNeeded && signal.aborted) {
-            // Stopped by the caller (SIGINT/SIGTERM): the acknowledged position is saved below.
+          if (signal.aborted) {
             break
           }
-          // A pass starts by reading end offsets and metadata: brokers that are briefly away
-          // (a restart) are waited for like a failed produce, from the acknowledged position.
-          if (!(error instanceof RestartNeeded) && !isBackupError(error, 'KB_KAFKA_UNREACHABLE')) {
+          if (acknowledged() > acknowledgedBefore) {
+            outage.recovered()
+          }
+          // A pass starts by reading end offsets and metadata: brokers that are away (stopped,
+          // restarting) are waited for until the cluster's unreachable timeout.
+          if (isBackupError(error, 'KB_KAFKA_UNREACHABLE')) {
+            await outage.retry(error)
+            continue
+          }
+          if (!(error instanceof RestartNeeded)) {
             throw error
           }
-          if (attempt >= MAX_RESTARTS) {
-            throw new BackupError(
-              'KB_KAFKA',
-              `restore gave up after ${attempt} restarts: ${(error as Error).message}`,
-              {
-                cause: error
-              }
-            )
+          if (restarts++ >= MAX_RESTARTS) {
+            throw new BackupError('KB_KAFKA', `restore gave up after ${restarts} restarts: ${error.message}`, {
+              cause: error
+            })
           }
-          options.onWarning?.(`restarting the restore from its acknowledged position: ${(error as Error).message}`, {})
-          await new Promise(resolve => setTimeout(resolve, Math.min(100 * 2 ** attempt, 5000)))
+          options.onWarning?.(`restarting the restore from its acknowledged position: ${error.message}`, {})
+          await outage.retry(undefined)
         }
       }
       if (!signal.aborted && options.resetConsumerOffsets) {
@@ -373,7 +387,11 @@ export class RestoreEngine {
     if (anyBroker === undefined) {
       throw new RestartNeeded('the target cluster reported no brokers')
     }
-    const producer = await initProducerId(await cluster.connection(metadata, anyBroker))
+    const producer = await cluster.call(
+      'initializing the idempotent producer (InitProducerId)',
+      async () => initProducerId(await cluster.connection(metadata, anyBroker)),
+      'IdempotentWrite on the cluster or Write on a target topic'
+    )
     const slots = new Semaphore(maxConcurrentPartitions)
     // Ends this pass's pumps when a sender fails, so that the next pass starts from a clean slate.
     const pass = new AbortController()

@@ -31,7 +31,7 @@ const fatalProduceErrors: Record<string, string> = {
   INVALID_RECORD: 'the broker refused the batch',
   INVALID_TIMESTAMP:
     'the target topic refuses these timestamps: check its message.timestamp.type and message.timestamp.*.max.ms',
-  TOPIC_AUTHORIZATION_FAILED: 'the restore user may not write to this topic',
+  TOPIC_AUTHORIZATION_FAILED: 'the principal needs Write on the target topic',
   CLUSTER_AUTHORIZATION_FAILED: 'the restore user may not use an idempotent producer (IdempotentWrite)',
   POLICY_VIOLATION: 'a broker policy refused the write',
   INVALID_REQUIRED_ACKS: 'the broker refused acks=all'
@@ -217,7 +217,7 @@ export async function sendToLeader(connection: Connection, feeds: PartitionFeed[
       failure =
         hint !== undefined || !(protocolErrors[name]?.canRetry ?? true)
           ? new BackupError(
-              'KB_KAFKA',
+              name.endsWith('_AUTHORIZATION_FAILED') ? 'KB_KAFKA_AUTHORIZATION' : 'KB_KAFKA',
               `restoring source offset ${first} to ${feed.topic}/${feed.partition} failed with ${name}${detail ? ` (${detail})` : ''}: ${hint ?? 'not retriable'}`,
               { topic: feed.topic, partition: feed.partition, kafkaError: name, sourceOffset: first?.toString() }
             )

@@ -351,6 +351,37 @@ const cases: Case[] = [
       /source\.security\.sasl_password: required key is missing \(expected a value because security_protocol is SASL_SSL\)/
   },
   {
+    name: 'OAUTHBEARER without its token endpoint',
+    text: edit(backupConfig(), c => {
+      c.source.security = {
+        security_protocol: 'SASL_SSL',
+        sasl_mechanism: 'OAUTHBEARER',
+        sasl_oauthbearer_client_id: 'backup',
+        sasl_oauthbearer_client_secret: password
+      }
+    }),
+    code: 'KB_CONFIG_INVALID',
+    path: 'source.security.sasl_oauthbearer_token_endpoint_url',
+    message:
+      /sasl_oauthbearer_token_endpoint_url: required key is missing \(expected a value because security_protocol is SASL_SSL and sasl_mechanism is OAUTHBEARER\)/
+  },
+  {
+    name: 'a SASL password with OAUTHBEARER',
+    text: edit(backupConfig(), c => {
+      c.source.security = {
+        security_protocol: 'SASL_SSL',
+        sasl_mechanism: 'OAUTHBEARER',
+        sasl_password: password,
+        sasl_oauthbearer_token_endpoint_url: 'https://auth.example/token',
+        sasl_oauthbearer_client_id: 'backup',
+        sasl_oauthbearer_client_secret: password
+      }
+    }),
+    code: 'KB_CONFIG_INVALID',
+    path: 'source.security.sasl_password',
+    message: /sasl_password: not used with sasl_mechanism OAUTHBEARER/
+  },
+  {
     name: 'a TLS key for a PLAINTEXT connection',
     text: edit(backupConfig(), c => (c.source.security = { ssl_ca_location: '/ca.pem' })),
     code: 'KB_CONFIG_INVALID',

@@ -48,6 +48,7 @@ describe('loadConfig', () => {
           sasl_password: 'kafka-pass-1',
           ssl_ca_location: join(fixtures, 'certs/ca.pem')
         },
+        unreachable_timeout_secs: 300,
         topics: { include: ['orders', 'payments-*'], exclude: ['*-tmp'] },
         kafka_config: {
           'fetch.max.bytes': 104857600,
@@ -103,6 +104,7 @@ describe('loadConfig', () => {
         bootstrap_servers: ['dr-kafka-0:9092', 'dr-kafka-1:9092'],
         client_id: 'kafka-restore',
         security: { security_protocol: 'PLAINTEXT' },
+        unreachable_timeout_secs: 300,
         kafka_config: { 'socket.send.buffer.bytes': 1048576, 'batch.size': 1048576 }
       },
       storage: { backend: 'filesystem', path: join(fixtures, '../backups'), prefix: 'prod' },
@@ -172,6 +174,7 @@ describe('parseConfig', () => {
         bootstrap_servers: ['localhost:9092'],
         client_id: 'kafka-backup',
         security: { security_protocol: 'PLAINTEXT' },
+        unreachable_timeout_secs: 300,
         topics: { include: ['*'], exclude: [] },
         kafka_config: {
           'fetch.max.bytes': 16777216,
