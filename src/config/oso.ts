@@ -351,7 +351,7 @@ export function osoKeyReference(): { path: string; here: string }[] {
     ...osoKeys.map(key => ({ path: key.path.join('.'), here: key.here })),
     ...kerberosKeys.map(key => ({
       path: `source/target.security.${key}`,
-      here: 'Refused: Kerberos (GSSAPI) is not supported; use SASL PLAIN or SCRAM, or mutual TLS.'
+      here: 'Refused: Kerberos (GSSAPI) is not supported; use SASL PLAIN, SCRAM or OAUTHBEARER, or mutual TLS.'
     })),
     {
       path: 'restore.partition_mapping (flat)',
@@ -395,7 +395,7 @@ export function translateOsoKeys(
       if (security?.[key] !== undefined) {
         refuse(
           `${side}.security.${key}`,
-          'Kerberos (GSSAPI) is not supported; authenticate with SASL PLAIN or SCRAM (security.sasl_mechanism), or with mutual TLS'
+          'Kerberos (GSSAPI) is not supported; authenticate with SASL PLAIN, SCRAM or OAUTHBEARER (security.sasl_mechanism), or with mutual TLS'
         )
       }
     }
