@@ -7,6 +7,7 @@ import type { BackupConfig, RestoreConfig } from './config/schema.ts'
 import type { KafkaCluster } from './kafka/cluster.ts'
 import type { RestoreOptions } from './restore/engine.ts'
 import type { Storage } from './storage/storage.ts'
+import { MiB } from './units.ts'
 
 export interface EngineIo {
   storage: Storage
@@ -46,7 +47,7 @@ export function backupOptionsFromConfig(config: BackupConfig, { storage, cluster
 }
 
 /** Produce requests stay well under the broker's socket.request.max.bytes (100 MiB). */
-const MAX_PRODUCE_REQUEST_BYTES = 16 * 1024 * 1024
+const MAX_PRODUCE_REQUEST_BYTES = 16 * MiB
 
 export function restoreOptionsFromConfig(
   config: RestoreConfig,

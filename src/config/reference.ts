@@ -3,8 +3,9 @@
  * descriptions, so the reference cannot drift from what the loader accepts. A test fails when
  * the committed file differs from this output (`node scripts/config-reference.ts` rewrites it).
  */
+
+import { MiB } from '../units.ts'
 import { osoKeyReference } from './oso.ts'
-import { MiB } from './schema.ts'
 import { allKeyPaths, type JsonSchema, type KeyPath, resolveVariant, schemaAt } from './schema-paths.ts'
 
 interface Row {

@@ -12,28 +12,12 @@
  * found); any other custom message is a whole sentence.
  */
 import { z } from 'zod'
-
-export const KiB = 1024
-export const MiB = 1024 * KiB
-export const GiB = 1024 * MiB
+import { compressionLevels } from '../segment/levels.ts'
+import { s3MaxPartSize, s3MaxParts, s3MinPartSize } from '../storage/s3-limits.ts'
+import { KiB, MiB } from '../units.ts'
 
 /** Codecs for segment frames (docs/segment-format.md). */
 export const compressionCodecs = ['zstd', 'lz4', 'gzip', 'none'] as const
-
-/**
- * Valid `compression_level` per codec. zstd stops at 19: levels 20-22 ("ultra") need far more
- * memory per compressor for little gain on 1 MiB frames, and negative (fast) levels are left out
- * because lz4 covers that trade-off. lz4 and none take no level.
- */
-export const compressionLevels: Readonly<Record<string, { min: number; max: number } | undefined>> = {
-  zstd: { min: 1, max: 19 },
-  gzip: { min: 1, max: 9 }
-}
-
-/** S3 refuses multipart parts below 5 MiB (except the last) and above 5 GiB, and more than 10000 parts. */
-export const s3MinPartSize = 5 * MiB
-export const s3MaxPartSize = 5 * GiB
-export const s3MaxParts = 10_000
 
 /**
  * Keys whose values are credentials. Their values never appear in error messages, warnings or

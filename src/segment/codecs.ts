@@ -9,6 +9,7 @@ import zlib from 'node:zlib'
 import { compressFrame as lz4CompressFrame, decompressFrame as lz4DecompressFrame } from 'lz4-napi'
 import { BackupError } from '../errors.ts'
 import { type SegmentCodecId, SegmentCodecIds, type SegmentCodecName } from './format.ts'
+import { compressionLevels } from './levels.ts'
 
 const zstdCompress = promisify(zlib.zstdCompress)
 const zstdDecompress = promisify(zlib.zstdDecompress)
@@ -21,9 +22,6 @@ export type SegmentCodec = SegmentCodecName
 export interface FrameCodec {
   readonly name: SegmentCodecName
   readonly id: SegmentCodecId
-  readonly defaultLevel: number
-  readonly minLevel: number
-  readonly maxLevel: number
   /** Returns a new Buffer the caller may keep: `frame` may be a pooled buffer reused afterwards. */
   compress(frame: Buffer, level: number): Promise<Buffer>
   /**
@@ -36,9 +34,6 @@ export interface FrameCodec {
 const none: FrameCodec = {
   name: 'none',
   id: SegmentCodecIds.none,
-  defaultLevel: 0,
-  minLevel: 0,
-  maxLevel: 0,
   async compress(frame) {
     return Buffer.from(frame)
   },
@@ -65,9 +60,6 @@ function decompressChunkSize(uncompressedLength: number): number {
 const zstd: FrameCodec = {
   name: 'zstd',
   id: SegmentCodecIds.zstd,
-  defaultLevel: 3,
-  minLevel: 1,
-  maxLevel: 22,
   compress(frame, level) {
     return zstdCompress(frame, {
       chunkSize: compressChunkSize(frame.length),
@@ -89,9 +81,6 @@ const zstd: FrameCodec = {
 const gzipCodec: FrameCodec = {
   name: 'gzip',
   id: SegmentCodecIds.gzip,
-  defaultLevel: 6,
-  minLevel: 1,
-  maxLevel: 9,
   compress(frame, level) {
     return gzip(frame, { level, chunkSize: compressChunkSize(frame.length) })
   },
@@ -110,9 +99,6 @@ const gzipCodec: FrameCodec = {
 const lz4: FrameCodec = {
   name: 'lz4',
   id: SegmentCodecIds.lz4,
-  defaultLevel: 0,
-  minLevel: 0,
-  maxLevel: 0,
   compress(frame) {
     return lz4CompressFrame(frame)
   },
@@ -137,15 +123,19 @@ export function frameCodec(name: string): FrameCodec {
 
 /** The level to use: the codec default when unset; an out-of-range level is a config error. */
 export function resolveLevel(codec: FrameCodec, level: number | undefined): number {
+  const range = compressionLevels[codec.name]
   // lz4 and none have no levels: a configured level (shared by all codecs) is not an error.
-  if (level === undefined || codec.minLevel === codec.maxLevel) {
-    return codec.defaultLevel
+  if (range === undefined) {
+    return 0
   }
-  if (!Number.isInteger(level) || level < codec.minLevel || level > codec.maxLevel) {
+  if (level === undefined) {
+    return range.default
+  }
+  if (!Number.isInteger(level) || level < range.min || level > range.max) {
     throw new BackupError(
       'KB_CONFIG_INVALID',
-      `compression level ${level} is out of range for ${codec.name} (${codec.minLevel} to ${codec.maxLevel})`,
-      { expected: `${codec.minLevel}..${codec.maxLevel}`, found: level }
+      `compression level ${level} is out of range for ${codec.name} (${range.min} to ${range.max})`,
+      { expected: `${range.min}..${range.max}`, found: level }
     )
   }
   return level

@@ -19,6 +19,7 @@ import {
   StorageSharedKeyCredential
 } from '@azure/storage-blob'
 import { BackupError, isBackupError } from '../errors.ts'
+import { MiB } from '../units.ts'
 import {
   type FailureKind,
   type ObjectOperation,
@@ -36,8 +37,6 @@ import {
   unsatisfiableRange
 } from './keys.ts'
 import type { ObjectInfo, Storage } from './storage.ts'
-
-const MiB = 1024 * 1024
 
 export interface AzureBlobStorageOptions {
   container: string

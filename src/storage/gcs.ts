@@ -23,6 +23,7 @@ import {
   type StorageOptions
 } from '@google-cloud/storage'
 import { BackupError, isBackupError } from '../errors.ts'
+import { MiB } from '../units.ts'
 import {
   type FailureKind,
   type ObjectOperation,
@@ -41,7 +42,6 @@ import {
 } from './keys.ts'
 import type { ObjectInfo, Storage } from './storage.ts'
 
-const MiB = 1024 * 1024
 /** GCS requires resumable chunks in multiples of 256 KiB. */
 const chunkQuantum = 256 * 1024
 

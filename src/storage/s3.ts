@@ -31,6 +31,7 @@ import {
 } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 import { BackupError, isBackupError } from '../errors.ts'
+import { MiB } from '../units.ts'
 import {
   type FailureKind,
   type ObjectOperation,
@@ -48,12 +49,8 @@ import {
   sourceFailed,
   unsatisfiableRange
 } from './keys.ts'
+import { s3MaxParts, s3MinPartSize } from './s3-limits.ts'
 import type { ObjectInfo, Storage } from './storage.ts'
-
-const MiB = 1024 * 1024
-/** S3's own limits for a multipart upload's parts. */
-const minPartSize = 5 * MiB
-const maxParts = 10_000
 
 export interface S3StorageOptions {
   bucket: string
@@ -133,9 +130,9 @@ export class S3Storage implements Storage {
         this.location
       )
     }
-    if (!isPositiveInteger(multipartPartSize) || multipartPartSize < minPartSize) {
+    if (!isPositiveInteger(multipartPartSize) || multipartPartSize < s3MinPartSize) {
       throw settingError(
-        `storage.multipart_part_size must be an integer of at least ${minPartSize} bytes (5 MiB), not ${multipartPartSize}`,
+        `storage.multipart_part_size must be an integer of at least ${s3MinPartSize} bytes (5 MiB), not ${multipartPartSize}`,
         this.location
       )
     }
@@ -477,7 +474,7 @@ export class S3Storage implements Storage {
   /** The configured part size, raised when a Buffer would otherwise need more than 10,000 parts. */
   #partSizeFor(body: Buffer | Readable): number {
     if (Buffer.isBuffer(body)) {
-      return Math.max(this.multipartPartSize, Math.ceil(body.length / maxParts))
+      return Math.max(this.multipartPartSize, Math.ceil(body.length / s3MaxParts))
     }
     return this.multipartPartSize
   }

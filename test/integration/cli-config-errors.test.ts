@@ -110,6 +110,7 @@ const cases: Array<{ name: string; yaml: string; code: string; names: RegExp }> 
   },
   {
     name: 'unset environment variable',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the config's own ${VAR} syntax, not a JS template
     yaml: base.replace('[127.0.0.1:1]', '${NO_SUCH_VARIABLE_FOR_TEST}'),
     code: 'KB_CONFIG_ENV',
     names: /NO_SUCH_VARIABLE_FOR_TEST/
