@@ -37,6 +37,13 @@ export const errorCodes = [
   'KB_BACKUP_NOT_FOUND',
   /** A manifest or index of a backup is unreadable or inconsistent. */
   'KB_BACKUP_CORRUPT',
+  /**
+   * Another process is writing the backup: a prune refuses while a backup run is in progress,
+   * and a backup run refuses while a prune holds the backup's lock.
+   */
+  'KB_BACKUP_BUSY',
+  /** A stopped restore cannot continue: the backup was pruned past the offset it stopped at. */
+  'KB_BACKUP_PRUNED',
   /** A restore target partition already holds records. */
   'KB_TARGET_NOT_EMPTY',
   /**

@@ -3,6 +3,7 @@
  * snake_case keys meet the engines' typed options. Callers add the signal and hooks.
  */
 import type { BackupOptions } from './backup/engine.ts'
+import { parseDuration } from './catalog/prune.ts'
 import type { BackupConfig, RestoreConfig } from './config/schema.ts'
 import type { KafkaCluster } from './kafka/cluster.ts'
 import type { RestoreOptions } from './restore/engine.ts'
@@ -37,6 +38,9 @@ export function backupOptionsFromConfig(config: BackupConfig, { storage, cluster
     maxBytesInFlight: backup.max_bytes_in_flight,
     maxConcurrentPartitions: backup.max_concurrent_partitions,
     maxPartitionBufferedBytes: backup.max_batch_bytes,
+    ...(backup.retention && {
+      retention: { keepWithinMs: parseDuration(backup.retention.keep_within, 'backup.retention.keep_within') }
+    }),
     fetch: {
       maxWaitMs: kafka['fetch.max.wait.ms'],
       minBytes: kafka['fetch.min.bytes'],

@@ -7,7 +7,8 @@
  * Running the same backup again continues from each partition's checkpoint (incremental),
  * after checking that the source still continues it: same topic id, log not truncated below
  * the checkpoint (docs/source-changes.md). One process writes a backup at a time: two runs on
- * the same backup_id are not coordinated, and a run clears what a killed one left behind.
+ * the same backup_id are not coordinated, and a run clears what a killed one left behind. A run
+ * and a prune are: a run refuses while a prune holds the backup's lock (catalog/prune.ts).
  */
 
 import { unindexedSegmentProblems } from '../catalog/audit.ts'
@@ -24,6 +25,7 @@ import {
   writeManifest,
   writePartitionIndex
 } from '../catalog/manifest.ts'
+import { pruneBackup, refuseWhilePruning } from '../catalog/prune.ts'
 import { BackupError, type ErrorCode } from '../errors.ts'
 import { captureGroupOffsets, describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
@@ -73,6 +75,8 @@ export interface BackupOptions {
   /** A fetched record set reached its segment: records, bytes, and the time since it was fetched. */
   onBatchesWritten?: (records: number, bytes: number, durationMs: number) => void
   onFetch?: (durationMs: number, bytes: number) => void
+  /** backup.retention: after a run that ends without error, prune what is older than this. */
+  retention?: { keepWithinMs: number }
 }
 
 export interface PartitionProgress {
@@ -102,6 +106,8 @@ export interface BackupSummary {
   durationMs: number
   gaps: Array<{ topic: string; partition: number; fromOffset: string; toOffset: string }>
   deletedTopics: string[]
+  /** What backup.retention pruned after the run, when set. */
+  pruned?: { keptFrom: string; segments: number; records: number; sizeBytes: number }
 }
 
 export class BackupEngine {
@@ -134,6 +140,8 @@ export class BackupEngine {
     const startedAt = Date.now()
     const signal = options.signal ?? new AbortController().signal
 
+    // Refused before anything is read or written; checked again once the run is on record.
+    await refuseWhilePruning(storage, backupId)
     const topics = await this.#selectTopics()
     const metadata = await cluster.metadata([], false)
     const existingManifest = await readManifest(storage, backupId)
@@ -214,6 +222,13 @@ export class BackupEngine {
     const run: RunEntry = { startedAt: new Date(startedAt).toISOString(), status: 'running', records: 0, bytes: 0 }
     manifest.runs.push(run)
     await writeManifest(storage, manifest)
+    try {
+      await refuseWhilePruning(storage, backupId)
+    } catch (error) {
+      Object.assign(run, { status: 'failed', error: (error as Error).message, finishedAt: new Date().toISOString() })
+      await writeManifest(storage, manifest)
+      throw error
+    }
 
     const deletedTopics = new Set<string>()
     this.#tasks = indexes.map(index => {
@@ -274,6 +289,14 @@ export class BackupEngine {
       finishedAt: new Date().toISOString()
     })
     await writeManifest(storage, manifest)
+    const pruned =
+      options.retention &&
+      (await pruneBackup({
+        storage,
+        backupId,
+        keepFrom: Date.now() - options.retention.keepWithinMs,
+        onWarning: options.onWarning
+      }))
     return {
       backupId,
       location: `${storage.location}/${backupId}`,
@@ -287,7 +310,15 @@ export class BackupEngine {
       gaps: this.#tasks.flatMap(t =>
         t.index.gaps.slice(gapsBefore.get(t)).map(g => ({ topic: t.topic, partition: t.partition, ...g }))
       ),
-      deletedTopics: [...deletedTopics]
+      deletedTopics: [...deletedTopics],
+      ...(pruned && {
+        pruned: {
+          keptFrom: pruned.keptFrom,
+          segments: pruned.segments,
+          records: pruned.records,
+          sizeBytes: pruned.sizeBytes
+        }
+      })
     }
   }
 
@@ -475,11 +506,14 @@ export class BackupEngine {
     const { storage, backupId } = this.#options
     for (const key of orphans) {
       await storage.delete(key)
-      this.#options.onWarning?.(`removed segment ${key}, which an interrupted run left outside its partition index`, {
-        topic: index.topic,
-        partition: index.partition,
-        key
-      })
+      this.#options.onWarning?.(
+        `removed segment ${key}, which an interrupted run or prune left outside its partition index`,
+        {
+          topic: index.topic,
+          partition: index.partition,
+          key
+        }
+      )
     }
     if (isNew) {
       await writePartitionIndex(storage, backupId, index)

@@ -133,8 +133,9 @@ export function layoutProblems(
  * Segments in the partition's folder against the entries of its index. An interrupted run
  * leaves at most one segment outside the index: the one it was writing, past the checkpoint,
  * created after the index was last written (the index is not rewritten while a segment is
- * open); the next run removes it. Any other segment outside the index means the index lost
- * entries.
+ * open); the next run removes it. An interrupted prune leaves segments below the index's
+ * startOffset, in the range its `pruned` record covers; the next prune or run removes them.
+ * Any other segment outside the index means the index lost entries.
  */
 export async function unindexedSegmentProblems(
   storage: Storage,
@@ -179,7 +180,12 @@ export async function unindexedSegmentProblems(
     const { firstOffset, lastOffset } = segment.footer
     const copyOf = index.segments.find(s => BigInt(s.firstOffset) <= firstOffset && lastOffset <= BigInt(s.lastOffset))
     const createdAt = new Date(Number(segment.header.createdAtMs))
-    if (copyOf) {
+    if (isPrunedLeftover(index, firstOffset, lastOffset)) {
+      orphan(
+        key,
+        `holds offsets ${firstOffset}..${lastOffset}, below the index's startOffset ${index.startOffset}: a prune removed it from the index and stopped before deleting it (the next prune or backup run removes it)`
+      )
+    } else if (copyOf) {
       orphan(
         key,
         `is not in its partition index; its offsets ${firstOffset}..${lastOffset} are in indexed segment ${copyOf.key} (the next backup run removes it)`
@@ -204,6 +210,19 @@ export async function unindexedSegmentProblems(
     }
   }
   return problems
+}
+
+/**
+ * A segment wholly inside the range a prune removed from the index. Prune rewrites the index
+ * before it deletes (docs/retention.md), so a prune that stops in between leaves such segments;
+ * the index no longer vouches for them and no restore reads below its startOffset.
+ */
+function isPrunedLeftover(index: PartitionIndex, firstOffset: bigint, lastOffset: bigint): boolean {
+  return (
+    index.pruned !== undefined &&
+    firstOffset >= BigInt(index.pruned.fromOffset) &&
+    lastOffset < BigInt(index.startOffset)
+  )
 }
 
 export interface OpenedSegment {

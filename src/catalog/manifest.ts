@@ -80,6 +80,23 @@ export const offsetGapSchema = z.object({
 })
 export type OffsetGap = z.infer<typeof offsetGapSchema>
 
+/**
+ * What `prune` removed from the front of a partition (all prunes together). Everything from
+ * `fromOffset` up to the index's `startOffset` was backed up and deliberately deleted, so a
+ * segment left below the start by an interrupted prune is a leftover, not lost data.
+ */
+export const prunedRangeSchema = z.object({
+  /** The partition's startOffset before its first prune. */
+  fromOffset: offset,
+  segments: count,
+  records: count,
+  sizeBytes: count,
+  /** The retention cutoff of the last prune (epoch ms): every record at or after it is kept. */
+  keptFrom: timestamp,
+  prunedAt: time
+})
+export type PrunedRange = z.infer<typeof prunedRangeSchema>
+
 export const partitionIndexSchema = z.object({
   format: z.literal(FORMAT),
   formatVersion: z.int().min(1).max(FORMAT_VERSION),
@@ -91,6 +108,7 @@ export const partitionIndexSchema = z.object({
   nextOffset: offset,
   segments: z.array(segmentEntrySchema),
   gaps: z.array(offsetGapSchema),
+  pruned: prunedRangeSchema.optional(),
   updatedAt: time
 })
 export type PartitionIndex = z.infer<typeof partitionIndexSchema>
@@ -199,6 +217,9 @@ function partitionIndexKind(backupId: string, topic: string, partition: number):
       const nextOffset = BigInt(index.nextOffset)
       if (BigInt(index.startOffset) > nextOffset) {
         fail('startOffset', `is past nextOffset ${index.nextOffset}`, index.startOffset, index.startOffset)
+      }
+      if (index.pruned && BigInt(index.pruned.fromOffset) > BigInt(index.startOffset)) {
+        fail('pruned.fromOffset', `is past startOffset ${index.startOffset}`, index.pruned.fromOffset)
       }
       let previousNext = -1n
       for (const [i, segment] of index.segments.entries()) {

@@ -97,6 +97,12 @@ Examples:
               `${summary.partitions} partitions of ${summary.topics} topics in ${(summary.durationMs / 1000).toFixed(1)} s ` +
               `(${formatRate(summary.bytes, summary.durationMs)}) to ${summary.location}`
           )
+          if (summary.pruned) {
+            console.log(
+              `  retention: deleted ${summary.pruned.segments} segments (${formatCount(summary.pruned.records)} records, ` +
+                `${formatBytes(summary.pruned.sizeBytes)}); every record from ${summary.pruned.keptFrom} on is kept`
+            )
+          }
           for (const gap of summary.gaps) {
             console.log(
               `  gap ${gap.topic}/${gap.partition}: offsets ${gap.fromOffset}..${BigInt(gap.toOffset) - 1n} were deleted by retention before they could be backed up`

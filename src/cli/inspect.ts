@@ -12,14 +12,14 @@ import { loggerFor } from './context.ts'
 import { formatBytes, formatCount, formatTime, printJson, table } from './output.ts'
 import { startProgress } from './progress.ts'
 
-interface LocationFlags {
+export interface LocationFlags {
   path?: string
   config?: string
   backupId?: string
   json?: boolean
 }
 
-function withLocation(command: Command, needsBackupId: boolean): Command {
+export function withLocation(command: Command, needsBackupId: boolean): Command {
   command
     .option(
       '--path <location>',
@@ -33,7 +33,7 @@ function withLocation(command: Command, needsBackupId: boolean): Command {
   return command
 }
 
-async function open(
+export async function open(
   flags: LocationFlags,
   log: Logger
 ): Promise<{ storage: Storage; backupId?: string; stateStorage?: StorageConfig }> {
@@ -65,7 +65,7 @@ async function open(
   return { storage: await openStorage(parsed.data), backupId: flags.backupId }
 }
 
-function requireBackupId(backupId: string | undefined): string {
+export function requireBackupId(backupId: string | undefined): string {
   if (!backupId) {
     throw new BackupError('KB_CONFIG_INVALID', 'which backup? give --backup-id <id> (or --config with a backup_id)', {
       path: '--backup-id'

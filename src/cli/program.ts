@@ -41,6 +41,10 @@ export const commands: Record<string, CommandEntry> = {
     description: 'Show the progress per partition of a running or finished backup and its restores.',
     load: async () => (await import('./status.ts')).statusCommand()
   },
+  prune: {
+    description: 'Delete backed-up segments older than a retention window; every restore point inside it stays exact.',
+    load: async () => (await import('./prune.ts')).pruneCommand()
+  },
   offsets: {
     description: 'Consumer-group offsets after a restore: plan, apply (with a snapshot), roll back.',
     load: async () => (await import('./offsets.ts')).offsetsCommand()

@@ -578,7 +578,22 @@ export const backupOptionsSchema = z
       .int()
       .min(1)
       .optional()
-      .describe('Most partitions backed up at once. Unset: all selected partitions.')
+      .describe('Most partitions backed up at once. Unset: all selected partitions.'),
+    retention: z
+      .strictObject({
+        keep_within: z
+          .string()
+          .regex(/^[1-9]\d*(ms|s|m|h|d|w)$/, {
+            message: 'expected a positive duration such as 30d, 12h, 90m or 2w (units ms, s, m, h, d, w)'
+          })
+          .describe(
+            'Keep every record whose timestamp is within this long before the end of the run (e.g. `30d`); older segments are deleted, as `kafka-backup prune --keep-within` does.'
+          )
+      })
+      .optional()
+      .describe(
+        'Prune the backup at the end of each run that ends without error (docs/retention.md). Unset: nothing is ever deleted.'
+      )
   })
   .superRefine((backup, ctx) => {
     const range = compressionLevels[backup.compression]

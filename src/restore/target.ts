@@ -193,6 +193,7 @@ async function reconcileState(
       topicId !== undefined && (previous?.formatVersion === 1 || previous?.targetTopicIds?.[p.targetTopic] === topicId)
     const start = logStart.get(target) ?? 0n
     if (state && sameTopic) {
+      refusePrunedPastState(p, state, options, stateFile)
       if (start > BigInt(state.targetStartOffset) && state.records > 0) {
         throw new BackupError(
           'KB_TARGET_CHANGED',
@@ -306,6 +307,37 @@ export async function coalesceLimits(options: RestoreOptions, plan: RestorePlan)
     }
   }
   return limits
+}
+
+/**
+ * A restore stopped before the backup was pruned past where it stood would continue at the new
+ * start and silently leave out the records in between, unless its window starts where the prune
+ * kept everything (docs/retention.md).
+ */
+function refusePrunedPastState(
+  p: PartitionPlan,
+  state: PartitionState,
+  options: RestoreOptions,
+  stateFile: string
+): void {
+  const pruned = p.index.pruned
+  const resumeAt = BigInt(state.sourceNextOffset)
+  const windowKept = options.window.start !== undefined && pruned && options.window.start >= BigInt(pruned.keptFrom)
+  if (state.done || resumeAt < 0n || resumeAt >= BigInt(p.index.startOffset) || windowKept) {
+    return
+  }
+  throw new BackupError(
+    'KB_BACKUP_PRUNED',
+    `restore state ${stateFile} stopped at source offset ${resumeAt} of ${p.sourceTopic}/${p.sourcePartition}, but the backup was pruned up to offset ${p.index.startOffset} since: ` +
+      `the records in between are no longer in the backup; delete topic ${p.targetTopic} and restore again, or restore into a new topic (restore.topic_mapping)`,
+    {
+      topic: p.sourceTopic,
+      partition: p.sourcePartition,
+      offset: resumeAt.toString(),
+      expected: `>= ${p.index.startOffset}`,
+      found: resumeAt.toString()
+    }
+  )
 }
 
 function freshState(plan: PartitionPlan, targetEnd: bigint): PartitionState {

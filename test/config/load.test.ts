@@ -13,6 +13,7 @@ import {
 } from '../../src/config/load.ts'
 import type { BackupConfig, RestoreConfig } from '../../src/config/schema.ts'
 import { isBackupError } from '../../src/errors.ts'
+import { backupOptionsFromConfig } from '../../src/options.ts'
 
 const fixtures = fileURLToPath(new URL('../fixtures/config/', import.meta.url))
 const env = {
@@ -271,6 +272,20 @@ describe('parseConfig', () => {
     assert.deepEqual(
       warnings.map(w => w.path),
       ['backup.compression_level']
+    )
+  })
+
+  test("backup.retention.keep_within becomes the engine's retention in ms, and a duration in words is refused naming the key", () => {
+    const config = parseConfig(`${minimalBackup}backup: { retention: { keep_within: 30d } }\n`, 'b.yaml', {})
+    assert.ok(config.mode === 'backup')
+    const options = backupOptionsFromConfig(config, { storage: undefined as never, cluster: undefined as never })
+    assert.deepEqual(options.retention, { keepWithinMs: 30 * 86_400_000 })
+    assert.throws(
+      () => parseConfig(`${minimalBackup}backup: { retention: { keep_within: 30 days } }\n`, 'b.yaml', {}),
+      error =>
+        isBackupError(error, 'KB_CONFIG_INVALID') &&
+        /backup\.retention\.keep_within/.test(error.message) &&
+        /expected a positive duration such as 30d/.test(error.message)
     )
   })
 

@@ -1,0 +1,280 @@
+/**
+ * Retention: `prune` deletes the oldest segments of each partition, keeping every record whose
+ * timestamp is at or after a cutoff (docs/retention.md).
+ *
+ * A partition loses a prefix of its segments, never one in the middle: the segments whose
+ * largest timestamp is before the cutoff, up to the first that is not. So the index stays one
+ * run of offsets from a new startOffset to its unchanged checkpoint (nextOffset), the next
+ * backup run continues as before, and a restore of any time window starting at or after the
+ * cutoff reads exactly the records it read before the prune (producers may send timestamps out
+ * of order; a segment holding one record at or after the cutoff is kept whole, with everything
+ * after it).
+ *
+ * Order of writes: the index first, then the deletes. A prune that stops in between leaves
+ * segments below the index's startOffset that the index's `pruned` record covers: audit.ts
+ * reports them as leftovers (a warning) and the next prune or backup run removes them.
+ */
+import { randomUUID } from 'node:crypto'
+import { hostname } from 'node:os'
+import { BackupError, type ErrorCode, isBackupError } from '../errors.ts'
+import type { Storage } from '../storage/storage.ts'
+import { layoutProblems, scanStoredPartitions, unindexedSegmentProblems } from './audit.ts'
+import { requireManifest } from './inspect.ts'
+import { type Manifest, type PartitionIndex, readPartitionIndex, writePartitionIndex } from './manifest.ts'
+
+/**
+ * Held by a prune while it changes indexes and deletes segments. A backup run refuses to start
+ * while it exists, and a prune refuses while the manifest shows a run in progress; each side
+ * announces itself before it checks the other (the run in the manifest, the prune in this
+ * object), so two that start together cannot both miss each other.
+ */
+export const pruneLockKey = (backupId: string) => `${backupId}/locks/prune.json`
+
+interface PruneLock {
+  token: string
+  host: string
+  pid: number
+  startedAt: string
+}
+
+async function readLock(storage: Storage, backupId: string): Promise<PruneLock | undefined> {
+  try {
+    return JSON.parse((await storage.get(pruneLockKey(backupId))).toString('utf8')) as PruneLock
+  } catch (error) {
+    if (isBackupError(error, 'KB_STORAGE_NOT_FOUND')) {
+      return undefined
+    }
+    if (error instanceof SyntaxError) {
+      // Half a lock is still a lock: whoever wrote it may be pruning.
+      return { token: '', host: '?', pid: 0, startedAt: '?' }
+    }
+    throw error
+  }
+}
+
+function busyWithPrune(storage: Storage, backupId: string, lock: PruneLock): BackupError {
+  const key = pruneLockKey(backupId)
+  return new BackupError(
+    'KB_BACKUP_BUSY',
+    `backup ${backupId} is being pruned (lock ${storage.location}/${key}, taken by pid ${lock.pid} on ${lock.host} at ${lock.startedAt}); ` +
+      `wait for the prune to finish, or remove ${key} if that process is gone`,
+    { backupId, key }
+  )
+}
+
+/** Throws KB_BACKUP_BUSY while a prune holds the backup's lock. */
+export async function refuseWhilePruning(storage: Storage, backupId: string): Promise<void> {
+  const lock = await readLock(storage, backupId)
+  if (lock) {
+    throw busyWithPrune(storage, backupId, lock)
+  }
+}
+
+function refuseWhileRunning(manifest: Manifest): void {
+  const running = manifest.runs.find(run => run.status === 'running')
+  if (running) {
+    throw new BackupError(
+      'KB_BACKUP_BUSY',
+      `backup ${manifest.backupId} has a run in progress (started ${running.startedAt}, manifest.runs); prune when it has ended. ` +
+        'A run whose process was killed stays "running" until the next backup run marks it interrupted',
+      { backupId: manifest.backupId, startedAt: running.startedAt }
+    )
+  }
+}
+
+const DURATION = /^(\d+)(ms|s|m|h|d|w)$/
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }
+
+/** `30d`, `12h`, `90m`, `2w` in milliseconds; `field` names the option or key in the error. */
+export function parseDuration(text: string, field: string): number {
+  const match = DURATION.exec(text)
+  const ms = match ? Number(match[1]) * UNIT_MS[match[2]!]! : Number.NaN
+  if (!Number.isSafeInteger(ms) || ms <= 0) {
+    throw new BackupError(
+      'KB_CONFIG_INVALID',
+      `${field}: expected a positive duration such as 30d, 12h, 90m or 2w (units ms, s, m, h, d, w), found ${JSON.stringify(text)}`,
+      { path: field, found: text }
+    )
+  }
+  return ms
+}
+
+export interface PruneOptions {
+  storage: Storage
+  backupId: string
+  /** Epoch ms: every record with a timestamp at or after it is kept. */
+  keepFrom: number
+  /** Only report what would be deleted. */
+  dryRun?: boolean
+  onWarning?: (message: string, context: Record<string, unknown>) => void
+}
+
+export interface PrunedSegment {
+  key: string
+  firstOffset: string
+  lastOffset: string
+  maxTimestamp: string
+  records: number
+  sizeBytes: number
+}
+
+export interface PartitionPrune {
+  topic: string
+  partition: number
+  startOffset: string
+  newStartOffset: string
+  segments: PrunedSegment[]
+  /** Segments outside the index that an interrupted run or prune left (deleted too). */
+  leftovers: string[]
+}
+
+export interface PruneSummary {
+  backupId: string
+  location: string
+  keptFrom: string
+  dryRun: boolean
+  partitions: PartitionPrune[]
+  segments: number
+  records: number
+  sizeBytes: number
+}
+
+interface Planned {
+  index: PartitionIndex
+  prune: PartitionPrune
+}
+
+/**
+ * Reads every index and decides, per partition, the segments to delete. Refuses (changing
+ * nothing) when the catalogue disagrees with storage: a prune on a damaged backup could delete
+ * the only evidence of what is wrong.
+ */
+async function planPrune(storage: Storage, manifest: Manifest, keepFrom: bigint): Promise<Planned[]> {
+  const { backupId } = manifest
+  const stored = await scanStoredPartitions(storage, backupId)
+  const problems = layoutProblems(backupId, manifest, stored)
+  const planned: Planned[] = []
+  for (const topic of manifest.topics) {
+    for (const [partition, found] of stored.get(topic.name) ?? []) {
+      if (!found.hasIndex || partition >= topic.partitionCount) {
+        continue
+      }
+      const index = (await readPartitionIndex(storage, backupId, topic.name, partition))!
+      const outside = await unindexedSegmentProblems(storage, backupId, index, found)
+      problems.push(...outside)
+      const firstKept = index.segments.findIndex(s => BigInt(s.maxTimestamp) >= keepFrom)
+      const pruned = index.segments.slice(0, firstKept === -1 ? index.segments.length : firstKept)
+      const leftovers = outside.flatMap(p => (p.severity === 'warning' && p.key ? [p.key] : []))
+      if (pruned.length === 0 && leftovers.length === 0) {
+        continue
+      }
+      planned.push({
+        index,
+        prune: {
+          topic: topic.name,
+          partition,
+          startOffset: index.startOffset,
+          newStartOffset: pruned.at(-1)?.nextOffset ?? index.startOffset,
+          segments: pruned.map(s => ({
+            key: `${backupId}/${s.key}`,
+            firstOffset: s.firstOffset,
+            lastOffset: s.lastOffset,
+            maxTimestamp: s.maxTimestamp,
+            records: s.recordCount,
+            sizeBytes: s.sizeBytes
+          })),
+          leftovers
+        }
+      })
+    }
+  }
+  const errors = problems.filter(p => p.severity === 'error')
+  if (errors.length > 0) {
+    const { code, message, severity: _, ...context } = errors[0]!
+    throw new BackupError(
+      code as ErrorCode,
+      `${message}${errors.length > 1 ? ` (and ${errors.length - 1} more problems)` : ''}; nothing was pruned: kafka-backup validate lists every problem`,
+      context
+    )
+  }
+  return planned
+}
+
+function prunedIndex(index: PartitionIndex, prune: PartitionPrune, keepFrom: bigint): PartitionIndex {
+  const newStart = BigInt(prune.newStartOffset)
+  const before = index.pruned
+  return {
+    ...index,
+    startOffset: prune.newStartOffset,
+    segments: index.segments.slice(prune.segments.length),
+    // A gap that ends at or below the new start says nothing about what the backup still holds.
+    gaps: index.gaps.filter(gap => BigInt(gap.toOffset) > newStart),
+    pruned: {
+      fromOffset: before?.fromOffset ?? index.startOffset,
+      segments: (before?.segments ?? 0) + prune.segments.length,
+      records: (before?.records ?? 0) + prune.segments.reduce((sum, s) => sum + s.records, 0),
+      sizeBytes: (before?.sizeBytes ?? 0) + prune.segments.reduce((sum, s) => sum + s.sizeBytes, 0),
+      // Each prune deleted only records before its own cutoff; the latest cutoff bounds them all.
+      keptFrom: (before && BigInt(before.keptFrom) > keepFrom ? before.keptFrom : keepFrom).toString(),
+      prunedAt: new Date().toISOString()
+    }
+  }
+}
+
+export async function pruneBackup(options: PruneOptions): Promise<PruneSummary> {
+  const { storage, backupId } = options
+  const keepFrom = BigInt(options.keepFrom)
+  const dryRun = options.dryRun ?? false
+  let lock: PruneLock | undefined
+  try {
+    let manifest = await requireManifest(storage, backupId)
+    if (!dryRun) {
+      refuseWhileRunning(manifest)
+      await refuseWhilePruning(storage, backupId)
+      lock = { token: randomUUID(), host: hostname(), pid: process.pid, startedAt: new Date().toISOString() }
+      await storage.replace(pruneLockKey(backupId), Buffer.from(`${JSON.stringify(lock)}\n`))
+      // A run that announced itself before our lock was visible to it.
+      manifest = await requireManifest(storage, backupId)
+      refuseWhileRunning(manifest)
+    }
+    const planned = await planPrune(storage, manifest, keepFrom)
+    if (!dryRun) {
+      for (const { index, prune } of planned) {
+        const holder = await readLock(storage, backupId)
+        if (holder?.token !== lock!.token) {
+          lock = undefined
+          throw busyWithPrune(storage, backupId, holder ?? { token: '', host: '?', pid: 0, startedAt: '(removed)' })
+        }
+        if (prune.segments.length > 0) {
+          await writePartitionIndex(storage, backupId, prunedIndex(index, prune, keepFrom))
+        }
+        for (const key of [...prune.segments.map(s => s.key), ...prune.leftovers]) {
+          await storage.delete(key)
+        }
+        for (const key of prune.leftovers) {
+          options.onWarning?.(`removed segment ${key}, which an interrupted run or prune left outside its index`, {
+            topic: prune.topic,
+            partition: prune.partition,
+            key
+          })
+        }
+      }
+    }
+    const partitions = planned.map(p => p.prune)
+    const segments = partitions.flatMap(p => p.segments)
+    return {
+      backupId,
+      location: `${storage.location}/${backupId}`,
+      keptFrom: new Date(options.keepFrom).toISOString(),
+      dryRun,
+      partitions,
+      segments: segments.length,
+      records: segments.reduce((sum, s) => sum + s.records, 0),
+      sizeBytes: segments.reduce((sum, s) => sum + s.sizeBytes, 0)
+    }
+  } finally {
+    if (lock) {
+      await storage.delete(pruneLockKey(backupId))
+    }
+  }
+}
