@@ -44,6 +44,10 @@ export const errorCodes = [
   'KB_BACKUP_BUSY',
   /** A stopped restore cannot continue: the backup was pruned past the offset it stopped at. */
   'KB_BACKUP_PRUNED',
+  /** A backup or restore differs from the cluster it was compared with (verification report). */
+  'KB_VERIFY_MISMATCH',
+  /** A verification report's signature or contents do not check out. */
+  'KB_REPORT_INVALID',
   /** A restore target partition already holds records. */
   'KB_TARGET_NOT_EMPTY',
   /**

@@ -45,6 +45,14 @@ export const commands: Record<string, CommandEntry> = {
     description: 'Delete backed-up segments older than a retention window; every restore point inside it stays exact.',
     load: async () => (await import('./prune.ts')).pruneCommand()
   },
+  report: {
+    description: 'Compare a backup (or a restore) with the cluster, per partition, and write a signed JSON report.',
+    load: async () => (await import('./report.ts')).reportCommand()
+  },
+  'verify-report': {
+    description: 'Check a signed report: the signature against a trusted public key, and its contents.',
+    load: async () => (await import('./report.ts')).verifyReportCommand()
+  },
   offsets: {
     description: 'Consumer-group offsets after a restore: plan, apply (with a snapshot), roll back.',
     load: async () => (await import('./offsets.ts')).offsetsCommand()
