@@ -193,7 +193,7 @@ async function reconcileState(
       topicId !== undefined && (previous?.formatVersion === 1 || previous?.targetTopicIds?.[p.targetTopic] === topicId)
     const start = logStart.get(target) ?? 0n
     if (state && sameTopic) {
-      refusePrunedPastState(p, state, options, stateFile)
+      refusePrunedPastState(p, state, stateFile)
       if (start > BigInt(state.targetStartOffset) && state.records > 0) {
         throw new BackupError(
           'KB_TARGET_CHANGED',
@@ -311,19 +311,11 @@ export async function coalesceLimits(options: RestoreOptions, plan: RestorePlan)
 
 /**
  * A restore stopped before the backup was pruned past where it stood would continue at the new
- * start and silently leave out the records in between, unless its window starts where the prune
- * kept everything (docs/retention.md).
+ * start and silently leave out the records in between (docs/retention.md).
  */
-function refusePrunedPastState(
-  p: PartitionPlan,
-  state: PartitionState,
-  options: RestoreOptions,
-  stateFile: string
-): void {
-  const pruned = p.index.pruned
+function refusePrunedPastState(p: PartitionPlan, state: PartitionState, stateFile: string): void {
   const resumeAt = BigInt(state.sourceNextOffset)
-  const windowKept = options.window.start !== undefined && pruned && options.window.start >= BigInt(pruned.keptFrom)
-  if (state.done || resumeAt < 0n || resumeAt >= BigInt(p.index.startOffset) || windowKept) {
+  if (state.done || resumeAt < 0n || resumeAt >= BigInt(p.index.startOffset)) {
     return
   }
   throw new BackupError(
