@@ -5,6 +5,7 @@ import { summarizeProgress } from '../backup/progress.ts'
 import { connectCluster } from '../kafka/connect.ts'
 import type { BackupMetrics } from '../metrics/registry.ts'
 import { backupOptionsFromConfig } from '../options.ts'
+import { locationHelp } from '../storage/backends.ts'
 import { openStorage } from '../storage/open.ts'
 import { loadModeConfig, loggerFor, startMetrics, stopSignal } from './context.ts'
 import { formatBytes, formatCount, formatRate, printJson } from './output.ts'
@@ -26,10 +27,7 @@ export function backupCommand(): Command {
     .option('--backup-id <id>', 'override backup_id')
     .option('--bootstrap-servers <list>', 'override source.bootstrap_servers (comma-separated host:port)')
     .option('--topics <list>', 'override source.topics.include (comma-separated names or * patterns)')
-    .option(
-      '--path <location>',
-      'override storage: a folder, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix'
-    )
+    .option('--path <location>', `override storage: ${locationHelp}`)
     .option('--json', 'print the summary as JSON on stdout')
     .addHelpText(
       'after',

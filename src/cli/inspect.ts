@@ -6,6 +6,7 @@ import { loadConfig, storageFromLocation } from '../config/load.ts'
 import { type StorageConfig, storageSchema } from '../config/schema.ts'
 import { BackupError } from '../errors.ts'
 import { listRestoreStates } from '../restore/state.ts'
+import { locationHelp } from '../storage/backends.ts'
 import { openStorage } from '../storage/open.ts'
 import type { Storage } from '../storage/storage.ts'
 import { loggerFor } from './context.ts'
@@ -21,10 +22,7 @@ export interface LocationFlags {
 
 export function withLocation(command: Command, needsBackupId: boolean): Command {
   command
-    .option(
-      '--path <location>',
-      'where backups live: a folder, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix'
-    )
+    .option('--path <location>', `where backups live: ${locationHelp}`)
     .option('-c, --config <file>', 'take storage (and backup_id) from a backup or restore config instead')
     .option('--json', 'print JSON on stdout')
   if (needsBackupId) {

@@ -5,6 +5,7 @@ import { connectCluster } from '../kafka/connect.ts'
 import type { RestoreMetrics } from '../metrics/registry.ts'
 import { restoreOptionsFromConfig } from '../options.ts'
 import { RestoreEngine, type RestoreSummary } from '../restore/engine.ts'
+import { locationHelp } from '../storage/backends.ts'
 import { openStorage } from '../storage/open.ts'
 import { loadModeConfig, loggerFor, startMetrics, stopSignal } from './context.ts'
 import { formatBytes, formatCount, formatRate, printJson, table } from './output.ts'
@@ -34,10 +35,7 @@ export function restoreCommand(): Command {
     .option('--backup-id <id>', 'override backup_id')
     .option('--bootstrap-servers <list>', 'override target.bootstrap_servers (comma-separated host:port)')
     .option('--topics <list>', 'override restore.topics.include (comma-separated names or * patterns)')
-    .option(
-      '--path <location>',
-      'override storage: a folder, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix'
-    )
+    .option('--path <location>', `override storage: ${locationHelp}`)
     .option('--time-start <time>', 'restore.time_window_start: epoch ms or ISO-8601 (inclusive)')
     .option('--time-end <time>', 'restore.time_window_end: epoch ms or ISO-8601 (inclusive)')
     .option('--dry-run', 'print the plan and change nothing')

@@ -5,6 +5,7 @@ import { loadConfig, storageFromLocation } from '../config/load.ts'
 import { storageSchema } from '../config/schema.ts'
 import { BackupError } from '../errors.ts'
 import { hasFailed, isRunning, type JobStatus, readJobStatus } from '../status/job-status.ts'
+import { locationHelp } from '../storage/backends.ts'
 import { openStorage } from '../storage/open.ts'
 import type { Storage } from '../storage/storage.ts'
 import { loggerFor } from './context.ts'
@@ -116,10 +117,7 @@ async function openLocation(
 export function statusCommand(): Command {
   return new Command('status')
     .description('Show the progress per partition of a running or finished backup and its restores.')
-    .option(
-      '--path <location>',
-      'where backups live: a folder, s3://bucket/prefix, az://container/prefix or gs://bucket/prefix'
-    )
+    .option('--path <location>', `where backups live: ${locationHelp}`)
     .option('-c, --config <file>', 'take storage, backup_id (and restore.state_storage) from a config instead')
     .option('--backup-id <id>', 'the backup (default: backup_id of --config)')
     .option('--restore-id <id>', 'only this restore')

@@ -9,6 +9,7 @@ import { dirname, isAbsolute, resolve } from 'node:path'
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml'
 import { BackupError } from '../errors.ts'
 import { compressionLevels } from '../segment/levels.ts'
+import { backendName, backendOf, backendOfScheme, locationSchemes, orList } from '../storage/backends.ts'
 import { type Env, substituteEnv } from './env.ts'
 import { configInvalidError } from './issues.ts'
 import { translateOsoKeys } from './oso.ts'
@@ -301,28 +302,25 @@ function applyOverrides(
 }
 
 /**
- * The storage keys a location names: a folder (relative to `cwd`), `s3://bucket/prefix`,
- * `az://container/prefix` or `gs://bucket/prefix`.
+ * The storage keys a location names: a folder (relative to `cwd`) or a URL of a backend that
+ * has one (backends.ts: `s3://bucket/prefix`, `az://container/prefix`, `gs://bucket/prefix`).
  */
 export function storageFromLocation(location: string, cwd = process.cwd(), file = '--path'): Record<string, unknown> {
   const url = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/]*)\/*(.*)$/.exec(location)
   if (url === null) return { backend: 'filesystem', path: resolve(cwd, location) }
-  const [, scheme = '', container = '', prefix = ''] = url
-  const backend = ({ s3: 's3', az: 'azure', gs: 'gcs' } as Record<string, string | undefined>)[scheme.toLowerCase()]
-  if (backend === undefined) {
-    throw new BackupError(
-      'KB_CONFIG_INVALID',
-      `${file}: --path: expected a folder or an s3://, az:// or gs:// URL, found ${scheme}://`,
-      {
-        file,
-        path: 'storage',
-        expected: 'a folder or an s3://, az:// or gs:// URL',
-        found: `${scheme}://`,
-        flag: '--path'
-      }
-    )
+  const [, scheme = '', name = '', prefix = ''] = url
+  const entry = backendOfScheme(scheme)
+  if (entry?.url === undefined) {
+    const expected = `a folder or an ${orList(locationSchemes)} URL`
+    throw new BackupError('KB_CONFIG_INVALID', `${file}: --path: expected ${expected}, found ${scheme}://`, {
+      file,
+      path: 'storage',
+      expected,
+      found: `${scheme}://`,
+      flag: '--path'
+    })
   }
-  return { backend, [backend === 'azure' ? 'container' : 'bucket']: container, prefix: prefix.replace(/\/+$/, '') }
+  return { backend: backendName(entry), [entry.url.nameKey]: name, prefix: prefix.replace(/\/+$/, '') }
 }
 
 // ---- after validation ------------------------------------------------------------------------
@@ -332,11 +330,7 @@ function normalisePaths(config: Config, base: string): void {
   const stateStorage = config.mode === 'restore' ? config.restore.state_storage : undefined
   for (const storage of stateStorage ? [config.storage, stateStorage] : [config.storage]) {
     if ('prefix' in storage) storage.prefix = storage.prefix.replace(/^\/+|\/+$/g, '')
-    if (storage.backend === 'filesystem') storage.path = against(storage.path)
-    if (storage.backend === 'gcs') {
-      const key = storage.service_account_json
-      if (key !== undefined && !key.trimStart().startsWith('{')) storage.service_account_json = against(key)
-    }
+    backendOf(storage).resolvePaths?.(storage, against)
   }
   const security = config.mode === 'backup' ? config.source.security : config.target.security
   for (const key of ['ssl_ca_location', 'ssl_certificate_location', 'ssl_key_location'] as const) {

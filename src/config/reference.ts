@@ -4,6 +4,7 @@
  * the committed file differs from this output (`node scripts/config-reference.ts` rewrites it).
  */
 
+import { locationUrls } from '../storage/backends.ts'
 import { MiB } from '../units.ts'
 import { osoKeyReference } from './oso.ts'
 import { allKeyPaths, type JsonSchema, type KeyPath, resolveVariant, schemaAt } from './schema-paths.ts'
@@ -39,7 +40,7 @@ section. Keep one file per mode: a section of the other mode is an error. \`stor
   the substituted text is read as one (\`port: \${METRICS_PORT}\`).
 - **Command-line flags override the file**: \`--backup-id\`, \`--bootstrap-servers\` (source or
   target, by mode), \`--topics\` (\`source.topics.include\` or \`restore.topics.include\`),
-  \`--path\` (a folder, or \`s3://bucket/prefix\`, \`az://container/prefix\`, \`gs://bucket/prefix\`),
+  \`--path\` (a folder, or ${locationUrls.map(url => `\`${url}\``).join(', ')}),
   \`--time-start\`, \`--time-end\`, \`--dry-run\`.
 - **Secrets** (passwords, keys, tokens, connection strings) never appear in messages or
   printed configs. Prefer \`\${VAR}\` for them.

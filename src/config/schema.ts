@@ -13,8 +13,18 @@
  */
 import { z } from 'zod'
 import { compressionLevels } from '../segment/levels.ts'
-import { s3MaxPartSize, s3MaxParts, s3MinPartSize } from '../storage/s3-limits.ts'
+import {
+  type azureBackend,
+  backendOf,
+  type filesystemBackend,
+  type gcsBackend,
+  type memoryBackend,
+  type s3Backend,
+  storageBackends,
+  storageSchemas
+} from '../storage/backends.ts'
 import { KiB, MiB } from '../units.ts'
+import { byteCount, fail, httpUrl, refuse, whenValid } from './schema-parts.ts'
 
 /** Codecs for segment frames (docs/segment-format.md). */
 export const compressionCodecs = ['zstd', 'lz4', 'gzip', 'none'] as const
@@ -26,11 +36,7 @@ export const compressionCodecs = ['zstd', 'lz4', 'gzip', 'none'] as const
 export const secretKeys: ReadonlySet<string> = new Set([
   'sasl_password',
   'ssl_key_password',
-  'access_key',
-  'secret_key',
-  'account_key',
-  'connection_string',
-  'service_account_json'
+  ...storageBackends.flatMap(entry => entry.secretKeys ?? [])
 ])
 
 /** True for a key whose value must never be shown (the list above, and anything named like a password, secret or token). */
@@ -40,11 +46,6 @@ export function isSecretKey(key: string | number | symbol): boolean {
 }
 
 // ---- building blocks -------------------------------------------------------------------------
-
-/** A byte count: integers only, never negative. */
-function byteCount(min = 1) {
-  return z.int().min(min)
-}
 
 /**
  * A list given as a YAML list or as one comma-separated string (handy with `${ENV}`), with an
@@ -102,44 +103,6 @@ const timestampMs = z
     { error: 'expected epoch milliseconds or an ISO-8601 date-time with a time zone, e.g. 2024-05-01T12:00:00Z' }
   )
   .transform(value => (typeof value === 'number' ? value : Date.parse(value)))
-
-/** An object-store key prefix. The loader drops leading and trailing slashes; `..` segments are refused. */
-const keyPrefix = z.string().refine(value => !value.split('/').some(segment => segment === '..' || segment === '.'), {
-  message: 'expected a key prefix without "." or ".." segments'
-})
-
-const httpUrl = z.string().refine(
-  value => {
-    if (!URL.canParse(value)) return false
-    const { protocol } = new URL(value)
-    return protocol === 'http:' || protocol === 'https:'
-  },
-  { message: 'expected an http:// or https:// URL' }
-)
-
-/**
- * Adds an issue in the loader's expected/found form. `found` defaults to the value at `path`;
- * pass it when the value shown should be another (e.g. a default the operator did not write).
- */
-function fail(ctx: z.RefinementCtx, path: PropertyKey[], expected: string, ...found: [] | [unknown]): void {
-  ctx.addIssue({
-    code: 'custom',
-    path,
-    message: `expected ${expected}`,
-    params: found.length === 0 ? { expected } : { expected, found: found[0] }
-  })
-}
-
-/** Adds an issue whose message is a whole sentence (for rules that span several keys). */
-function refuse(ctx: z.RefinementCtx, path: PropertyKey[], message: string): void {
-  ctx.addIssue({ code: 'custom', path, message })
-}
-
-/**
- * Rules across keys run only once every key is valid on its own, so they never compare a value
- * that is already reported (a negative size against another size).
- */
-const whenValid: z.core.$ZodSuperRefineParams = { when: payload => payload.issues.length === 0 }
 
 // ---- Kafka clusters --------------------------------------------------------------------------
 
@@ -363,150 +326,9 @@ export const targetSchema = z
 
 // ---- storage ---------------------------------------------------------------------------------
 
-const prefix = keyPrefix
-  .default('')
-  .describe('Key prefix under which backups live (`{prefix}/{backup_id}/...`). Leading and trailing `/` are ignored.')
-
-export const filesystemStorageSchema = z
-  .strictObject({
-    backend: z
-      .literal('filesystem')
-      .describe('Local or mounted filesystem (the default backend: nothing else needed).'),
-    path: z
-      .string()
-      .min(1)
-      .describe(
-        "Folder that holds the backups. Relative paths are resolved against the config file's folder (`--path`: against the working directory)."
-      ),
-    prefix
-  })
-  .describe('Backups in a folder.')
-
-export const memoryStorageSchema = z
-  .strictObject({
-    backend: z.literal('memory').describe('In-process storage that vanishes at exit; for tests only.')
-  })
-  .describe('In-memory storage (tests).')
-
-export const s3StorageSchema = z
-  .strictObject({
-    backend: z.literal('s3').describe('Amazon S3 or an S3-compatible server.'),
-    bucket: z
-      .string()
-      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, {
-        message: 'expected an S3 bucket name (3 to 63 lowercase letters, digits, "." or "-")'
-      })
-      .describe('Bucket name.'),
-    region: z
-      .string()
-      .min(1)
-      .optional()
-      .describe('Bucket region. Unset: from the AWS environment (AWS_REGION, profile).'),
-    prefix,
-    endpoint: httpUrl
-      .optional()
-      .describe('Endpoint URL of an S3-compatible server (MinIO, SeaweedFS, ...). Unset: AWS.'),
-    access_key: z
-      .string()
-      .min(1)
-      .optional()
-      .describe('Access key id. Unset (with `secret_key`): the standard AWS credential chain.'),
-    secret_key: z.string().min(1).optional().describe('Secret access key (secret). Set together with `access_key`.'),
-    force_path_style: z
-      .boolean()
-      .default(false)
-      .describe(
-        'Address the bucket as `endpoint/bucket` instead of `bucket.endpoint` (most S3-compatible servers need it).'
-      ),
-    multipart_threshold: byteCount()
-      .default(100 * MiB)
-      .describe(
-        'Objects of this size and larger are uploaded in parts; smaller ones with one PUT. A streamed segment goes up in parts as soon as it is larger than one part (`multipart_part_size`), so that it is never held whole in memory.'
-      ),
-    multipart_part_size: byteCount(s3MinPartSize)
-      .max(s3MaxPartSize)
-      .default(10 * MiB)
-      .describe(
-        'Size of each uploaded part (S3: 5 MiB to 5 GiB). A segment never sits whole in memory, only its parts in flight.'
-      ),
-    max_concurrent_uploads: z.int().min(1).max(1000).default(10).describe('Parts uploaded in parallel per object.')
-  })
-  .superRefine((s3, ctx) => {
-    if ((s3.access_key === undefined) !== (s3.secret_key === undefined)) {
-      const missing = s3.access_key === undefined ? 'access_key' : 'secret_key'
-      fail(ctx, [missing], 'access_key and secret_key to be set together (or neither, for the AWS credential chain)')
-    }
-  }, whenValid)
-  .describe('Backups in an S3 bucket.')
-
-export const azureStorageSchema = z
-  .strictObject({
-    backend: z.literal('azure').describe('Azure Blob Storage (block blobs).'),
-    container: z
-      .string()
-      .regex(/^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$/, {
-        message: 'expected an Azure container name (3 to 63 lowercase letters, digits or single "-")'
-      })
-      .describe('Container name.'),
-    account_name: z
-      .string()
-      .min(1)
-      .optional()
-      .describe(
-        'Storage account. Required unless `connection_string` is set; without `account_key`, Azure default credentials are used.'
-      ),
-    account_key: z.string().min(1).optional().describe('Shared key of `account_name` (secret).'),
-    connection_string: z
-      .string()
-      .min(1)
-      .optional()
-      .describe('Full connection string (secret); replaces `account_name`, `account_key` and `endpoint`.'),
-    endpoint: httpUrl
-      .optional()
-      .describe('Blob service URL, e.g. an Azurite emulator. Unset: https://{account_name}.blob.core.windows.net.'),
-    prefix
-  })
-  .superRefine((azure, ctx) => {
-    if (azure.connection_string !== undefined) {
-      for (const key of ['account_name', 'account_key', 'endpoint'] as const) {
-        if (azure[key] !== undefined)
-          refuse(ctx, [key], 'not allowed together with connection_string, which already names the account')
-      }
-    } else if (azure.account_name === undefined) {
-      fail(ctx, ['account_name'], 'account_name (or a connection_string)')
-    }
-  }, whenValid)
-  .describe('Backups in an Azure Blob Storage container.')
-
-export const gcsStorageSchema = z
-  .strictObject({
-    backend: z.literal('gcs').describe('Google Cloud Storage.'),
-    bucket: z
-      .string()
-      .regex(/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/, {
-        message: 'expected a GCS bucket name (lowercase letters, digits, ".", "_" or "-")'
-      })
-      .describe('Bucket name.'),
-    prefix,
-    service_account_json: z
-      .string()
-      .min(1)
-      .optional()
-      .describe(
-        "Service-account key (secret): the JSON itself (starting with `{`) or the path of its file, relative to the config file's folder. Unset: application default credentials."
-      ),
-    endpoint: httpUrl.optional().describe('API endpoint of an emulator such as fake-gcs-server. Unset: Google.')
-  })
-  .describe('Backups in a Google Cloud Storage bucket.')
-
+// Each backend's keys live with its descriptor in storage/backends.ts.
 export const storageSchema = z
-  .discriminatedUnion('backend', [
-    filesystemStorageSchema,
-    s3StorageSchema,
-    azureStorageSchema,
-    gcsStorageSchema,
-    memoryStorageSchema
-  ])
+  .discriminatedUnion('backend', storageSchemas)
   .describe('Where backups are written to and read from; `backend` selects the keys that apply.')
 
 // ---- backup ----------------------------------------------------------------------------------
@@ -846,16 +668,14 @@ export const backupConfigSchema = z
         config.backup.max_bytes_in_flight
       )
     }
-    if (config.storage.backend === 's3') {
-      const maxSegment = config.storage.multipart_part_size * s3MaxParts
-      if (config.backup.segment_max_bytes > maxSegment) {
-        fail(
-          ctx,
-          ['backup', 'segment_max_bytes'],
-          `at most ${s3MaxParts} parts of storage.multipart_part_size (${maxSegment} bytes)`,
-          config.backup.segment_max_bytes
-        )
-      }
+    const limit = backendOf(config.storage).maxObjectBytes?.(config.storage)
+    if (limit !== undefined && config.backup.segment_max_bytes > limit.bytes) {
+      fail(
+        ctx,
+        ['backup', 'segment_max_bytes'],
+        `at most ${limit.rule} (${limit.bytes} bytes)`,
+        config.backup.segment_max_bytes
+      )
     }
   }, whenValid)
 
@@ -895,9 +715,9 @@ export type BackupOptions = z.output<typeof backupOptionsSchema>
 export type RestoreOptions = z.output<typeof restoreOptionsSchema>
 export type MetricsConfig = z.output<typeof metricsSchema>
 export type StorageConfig = z.output<typeof storageSchema>
-export type FilesystemStorageConfig = z.output<typeof filesystemStorageSchema>
-export type MemoryStorageConfig = z.output<typeof memoryStorageSchema>
-export type S3StorageConfig = z.output<typeof s3StorageSchema>
-export type AzureStorageConfig = z.output<typeof azureStorageSchema>
-export type GcsStorageConfig = z.output<typeof gcsStorageSchema>
+export type FilesystemStorageConfig = z.output<typeof filesystemBackend.schema>
+export type MemoryStorageConfig = z.output<typeof memoryBackend.schema>
+export type S3StorageConfig = z.output<typeof s3Backend.schema>
+export type AzureStorageConfig = z.output<typeof azureBackend.schema>
+export type GcsStorageConfig = z.output<typeof gcsBackend.schema>
 export type CompressionCodec = (typeof compressionCodecs)[number]
