@@ -20,23 +20,10 @@ import {
 } from '@azure/storage-blob'
 import { BackupError, isBackupError } from '../errors.ts'
 import { MiB } from '../units.ts'
-import {
-  type FailureKind,
-  type ObjectOperation,
-  type ObjectStoreNames,
-  objectStoreFailure,
-  readHead
-} from './errors-map.ts'
-import {
-  checkKey,
-  checkPrefix,
-  checkRange,
-  emptyRange,
-  rangePastEnd,
-  sourceFailed,
-  unsatisfiableRange
-} from './keys.ts'
-import type { ObjectInfo, Storage } from './storage.ts'
+import { type FailureKind, type ObjectOperation, type ObjectStoreNames, objectStoreFailure } from './errors-map.ts'
+import { checkKey, checkPrefix, checkRange, emptyRange, rangePastEnd, unsatisfiableRange } from './keys.ts'
+import { ObjectStore } from './object-store.ts'
+import type { ObjectInfo } from './storage.ts'
 
 export interface AzureBlobStorageOptions {
   container: string
@@ -60,16 +47,18 @@ function settingError(message: string, location: string): BackupError {
   return new BackupError('KB_STORAGE', message, { location, operation: 'open' })
 }
 
-export class AzureBlobStorage implements Storage {
+export class AzureBlobStorage extends ObjectStore {
   readonly location: string
   readonly container: string
   readonly keyPrefix: string
   readonly blockSize: number
+  protected readonly singleRequestBytes: number
   readonly maxConcurrency: number
   readonly #containerClient: Promise<ContainerClient>
   readonly #names: ObjectStoreNames
 
   constructor(options: AzureBlobStorageOptions) {
+    super()
     const {
       container,
       accountName,
@@ -104,6 +93,7 @@ export class AzureBlobStorage implements Storage {
     this.container = container
     this.keyPrefix = trimmedPrefix === '' ? '' : `${trimmedPrefix}/`
     this.blockSize = blockSize
+    this.singleRequestBytes = blockSize
     this.maxConcurrency = maxConcurrency
     this.#names = {
       location: this.location,
@@ -156,20 +146,6 @@ export class AzureBlobStorage implements Storage {
     return service.getContainerClient(this.container)
   }
 
-  async put(key: string, body: Readable | Buffer): Promise<void> {
-    checkKey(key, this.location, 'put')
-    if (Buffer.isBuffer(body)) {
-      await this.#putBuffer(key, body, 'put')
-      return
-    }
-    await this.#putStream(key, body)
-  }
-
-  async replace(key: string, body: Buffer): Promise<void> {
-    checkKey(key, this.location, 'replace')
-    await this.#putBuffer(key, body, 'replace')
-  }
-
   async get(key: string): Promise<Buffer> {
     checkKey(key, this.location, 'get')
     const blob = await this.#blob(key, 'get')
@@ -177,7 +153,7 @@ export class AzureBlobStorage implements Storage {
       const response = await blob.download(0)
       return await readAll(response.readableStreamBody)
     } catch (error) {
-      throw this.#failure(error, key, 'get')
+      throw this.failure(error, key, 'get')
     }
   }
 
@@ -198,7 +174,7 @@ export class AzureBlobStorage implements Storage {
       if (statusOf(error) === 416) {
         throw await unsatisfiableRange(this, key, offset, length)
       }
-      throw this.#failure(error, key, 'getRange')
+      throw this.failure(error, key, 'getRange')
     }
     if (bytes.length !== length) {
       throw rangePastEnd(key, offset, length, total ?? offset + bytes.length, this.location, 'getRange')
@@ -213,9 +189,9 @@ export class AzureBlobStorage implements Storage {
     try {
       body = (await blob.download(0)).readableStreamBody
     } catch (error) {
-      throw this.#failure(error, key, 'stream')
+      throw this.failure(error, key, 'stream')
     }
-    const failure = (error: unknown) => this.#failure(error, key, 'stream')
+    const failure = (error: unknown) => this.failure(error, key, 'stream')
     return Readable.from(
       (async function* () {
         if (body === undefined) {
@@ -241,7 +217,7 @@ export class AzureBlobStorage implements Storage {
       if (statusOf(error) === 404 && codeOf(error) !== 'ContainerNotFound') {
         return undefined
       }
-      throw this.#failure(error, key, 'head')
+      throw this.failure(error, key, 'head')
     }
   }
 
@@ -260,7 +236,7 @@ export class AzureBlobStorage implements Storage {
         }
       }
     } catch (error) {
-      throw this.#failure(error, prefix, 'list')
+      throw this.failure(error, prefix, 'list')
     }
     return found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
   }
@@ -271,7 +247,7 @@ export class AzureBlobStorage implements Storage {
     try {
       await blob.deleteIfExists()
     } catch (error) {
-      throw this.#failure(error, key, 'delete')
+      throw this.failure(error, key, 'delete')
     }
   }
 
@@ -283,7 +259,7 @@ export class AzureBlobStorage implements Storage {
     try {
       return await this.#containerClient
     } catch (error) {
-      throw this.#failure(error, key, operation)
+      throw this.failure(error, key, operation)
     }
   }
 
@@ -291,7 +267,7 @@ export class AzureBlobStorage implements Storage {
     return (await this.#container(key, operation)).getBlockBlobClient(this.keyPrefix + key)
   }
 
-  async #putBuffer(key: string, body: Buffer, operation: ObjectOperation): Promise<void> {
+  protected async putWhole(key: string, body: Buffer, operation: ObjectOperation): Promise<void> {
     const blob = await this.#blob(key, operation)
     try {
       await blob.uploadData(body, {
@@ -302,38 +278,22 @@ export class AzureBlobStorage implements Storage {
         maxSingleShotSize: Math.max(this.blockSize, 1)
       })
     } catch (error) {
-      throw this.#failure(error, key, operation)
+      throw this.failure(error, key, operation)
     }
   }
 
-  async #putStream(key: string, body: Readable): Promise<void> {
-    const failure = (error: unknown, sourceError: unknown) =>
-      sourceError === undefined
-        ? this.#failure(error, key, 'put')
-        : sourceFailed(key, this.location, 'put', sourceError)
-    const head = await readHead(body, this.blockSize, failure)
-    if (head.whole) {
-      await this.#putBuffer(key, head.whole, 'put')
-      return
-    }
-    const { rest, sourceError } = head
+  protected async putParts(key: string, body: Readable, failure: (error: unknown) => BackupError): Promise<void> {
     const blob = await this.#blob(key, 'put')
     try {
       // Blocks are staged under random ids and committed at the end: until then the old blob
       // (or none) is what readers see.
-      await blob.uploadStream(rest, this.blockSize, this.maxConcurrency)
+      await blob.uploadStream(body, this.blockSize, this.maxConcurrency)
     } catch (error) {
-      // Mapped first: destroying the source fails a read of it in flight, which is not its fault.
-      const mapped = failure(error, sourceError())
-      rest.destroy()
-      if (!body.destroyed) {
-        body.destroy()
-      }
-      throw mapped
+      throw failure(error)
     }
   }
 
-  #failure(error: unknown, key: string, operation: ObjectOperation): BackupError {
+  protected failure(error: unknown, key: string, operation: ObjectOperation): BackupError {
     if (isBackupError(error)) {
       return error
     }

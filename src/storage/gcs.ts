@@ -24,23 +24,10 @@ import {
 } from '@google-cloud/storage'
 import { BackupError, isBackupError } from '../errors.ts'
 import { MiB } from '../units.ts'
-import {
-  type FailureKind,
-  type ObjectOperation,
-  type ObjectStoreNames,
-  objectStoreFailure,
-  readHead
-} from './errors-map.ts'
-import {
-  checkKey,
-  checkPrefix,
-  checkRange,
-  emptyRange,
-  rangePastEnd,
-  sourceFailed,
-  unsatisfiableRange
-} from './keys.ts'
-import type { ObjectInfo, Storage } from './storage.ts'
+import { type FailureKind, type ObjectOperation, type ObjectStoreNames, objectStoreFailure } from './errors-map.ts'
+import { checkKey, checkPrefix, checkRange, emptyRange, rangePastEnd, unsatisfiableRange } from './keys.ts'
+import { ObjectStore } from './object-store.ts'
+import type { ObjectInfo } from './storage.ts'
 
 /** GCS requires resumable chunks in multiples of 256 KiB. */
 const chunkQuantum = 256 * 1024
@@ -66,16 +53,18 @@ function settingError(message: string, location: string): BackupError {
   return new BackupError('KB_STORAGE', message, { location, operation: 'open' })
 }
 
-export class GcsStorage implements Storage {
+export class GcsStorage extends ObjectStore {
   readonly location: string
   readonly bucket: string
   readonly keyPrefix: string
   readonly resumableThreshold: number
+  protected readonly singleRequestBytes: number
   readonly chunkSize: number
   readonly client: GcsClient
   readonly #names: ObjectStoreNames
 
   constructor(options: GcsStorageOptions) {
+    super()
     const {
       bucket,
       prefix,
@@ -106,6 +95,7 @@ export class GcsStorage implements Storage {
     this.bucket = bucket
     this.keyPrefix = trimmedPrefix === '' ? '' : `${trimmedPrefix}/`
     this.resumableThreshold = resumableThreshold
+    this.singleRequestBytes = resumableThreshold
     this.chunkSize = chunkSize
     this.#names = {
       location: this.location,
@@ -148,20 +138,6 @@ export class GcsStorage implements Storage {
     this.client = new GoogleCloudStorage(config)
   }
 
-  async put(key: string, body: Readable | Buffer): Promise<void> {
-    checkKey(key, this.location, 'put')
-    if (Buffer.isBuffer(body)) {
-      await this.#save(key, body, 'put')
-      return
-    }
-    await this.#putStream(key, body)
-  }
-
-  async replace(key: string, body: Buffer): Promise<void> {
-    checkKey(key, this.location, 'replace')
-    await this.#save(key, body, 'replace')
-  }
-
   async get(key: string): Promise<Buffer> {
     checkKey(key, this.location, 'get')
     try {
@@ -197,7 +173,7 @@ export class GcsStorage implements Storage {
     checkKey(key, this.location, 'stream')
     const source = this.#file(key).createReadStream()
     const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>
-    const failure = (error: unknown) => this.#failure(error, key, 'stream')
+    const failure = (error: unknown) => this.failure(error, key, 'stream')
     // The request goes out on the first read: pull one chunk so that a missing object rejects
     // here, as on every other backend, instead of failing the returned stream later.
     let first: IteratorResult<Buffer>
@@ -235,7 +211,7 @@ export class GcsStorage implements Storage {
       if (statusOf(error) === 404 && classify(error, 'head') !== 'container-not-found') {
         return undefined
       }
-      throw this.#failure(error, key, 'head')
+      throw this.failure(error, key, 'head')
     }
   }
 
@@ -253,7 +229,7 @@ export class GcsStorage implements Storage {
         }
       }
     } catch (error) {
-      throw this.#failure(error, prefix, 'list')
+      throw this.failure(error, prefix, 'list')
     }
     return found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
   }
@@ -263,7 +239,7 @@ export class GcsStorage implements Storage {
     try {
       await this.#file(key).delete({ ignoreNotFound: true })
     } catch (error) {
-      throw this.#failure(error, key, 'delete')
+      throw this.failure(error, key, 'delete')
     }
   }
 
@@ -275,43 +251,29 @@ export class GcsStorage implements Storage {
     return this.client.bucket(this.bucket).file(this.keyPrefix + key)
   }
 
-  async #save(key: string, body: Buffer, operation: ObjectOperation): Promise<void> {
+  protected async putWhole(key: string, body: Buffer, operation: ObjectOperation): Promise<void> {
     try {
       // One request carrying data and metadata: atomic, and the CRC32C is checked by GCS.
       await this.#file(key).save(body, { resumable: false, validation: 'crc32c' })
     } catch (error) {
-      throw this.#failure(error, key, operation)
+      throw this.failure(error, key, operation)
     }
   }
 
-  async #putStream(key: string, body: Readable): Promise<void> {
-    const failure = (error: unknown, sourceError: unknown) =>
-      sourceError === undefined
-        ? this.#failure(error, key, 'put')
-        : sourceFailed(key, this.location, 'put', sourceError)
-    const head = await readHead(body, this.resumableThreshold, failure)
-    if (head.whole) {
-      await this.#save(key, head.whole, 'put')
-      return
-    }
-    const { rest, sourceError } = head
+  protected async putParts(key: string, body: Readable, failure: (error: unknown) => BackupError): Promise<void> {
     const upload: Writable = this.#file(key).createWriteStream({
       resumable: true,
       chunkSize: this.chunkSize,
       validation: 'crc32c'
     })
     try {
-      await pipeline(rest, upload)
+      await pipeline(body, upload)
     } catch (error) {
-      const mapped = failure(error, sourceError())
-      if (!body.destroyed) {
-        body.destroy()
-      }
-      throw mapped
+      throw failure(error)
     }
   }
 
-  #failure(error: unknown, key: string, operation: ObjectOperation): BackupError {
+  protected failure(error: unknown, key: string, operation: ObjectOperation): BackupError {
     if (isBackupError(error)) {
       return error
     }

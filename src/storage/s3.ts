@@ -37,20 +37,12 @@ import {
   type ObjectOperation,
   type ObjectStoreNames,
   objectStoreFailure,
-  readHead,
   reasonOf
 } from './errors-map.ts'
-import {
-  checkKey,
-  checkPrefix,
-  checkRange,
-  emptyRange,
-  rangePastEnd,
-  sourceFailed,
-  unsatisfiableRange
-} from './keys.ts'
+import { checkKey, checkPrefix, checkRange, emptyRange, rangePastEnd, unsatisfiableRange } from './keys.ts'
+import { ObjectStore } from './object-store.ts'
 import { s3MaxParts, s3MinPartSize } from './s3-limits.ts'
-import type { ObjectInfo, Storage } from './storage.ts'
+import type { ObjectInfo } from './storage.ts'
 
 export interface S3StorageOptions {
   bucket: string
@@ -89,12 +81,13 @@ function isPositiveInteger(value: number): boolean {
   return Number.isSafeInteger(value) && value > 0
 }
 
-export class S3Storage implements Storage {
+export class S3Storage extends ObjectStore {
   readonly location: string
   readonly bucket: string
   /** The key prefix with a trailing '/', or '' without one. */
   readonly keyPrefix: string
   readonly multipartThreshold: number
+  protected readonly singleRequestBytes: number
   /** Uploads under way, which share maxConcurrentUploads parts in flight. */
   #uploadsRunning = 0
   readonly multipartPartSize: number
@@ -103,6 +96,7 @@ export class S3Storage implements Storage {
   readonly #names: ObjectStoreNames
 
   constructor(options: S3StorageOptions) {
+    super()
     const {
       bucket,
       region,
@@ -152,6 +146,7 @@ export class S3Storage implements Storage {
     this.keyPrefix = trimmedPrefix === '' ? '' : `${trimmedPrefix}/`
     this.multipartThreshold = multipartThreshold
     this.multipartPartSize = multipartPartSize
+    this.singleRequestBytes = Math.min(multipartThreshold, multipartPartSize)
     this.maxConcurrentUploads = maxConcurrentUploads
     this.#names = {
       location: this.location,
@@ -187,28 +182,13 @@ export class S3Storage implements Storage {
     this.client = new S3Client(config)
   }
 
-  async put(key: string, body: Readable | Buffer): Promise<void> {
-    checkKey(key, this.location, 'put')
-    if (Buffer.isBuffer(body)) {
-      await this.#putBuffer(key, body, 'put')
-      return
-    }
-    await this.#putStream(key, body)
-  }
-
-  async replace(key: string, body: Buffer): Promise<void> {
-    // A PutObject (or a completed multipart upload) replaces the object atomically.
-    checkKey(key, this.location, 'replace')
-    await this.#putBuffer(key, body, 'replace')
-  }
-
   async get(key: string): Promise<Buffer> {
     checkKey(key, this.location, 'get')
     try {
       const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.#fullKey(key) }))
       return await bodyBytes(response.Body)
     } catch (error) {
-      throw this.#failure(error, key, 'get')
+      throw this.failure(error, key, 'get')
     }
   }
 
@@ -240,7 +220,7 @@ export class S3Storage implements Storage {
         // S3 answers a range that starts at or past the end with 416, and no size.
         throw await unsatisfiableRange(this, key, offset, length)
       }
-      throw this.#failure(error, key, 'getRange')
+      throw this.failure(error, key, 'getRange')
     }
     if (bytes.length !== length) {
       // A range that runs past the end is served up to the end.
@@ -256,9 +236,9 @@ export class S3Storage implements Storage {
       const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.#fullKey(key) }))
       body = response.Body as Readable
     } catch (error) {
-      throw this.#failure(error, key, 'stream')
+      throw this.failure(error, key, 'stream')
     }
-    const failure = (error: unknown) => this.#failure(error, key, 'stream')
+    const failure = (error: unknown) => this.failure(error, key, 'stream')
     // A connection that breaks mid-object surfaces as a KB_STORAGE error naming the key;
     // destroying the returned stream ends the generator, which destroys the response.
     return Readable.from(
@@ -283,7 +263,7 @@ export class S3Storage implements Storage {
       if (statusOf(error) === 404) {
         return undefined
       }
-      throw this.#failure(error, key, 'head')
+      throw this.failure(error, key, 'head')
     }
   }
 
@@ -302,7 +282,7 @@ export class S3Storage implements Storage {
           })
         )
       } catch (error) {
-        throw this.#failure(error, prefix, 'list')
+        throw this.failure(error, prefix, 'list')
       }
       for (const object of page.Contents ?? []) {
         const key = object.Key?.slice(this.keyPrefix.length)
@@ -324,7 +304,7 @@ export class S3Storage implements Storage {
       if (statusOf(error) === 404 && errorName(error) !== 'NoSuchBucket') {
         return
       }
-      throw this.#failure(error, key, 'delete')
+      throw this.failure(error, key, 'delete')
     }
   }
 
@@ -353,7 +333,7 @@ export class S3Storage implements Storage {
           })
         )
       } catch (error) {
-        throw this.#failure(error, '', 'abortUploads')
+        throw this.failure(error, '', 'abortUploads')
       }
       for (const upload of page.Uploads ?? []) {
         if (upload.Key !== undefined && upload.UploadId !== undefined) {
@@ -390,45 +370,26 @@ export class S3Storage implements Storage {
     return this.keyPrefix + key
   }
 
-  async #putBuffer(key: string, body: Buffer, operation: ObjectOperation): Promise<void> {
+  protected async putWhole(key: string, body: Buffer, operation: ObjectOperation): Promise<void> {
     if (body.length < this.multipartThreshold) {
       try {
         await this.client.send(
           new PutObjectCommand({ Bucket: this.bucket, Key: this.#fullKey(key), Body: body, ContentLength: body.length })
         )
       } catch (error) {
-        throw this.#failure(error, key, operation)
+        throw this.failure(error, key, operation)
       }
       return
     }
-    await this.#upload(key, body, operation, () => undefined)
+    await this.#upload(key, body, error => this.failure(error, key, operation))
   }
 
-  async #putStream(key: string, body: Readable): Promise<void> {
-    const head = await readHead(
-      body,
-      Math.min(this.multipartThreshold, this.multipartPartSize),
-      (error, sourceError) =>
-        sourceError === undefined
-          ? this.#failure(error, key, 'put')
-          : sourceFailed(key, this.location, 'put', sourceError)
-    )
-    if (head.whole) {
-      await this.#putBuffer(key, head.whole, 'put')
-      return
-    }
-    const { rest, sourceError } = head
-    await this.#upload(key, rest, 'put', sourceError, body)
+  protected async putParts(key: string, body: Readable, failure: (error: unknown) => BackupError): Promise<void> {
+    await this.#upload(key, body, failure)
   }
 
   /** A multipart upload (or one PutObject, for a body shorter than a part) through lib-storage. */
-  async #upload(
-    key: string,
-    body: Buffer | Readable,
-    operation: ObjectOperation,
-    sourceErrorOf: () => unknown,
-    source?: Readable
-  ): Promise<void> {
+  async #upload(key: string, body: Buffer | Readable, mapFailure: (error: unknown) => BackupError): Promise<void> {
     this.#uploadsRunning++
     const upload = new Upload({
       client: this.client,
@@ -441,18 +402,7 @@ export class S3Storage implements Storage {
     try {
       await upload.done()
     } catch (error) {
-      // Taken first: destroying the source fails a read of it in flight, which is not its fault.
-      const sourceError = sourceErrorOf()
-      if (source !== undefined && !source.destroyed) {
-        source.destroy()
-      }
-      if (body instanceof Readable && !body.destroyed) {
-        body.destroy()
-      }
-      const failure =
-        sourceError === undefined
-          ? this.#failure(error, key, operation)
-          : sourceFailed(key, this.location, operation, sourceError)
+      const failure = mapFailure(error)
       if (upload.uploadId !== undefined) {
         // lib-storage has already tried once; a second AbortMultipartUpload is harmless
         // (NoSuchUpload) and covers a first attempt that failed while the server was away.
@@ -488,11 +438,11 @@ export class S3Storage implements Storage {
       if (errorName(error) === 'NoSuchUpload') {
         return
       }
-      throw this.#failure(error, key, 'abortUploads')
+      throw this.failure(error, key, 'abortUploads')
     }
   }
 
-  #failure(error: unknown, key: string, operation: ObjectOperation): BackupError {
+  protected failure(error: unknown, key: string, operation: ObjectOperation): BackupError {
     if (isBackupError(error)) {
       return error
     }
