@@ -30,7 +30,9 @@ export interface AzureBlobStorageOptions {
   /** With `accountKey`: shared-key auth. Without it: Azure default credentials (@azure/identity). */
   accountName?: string
   accountKey?: string
-  /** Replaces accountName, accountKey and endpoint. */
+  /** With `accountName`, instead of `accountKey`: a shared access signature (query string). */
+  sasToken?: string
+  /** Replaces accountName, accountKey, sasToken and endpoint. */
   connectionString?: string
   /** The blob service URL (with Azurite: `http://127.0.0.1:10000/devstoreaccount1`). */
   endpoint?: string
@@ -63,6 +65,7 @@ export class AzureBlobStorage extends ObjectStore {
       container,
       accountName,
       accountKey,
+      sasToken,
       connectionString,
       endpoint,
       prefix,
@@ -105,16 +108,21 @@ export class AzureBlobStorage extends ObjectStore {
           ? 'storage.connection_string'
           : accountKey !== undefined
             ? 'storage.account_name and storage.account_key'
-            : 'the Azure default credentials (AZURE_CLIENT_ID, AZURE_TENANT_ID, a managed identity, az login) or set storage.account_key'
+            : sasToken !== undefined
+              ? 'storage.account_name and storage.sas_token (its signature, expiry and permissions)'
+              : 'the Azure default credentials (AZURE_CLIENT_ID, AZURE_TENANT_ID, a managed identity, az login) or set storage.account_key'
     }
     const pipelineOptions: StoragePipelineOptions = maxTries === undefined ? {} : { retryOptions: { maxTries } }
-    this.#containerClient = this.#connect({ accountName, accountKey, connectionString, endpoint }, pipelineOptions)
+    this.#containerClient = this.#connect(
+      { accountName, accountKey, sasToken, connectionString, endpoint },
+      pipelineOptions
+    )
     // A bad connection string surfaces from the first operation; it must not be unhandled before.
     this.#containerClient.catch(() => undefined)
   }
 
   async #connect(
-    { accountName, accountKey, connectionString, endpoint }: Omit<AzureBlobStorageOptions, 'container'>,
+    { accountName, accountKey, sasToken, connectionString, endpoint }: Omit<AzureBlobStorageOptions, 'container'>,
     pipelineOptions: StoragePipelineOptions
   ): Promise<ContainerClient> {
     let service: BlobServiceClient
@@ -129,6 +137,11 @@ export class AzureBlobStorage extends ObjectStore {
             new StorageSharedKeyCredential(accountName!, accountKey),
             pipelineOptions
           )
+        } else if (sasToken !== undefined) {
+          // The signature travels in each request's query string; no credential object.
+          const signed = new URL(url)
+          signed.search = sasToken.replace(/^\?/, '')
+          service = new BlobServiceClient(signed.href, undefined, pipelineOptions)
         } else {
           // Loaded only when used: the identity stack is large and most setups use a key.
           const { DefaultAzureCredential } = await import('@azure/identity')

@@ -80,13 +80,27 @@ const s3Schema = z
       .string()
       .min(1)
       .optional()
-      .describe('Access key id. Unset (with `secret_key`): the standard AWS credential chain.'),
+      .describe(
+        'Access key id. Unset (with `secret_key`): the standard AWS credential chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE and the shared credentials file, an instance or task role).'
+      ),
     secret_key: z.string().min(1).optional().describe('Secret access key (secret). Set together with `access_key`.'),
+    session_token: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Session token of temporary credentials (secret). Only with `access_key` and `secret_key`.'),
+    profile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'Profile of the shared credentials and config files (`~/.aws/credentials`, `~/.aws/config`; AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE move them). Not with `access_key`. Unset: AWS_PROFILE, else `default`.'
+      ),
     force_path_style: z
       .boolean()
       .default(false)
       .describe(
-        'Address the bucket as `endpoint/bucket` instead of `bucket.endpoint` (most S3-compatible servers need it).'
+        'Address the bucket as `endpoint/bucket` (path style) instead of `bucket.endpoint` (virtual-hosted style, the default). Most S3-compatible servers (MinIO, Ceph, SeaweedFS) need true unless they are set up with a wildcard DNS name.'
       ),
     multipart_threshold: byteCount()
       .default(100 * MiB)
@@ -105,6 +119,16 @@ const s3Schema = z
     if ((s3.access_key === undefined) !== (s3.secret_key === undefined)) {
       const missing = s3.access_key === undefined ? 'access_key' : 'secret_key'
       fail(ctx, [missing], 'access_key and secret_key to be set together (or neither, for the AWS credential chain)')
+    }
+    if (s3.session_token !== undefined && s3.access_key === undefined) {
+      refuse(
+        ctx,
+        ['session_token'],
+        'session_token needs access_key and secret_key (the temporary credentials it belongs to)'
+      )
+    }
+    if (s3.profile !== undefined && s3.access_key !== undefined) {
+      refuse(ctx, ['profile'], 'profile is not allowed together with access_key: set one way of giving credentials')
     }
   }, whenValid)
   .describe('Backups in an S3 bucket.')
@@ -126,11 +150,20 @@ const azureSchema = z
         'Storage account. Required unless `connection_string` is set; without `account_key`, Azure default credentials are used.'
       ),
     account_key: z.string().min(1).optional().describe('Shared key of `account_name` (secret).'),
+    sas_token: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'Shared access signature of `account_name` (secret), the query string `sv=...&sig=...` (a leading `?` is ignored). It must allow read, write, delete and list on the container. Not with `account_key`.'
+      ),
     connection_string: z
       .string()
       .min(1)
       .optional()
-      .describe('Full connection string (secret); replaces `account_name`, `account_key` and `endpoint`.'),
+      .describe(
+        'Full connection string (secret), with an `AccountKey` or a `SharedAccessSignature`; replaces `account_name`, `account_key`, `sas_token` and `endpoint`.'
+      ),
     endpoint: httpUrl
       .optional()
       .describe('Blob service URL, e.g. an Azurite emulator. Unset: https://{account_name}.blob.core.windows.net.'),
@@ -138,12 +171,18 @@ const azureSchema = z
   })
   .superRefine((azure, ctx) => {
     if (azure.connection_string !== undefined) {
-      for (const key of ['account_name', 'account_key', 'endpoint'] as const) {
+      for (const key of ['account_name', 'account_key', 'sas_token', 'endpoint'] as const) {
         if (azure[key] !== undefined)
           refuse(ctx, [key], 'not allowed together with connection_string, which already names the account')
       }
     } else if (azure.account_name === undefined) {
       fail(ctx, ['account_name'], 'account_name (or a connection_string)')
+    } else if (azure.sas_token !== undefined && azure.account_key !== undefined) {
+      refuse(
+        ctx,
+        ['sas_token'],
+        'sas_token is not allowed together with account_key: set one way of giving credentials'
+      )
     }
   }, whenValid)
   .describe('Backups in an Azure Blob Storage container.')
@@ -183,7 +222,7 @@ export const filesystemBackend = backend({
 export const s3Backend = backend({
   schema: s3Schema,
   url: { scheme: 's3', nameKey: 'bucket' },
-  secretKeys: ['access_key', 'secret_key'],
+  secretKeys: ['access_key', 'secret_key', 'session_token'],
   maxObjectBytes: config => ({
     bytes: config.multipart_part_size * s3MaxParts,
     rule: `${s3MaxParts} parts of storage.multipart_part_size`
@@ -197,6 +236,8 @@ export const s3Backend = backend({
       endpoint: config.endpoint,
       accessKey: config.access_key,
       secretKey: config.secret_key,
+      sessionToken: config.session_token,
+      profile: config.profile,
       forcePathStyle: config.force_path_style,
       multipartThreshold: config.multipart_threshold,
       multipartPartSize: config.multipart_part_size,
@@ -208,13 +249,14 @@ export const s3Backend = backend({
 export const azureBackend = backend({
   schema: azureSchema,
   url: { scheme: 'az', nameKey: 'container' },
-  secretKeys: ['account_key', 'connection_string'],
+  secretKeys: ['account_key', 'sas_token', 'connection_string'],
   async open(config) {
     const { AzureBlobStorage } = await import('./azure.ts')
     return new AzureBlobStorage({
       container: config.container,
       accountName: config.account_name,
       accountKey: config.account_key,
+      sasToken: config.sas_token,
       connectionString: config.connection_string,
       endpoint: config.endpoint,
       prefix: config.prefix

@@ -55,6 +55,10 @@ export interface S3StorageOptions {
   /** With `secretKey`: static credentials. Unset: the standard AWS credential chain. */
   accessKey?: string
   secretKey?: string
+  /** With `accessKey`: the session token of temporary credentials. */
+  sessionToken?: string
+  /** A profile of the shared credentials/config files, for the AWS credential chain. */
+  profile?: string
   forcePathStyle?: boolean
   /** Objects of this size and larger go up in parts. Default 100 MiB. */
   multipartThreshold?: number
@@ -104,6 +108,8 @@ export class S3Storage extends ObjectStore {
       endpoint,
       accessKey,
       secretKey,
+      sessionToken,
+      profile,
       forcePathStyle = false,
       multipartThreshold = 100 * MiB,
       multipartPartSize = 10 * MiB,
@@ -123,6 +129,12 @@ export class S3Storage extends ObjectStore {
         'storage.access_key and storage.secret_key must be set together (or neither, for the AWS credential chain)',
         this.location
       )
+    }
+    if (sessionToken !== undefined && accessKey === undefined) {
+      throw settingError('storage.session_token needs storage.access_key and storage.secret_key', this.location)
+    }
+    if (profile !== undefined && accessKey !== undefined) {
+      throw settingError('storage.profile is not allowed together with storage.access_key', this.location)
     }
     if (!isPositiveInteger(multipartPartSize) || multipartPartSize < s3MinPartSize) {
       throw settingError(
@@ -154,9 +166,11 @@ export class S3Storage extends ObjectStore {
       containerName: bucket,
       containerSetting: 'storage.bucket',
       credentialHint:
-        accessKey === undefined
-          ? 'the AWS credential chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role), or set storage.access_key and storage.secret_key'
-          : 'storage.access_key and storage.secret_key'
+        accessKey !== undefined
+          ? `storage.access_key and storage.secret_key${sessionToken === undefined ? '' : ' and storage.session_token'}`
+          : profile !== undefined
+            ? `the profile ${profile} (storage.profile) in the shared credentials file (~/.aws/credentials or AWS_SHARED_CREDENTIALS_FILE)`
+            : 'the AWS credential chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role), or set storage.access_key and storage.secret_key'
     }
     const config: S3ClientConfig = {
       region: region ?? (endpoint === undefined ? undefined : 'us-east-1'),
@@ -174,7 +188,10 @@ export class S3Storage extends ObjectStore {
       config.responseChecksumValidation = 'WHEN_REQUIRED'
     }
     if (accessKey !== undefined && secretKey !== undefined) {
-      config.credentials = { accessKeyId: accessKey, secretAccessKey: secretKey }
+      config.credentials = { accessKeyId: accessKey, secretAccessKey: secretKey, sessionToken }
+    }
+    if (profile !== undefined) {
+      config.profile = profile
     }
     if (maxAttempts !== undefined) {
       config.maxAttempts = maxAttempts

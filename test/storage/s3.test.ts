@@ -6,6 +6,9 @@
 
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { describe, test } from 'node:test'
 import {
@@ -300,5 +303,135 @@ describe('s3 storage', () => {
     assert.deepEqual(await storage.getRange(key, size - 1000, 1000), objectBytes(size - 1000, 1000))
     assert.deepEqual(await storage.getRange(key, 77 * MiB - 10, 20), objectBytes(77 * MiB - 10, 20))
     await storage.close()
+  })
+})
+
+describe('s3 credentials as operators give them', () => {
+  /**
+   * Runs `body` with AWS_* variables replaced by `env` (the rest of the AWS environment unset,
+   * so that a developer's own ~/.aws files or keys do not decide the outcome, and the instance
+   * metadata service, which is not on loopback, is never asked).
+   */
+  async function withAwsEnv(env: Record<string, string>, body: () => Promise<void>): Promise<void> {
+    const saved = Object.entries(process.env).filter(([name]) => name.startsWith('AWS_'))
+    for (const [name] of saved) delete process.env[name]
+    const none = join(mkdtempSync(join(tmpdir(), 'kb-aws-')), 'none')
+    Object.assign(process.env, {
+      AWS_SHARED_CREDENTIALS_FILE: none,
+      AWS_CONFIG_FILE: none,
+      AWS_EC2_METADATA_DISABLED: 'true',
+      ...env
+    })
+    try {
+      await body()
+    } finally {
+      for (const name of Object.keys(process.env)) if (name.startsWith('AWS_')) delete process.env[name]
+      Object.assign(process.env, Object.fromEntries(saved))
+    }
+  }
+
+  const chainStorage = (bucket: string, options: Partial<S3StorageOptions> = {}) =>
+    storageFor(bucket, { accessKey: undefined, secretKey: undefined, ...options })
+
+  test('keys from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) work; wrong ones are KB_STORAGE_ACCESS_DENIED naming the chain', async () => {
+    const bucket = await s3.createBucket()
+    await withAwsEnv(
+      { AWS_ACCESS_KEY_ID: s3.server.accessKey, AWS_SECRET_ACCESS_KEY: s3.server.secretKey },
+      async () => {
+        const storage = chainStorage(bucket)
+        await storage.put('from-env', Buffer.from('env'))
+        assert.equal((await storage.get('from-env')).toString(), 'env')
+        await storage.close()
+      }
+    )
+    await withAwsEnv(
+      { AWS_ACCESS_KEY_ID: s3.server.accessKey, AWS_SECRET_ACCESS_KEY: 'wrong-secret-from-env' },
+      async () => {
+        const storage = chainStorage(bucket)
+        await assert.rejects(
+          storage.get('from-env'),
+          isCode('KB_STORAGE_ACCESS_DENIED', 'AWS credential chain', 'AWS_ACCESS_KEY_ID', bucket)
+        )
+        await storage.close()
+      }
+    )
+  })
+
+  test('storage.profile reads its keys from the shared credentials file; a profile with wrong keys is KB_STORAGE_ACCESS_DENIED naming it', async () => {
+    const bucket = await s3.createBucket()
+    const file = join(mkdtempSync(join(tmpdir(), 'kb-aws-')), 'credentials')
+    writeFileSync(
+      file,
+      [
+        '[default]',
+        'aws_access_key_id = not-this-one',
+        'aws_secret_access_key = not-this-secret',
+        '[kafka-backup]',
+        `aws_access_key_id = ${s3.server.accessKey}`,
+        `aws_secret_access_key = ${s3.server.secretKey}`,
+        '[stale]',
+        `aws_access_key_id = ${s3.server.accessKey}`,
+        'aws_secret_access_key = a-rotated-secret',
+        ''
+      ].join('\n')
+    )
+    await withAwsEnv({ AWS_SHARED_CREDENTIALS_FILE: file }, async () => {
+      const storage = chainStorage(bucket, { profile: 'kafka-backup' })
+      await storage.put('from-profile', Buffer.from('profile'))
+      assert.equal((await storage.get('from-profile')).toString(), 'profile')
+      await storage.close()
+      const stale = chainStorage(bucket, { profile: 'stale' })
+      await assert.rejects(
+        stale.list(''),
+        isCode('KB_STORAGE_ACCESS_DENIED', 'the profile stale (storage.profile)', 'AWS_SHARED_CREDENTIALS_FILE')
+      )
+      await stale.close()
+    })
+  })
+
+  /** The first request the storage would send, signed, stopped before it leaves. */
+  async function firstRequest(
+    storage: S3Storage
+  ): Promise<{ hostname: string; path: string; headers: Record<string, string> }> {
+    let seen: { hostname: string; path: string; headers: Record<string, string> } | undefined
+    storage.client.middlewareStack.add(
+      () => async args => {
+        seen = args.request as typeof seen
+        throw new Error('stopped before sending')
+      },
+      { step: 'deserialize', name: 'capture-request' }
+    )
+    await assert.rejects(storage.get('k'), /stopped before sending/)
+    await storage.close()
+    assert.ok(seen !== undefined)
+    return seen
+  }
+
+  test('storage.session_token is signed into every request with the static keys', async () => {
+    const request = await firstRequest(storageFor('bucket-a', { sessionToken: 'session-token-1' }))
+    assert.equal(request.headers['x-amz-security-token'], 'session-token-1')
+    assert.match(request.headers['authorization'] ?? '', /^AWS4-HMAC-SHA256 Credential=/)
+    const without = await firstRequest(storageFor('bucket-a'))
+    assert.equal(without.headers['x-amz-security-token'], undefined)
+  })
+
+  test('force_path_style false addresses the bucket as a host name (virtual-hosted), true as the first path segment', async () => {
+    // Only the addressing is checked: a loopback name per bucket does not resolve on this machine.
+    const endpoint = 'http://s3.example.test:9000'
+    const virtual = await firstRequest(storageFor('kb-bucket', { endpoint, forcePathStyle: false }))
+    assert.deepEqual([virtual.hostname, virtual.path], ['kb-bucket.s3.example.test', '/k'])
+    const pathStyle = await firstRequest(storageFor('kb-bucket', { endpoint, forcePathStyle: true }))
+    assert.deepEqual([pathStyle.hostname, pathStyle.path], ['s3.example.test', '/kb-bucket/k'])
+  })
+
+  test('settings: session_token needs the static keys, profile excludes them', () => {
+    assert.throws(
+      () => chainStorage('kb-bucket', { sessionToken: 't' }),
+      isCode('KB_STORAGE', 'storage.session_token needs storage.access_key')
+    )
+    assert.throws(
+      () => storageFor('kb-bucket', { profile: 'p' }),
+      isCode('KB_STORAGE', 'storage.profile is not allowed together with storage.access_key')
+    )
   })
 })
