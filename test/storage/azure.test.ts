@@ -5,6 +5,14 @@
 import assert from 'node:assert/strict'
 import { Readable } from 'node:stream'
 import { describe, test } from 'node:test'
+import {
+  AccountSASPermissions,
+  AccountSASResourceTypes,
+  AccountSASServices,
+  generateAccountSASQueryParameters,
+  SASProtocol,
+  StorageSharedKeyCredential
+} from '@azure/storage-blob'
 import { isBackupError } from '../../src/errors.ts'
 import { AzureBlobStorage } from '../../src/storage/azure.ts'
 import { useAzurite } from '../helpers/object-servers.ts'
@@ -27,6 +35,36 @@ function storageFor(container: string, prefix?: string): AzureBlobStorage {
 
 storageContract('azure (Azurite, shared key)', async () => ({
   storage: storageFor(await azure.createContainer()),
+  cleanup: async () => undefined
+}))
+
+/** An account SAS for the blob service, signed with `key` (Azurite's own, unless a test says otherwise). */
+function accountSas(permissions: string, key = azure.server.accountKey): string {
+  return generateAccountSASQueryParameters(
+    {
+      permissions: AccountSASPermissions.parse(permissions),
+      resourceTypes: AccountSASResourceTypes.parse('sco').toString(),
+      services: AccountSASServices.parse('b').toString(),
+      expiresOn: new Date(Date.now() + 3_600_000),
+      protocol: SASProtocol.HttpsAndHttp
+    },
+    new StorageSharedKeyCredential(azure.server.accountName, key)
+  ).toString()
+}
+
+function sasStorage(container: string, sasToken: string): AzureBlobStorage {
+  return new AzureBlobStorage({
+    container,
+    accountName: azure.server.accountName,
+    sasToken,
+    endpoint: azure.server.endpoint,
+    blockSize: 4 * MiB,
+    maxTries: 1
+  })
+}
+
+storageContract('azure (Azurite, SAS token)', async () => ({
+  storage: sasStorage(await azure.createContainer(), `?${accountSas('rwdlac')}`),
   cleanup: async () => undefined
 }))
 
@@ -146,5 +184,54 @@ describe('azure blob storage', () => {
       () => new AzureBlobStorage({ container: 'c', accountName: 'a', prefix: 'a/../b' }),
       isCode('KB_STORAGE', '..')
     )
+  })
+
+  test('a SAS token signed with another key, or without write permission, is KB_STORAGE_ACCESS_DENIED naming storage.sas_token, never the token', async () => {
+    const container = await azure.createContainer()
+    const forged = accountSas('rwdlac', Buffer.alloc(64, 7).toString('base64'))
+    const readOnly = accountSas('rl')
+    for (const [token, attempts] of [
+      [forged, [(s: AzureBlobStorage) => s.get('k'), (s: AzureBlobStorage) => s.list('')]],
+      [
+        readOnly,
+        [
+          (s: AzureBlobStorage) => s.put('k', Buffer.from('x')),
+          (s: AzureBlobStorage) => s.put('big', chunked(9 * MiB, MiB))
+        ]
+      ]
+    ] as const) {
+      const storage = sasStorage(container, token)
+      for (const attempt of attempts) {
+        await assert.rejects(attempt(storage), (error: unknown) => {
+          isCode('KB_STORAGE_ACCESS_DENIED', 'storage.sas_token', container)(error)
+          assert.ok(
+            !(error as Error).message.includes(new URLSearchParams(token).get('sig')!),
+            'the signature is never shown'
+          )
+          return true
+        })
+      }
+    }
+  })
+
+  test('a connection string with a SharedAccessSignature works; one with a wrong AccountKey is KB_STORAGE_ACCESS_DENIED naming storage.connection_string', async () => {
+    const container = await azure.createContainer()
+    const withSas = new AzureBlobStorage({
+      container,
+      connectionString: `BlobEndpoint=${azure.server.endpoint};SharedAccessSignature=${accountSas('rwdlac')}`
+    })
+    await withSas.put('k', Buffer.from('sas'))
+    assert.equal((await withSas.get('k')).toString(), 'sas')
+    const wrongKey = Buffer.alloc(64, 9).toString('base64')
+    const wrong = new AzureBlobStorage({
+      container,
+      connectionString: azure.server.connectionString.replace(azure.server.accountKey, wrongKey),
+      maxTries: 1
+    })
+    await assert.rejects(wrong.get('k'), (error: unknown) => {
+      isCode('KB_STORAGE_ACCESS_DENIED', 'storage.connection_string', container)(error)
+      assert.ok(!(error as Error).message.includes(wrongKey))
+      return true
+    })
   })
 })
