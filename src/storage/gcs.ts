@@ -62,6 +62,8 @@ export class GcsStorage extends ObjectStore {
   readonly chunkSize: number
   readonly client: GcsClient
   readonly #names: ObjectStoreNames
+  /** The path of the service-account key, when it is given as a file. */
+  readonly #keyFile: string | undefined
 
   constructor(options: GcsStorageOptions) {
     super()
@@ -132,6 +134,7 @@ export class GcsStorage extends ObjectStore {
         config.keyFilename = serviceAccountJson
       }
     }
+    this.#keyFile = config.keyFilename
     if (maxRetries !== undefined) {
       config.retryOptions = { maxRetries, autoRetry: maxRetries > 0 }
     }
@@ -276,6 +279,14 @@ export class GcsStorage extends ObjectStore {
   protected failure(error: unknown, key: string, operation: ObjectOperation): BackupError {
     if (isBackupError(error)) {
       return error
+    }
+    const unreadable = error as { code?: unknown; path?: unknown }
+    if (typeof unreadable.path === 'string' && unreadable.path === this.#keyFile) {
+      return new BackupError(
+        'KB_STORAGE',
+        `${operation} of ${key} at ${this.location} failed: the service-account key file ${this.#keyFile} (storage.service_account_json) cannot be read (${String(unreadable.code)})`,
+        { location: this.location, key, operation, file: this.#keyFile, cause: error }
+      )
     }
     return objectStoreFailure(this.#names, classify(error, operation), error, key, operation)
   }

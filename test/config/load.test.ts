@@ -363,6 +363,45 @@ describe('CLI overrides', () => {
     })
   })
 
+  test('a service_account_json file is relative to the config file; a key given inline stays as written', () => {
+    const head = 'mode: backup\nbackup_id: d\nsource: { bootstrap_servers: "k:9092" }\n'
+    const fromFile = parseConfig(
+      `${head}storage: { backend: gcs, bucket: bkt, service_account_json: keys/sa.json }\n`,
+      '/etc/kb/b.yaml'
+    )
+    assert.ok(fromFile.storage.backend === 'gcs')
+    assert.equal(fromFile.storage.service_account_json, '/etc/kb/keys/sa.json')
+    const inline = parseConfig(
+      `${head}storage:\n  backend: gcs\n  bucket: bkt\n  service_account_json: '{"type": "service_account"}'\n`,
+      '/etc/kb/b.yaml'
+    )
+    assert.ok(inline.storage.backend === 'gcs')
+    assert.equal(inline.storage.service_account_json, '{"type": "service_account"}')
+  })
+
+  test('S3 profile and session_token, Azure sas_token: accepted where they belong, refused with the key that conflicts', () => {
+    const head = 'mode: backup\nbackup_id: d\nsource: { bootstrap_servers: "k:9092" }\n'
+    const parse = (storage: string) => parseConfig(`${head}storage: ${storage}\n`, 'b.yaml')
+    const s3 = parse('{ backend: s3, bucket: bkt, access_key: a, secret_key: s, session_token: t }')
+    assert.ok(s3.storage.backend === 's3' && s3.storage.session_token === 't')
+    const profile = parse('{ backend: s3, bucket: bkt, profile: backups }')
+    assert.ok(profile.storage.backend === 's3' && profile.storage.profile === 'backups')
+    const sas = parse('{ backend: azure, container: box, account_name: acct, sas_token: "sv=1&sig=x" }')
+    assert.ok(sas.storage.backend === 'azure' && sas.storage.sas_token === 'sv=1&sig=x')
+    for (const [storage, mention] of [
+      ['{ backend: s3, bucket: bkt, session_token: t }', 'storage.session_token'],
+      ['{ backend: s3, bucket: bkt, access_key: a, secret_key: s, profile: p }', 'storage.profile'],
+      ['{ backend: azure, container: box, account_name: acct, account_key: k, sas_token: t }', 'storage.sas_token'],
+      ['{ backend: azure, container: box, connection_string: c, sas_token: t }', 'storage.sas_token']
+    ] as const) {
+      assert.throws(
+        () => parse(storage),
+        (error: unknown) => isBackupError(error, 'KB_CONFIG_INVALID') && error.message.includes(mention),
+        storage
+      )
+    }
+  })
+
   test('storageFromLocation reads folders, s3://, az:// and gs:// locations', () => {
     assert.deepEqual(storageFromLocation('backups', '/srv'), { backend: 'filesystem', path: '/srv/backups' })
     assert.deepEqual(storageFromLocation('az://box/p'), { backend: 'azure', container: 'box', prefix: 'p' })

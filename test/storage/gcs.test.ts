@@ -5,6 +5,9 @@
  */
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { describe, test } from 'node:test'
 import { isBackupError } from '../../src/errors.ts'
@@ -126,5 +129,17 @@ describe('gcs storage', () => {
     )
     assert.throws(() => new GcsStorage({ bucket: '' }), isCode('KB_STORAGE', 'storage.bucket'))
     assert.throws(() => new GcsStorage({ bucket: 'b', chunkSize: 1000 }), isCode('KB_STORAGE', '256 KiB'))
+  })
+
+  test('a service-account key file that cannot be read is KB_STORAGE naming storage.service_account_json and the file', async () => {
+    // fake-gcs-server takes any credentials, so only the way to the file is checked here: the
+    // key is read before any request, and the emulator would accept a request all the same.
+    const keyFile = join(mkdtempSync(join(tmpdir(), 'kb-gcs-')), 'missing-key.json')
+    const storage = storageFor(await gcs.createBucket(), { serviceAccountJson: keyFile, maxRetries: 0 })
+    await assert.rejects(storage.list(''), isCode('KB_STORAGE', 'storage.service_account_json', keyFile, 'ENOENT'))
+    await assert.rejects(
+      storage.put('k', Buffer.from('x')),
+      isCode('KB_STORAGE', 'storage.service_account_json', keyFile)
+    )
   })
 })
