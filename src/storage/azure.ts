@@ -81,6 +81,12 @@ export class AzureBlobStorage extends ObjectStore {
     if (trimmedPrefix !== '') {
       checkKey(trimmedPrefix, this.location, 'open')
     }
+    if (sasToken !== undefined && (accountKey !== undefined || connectionString !== undefined)) {
+      throw settingError(
+        'storage.sas_token is not allowed together with storage.account_key or storage.connection_string',
+        this.location
+      )
+    }
     if (connectionString === undefined && accountName === undefined) {
       throw settingError('the Azure storage needs storage.account_name or storage.connection_string', this.location)
     }

@@ -10,6 +10,7 @@
  */
 import { z } from 'zod'
 import { byteCount, fail, httpUrl, keyPrefix, refuse, whenValid } from '../config/schema-parts.ts'
+import { BackupError } from '../errors.ts'
 import { MiB } from '../units.ts'
 import { s3MaxPartSize, s3MaxParts, s3MinPartSize } from './s3-limits.ts'
 import type { Storage } from './storage.ts'
@@ -308,7 +309,13 @@ export function backendName(entry: StorageBackend): string {
 /** The descriptor of a validated storage section. */
 export function backendOf(config: { backend: string }): StorageBackend {
   const found = storageBackends.find(entry => backendName(entry) === config.backend)
-  if (found === undefined) throw new Error(`no storage backend named ${config.backend}`)
+  if (found === undefined) {
+    // Only a config that skipped validation (a library caller) gets here.
+    const names = storageBackends.map(backendName).join(', ')
+    throw new BackupError('KB_STORAGE', `unknown storage backend ${config.backend}; expected one of ${names}`, {
+      operation: 'open'
+    })
+  }
   return found as unknown as StorageBackend
 }
 

@@ -181,6 +181,10 @@ describe('azure blob storage', () => {
     assert.throws(() => new AzureBlobStorage({ container: '' }), isCode('KB_STORAGE', 'storage.container'))
     assert.throws(() => new AzureBlobStorage({ container: 'c' }), isCode('KB_STORAGE', 'storage.account_name'))
     assert.throws(
+      () => new AzureBlobStorage({ container: 'c', accountName: 'a', accountKey: 'k', sasToken: 'sig=x' }),
+      isCode('KB_STORAGE', 'storage.sas_token is not allowed together with storage.account_key')
+    )
+    assert.throws(
       () => new AzureBlobStorage({ container: 'c', accountName: 'a', prefix: 'a/../b' }),
       isCode('KB_STORAGE', '..')
     )
