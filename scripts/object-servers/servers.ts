@@ -225,7 +225,11 @@ function seaweedArgs(dataDir: string, configFile: string, ports: number[]): stri
     `-master.port.grpc=${masterGrpc}`,
     '-master.telemetry=false',
     '-master.volumeSizeLimitMB=1024',
-    '-volume.max=0',
+    // Each bucket is a collection that grows volumes of its own on its first write. The automatic
+    // limit (free disk / volume size) ran out after a few dozen buckets on a shared disk ("No
+    // writable volumes and no free volumes left", an InternalError to the client); volume files
+    // grow with what is written, so a high count costs no disk.
+    '-volume.max=1000',
     `-volume.port=${volume}`,
     `-volume.port.grpc=${volumeGrpc}`,
     '-volume.preStopSeconds=0',
