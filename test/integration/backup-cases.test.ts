@@ -9,54 +9,30 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
-import { after, before, describe, test } from 'node:test'
-import type { Producer } from '@platformatic/kafka'
+import { describe, test } from 'node:test'
 import type { BackupOptions } from '../../src/backup/engine.ts'
 import { readManifest, readPartitionIndex } from '../../src/catalog/manifest.ts'
 import { isBackupError } from '../../src/errors.ts'
 import { listOffsets, partitionKey } from '../../src/kafka/admin.ts'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { readPartitionBatches } from '../../src/restore/source.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
 import {
-  BASE_TIMESTAMP,
   COMPACTED_SURVIVING_OFFSETS,
   createCompactedTopic,
   LARGE_TOPIC_CONFIGS,
-  newProducer,
   produceCompacted,
   produceDataKinds,
   produceLarge,
   produceTransactional
 } from '../helpers/cases.ts'
 import { consoleConsumeCommitted } from '../helpers/console-consumer.ts'
-import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { clusterAndProducer, produceNumbered } from '../helpers/setup.ts'
 import { readTopicRecords } from '../helpers/topic.ts'
 import { until } from '../helpers/wait.ts'
 
-let cluster: KafkaCluster
-let producer: Producer
-before(() => {
-  cluster = testCluster()
-  producer = newProducer()
-})
-after(async () => {
-  await producer.close()
-  await cluster.close()
-})
-
-async function produce(topic: string, partition: number, from: number, count: number, label = 'v') {
-  await producer.send({
-    messages: Array.from({ length: count }, (_, i) => ({
-      topic,
-      partition,
-      key: Buffer.from(`k${from + i}`),
-      value: Buffer.from(`${label}${from + i}`),
-      timestamp: BASE_TIMESTAMP + BigInt(from + i)
-    }))
-  })
-}
+const { cluster, producer } = clusterAndProducer()
 
 async function endOffsets(topic: string, partitions: number) {
   const offsets = await listOffsets(
@@ -78,8 +54,8 @@ describe('backup data cases', () => {
     )
     for (const topic of [eu!, us!, tmp!, logs!, other!]) {
       await createTopic(cluster, topic, 2)
-      await produce(topic, 0, 0, 3)
-      await produce(topic, 1, 0, 2)
+      await produceNumbered(producer, topic, 0, 0, 3)
+      await produceNumbered(producer, topic, 1, 0, 2)
     }
     // __consumer_offsets exists once some group committed.
     await cluster.admin.alterConsumerGroupOffsets({
@@ -242,8 +218,8 @@ describe('backup data cases', () => {
   test('an empty partition beside non-empty ones is backed up as empty, and a later run picks up its first records', async () => {
     const topic = uniqueTopic('backup-empty-partition')
     await createTopic(cluster, topic, 3)
-    await produce(topic, 0, 0, 10)
-    await produce(topic, 2, 0, 5)
+    await produceNumbered(producer, topic, 0, 0, 10)
+    await produceNumbered(producer, topic, 2, 0, 5)
     const storage = tempStorage()
     const summary = await runBackup(backupOptions(cluster, storage, [topic]))
     assert.equal(summary.status, 'complete')
@@ -256,7 +232,7 @@ describe('backup data cases', () => {
     assert.deepEqual(empty?.segments, [])
     assert.deepEqual(await readBackedUpRecords(storage, 'test-backup', topic), await readTopicRecords(cluster, topic))
 
-    await produce(topic, 1, 0, 4)
+    await produceNumbered(producer, topic, 1, 0, 4)
     const second = await runBackup(backupOptions(cluster, storage, [topic]))
     assert.equal(second.records, 4)
     assert.deepEqual(await readBackedUpRecords(storage, 'test-backup', topic), await readTopicRecords(cluster, topic))
@@ -265,7 +241,7 @@ describe('backup data cases', () => {
   test('when retention moved the log start between runs, the second run records the gap in the index and continues at the new log start', async () => {
     const topic = uniqueTopic('backup-retention-gap')
     await createTopic(cluster, topic, 1)
-    await produce(topic, 0, 0, 100)
+    await produceNumbered(producer, topic, 0, 0, 100)
     const storage = tempStorage()
     const first = await runBackup(backupOptions(cluster, storage, [topic]))
     assert.equal(first.records, 100)
@@ -273,7 +249,7 @@ describe('backup data cases', () => {
 
     // Four batches at 100-124, 125-149, 150-174, 175-199; the new log start 160 lies inside one.
     for (let from = 100; from < 200; from += 25) {
-      await produce(topic, 0, from, 25)
+      await produceNumbered(producer, topic, 0, from, 25)
     }
     await cluster.admin.deleteRecords({ topics: [{ name: topic, partitions: [{ partition: 0, offset: 160n }] }] })
     const second = await runBackup(backupOptions(cluster, storage, [topic]))
@@ -375,9 +351,9 @@ describe('backup data cases', () => {
     const survivor = uniqueTopic('backup-survivor-early')
     await createTopic(cluster, doomed, 2)
     await createTopic(cluster, survivor, 1)
-    await produce(doomed, 0, 0, 20)
-    await produce(doomed, 1, 0, 20)
-    await produce(survivor, 0, 0, 20)
+    await produceNumbered(producer, doomed, 0, 0, 20)
+    await produceNumbered(producer, doomed, 1, 0, 20)
+    await produceNumbered(producer, survivor, 0, 0, 20)
     const storage = new HookedStorage()
     // The manifest is first written after the topics were listed and sized, before any fetch.
     let deleted = false
@@ -398,9 +374,9 @@ describe('backup data cases', () => {
     await createTopic(cluster, survivor, 1)
     const padding = 'x'.repeat(100)
     for (let from = 0; from < 200; from += 10) {
-      await produce(doomed, 0, from, 10, `doomed-${padding}-`)
-      await produce(doomed, 1, from, 10, `doomed-${padding}-`)
-      await produce(survivor, 0, from, 10, `survivor-${padding}-`)
+      await produceNumbered(producer, doomed, 0, from, 10, { label: `doomed-${padding}-` })
+      await produceNumbered(producer, doomed, 1, from, 10, { label: `doomed-${padding}-` })
+      await produceNumbered(producer, survivor, 0, from, 10, { label: `survivor-${padding}-` })
     }
     const storage = new HookedStorage()
     // The first segment of the doomed topic opens after its first fetch; holding its upload until
@@ -433,9 +409,9 @@ describe('backup data cases', () => {
     })
     await createTopic(cluster, unrelated, 1)
     for (let partition = 0; partition < 3; partition++) {
-      await produce(topic, partition, 0, 10)
+      await produceNumbered(producer, topic, partition, 0, 10)
     }
-    await produce(unrelated, 0, 0, 10)
+    await produceNumbered(producer, unrelated, 0, 0, 10)
     const group = `${topic}-group`
     const unrelatedGroup = `${topic}-unrelated-group`
     await cluster.admin.alterConsumerGroupOffsets({

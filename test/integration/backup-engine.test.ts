@@ -1,40 +1,17 @@
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
-import type { Producer } from '@platformatic/kafka'
+import { test } from 'node:test'
 import { readPartitionIndex } from '../../src/catalog/manifest.ts'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
-import { newProducer } from '../helpers/cases.ts'
-import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { clusterAndProducer, produceNumbered } from '../helpers/setup.ts'
 
-let cluster: KafkaCluster
-let producer: Producer
-before(() => {
-  cluster = testCluster()
-  producer = newProducer()
-})
-after(async () => {
-  await producer.close()
-  await cluster.close()
-})
-
-async function produce(topic: string, partition: number, from: number, count: number) {
-  await producer.send({
-    messages: Array.from({ length: count }, (_, i) => ({
-      topic,
-      partition,
-      key: Buffer.from(`k${from + i}`),
-      value: Buffer.from(`v${from + i}`),
-      timestamp: 1_700_000_000_000n + BigInt(from + i)
-    }))
-  })
-}
+const { cluster, producer } = clusterAndProducer()
 
 test('a one-shot backup stores every record of every partition, and a rerun adds exactly the new ones', async () => {
   const topic = uniqueTopic('backup-incremental')
   await createTopic(cluster, topic, 3)
   for (let partition = 0; partition < 3; partition++) {
-    await produce(topic, partition, 0, 50)
+    await produceNumbered(producer, topic, partition, 0, 50)
   }
   const storage = tempStorage()
   const first = await runBackup(backupOptions(cluster, storage, [topic]))
@@ -42,7 +19,7 @@ test('a one-shot backup stores every record of every partition, and a rerun adds
   assert.equal(first.status, 'complete')
 
   for (let partition = 0; partition < 3; partition++) {
-    await produce(topic, partition, 50, 20)
+    await produceNumbered(producer, topic, partition, 50, 20)
   }
   const second = await runBackup(backupOptions(cluster, storage, [topic]))
   assert.equal(second.records, 60, 'the second run backs up only what was produced since the first')

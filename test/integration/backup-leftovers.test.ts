@@ -5,25 +5,14 @@
 import assert from 'node:assert/strict'
 import { copyFileSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Producer } from '@platformatic/kafka'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { readBackedUpRecords, tempStorage } from '../helpers/backup.ts'
-import { newProducer } from '../helpers/cases.ts'
 import { finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
-import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { clusterAndProducer } from '../helpers/setup.ts'
 
-let cluster: KafkaCluster
-let producer: Producer
-before(() => {
-  cluster = testCluster()
-  producer = newProducer()
-})
-after(async () => {
-  await producer.close()
-  await cluster.close()
-})
+const { cluster, producer } = clusterAndProducer()
 
 function backupYaml(topic: string, path: string, extra = ''): string {
   return `mode: backup

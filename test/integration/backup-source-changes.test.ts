@@ -10,41 +10,20 @@ import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import type { Producer } from '@platformatic/kafka'
 import { readManifest, readPartitionIndex } from '../../src/catalog/manifest.ts'
 import { isBackupError } from '../../src/errors.ts'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
-import { BASE_TIMESTAMP, newProducer } from '../helpers/cases.ts'
+import { newProducer } from '../helpers/cases.ts'
 import { runCli, writeConfig } from '../helpers/cli.ts'
-import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { clusterAndProducer, produceNumbered } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 
-let cluster: KafkaCluster
-let producer: Producer
-before(() => {
-  cluster = testCluster()
-  producer = newProducer()
-})
-after(async () => {
-  await producer.close()
-  await cluster.close()
-})
-
-async function produce(topic: string, partition: number, from: number, count: number, label: string, by = producer) {
-  await by.send({
-    messages: Array.from({ length: count }, (_, i) => ({
-      topic,
-      partition,
-      key: Buffer.from(`k${from + i}`),
-      value: Buffer.from(`${label}${from + i}`),
-      timestamp: BASE_TIMESTAMP + BigInt(from + i)
-    }))
-  })
-}
+const { cluster, producer } = clusterAndProducer()
 
 /** Adds partitions and waits for their leaders. Returns a producer that knows them: the shared
  * one caches the old count and would send their records to a partition modulo it. */
@@ -110,7 +89,7 @@ describe('the source changing under a backup', () => {
     const topic = uniqueTopic('backup-recreated')
     await createTopic(cluster, topic, 1)
     for (let from = 0; from < 3000; from += 500) {
-      await produce(topic, 0, from, 500, 'old-')
+      await produceNumbered(producer, topic, 0, from, 500, { label: 'old-' })
     }
     const oldRecords = await readTopicRecords(cluster, topic)
     const storage = tempStorage()
@@ -120,8 +99,8 @@ describe('the source changing under a backup', () => {
 
     // Fewer records than the checkpoint, in more partitions: nothing of it may be taken as new.
     await recreateTopic(topic, 2)
-    await produce(topic, 0, 0, 500, 'new-')
-    await produce(topic, 1, 0, 10, 'new-')
+    await produceNumbered(producer, topic, 0, 0, 500, { label: 'new-' })
+    await produceNumbered(producer, topic, 1, 0, 10, { label: 'new-' })
     await assert.rejects(runBackup(backupOptions(cluster, storage, [topic])), error => {
       assert.ok(isBackupError(error, 'KB_TOPIC_RECREATED'), String(error))
       assert.equal(error.topic, topic)
@@ -162,7 +141,7 @@ describe('the source changing under a backup', () => {
     await createTopic(cluster, topic, 1)
     const padding = 'x'.repeat(100)
     for (let from = 0; from < 200; from += 10) {
-      await produce(topic, 0, from, 10, `old-${padding}-`)
+      await produceNumbered(producer, topic, 0, from, 10, { label: `old-${padding}-` })
     }
     const oldRecords = await readTopicRecords(cluster, topic)
     const storage = new HookedStorage()
@@ -175,7 +154,7 @@ describe('the source changing under a backup', () => {
         await recreateTopic(topic, 1)
         // Batches on the same boundaries as the old topic's, so nothing but the topic id tells them apart.
         for (let from = 0; from < 400; from += 10) {
-          await produce(topic, 0, from, 10, 'new-')
+          await produceNumbered(producer, topic, 0, from, 10, { label: 'new-' })
         }
       }
     }
@@ -207,7 +186,7 @@ describe('the source changing under a backup', () => {
   test('a source log that ends below the checkpoint (offsets gone backwards) is refused with KB_SOURCE_TRUNCATED, not reported complete', async () => {
     const topic = uniqueTopic('backup-truncated')
     await createTopic(cluster, topic, 1)
-    await produce(topic, 0, 0, 100, 'v')
+    await produceNumbered(producer, topic, 0, 0, 100)
     const storage = tempStorage()
     await runBackup(backupOptions(cluster, storage, [topic]))
     // What an unclean leader election does to a one-broker view of the log: the checkpoint
@@ -233,7 +212,7 @@ describe('the source changing under a backup', () => {
     const topic = uniqueTopic('backup-rewound')
     await createTopic(cluster, topic, 1)
     for (let from = 0; from < 100; from += 10) {
-      await produce(topic, 0, from, 10, 'v')
+      await produceNumbered(producer, topic, 0, from, 10)
     }
     const storage = tempStorage()
     await runBackup(backupOptions(cluster, storage, [topic]))
@@ -241,7 +220,7 @@ describe('the source changing under a backup', () => {
     const index = JSON.parse(readFileSync(file, 'utf8'))
     index.nextOffset = '50'
     writeFileSync(file, JSON.stringify(index))
-    await produce(topic, 0, 100, 10, 'v')
+    await produceNumbered(producer, topic, 0, 100, 10)
     const stored = fingerprint(storage.location)
     await assert.rejects(runBackup(backupOptions(cluster, storage, [topic])), error => {
       assert.ok(isBackupError(error, 'KB_BACKUP_CORRUPT'), String(error))
@@ -256,14 +235,14 @@ describe('the source changing under a backup', () => {
   test('partitions added to a topic between runs are backed up by the next run from their first offset', async () => {
     const topic = uniqueTopic('backup-more-partitions')
     await createTopic(cluster, topic, 1)
-    await produce(topic, 0, 0, 20, 'v')
+    await produceNumbered(producer, topic, 0, 0, 20)
     const storage = tempStorage()
     await runBackup(backupOptions(cluster, storage, [topic]))
     const grown = await addPartitions(topic, 3)
     try {
-      await produce(topic, 1, 0, 7, 'v', grown)
-      await produce(topic, 2, 0, 3, 'v', grown)
-      await produce(topic, 0, 20, 5, 'v', grown)
+      await produceNumbered(grown, topic, 1, 0, 7)
+      await produceNumbered(grown, topic, 2, 0, 3)
+      await produceNumbered(grown, topic, 0, 20, 5)
     } finally {
       await grown.close()
     }
@@ -281,7 +260,7 @@ describe('the source changing under a backup', () => {
   test('partitions added to a topic while a continuous run follows it are backed up by that run, and the manifest counts them', async () => {
     const topic = uniqueTopic('backup-grows-live')
     await createTopic(cluster, topic, 1)
-    await produce(topic, 0, 0, 20, 'v')
+    await produceNumbered(producer, topic, 0, 0, 20)
     const storage = tempStorage()
     const stop = new AbortController()
     const running = runBackup(
@@ -309,9 +288,9 @@ describe('the source changing under a backup', () => {
       await waitFor(['20', undefined, undefined], 'the run backed up the first partition')
       const grown = await addPartitions(topic, 3)
       try {
-        await produce(topic, 1, 0, 7, 'v', grown)
-        await produce(topic, 2, 0, 3, 'v', grown)
-        await produce(topic, 0, 20, 5, 'v', grown)
+        await produceNumbered(grown, topic, 1, 0, 7)
+        await produceNumbered(grown, topic, 2, 0, 3)
+        await produceNumbered(grown, topic, 0, 20, 5)
       } finally {
         await grown.close()
       }
@@ -329,7 +308,7 @@ describe('the source changing under a backup', () => {
   test('a backup pointed at another cluster is refused with KB_CONFIG_INVALID naming both cluster ids, before anything is written', async () => {
     const topic = uniqueTopic('backup-other-cluster')
     await createTopic(cluster, topic, 1)
-    await produce(topic, 0, 0, 10, 'v')
+    await produceNumbered(producer, topic, 0, 0, 10)
     const storage = tempStorage()
     await runBackup(backupOptions(cluster, storage, [topic]))
     // One test broker is one cluster: the manifest is made to name another one instead.
@@ -339,7 +318,7 @@ describe('the source changing under a backup', () => {
     assert.ok(clusterId)
     manifest.source.clusterId = 'AnotherClusterId000000'
     writeFileSync(file, JSON.stringify(manifest))
-    await produce(topic, 0, 10, 10, 'v')
+    await produceNumbered(producer, topic, 0, 10, 10)
     const stored = fingerprint(storage.location)
     await assert.rejects(runBackup(backupOptions(cluster, storage, [topic])), error => {
       assert.ok(isBackupError(error, 'KB_CONFIG_INVALID'), String(error))

@@ -10,23 +10,22 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import type { Producer } from '@platformatic/kafka'
 import { crc32c } from '../../src/batch/crc.ts'
 import { validateBackup } from '../../src/catalog/inspect.ts'
 import { indexKey, type Manifest, manifestKey, type PartitionIndex, partitionDir } from '../../src/catalog/manifest.ts'
 import { isBackupError } from '../../src/errors.ts'
 import { listOffsets, listTopics, partitionKey } from '../../src/kafka/admin.ts'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import type { RestoreOptions } from '../../src/restore/engine.ts'
 import { type RestoreState, restoreStateKey } from '../../src/restore/state.ts'
 import { FOOTER_SUMMARY_SIZE, RowField, TRAILER_SIZE, TrailerField } from '../../src/segment/format.ts'
 import { bufferSource, readSegmentIndex } from '../../src/segment/reader.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
-import { BASE_TIMESTAMP, newProducer } from '../helpers/cases.ts'
+import { BASE_TIMESTAMP } from '../helpers/cases.ts'
 import { runCli } from '../helpers/cli.ts'
-import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { clusterAndProducer } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 
 const BACKUP = 'test-backup'
@@ -34,13 +33,10 @@ const BACKUP = 'test-backup'
 const orders = uniqueTopic('integrity-orders')
 /** One partition with other records, to file its segment under orders. */
 const payments = uniqueTopic('integrity-payments')
-let cluster: KafkaCluster
-let producer: Producer
+const { cluster, producer } = clusterAndProducer()
 let pristine: string
 
 before(async () => {
-  cluster = testCluster()
-  producer = newProducer()
   await createTopic(cluster, orders, 3)
   await createTopic(cluster, payments, 1)
   for (let round = 0; round < 6; round++) {
@@ -74,9 +70,7 @@ before(async () => {
   )
   pristine = storage.location
 })
-after(async () => {
-  await producer.close()
-  await cluster.close()
+after(() => {
   rmSync(pristine, { recursive: true, force: true })
 })
 

@@ -2,27 +2,16 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
-import type { Producer } from '@platformatic/kafka'
+import { test } from 'node:test'
 import { listOffsets } from '../../src/kafka/admin.ts'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
-import { newProducer } from '../helpers/cases.ts'
 import { finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
-import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { clusterAndProducer } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 import { until } from '../helpers/wait.ts'
 
-let cluster: KafkaCluster
-let producer: Producer
-before(() => {
-  cluster = testCluster()
-  producer = newProducer()
-})
-after(async () => {
-  await producer.close()
-  await cluster.close()
-})
+const { cluster, producer } = clusterAndProducer()
 
 /** About 1 KiB of JSON per record, compressible like real events. */
 async function produceJson(topic: string, partitions: number, recordsPerPartition: number): Promise<void> {

@@ -7,37 +7,16 @@
 import assert from 'node:assert/strict'
 import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
-import { Consumer, type Producer } from '@platformatic/kafka'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
+import { test } from 'node:test'
+import { Consumer } from '@platformatic/kafka'
 import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
-import { newProducer } from '../helpers/cases.ts'
 import { runCli, writeConfig } from '../helpers/cli.ts'
-import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { clusterAndProducer, produceNumbered } from '../helpers/setup.ts'
 import { readTopicRecords } from '../helpers/topic.ts'
 
-let cluster: KafkaCluster
-let producer: Producer
-before(() => {
-  cluster = testCluster()
-  producer = newProducer()
-})
-after(async () => {
-  await producer.close()
-  await cluster.close()
-})
-
-async function produce(topic: string, partition: number, prefix: string, count: number) {
-  await producer.send({
-    messages: Array.from({ length: count }, (_, i) => ({
-      topic,
-      partition,
-      key: Buffer.from(`k${i}`),
-      value: Buffer.from(`${prefix}${i}`)
-    }))
-  })
-}
+const { cluster, producer } = clusterAndProducer()
 
 async function commit(groupId: string, topic: string, offsets: Record<number, bigint>) {
   await cluster.admin.alterConsumerGroupOffsets({
@@ -74,8 +53,8 @@ test('offsets plan, apply and rollback after a restore: translated through topic
   const topic = uniqueTopic('offsets-cmd')
   const target = `${topic}-restored`
   await createTopic(cluster, topic, 2)
-  await produce(topic, 0, 'src-p0-', 30)
-  await produce(topic, 1, 'src-p1-', 20)
+  await produceNumbered(producer, topic, 0, 0, 30, { label: 'src-p0-' })
+  await produceNumbered(producer, topic, 1, 0, 20, { label: 'src-p1-' })
   const idle = `${topic}-idle`
   const busy = `${topic}-busy`
   await commit(idle, topic, { 0: 12n, 1: 5n })
@@ -85,8 +64,8 @@ test('offsets plan, apply and rollback after a restore: translated through topic
 
   // The target already holds 7 and 3 records, so restored offsets are shifted by those.
   await createTopic(cluster, target, 2)
-  await produce(target, 0, 'old-p0-', 7)
-  await produce(target, 1, 'old-p1-', 3)
+  await produceNumbered(producer, target, 0, 0, 7, { label: 'old-p0-' })
+  await produceNumbered(producer, target, 1, 0, 3, { label: 'old-p1-' })
   await commit(idle, target, { 0: 2n })
   await runRestore(restoreOptions(cluster, storage, { topicMapping: { [topic]: target }, allowNonEmptyTarget: true }))
   const config = writeConfig(`mode: restore

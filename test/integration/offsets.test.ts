@@ -4,39 +4,18 @@
  * exactly the records it had not read (docs/architecture.md, "Offset translation").
  */
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
-import { Consumer, type Producer } from '@platformatic/kafka'
+import { test } from 'node:test'
+import { Consumer } from '@platformatic/kafka'
 import { isBackupError } from '../../src/errors.ts'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { backupOptions, runBackup, type StoredRecord, tempStorage } from '../helpers/backup.ts'
-import { BASE_TIMESTAMP, createCompactedTopic, newProducer, produceCompacted } from '../helpers/cases.ts'
-import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { BASE_TIMESTAMP, createCompactedTopic, produceCompacted } from '../helpers/cases.ts'
+import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { clusterAndProducer, produceNumbered } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 import { until } from '../helpers/wait.ts'
 
-let cluster: KafkaCluster
-let producer: Producer
-before(() => {
-  cluster = testCluster()
-  producer = newProducer()
-})
-after(async () => {
-  await producer.close()
-  await cluster.close()
-})
-
-async function produce(topic: string, from: number, count: number) {
-  await producer.send({
-    messages: Array.from({ length: count }, (_, i) => ({
-      topic,
-      partition: 0,
-      key: Buffer.from(`k${from + i}`),
-      value: Buffer.from(`v${from + i}`),
-      timestamp: BASE_TIMESTAMP + BigInt(from + i)
-    }))
-  })
-}
+const { cluster, producer } = clusterAndProducer()
 
 async function commit(groupId: string, topic: string, offset: bigint) {
   await cluster.admin.alterConsumerGroupOffsets({
@@ -68,7 +47,7 @@ test('a group that committed mid-stream resumes on the restored topic at exactly
   const topic = uniqueTopic('offsets-plain')
   await createTopic(cluster, topic, 1)
   for (let from = 0; from < 100; from += 10) {
-    await produce(topic, from, 10)
+    await produceNumbered(producer, topic, 0, from, 10)
   }
   const mid = `${topic}-mid`
   const batchEdge = `${topic}-batch-edge`
@@ -140,11 +119,11 @@ test('groups that committed inside a compaction hole, a gap between batches, or 
 test('a group committed inside a retention gap resumes at the first record after it', async () => {
   const topic = uniqueTopic('offsets-gap')
   await createTopic(cluster, topic, 1)
-  await produce(topic, 0, 100)
+  await produceNumbered(producer, topic, 0, 0, 100)
   const storage = tempStorage()
   await runBackup(backupOptions(cluster, storage, [topic]))
   for (let from = 100; from < 200; from += 25) {
-    await produce(topic, from, 25)
+    await produceNumbered(producer, topic, 0, from, 25)
   }
   await cluster.admin.deleteRecords({ topics: [{ name: topic, partitions: [{ partition: 0, offset: 160n }] }] })
   const groupId = `${topic}-group`
@@ -168,7 +147,7 @@ test('a group committed inside a retention gap resumes at the first record after
 test('a group with active members on the target is refused with KB_GROUP_ACTIVE before anything is written, also by a dry run', async () => {
   const topic = uniqueTopic('offsets-active')
   await createTopic(cluster, topic, 1)
-  await produce(topic, 0, 10)
+  await produceNumbered(producer, topic, 0, 0, 10)
   const groupId = `${topic}-group`
   await commit(groupId, topic, 5n)
   const storage = tempStorage()

@@ -8,13 +8,11 @@
 import assert from 'node:assert/strict'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { after, before, describe, test } from 'node:test'
-import type { Producer } from '@platformatic/kafka'
+import { before, describe, test } from 'node:test'
 import { validateBackup } from '../../src/catalog/inspect.ts'
 import { readPartitionIndex } from '../../src/catalog/manifest.ts'
 import { isBackupError } from '../../src/errors.ts'
 import { describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../../src/kafka/admin.ts'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { restoreStateKey } from '../../src/restore/state.ts'
 import type { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import { backupOptions, readBackedUpRecords, runBackup, type StoredRecord, tempStorage } from '../helpers/backup.ts'
@@ -22,18 +20,17 @@ import {
   BASE_TIMESTAMP,
   createCompactedTopic,
   LARGE_TOPIC_CONFIGS,
-  newProducer,
   produceCompacted,
   produceDataKinds,
   produceLarge,
   produceTransactional
 } from '../helpers/cases.ts'
-import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { clusterAndProducer, produceNumbered } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 
-let cluster: KafkaCluster
-let producer: Producer
+const { cluster, producer } = clusterAndProducer()
 /** One backup of every data case of the backup issue. */
 let storage: FilesystemStorage
 const topics = {
@@ -49,21 +46,7 @@ const topics = {
   dryRun: uniqueTopic('restore-dry-run')
 }
 
-async function produce(topic: string, partition: number, from: number, count: number, label = 'v') {
-  await producer.send({
-    messages: Array.from({ length: count }, (_, i) => ({
-      topic,
-      partition,
-      key: Buffer.from(`k${from + i}`),
-      value: Buffer.from(`${label}${from + i}`),
-      timestamp: BASE_TIMESTAMP + BigInt(from + i)
-    }))
-  })
-}
-
 before(async () => {
-  cluster = testCluster()
-  producer = newProducer()
   storage = tempStorage()
   // Topics first, one by one (see the note on concurrent Metadata calls below), then the data.
   await createTopic(cluster, topics.kinds, 5)
@@ -82,36 +65,31 @@ before(async () => {
     produceTransactional(topics.transactional, producer),
     produceCompacted(producer, cluster, topics.compacted),
     (async () => {
-      await produce(topics.emptyPartition, 0, 0, 10)
-      await produce(topics.emptyPartition, 2, 0, 5)
+      await produceNumbered(producer, topics.emptyPartition, 0, 0, 10)
+      await produceNumbered(producer, topics.emptyPartition, 2, 0, 5)
     })(),
-    produce(topics.gap, 0, 0, 100),
+    produceNumbered(producer, topics.gap, 0, 0, 100),
     (async () => {
       for (let partition = 0; partition < 3; partition++) {
-        await produce(topics.mapping, partition, 0, 10 + partition, `p${partition}-`)
+        await produceNumbered(producer, topics.mapping, partition, 0, 10 + partition, { label: `p${partition}-` })
       }
       for (let partition = 0; partition < 4; partition++) {
-        await produce(topics.configs, partition, partition * 100, 5)
+        await produceNumbered(producer, topics.configs, partition, partition * 100, 5)
       }
-      await produce(topics.nonEmpty, 0, 0, 7)
-      await produce(topics.nonEmpty, 1, 0, 3)
-      await produce(topics.dryRun, 1, 0, 9)
+      await produceNumbered(producer, topics.nonEmpty, 0, 0, 7)
+      await produceNumbered(producer, topics.nonEmpty, 1, 0, 3)
+      await produceNumbered(producer, topics.dryRun, 1, 0, 9)
     })()
   ])
   await runBackup(backupOptions(cluster, storage, Object.values(topics)))
   // Retention moves the gap topic's log start into a batch between two runs.
   for (let from = 100; from < 200; from += 25) {
-    await produce(topics.gap, 0, from, 25)
+    await produceNumbered(producer, topics.gap, 0, from, 25)
   }
   await cluster.admin.deleteRecords({ topics: [{ name: topics.gap, partitions: [{ partition: 0, offset: 160n }] }] })
   const second = await runBackup(backupOptions(cluster, storage, Object.values(topics)))
   assert.equal(second.gaps.length, 1)
 })
-after(async () => {
-  await producer.close()
-  await cluster.close()
-})
-
 async function restoreTopic(source: string, overrides: Parameters<typeof restoreOptions>[2] = {}) {
   const target = `${source}-restored`
   const summary = await runRestore(
@@ -316,8 +294,8 @@ describe('restore windows, resume and corruption', () => {
     const topic = uniqueTopic('restore-resume')
     await createTopic(cluster, topic, 2)
     for (let from = 0; from < 400; from += 10) {
-      await produce(topic, 0, from, 10)
-      await produce(topic, 1, from, 10)
+      await produceNumbered(producer, topic, 0, from, 10)
+      await produceNumbered(producer, topic, 1, from, 10)
     }
     const resumeStorage = tempStorage()
     await runBackup(backupOptions(cluster, resumeStorage, [topic]))
@@ -368,7 +346,7 @@ describe('restore windows, resume and corruption', () => {
   test('a bit-flipped segment is refused with KB_SEGMENT_CORRUPT naming the segment', async () => {
     const topic = uniqueTopic('restore-corrupt')
     await createTopic(cluster, topic, 1)
-    await produce(topic, 0, 0, 50)
+    await produceNumbered(producer, topic, 0, 0, 50)
     const corruptStorage = tempStorage()
     await runBackup(backupOptions(cluster, corruptStorage, [topic]))
     const index = await readPartitionIndex(corruptStorage, 'test-backup', topic, 0)

@@ -1,23 +1,13 @@
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
-import type { CompressionAlgorithmValue, Producer } from '@platformatic/kafka'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
+import { test } from 'node:test'
+import type { CompressionAlgorithmValue } from '@platformatic/kafka'
 import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
-import { newProducer } from '../helpers/cases.ts'
-import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { clusterAndProducer } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 
-let cluster: KafkaCluster
-let producer: Producer
-before(() => {
-  cluster = testCluster()
-  producer = newProducer()
-})
-after(async () => {
-  await producer.close()
-  await cluster.close()
-})
+const { cluster, producer } = clusterAndProducer()
 
 test('restores every codec to a new topic name, record by record, keys, headers and timestamps equal', async () => {
   const topic = uniqueTopic('restore-codecs')

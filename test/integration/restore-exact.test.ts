@@ -9,43 +9,22 @@ import assert from 'node:assert/strict'
 import { chmodSync, existsSync, mkdtempSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { pathToFileURL } from 'node:url'
-import { ConfigResourceTypes, type Producer } from '@platformatic/kafka'
+import { ConfigResourceTypes } from '@platformatic/kafka'
 import { isBackupError } from '../../src/errors.ts'
 import { commitGroupOffsets, describeTopicConfigs, listOffsets, partitionKey } from '../../src/kafka/admin.ts'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { restoreStateKey } from '../../src/restore/state.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
-import { BASE_TIMESTAMP, newProducer } from '../helpers/cases.ts'
+import { BASE_TIMESTAMP } from '../helpers/cases.ts'
 import { finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
-import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { clusterAndProducer, produceNumbered } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 import { runUnprivileged } from '../helpers/unprivileged.ts'
 
-let cluster: KafkaCluster
-let producer: Producer
-before(() => {
-  cluster = testCluster()
-  producer = newProducer()
-})
-after(async () => {
-  await producer.close()
-  await cluster.close()
-})
-
-async function produce(topic: string, partition: number, from: number, count: number, valueBytes = 0) {
-  await producer.send({
-    messages: Array.from({ length: count }, (_, i) => ({
-      topic,
-      partition,
-      key: Buffer.from(`k${from + i}`),
-      value: Buffer.from(`v${from + i}${'x'.repeat(valueBytes)}`),
-      timestamp: BASE_TIMESTAMP + BigInt(from + i)
-    }))
-  })
-}
+const { cluster, producer } = clusterAndProducer()
 
 /** A topic with `partitions` x `perPartition` records, backed up into fresh storage. */
 async function backedUpTopic(label: string, partitions: number, perPartition: number, valueBytes = 0) {
@@ -53,7 +32,7 @@ async function backedUpTopic(label: string, partitions: number, perPartition: nu
   await createTopic(cluster, topic, partitions)
   for (let partition = 0; partition < partitions; partition++) {
     for (let from = 0; from < perPartition; from += 500) {
-      await produce(topic, partition, from, Math.min(500, perPartition - from), valueBytes)
+      await produceNumbered(producer, topic, partition, from, Math.min(500, perPartition - from), { valueBytes })
     }
   }
   const storage = tempStorage()
@@ -223,7 +202,7 @@ describe('issue 11: a restore never reports success with a wrong result', () => 
     // Deleted and created again by someone else, with other records in it: refused, not mixed.
     await deleteTopic(target)
     await createTopic(cluster, target, 2)
-    await produce(target, 1, 0, 3)
+    await produceNumbered(producer, target, 1, 0, 3)
     await assert.rejects(runRestore(options), error => {
       assert.ok(isBackupError(error, 'KB_TARGET_NOT_EMPTY'), String(error))
       assert.match(error.message, new RegExp(`${target}/1`))
@@ -237,8 +216,8 @@ describe('issue 11: a restore never reports success with a wrong result', () => 
     const target = `${topic}-restored`
     const options = restoreOptions(cluster, storage, { topicMapping: { [topic]: target } })
     assert.equal((await runRestore(options)).records, 600)
-    await produce(topic, 0, 300, 50)
-    await produce(topic, 1, 300, 20)
+    await produceNumbered(producer, topic, 0, 300, 50)
+    await produceNumbered(producer, topic, 1, 300, 20)
     await runBackup(backupOptions(cluster, storage, [topic]))
     const rerun = await runRestore(options)
     assert.equal(rerun.status, 'complete')
@@ -248,8 +227,8 @@ describe('issue 11: a restore never reports success with a wrong result', () => 
       contentOf(await readTopicRecords(cluster, topic))
     )
 
-    await produce(target, 1, 0, 1)
-    await produce(topic, 1, 320, 5)
+    await produceNumbered(producer, target, 1, 0, 1)
+    await produceNumbered(producer, topic, 1, 320, 5)
     await runBackup(backupOptions(cluster, storage, [topic]))
     for (const dryRun of [true, false]) {
       await assert.rejects(runRestore({ ...options, dryRun }), error => {
@@ -264,7 +243,7 @@ describe('issue 11: a restore never reports success with a wrong result', () => 
   test('restore.consumer_groups naming a group the backup did not capture is refused before anything is written', async () => {
     const topic = uniqueTopic('exact-group-names')
     await createTopic(cluster, topic, 1)
-    await produce(topic, 0, 0, 20)
+    await produceNumbered(producer, topic, 0, 0, 20)
     await commitGroupOffsets(cluster, `${topic}-billing`, [{ topic, partition: 0, offset: 10n }])
     const storage = tempStorage()
     await runBackup(backupOptions(cluster, storage, [topic]))
@@ -294,8 +273,8 @@ describe('issue 11: a restore never reports success with a wrong result', () => 
     const topic = uniqueTopic('exact-log-append-time')
     await createTopic(cluster, topic, 2, { 'message.timestamp.type': 'LogAppendTime' })
     for (let from = 0; from < 500; from += 100) {
-      await produce(topic, 0, from, 100)
-      await produce(topic, 1, from, 100)
+      await produceNumbered(producer, topic, 0, from, 100)
+      await produceNumbered(producer, topic, 1, from, 100)
     }
     const storage = tempStorage()
     await runBackup(backupOptions(cluster, storage, [topic]))
@@ -451,7 +430,7 @@ describe('issue 11: a restore never reports success with a wrong result', () => 
     await createTopic(cluster, narrow, 2)
     const full = uniqueTopic('exact-dry-run-full')
     await createTopic(cluster, full, 3)
-    await produce(full, 2, 0, 1)
+    await produceNumbered(producer, full, 2, 0, 1)
     for (const [target, code, pattern] of [
       [narrow, 'KB_CONFIG_INVALID', `${narrow} has 2 partitions`],
       [full, 'KB_TARGET_NOT_EMPTY', `${full}/2 already holds 1 records`]
@@ -501,7 +480,7 @@ describe('issue 11: a restore never reports success with a wrong result', () => 
   test('an OSO-style backup config with only segment_max_bytes: 65536 runs, its frames sized to the segments', async () => {
     const topic = uniqueTopic('exact-oso-config')
     await createTopic(cluster, topic, 1)
-    await produce(topic, 0, 0, 500, 300)
+    await produceNumbered(producer, topic, 0, 0, 500, { valueBytes: 300 })
     const path = tempStorage().location
     const config = writeConfig(`mode: backup
 backup_id: oso

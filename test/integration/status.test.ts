@@ -4,38 +4,21 @@
  * progress per partition.
  */
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
-import type { Producer } from '@platformatic/kafka'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
+import { test } from 'node:test'
 import type { JobStatus } from '../../src/status/job-status.ts'
 import { tempStorage } from '../helpers/backup.ts'
-import { newProducer } from '../helpers/cases.ts'
 import { finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
-import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { clusterAndProducer, produceNumbered } from '../helpers/setup.ts'
 
-let cluster: KafkaCluster
-let producer: Producer
-before(() => {
-  cluster = testCluster()
-  producer = newProducer()
-})
-after(async () => {
-  await producer.close()
-  await cluster.close()
-})
-
-async function produce(topic: string, partition: number, count: number) {
-  await producer.send({
-    messages: Array.from({ length: count }, (_, i) => ({ topic, partition, value: Buffer.from(`v${i}`) }))
-  })
-}
+const { cluster, producer } = clusterAndProducer()
 
 test('status shows a running backup per partition from its checkpoints, --watch follows it to its end, then a restore', async () => {
   const topic = uniqueTopic('status')
   await createTopic(cluster, topic, 2)
-  await produce(topic, 0, 30)
-  await produce(topic, 1, 10)
+  await produceNumbered(producer, topic, 0, 0, 30)
+  await produceNumbered(producer, topic, 1, 0, 10)
   const storage = tempStorage()
   const config = writeConfig(`mode: backup
 backup_id: status-test
@@ -73,7 +56,7 @@ backup:
 
   const watch = startCli(['status', '--config', config, '--json', '--watch', '0.2'])
   const watched = finished(watch)
-  await produce(topic, 1, 5)
+  await produceNumbered(producer, topic, 1, 0, 5)
   for (let attempt = 0; attempt < 300 && checkpoints(await status())['1'] !== '15'; attempt++) {
     await new Promise(resolve => setTimeout(resolve, 100))
   }
