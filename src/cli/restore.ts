@@ -1,26 +1,17 @@
 /** `kafka-backup restore`: restore a backup described by a config file. */
-import { Command } from 'commander'
+import type { Command } from 'commander'
 import type { RestoreConfig } from '../config/schema.ts'
-import { connectCluster } from '../kafka/connect.ts'
 import type { RestoreMetrics } from '../metrics/registry.ts'
 import { restoreOptionsFromConfig } from '../options.ts'
 import { RestoreEngine, type RestoreSummary } from '../restore/engine.ts'
-import { locationHelp } from '../storage/backends.ts'
 import { openStorage } from '../storage/open.ts'
-import { loadModeConfig, loggerFor, startMetrics, stopSignal } from './context.ts'
-import { formatBytes, formatCount, formatRate, printJson, table } from './output.ts'
-import { startProgress } from './progress.ts'
+import { formatBytes, formatCount, formatRate, table } from './output.ts'
+import { type RunFlags, runCommand, runEngine } from './run.ts'
 
-interface RestoreFlags {
-  config: string
-  backupId?: string
-  bootstrapServers?: string
-  topics?: string
-  path?: string
+interface RestoreFlags extends RunFlags {
   timeStart?: string
   timeEnd?: string
   dryRun?: boolean
-  json?: boolean
 }
 
 /** `--time-start 1700000000000` or `--time-start 2024-05-01T12:00:00Z`. */
@@ -29,13 +20,10 @@ function timeFlag(value: string | undefined): number | string | undefined {
 }
 
 export function restoreCommand(): Command {
-  return new Command('restore')
-    .description('Restore a backup into a Kafka cluster: whole, to a point in time, remapped, with consumer offsets.')
-    .requiredOption('-c, --config <file>', 'YAML config with mode: restore')
-    .option('--backup-id <id>', 'override backup_id')
-    .option('--bootstrap-servers <list>', 'override target.bootstrap_servers (comma-separated host:port)')
-    .option('--topics <list>', 'override restore.topics.include (comma-separated names or * patterns)')
-    .option('--path <location>', `override storage: ${locationHelp}`)
+  return runCommand(
+    'restore',
+    'Restore a backup into a Kafka cluster: whole, to a point in time, remapped, with consumer offsets.'
+  )
     .option('--time-start <time>', 'restore.time_window_start: epoch ms or ISO-8601 (inclusive)')
     .option('--time-end <time>', 'restore.time_window_end: epoch ms or ISO-8601 (inclusive)')
     .option('--dry-run', 'print the plan and change nothing')
@@ -48,79 +36,55 @@ Examples:
   kafka-backup restore --config restore.yaml --time-end 2026-11-26T09:59:59.999Z
   kafka-backup restore --config restore.yaml --json | jq .consumerGroups`
     )
-    .action(async (flags: RestoreFlags, command: Command) => {
-      const log = loggerFor(command)
-      const config = await loadModeConfig(
-        flags.config,
-        'restore',
-        {
-          backup_id: flags.backupId,
-          bootstrap_servers: flags.bootstrapServers,
-          topics: flags.topics,
-          path: flags.path,
+    .action((flags: RestoreFlags, command: Command) =>
+      runEngine<'restore', RestoreSummary>({
+        command,
+        mode: 'restore',
+        flags,
+        overrides: {
           time_window_start: timeFlag(flags.timeStart),
           time_window_end: timeFlag(flags.timeEnd),
           dry_run: flags.dryRun
         },
-        log
-      )
-      const storage = await openStorage(config.storage)
-      const stateStorage = config.restore.state_storage && (await openStorage(config.restore.state_storage))
-      const cluster = connectCluster(config.target)
-      const { signal, exitCode, dispose } = stopSignal(log)
-      const restore = config.restore
-      const metricsEndpoint = restore.dry_run ? undefined : await startMetrics(config.metrics, log)
-      let metrics: RestoreMetrics | undefined
-      const engine: RestoreEngine = new RestoreEngine({
-        ...restoreOptionsFromConfig(config, { storage, cluster, stateStorage }),
-        signal,
-        onWarning: (message, context) => log.warn(context, message),
-        onRequest: durationMs => metrics?.produceDuration.observe(durationMs / 1000),
-        onAcknowledged: (records, bytes) => {
-          metrics?.records.inc(records)
-          metrics?.bytes.inc(bytes)
+        dryRun: config => config.restore.dry_run,
+        stoppedWarning: () => 'the restore was stopped before its end: it is incomplete; run it again to continue',
+        engine: async ({ config, storage, cluster, signal, onWarning, closeWithRun }) => {
+          const stateStorage = config.restore.state_storage && (await openStorage(config.restore.state_storage))
+          if (stateStorage) {
+            closeWithRun(stateStorage)
+          }
+          let metrics: RestoreMetrics | undefined
+          const engine: RestoreEngine = new RestoreEngine({
+            ...restoreOptionsFromConfig(config, { storage, cluster, stateStorage }),
+            signal,
+            onWarning,
+            onRequest: durationMs => metrics?.produceDuration.observe(durationMs / 1000),
+            onAcknowledged: (records, bytes) => {
+              metrics?.records.inc(records)
+              metrics?.bytes.inc(bytes)
+            }
+          })
+          return {
+            run: () => engine.run(),
+            observe: endpoint => {
+              metrics = new endpoint.module.RestoreMetrics(endpoint.registry, () => engine.remaining())
+            },
+            progress: () => {
+              const partitions = engine.progress()
+              const records = partitions.reduce((sum, p) => sum + p.records, 0)
+              return {
+                done: records,
+                total: engine.plannedRecords(),
+                records,
+                bytes: partitions.reduce((sum, p) => sum + p.bytes, 0),
+                remaining: `${partitions.filter(p => !p.done).length} partitions left`
+              }
+            },
+            printSummary: summary => printSummary(summary, config.restore)
+          }
         }
       })
-      if (metricsEndpoint) {
-        metrics = new metricsEndpoint.module.RestoreMetrics(metricsEndpoint.registry, () => engine.remaining())
-      }
-      const stopProgress = startProgress(
-        `restore ${config.backup_id}`,
-        () => {
-          const partitions = engine.progress()
-          const records = partitions.reduce((sum, p) => sum + p.records, 0)
-          const total = engine.plannedRecords()
-          return {
-            done: records,
-            total,
-            records,
-            bytes: partitions.reduce((sum, p) => sum + p.bytes, 0),
-            remaining: `${partitions.filter(p => !p.done).length} partitions left`
-          }
-        },
-        Boolean(process.stderr.isTTY) && !flags.json && !restore.dry_run
-      )
-      try {
-        const summary = await engine.run()
-        stopProgress()
-        if (flags.json) {
-          printJson(summary)
-        } else {
-          printSummary(summary, restore)
-        }
-        if (summary.status === 'stopped') {
-          log.warn('the restore was stopped before its end: it is incomplete; run it again to continue')
-          process.exitCode = exitCode()
-        }
-      } finally {
-        await metricsEndpoint?.finish(signal)
-        stopProgress()
-        dispose()
-        await cluster.close()
-        await storage.close()
-        await stateStorage?.close()
-      }
-    })
+    )
 }
 
 function printSummary(summary: RestoreSummary, restore: RestoreConfig['restore']): void {
