@@ -627,7 +627,9 @@ export const metricsSchema = z
       .number()
       .min(0)
       .default(0)
-      .describe('Keep the endpoint up this long after a one-shot run ends, so the final values can be scraped.')
+      .describe(
+        'Keep the endpoint up this long after a one-shot run ends, also when it fails, so the final values can be scraped.'
+      )
   })
   .describe('Prometheus metrics endpoint.')
 

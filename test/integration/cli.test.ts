@@ -270,6 +270,27 @@ storage:
   }
 })
 
+test('a backup that fails with metrics enabled closes the endpoint and exits with its code', async () => {
+  const config = writeConfig(`mode: backup
+backup_id: metrics-failure
+source:
+  bootstrap_servers: 127.0.0.1:1
+storage:
+  backend: filesystem
+  path: ${tempStorage().location}
+metrics: { enabled: true, port: 0, host: 127.0.0.1 }
+`)
+  const child = startCli(['backup', '--config', config])
+  // The endpoint once kept the process alive for ever after the error: a hang, not an exit.
+  const deadline = setTimeout(() => child.kill('SIGKILL'), 60_000)
+  const result = await finished(child)
+  clearTimeout(deadline)
+  assert.equal(result.signal, null, `the CLI did not exit by itself: ${result.stderr}`)
+  assert.equal(result.code, 1)
+  assert.match(result.stderr, /metrics on http:\/\/127\.0\.0\.1:\d+\/metrics/)
+  assert.match(result.stderr, /^kafka-backup: KB_KAFKA_UNREACHABLE: .*127\.0\.0\.1:1/m)
+})
+
 test('list, describe and offset-map print what a backup and its restore hold, as JSON', async () => {
   const topic = uniqueTopic('cli-inspect')
   await createTopic(cluster, topic, 2)
