@@ -1,7 +1,9 @@
 /** Helpers to run the backup engine in tests and read back what it stored. */
-import { mkdtempSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { Readable } from 'node:stream'
 import { BackupEngine, type BackupOptions } from '../../src/backup/engine.ts'
 import { decodeRecords, recordOffset, recordTimestamp } from '../../src/batch/records.ts'
 import { readManifest, readPartitionIndex } from '../../src/catalog/manifest.ts'
@@ -13,6 +15,42 @@ import { bootstrapServers } from './kafka.ts'
 
 export function tempStorage(): FilesystemStorage {
   return new FilesystemStorage({ path: mkdtempSync(join(tmpdir(), 'kafka-backup-test-')) })
+}
+
+/** Filesystem storage that lets a test act at the moment the engine writes a given key. */
+export class HookedStorage extends FilesystemStorage {
+  onWrite: (key: string) => Promise<void> = async () => {}
+
+  constructor() {
+    super({ path: mkdtempSync(join(tmpdir(), 'kafka-backup-test-')) })
+  }
+
+  override async put(key: string, body: Readable | Buffer): Promise<void> {
+    await this.onWrite(key)
+    return super.put(key, body)
+  }
+
+  override async replace(key: string, body: Buffer): Promise<void> {
+    await this.onWrite(key)
+    return super.replace(key, body)
+  }
+}
+
+/** A hash of every file under a folder, to prove a refused or failed run changed nothing. */
+export function fingerprint(folder: string): Map<string, string> {
+  const result = new Map<string, string>()
+  const walk = (dir: string) => {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name)
+      if (statSync(path).isDirectory()) {
+        walk(path)
+      } else {
+        result.set(path, createHash('sha256').update(readFileSync(path)).digest('hex'))
+      }
+    }
+  }
+  walk(folder)
+  return result
 }
 
 export function backupOptions(

@@ -3,6 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { bootstrapServers } from './kafka.ts'
 
 const cliPath = resolve(import.meta.dirname, '../../src/cli/main.ts')
 
@@ -41,4 +42,18 @@ export function writeConfig(yaml: string): string {
   const file = join(mkdtempSync(join(tmpdir(), 'kafka-backup-config-')), 'config.yaml')
   writeFileSync(file, yaml)
   return file
+}
+
+/** A backup config for one topic of the run's broker into a folder; `extra` is appended YAML. */
+export function backupYaml(backupId: string, topic: string, path: string, extra = ''): string {
+  return `mode: backup
+backup_id: ${backupId}
+source:
+  bootstrap_servers: ${bootstrapServers()}
+  topics:
+    include: [${topic}]
+storage:
+  backend: filesystem
+  path: ${path}
+${extra}`
 }

@@ -5,18 +5,13 @@
  * kinds, transactions, compaction; our raw fetch elsewhere).
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import type { Readable } from 'node:stream'
 import { describe, test } from 'node:test'
 import type { BackupOptions } from '../../src/backup/engine.ts'
 import { readManifest, readPartitionIndex } from '../../src/catalog/manifest.ts'
 import { isBackupError } from '../../src/errors.ts'
 import { listOffsets, partitionKey } from '../../src/kafka/admin.ts'
 import { readPartitionBatches } from '../../src/restore/source.ts'
-import { FilesystemStorage } from '../../src/storage/filesystem.ts'
-import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
+import { backupOptions, HookedStorage, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
 import {
   COMPACTED_SURVIVING_OFFSETS,
   createCompactedTopic,
@@ -282,25 +277,6 @@ describe('backup data cases', () => {
       await readTopicRecords(cluster, topic)
     )
   })
-
-  /** Filesystem storage that lets a test act at the moment the engine writes a given key. */
-  class HookedStorage extends FilesystemStorage {
-    onWrite: (key: string) => Promise<void> = async () => {}
-
-    constructor() {
-      super({ path: mkdtempSync(join(tmpdir(), 'kafka-backup-test-')) })
-    }
-
-    override async put(key: string, body: Readable | Buffer): Promise<void> {
-      await this.onWrite(key)
-      return super.put(key, body)
-    }
-
-    override async replace(key: string, body: Buffer): Promise<void> {
-      await this.onWrite(key)
-      return super.replace(key, body)
-    }
-  }
 
   async function deleteTopicAndWait(topic: string): Promise<void> {
     await cluster.admin.deleteTopics({ topics: [topic] })

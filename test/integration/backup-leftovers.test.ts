@@ -8,24 +8,11 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { readBackedUpRecords, tempStorage } from '../helpers/backup.ts'
-import { finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
-import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { backupYaml, finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
+import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { clusterAndProducer } from '../helpers/setup.ts'
 
 const { cluster, producer } = clusterAndProducer()
-
-function backupYaml(topic: string, path: string, extra = ''): string {
-  return `mode: backup
-backup_id: leftovers
-source:
-  bootstrap_servers: ${bootstrapServers()}
-  topics:
-    include: [${topic}]
-storage:
-  backend: filesystem
-  path: ${path}
-${extra}`
-}
 
 /** Every file under a folder, with its size. */
 function files(folder: string): Array<{ path: string; name: string; size: number }> {
@@ -64,7 +51,12 @@ test('the run after a SIGKILLed backup removes its temp files and unindexed segm
   // One batch per Fetch, each held 300 ms, a segment per batch: a segment upload is nearly
   // always open, so the kill lands inside one (see the kill test in cli.test.ts).
   const slow = writeConfig(
-    backupYaml(topic, storage.location, 'backup:\n  segment_max_bytes: 65536\n  frame_max_bytes: 65536\n').replace(
+    backupYaml(
+      'leftovers',
+      topic,
+      storage.location,
+      'backup:\n  segment_max_bytes: 65536\n  frame_max_bytes: 65536\n'
+    ).replace(
       '  topics:',
       '  kafka_config:\n    fetch.min.bytes: 16777216\n    fetch.max.bytes: 16777216\n    fetch.max.wait.ms: 300\n    max.partition.fetch.bytes: 1\n  topics:'
     )
@@ -96,7 +88,12 @@ test('the run after a SIGKILLed backup removes its temp files and unindexed segm
     before.stdout
   )
 
-  const rerun = await runCli(['backup', '--config', writeConfig(backupYaml(topic, storage.location)), '--json'])
+  const rerun = await runCli([
+    'backup',
+    '--config',
+    writeConfig(backupYaml('leftovers', topic, storage.location)),
+    '--json'
+  ])
   assert.equal(rerun.code, 0, rerun.stderr)
 
   const left = files(backupDir)

@@ -5,17 +5,21 @@
  * and never changes what the backup already holds.
  */
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
-import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { Readable } from 'node:stream'
 import { describe, test } from 'node:test'
 import type { Producer } from '@platformatic/kafka'
 import { readManifest, readPartitionIndex } from '../../src/catalog/manifest.ts'
 import { isBackupError } from '../../src/errors.ts'
-import { FilesystemStorage } from '../../src/storage/filesystem.ts'
-import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
+import type { FilesystemStorage } from '../../src/storage/filesystem.ts'
+import {
+  backupOptions,
+  fingerprint,
+  HookedStorage,
+  readBackedUpRecords,
+  runBackup,
+  tempStorage
+} from '../helpers/backup.ts'
 import { newProducer } from '../helpers/cases.ts'
 import { runCli, writeConfig } from '../helpers/cli.ts'
 import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
@@ -47,39 +51,8 @@ async function recreateTopic(topic: string, partitions: number): Promise<void> {
   await createTopic(cluster, topic, partitions)
 }
 
-/** A hash of every file under a folder, to prove a refused run changed nothing. */
-function fingerprint(folder: string): Map<string, string> {
-  const result = new Map<string, string>()
-  const walk = (dir: string) => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name)
-      if (statSync(path).isDirectory()) {
-        walk(path)
-      } else {
-        result.set(path, createHash('sha256').update(readFileSync(path)).digest('hex'))
-      }
-    }
-  }
-  walk(folder)
-  return result
-}
-
 function indexFile(storage: FilesystemStorage, topic: string, partition: number): string {
   return join(storage.location, 'test-backup', 'topics', topic, String(partition), 'index.json')
-}
-
-/** Filesystem storage that lets a test act at the moment the engine writes a given key. */
-class HookedStorage extends FilesystemStorage {
-  onWrite: (key: string) => Promise<void> = async () => {}
-
-  constructor() {
-    super({ path: mkdtempSync(join(tmpdir(), 'kafka-backup-test-')) })
-  }
-
-  override async put(key: string, body: Readable | Buffer): Promise<void> {
-    await this.onWrite(key)
-    return super.put(key, body)
-  }
 }
 
 // One after the other: @platformatic/kafka hands the result of one in-flight Metadata call to

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { listOffsets } from '../../src/kafka/admin.ts'
-import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
-import { finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
+import { backupOptions, fingerprint, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
+import { backupYaml, finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
 import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { clusterAndProducer } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
@@ -41,47 +40,17 @@ async function produceJson(topic: string, partitions: number, recordsPerPartitio
   }
 }
 
-function backupYaml(topic: string, path: string, extra = ''): string {
-  return `mode: backup
-backup_id: cli-test
-source:
-  bootstrap_servers: ${bootstrapServers()}
-  topics:
-    include: [${topic}]
-storage:
-  backend: filesystem
-  path: ${path}
-${extra}`
-}
-
-/** A fingerprint of every file under a folder, to prove a failed run changed nothing. */
-function fingerprint(folder: string): Map<string, string> {
-  const result = new Map<string, string>()
-  const walk = (dir: string) => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name)
-      if (statSync(path).isDirectory()) {
-        walk(path)
-      } else {
-        result.set(path, createHash('sha256').update(readFileSync(path)).digest('hex'))
-      }
-    }
-  }
-  walk(folder)
-  return result
-}
-
 test('a backup killed with SIGKILL and run again holds every record exactly once', async () => {
   const topic = uniqueTopic('cli-kill-backup')
   await createTopic(cluster, topic, 2)
   await produceJson(topic, 2, 15_000)
   const storage = tempStorage()
   const path = storage.location
-  const config = writeConfig(backupYaml(topic, path))
+  const config = writeConfig(backupYaml('cli-test', topic, path))
   // The first run gets one batch per Fetch, each held 300 ms by an unreachable fetch.min.bytes,
   // and closes a segment per batch: slow enough to be killed halfway, with segments durable.
   const slow = writeConfig(
-    backupYaml(topic, path, 'backup:\n  segment_max_bytes: 65536\n  frame_max_bytes: 65536\n').replace(
+    backupYaml('cli-test', topic, path, 'backup:\n  segment_max_bytes: 65536\n  frame_max_bytes: 65536\n').replace(
       '  topics:',
       '  kafka_config:\n    fetch.min.bytes: 16777216\n    fetch.max.bytes: 16777216\n    fetch.max.wait.ms: 300\n    max.partition.fetch.bytes: 1\n  topics:'
     )
@@ -174,7 +143,7 @@ test('bad inputs give one clear line with a code, a non-zero exit, and leave the
   await produceJson(topic, 1, 100)
   const storage = tempStorage()
   const path = storage.location
-  const good = writeConfig(backupYaml(topic, path))
+  const good = writeConfig(backupYaml('cli-test', topic, path))
   assert.equal((await runCli(['backup', '--config', good])).code, 0)
   const before = fingerprint(path)
 
@@ -183,7 +152,11 @@ test('bad inputs give one clear line with a code, a non-zero exit, and leave the
   const cases: Array<{ name: string; args: string[]; code: string; exit: number }> = [
     {
       name: 'missing backup_id',
-      args: ['backup', '--config', writeConfig(backupYaml(topic, path).replace('backup_id: cli-test\n', ''))],
+      args: [
+        'backup',
+        '--config',
+        writeConfig(backupYaml('cli-test', topic, path).replace('backup_id: cli-test\n', ''))
+      ],
       code: 'KB_CONFIG_INVALID',
       exit: 2
     },
@@ -192,7 +165,7 @@ test('bad inputs give one clear line with a code, a non-zero exit, and leave the
       args: [
         'backup',
         '--config',
-        writeConfig(backupYaml(topic, path).replace('backend: filesystem', 'backend: tape'))
+        writeConfig(backupYaml('cli-test', topic, path).replace('backend: filesystem', 'backend: tape'))
       ],
       code: 'KB_CONFIG_INVALID',
       exit: 2
@@ -297,7 +270,7 @@ test('list, describe and offset-map print what a backup and its restore hold, as
   await produceJson(topic, 2, 300)
   const storage = tempStorage()
   const path = storage.location
-  assert.equal((await runCli(['backup', '--config', writeConfig(backupYaml(topic, path))])).code, 0)
+  assert.equal((await runCli(['backup', '--config', writeConfig(backupYaml('cli-test', topic, path))])).code, 0)
   const target = `${topic}-copy`
   const restore = await runCli([
     'restore',

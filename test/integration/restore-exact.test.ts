@@ -17,7 +17,7 @@ import { commitGroupOffsets, describeTopicConfigs, listOffsets, partitionKey } f
 import { restoreStateKey } from '../../src/restore/state.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
 import { BASE_TIMESTAMP } from '../helpers/cases.ts'
-import { finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
+import { backupYaml, finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
 import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
 import { clusterAndProducer, produceNumbered } from '../helpers/setup.ts'
@@ -482,18 +482,7 @@ describe('issue 11: a restore never reports success with a wrong result', () => 
     await createTopic(cluster, topic, 1)
     await produceNumbered(producer, topic, 0, 0, 500, { valueBytes: 300 })
     const path = tempStorage().location
-    const config = writeConfig(`mode: backup
-backup_id: oso
-source:
-  bootstrap_servers: ${bootstrapServers()}
-  topics:
-    include: [${topic}]
-storage:
-  backend: filesystem
-  path: ${path}
-backup:
-  segment_max_bytes: 65536
-`)
+    const config = writeConfig(backupYaml('oso', topic, path, 'backup:\n  segment_max_bytes: 65536\n'))
     const backup = await runCli(['backup', '--config', config])
     assert.equal(backup.code, 0, backup.stderr)
     const validate = await runCli(['validate', '--path', path, '--backup-id', 'oso', '--deep', '--json'])
