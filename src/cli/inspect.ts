@@ -1,22 +1,15 @@
 /** `list`, `describe`, `validate` and `offset-map`: read-only looks at backups in storage. */
 import { Command } from 'commander'
-import type { Logger } from 'pino'
 import { describeBackup, listBackups, requireManifest, validateBackup } from '../catalog/inspect.ts'
-import { loadConfig, storageFromLocation } from '../config/load.ts'
-import { type StorageConfig, storageSchema } from '../config/schema.ts'
 import { BackupError } from '../errors.ts'
 import { listRestoreStates } from '../restore/state.ts'
 import { locationHelp } from '../storage/backends.ts'
 import { openStorage } from '../storage/open.ts'
-import type { Storage } from '../storage/storage.ts'
-import { loggerFor } from './context.ts'
+import { type LocationFlags, loggerFor, openLocation } from './context.ts'
 import { formatBytes, formatCount, formatTime, printJson, table } from './output.ts'
 import { startProgress } from './progress.ts'
 
-export interface LocationFlags {
-  path?: string
-  config?: string
-  backupId?: string
+export interface InspectFlags extends LocationFlags {
   json?: boolean
 }
 
@@ -31,55 +24,14 @@ export function withLocation(command: Command, needsBackupId: boolean): Command 
   return command
 }
 
-export async function open(
-  flags: LocationFlags,
-  log: Logger
-): Promise<{ storage: Storage; backupId?: string; stateStorage?: StorageConfig }> {
-  if (flags.config) {
-    const config = await loadConfig(flags.config, flags.path ? { path: flags.path } : {}, {
-      onWarning: warning => log.debug({ key: warning.path }, warning.message)
-    })
-    return {
-      storage: await openStorage(config.storage),
-      backupId: flags.backupId ?? config.backup_id,
-      stateStorage: config.mode === 'restore' ? config.restore.state_storage : undefined
-    }
-  }
-  if (!flags.path) {
-    throw new BackupError('KB_CONFIG_INVALID', 'say where the backups are: --path <location> or --config <file>', {
-      path: '--path'
-    })
-  }
-  const parsed = storageSchema.safeParse(storageFromLocation(flags.path))
-  if (!parsed.success) {
-    throw new BackupError(
-      'KB_CONFIG_INVALID',
-      `--path ${flags.path}: ${parsed.error.issues[0]?.message ?? 'invalid'}`,
-      {
-        path: '--path'
-      }
-    )
-  }
-  return { storage: await openStorage(parsed.data), backupId: flags.backupId }
-}
-
-export function requireBackupId(backupId: string | undefined): string {
-  if (!backupId) {
-    throw new BackupError('KB_CONFIG_INVALID', 'which backup? give --backup-id <id> (or --config with a backup_id)', {
-      path: '--backup-id'
-    })
-  }
-  return backupId
-}
-
 export function listCommand(): Command {
   return withLocation(new Command('list').description('List the backups under a storage location.'), false)
     .addHelpText(
       'after',
       '\nA backup whose manifest cannot be read is listed with its error, and the exit code is 1.\n\nExamples:\n  kafka-backup list --path /backups\n  kafka-backup list --path s3://my-bucket/kafka --json'
     )
-    .action(async (flags: LocationFlags, command: Command) => {
-      const { storage } = await open(flags, loggerFor(command))
+    .action(async (flags: InspectFlags, command: Command) => {
+      const { storage } = await openLocation(flags, loggerFor(command))
       try {
         const backups = await listBackups(storage)
         if (flags.json) {
@@ -121,10 +73,10 @@ export function describeCommand(): Command {
       'after',
       '\nExamples:\n  kafka-backup describe --path /backups --backup-id nightly\n  kafka-backup describe --config backup.yaml --json'
     )
-    .action(async (flags: LocationFlags, command: Command) => {
-      const { storage, backupId } = await open(flags, loggerFor(command))
+    .action(async (flags: InspectFlags, command: Command) => {
+      const { storage, backupId } = await openLocation(flags, loggerFor(command), true)
       try {
-        const description = await describeBackup(storage, requireBackupId(backupId))
+        const description = await describeBackup(storage, backupId)
         if (flags.json) {
           printJson(description)
           return
@@ -185,10 +137,10 @@ export function validateCommand(): Command {
       'after',
       '\nExit code 0 when valid, 1 when an error was found (warnings do not fail).\n\nExamples:\n  kafka-backup validate --path /backups --backup-id nightly --deep'
     )
-    .action(async (flags: LocationFlags & { deep?: boolean }, command: Command) => {
-      const { storage, backupId } = await open(flags, loggerFor(command))
+    .action(async (flags: InspectFlags & { deep?: boolean }, command: Command) => {
+      const { storage, backupId } = await openLocation(flags, loggerFor(command), true)
       try {
-        const id = requireBackupId(backupId)
+        const id = backupId
         let checked = 0
         let total = 0
         const stopProgress = startProgress(
@@ -236,12 +188,12 @@ export function offsetMapCommand(): Command {
       'after',
       '\nExamples:\n  kafka-backup offset-map --path /backups --backup-id nightly\n  kafka-backup offset-map --path /backups --backup-id nightly --json'
     )
-    .action(async (flags: LocationFlags & { restoreId?: string }, command: Command) => {
-      const { storage, backupId, stateStorage } = await open(flags, loggerFor(command))
+    .action(async (flags: InspectFlags & { restoreId?: string }, command: Command) => {
+      const { storage, backupId, stateStorage } = await openLocation(flags, loggerFor(command), true)
       // A restore config with restore.state_storage keeps its restores there.
       const states = stateStorage ? await openStorage(stateStorage) : storage
       try {
-        const id = requireBackupId(backupId)
+        const id = backupId
         await requireManifest(storage, id)
         const restores = (await listRestoreStates(states, id)).filter(
           r => !flags.restoreId || r.restoreId === flags.restoreId

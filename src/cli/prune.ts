@@ -2,11 +2,11 @@
 import { Command } from 'commander'
 import { parseDuration, pruneBackup } from '../catalog/prune.ts'
 import { BackupError } from '../errors.ts'
-import { loggerFor } from './context.ts'
-import { type LocationFlags, open, requireBackupId, withLocation } from './inspect.ts'
+import { loggerFor, openLocation } from './context.ts'
+import { type InspectFlags, withLocation } from './inspect.ts'
 import { formatBytes, formatCount, printJson, table } from './output.ts'
 
-interface PruneFlags extends LocationFlags {
+interface PruneFlags extends InspectFlags {
   keepWithin?: string
   keepFrom?: string
   dryRun?: boolean
@@ -62,11 +62,11 @@ Examples:
     .action(async (flags: PruneFlags, command: Command) => {
       const log = loggerFor(command)
       const keepFrom = keepFromOf(flags)
-      const { storage, backupId } = await open(flags, log)
+      const { storage, backupId } = await openLocation(flags, log, true)
       try {
         const summary = await pruneBackup({
           storage,
-          backupId: requireBackupId(backupId),
+          backupId,
           keepFrom,
           dryRun: flags.dryRun,
           onWarning: (message, context) => log.warn(context, message)

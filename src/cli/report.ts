@@ -11,8 +11,8 @@ import { checkReportContents, parseSignedReport } from '../report/check.ts'
 import { reportBackup, reportRestore, type VerificationReport } from '../report/compare.ts'
 import { checkSignature, readPrivateKey, readPublicKey, signReport } from '../report/sign.ts'
 import { openStorage } from '../storage/open.ts'
-import { loggerFor } from './context.ts'
-import { type LocationFlags, open } from './inspect.ts'
+import { loggerFor, openLocation } from './context.ts'
+import type { InspectFlags } from './inspect.ts'
 import { formatCount, printJson } from './output.ts'
 
 interface ReportFlags {
@@ -115,7 +115,7 @@ Examples:
     })
 }
 
-interface VerifyFlags extends LocationFlags {
+interface VerifyFlags extends InspectFlags {
   report: string
   publicKey: string
 }
@@ -153,7 +153,7 @@ Examples:
       }
       const signed = parseSignedReport(text, flags.report)
       checkSignature(signed, trusted, flags.report)
-      const location = flags.path || flags.config ? await open(flags, loggerFor(command)) : undefined
+      const location = flags.path || flags.config ? await openLocation(flags, loggerFor(command)) : undefined
       try {
         if (location?.backupId && location.backupId !== signed.report.backupId) {
           throw new BackupError(

@@ -1,20 +1,13 @@
 /** `status`: progress per partition of a backup and its restores, from their checkpoints in storage. */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Command, InvalidArgumentError } from 'commander'
-import { loadConfig, storageFromLocation } from '../config/load.ts'
-import { storageSchema } from '../config/schema.ts'
-import { BackupError } from '../errors.ts'
 import { hasFailed, isRunning, type JobStatus, readJobStatus } from '../status/job-status.ts'
 import { locationHelp } from '../storage/backends.ts'
 import { openStorage } from '../storage/open.ts'
-import type { Storage } from '../storage/storage.ts'
-import { loggerFor } from './context.ts'
+import { type LocationFlags, loggerFor, openLocation } from './context.ts'
 import { formatBytes, formatCount, table, toJson } from './output.ts'
 
-interface StatusFlags {
-  path?: string
-  config?: string
-  backupId?: string
+interface StatusFlags extends LocationFlags {
   restoreId?: string
   json?: boolean
   watch?: number | true
@@ -75,45 +68,6 @@ export function formatJobStatus(status: JobStatus, now = Date.now()): string {
   return lines.join('\n')
 }
 
-async function openLocation(
-  flags: StatusFlags,
-  command: Command
-): Promise<{ storage: Storage; stateStorage?: Storage; backupId: string }> {
-  const log = loggerFor(command)
-  if (flags.config) {
-    const config = await loadConfig(flags.config, flags.path ? { path: flags.path } : {}, {
-      onWarning: warning => log.debug({ key: warning.path }, warning.message)
-    })
-    const state = config.mode === 'restore' ? config.restore.state_storage : undefined
-    return {
-      storage: await openStorage(config.storage),
-      ...(state === undefined ? {} : { stateStorage: await openStorage(state) }),
-      backupId: flags.backupId ?? config.backup_id
-    }
-  }
-  if (!flags.path) {
-    throw new BackupError('KB_CONFIG_INVALID', 'say where the backup is: --path <location> or --config <file>', {
-      path: '--path'
-    })
-  }
-  if (!flags.backupId) {
-    throw new BackupError('KB_CONFIG_INVALID', 'which backup? give --backup-id <id> (or --config with a backup_id)', {
-      path: '--backup-id'
-    })
-  }
-  const parsed = storageSchema.safeParse(storageFromLocation(flags.path))
-  if (!parsed.success) {
-    throw new BackupError(
-      'KB_CONFIG_INVALID',
-      `--path ${flags.path}: ${parsed.error.issues[0]?.message ?? 'invalid'}`,
-      {
-        path: '--path'
-      }
-    )
-  }
-  return { storage: await openStorage(parsed.data), backupId: flags.backupId }
-}
-
 export function statusCommand(): Command {
   return new Command('status')
     .description('Show the progress per partition of a running or finished backup and its restores.')
@@ -134,7 +88,9 @@ Examples:
   kafka-backup status --config restore.yaml --json | jq '.restores[0].partitions'`
     )
     .action(async (flags: StatusFlags, command: Command) => {
-      const { storage, stateStorage, backupId } = await openLocation(flags, command)
+      const location = await openLocation(flags, loggerFor(command), true)
+      const { storage, backupId } = location
+      const stateStorage = location.stateStorage && (await openStorage(location.stateStorage))
       const intervalMs = flags.watch === undefined ? 0 : (flags.watch === true ? 2 : flags.watch) * 1000
       const redraw = Boolean(process.stdout.isTTY) && !flags.json && intervalMs > 0
       try {
