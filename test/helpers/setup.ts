@@ -43,3 +43,25 @@ export async function produceNumbered(
     }))
   })
 }
+
+/**
+ * `recordsPerPartition` numbered records (see produceNumbered) into each of `partitions`
+ * partitions, `batchRecords` to a batch.
+ */
+export async function produceBatches(
+  producer: Producer,
+  topic: string,
+  {
+    partitions,
+    recordsPerPartition,
+    batchRecords = 100,
+    valueBytes = 0
+  }: { partitions: number; recordsPerPartition: number; batchRecords?: number; valueBytes?: number }
+): Promise<void> {
+  for (let partition = 0; partition < partitions; partition++) {
+    for (let from = 0; from < recordsPerPartition; from += batchRecords) {
+      const count = Math.min(batchRecords, recordsPerPartition - from)
+      await produceNumbered(producer, topic, partition, from, count, { valueBytes })
+    }
+  }
+}

@@ -12,14 +12,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Producer } from '@platformatic/kafka'
 import { type RunningBroker, restartBroker, startBroker, stopBroker } from '../../scripts/broker.ts'
 import { listOffsets } from '../../src/kafka/admin.ts'
 import { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import { backupOptions, readBackedUpRecords, runBackup } from '../helpers/backup.ts'
+import { newProducer } from '../helpers/cases.ts'
 import { type CliResult, finished, startCli, writeConfig } from '../helpers/cli.ts'
 import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { produceBatches } from '../helpers/setup.ts'
 
 let broker: RunningBroker
 let cluster: KafkaCluster
@@ -37,19 +38,8 @@ after(async () => {
 /** Two partitions of 100-record batches. */
 async function produce(topic: string): Promise<void> {
   await createTopic(cluster, topic, 2)
-  const producer = new Producer({ clientId: 'kafka-backup-test', bootstrapBrokers: [broker.bootstrapServers] })
-  for (let partition = 0; partition < 2; partition++) {
-    for (let start = 0; start < recordsPerPartition; start += 100) {
-      await producer.send({
-        messages: Array.from({ length: 100 }, (_, i) => ({
-          topic,
-          partition,
-          key: Buffer.from(`k${start + i}`),
-          value: Buffer.from(`value-${start + i}-`.repeat(10))
-        }))
-      })
-    }
-  }
+  const producer = newProducer({ bootstrapBrokers: [broker.bootstrapServers] })
+  await produceBatches(producer, topic, { partitions: 2, recordsPerPartition, valueBytes: 100 })
   await producer.close()
 }
 

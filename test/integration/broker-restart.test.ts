@@ -12,6 +12,7 @@ import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../h
 import { newProducer } from '../helpers/cases.ts'
 import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions } from '../helpers/restore.ts'
+import { produceBatches } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 import { until } from '../helpers/wait.ts'
 
@@ -30,18 +31,7 @@ after(async () => {
 
 async function produce(topic: string): Promise<void> {
   const producer = newProducer({ bootstrapBrokers: [broker.bootstrapServers] })
-  for (let partition = 0; partition < 2; partition++) {
-    for (let start = 0; start < recordsPerPartition; start += 100) {
-      await producer.send({
-        messages: Array.from({ length: 100 }, (_, i) => ({
-          topic,
-          partition,
-          key: Buffer.from(`k${start + i}`),
-          value: Buffer.from(`value-${partition}-${start + i}-`.repeat(10))
-        }))
-      })
-    }
-  }
+  await produceBatches(producer, topic, { partitions: 2, recordsPerPartition, valueBytes: 100 })
   await producer.close()
 }
 

@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Producer } from '@platformatic/kafka'
 import {
   electPreferredLeaders,
   killNode,
@@ -19,8 +18,10 @@ import {
 import { BackupEngine } from '../../src/backup/engine.ts'
 import { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
+import { newProducer } from '../helpers/cases.ts'
 import { uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { produceBatches } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 
 let cluster: TestCluster
@@ -63,23 +64,8 @@ async function replicatedTopic(label: string): Promise<string> {
     const found = metadata?.topics.get(topic)?.partitions ?? []
     return found.length === partitions && found.every(p => p.leader >= 0)
   })
-  const producer = new Producer({
-    clientId: 'kafka-backup-test',
-    bootstrapBrokers: cluster.bootstrapServers,
-    idempotent: true
-  })
-  for (let partition = 0; partition < partitions; partition++) {
-    for (let start = 0; start < recordsPerPartition; start += 100) {
-      await producer.send({
-        messages: Array.from({ length: 100 }, (_, i) => ({
-          topic,
-          partition,
-          key: Buffer.from(`k${start + i}`),
-          value: Buffer.from(`value-${partition}-${start + i}-`.repeat(5))
-        }))
-      })
-    }
-  }
+  const producer = newProducer({ bootstrapBrokers: cluster.bootstrapServers })
+  await produceBatches(producer, topic, { partitions, recordsPerPartition, valueBytes: 50 })
   await producer.close()
   return topic
 }

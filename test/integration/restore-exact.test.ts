@@ -20,7 +20,7 @@ import { BASE_TIMESTAMP } from '../helpers/cases.ts'
 import { backupYaml, finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
 import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
-import { clusterAndProducer, produceNumbered } from '../helpers/setup.ts'
+import { clusterAndProducer, produceBatches, produceNumbered } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 import { runUnprivileged } from '../helpers/unprivileged.ts'
 
@@ -30,11 +30,12 @@ const { cluster, producer } = clusterAndProducer()
 async function backedUpTopic(label: string, partitions: number, perPartition: number, valueBytes = 0) {
   const topic = uniqueTopic(label)
   await createTopic(cluster, topic, partitions)
-  for (let partition = 0; partition < partitions; partition++) {
-    for (let from = 0; from < perPartition; from += 500) {
-      await produceNumbered(producer, topic, partition, from, Math.min(500, perPartition - from), { valueBytes })
-    }
-  }
+  await produceBatches(producer, topic, {
+    partitions,
+    recordsPerPartition: perPartition,
+    batchRecords: 500,
+    valueBytes
+  })
   const storage = tempStorage()
   await runBackup(backupOptions(cluster, storage, [topic]))
   return { topic, storage }
