@@ -57,3 +57,18 @@ storage:
   path: ${path}
 ${extra}`
 }
+
+/** A restore config of the backup `test-backup` in a folder, `topic` restored as `target`; `extra` is YAML under `restore:`. */
+export function restoreYaml(topic: string, target: string, path: string, extra = ''): string {
+  return `mode: restore
+backup_id: test-backup
+target:
+  bootstrap_servers: ${bootstrapServers()}
+restore:
+  topic_mapping:
+    ${topic}: ${target}
+${extra}storage:
+  backend: filesystem
+  path: ${path}
+`
+}

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { listOffsets } from '../../src/kafka/admin.ts'
 import { backupOptions, fingerprint, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
-import { backupYaml, finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
+import { backupYaml, finished, restoreYaml, runCli, startCli, writeConfig } from '../helpers/cli.ts'
 import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { clusterAndProducer } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
@@ -93,21 +93,13 @@ test('a restore killed with SIGKILL and run again writes every record exactly on
   const storage = tempStorage()
   await runBackup(backupOptions(cluster, storage, [topic], { compression: 'lz4', segmentMaxBytes: 2 * 1024 * 1024 }))
   const target = `${topic}-restored`
-  const restoreYaml = (rateLimit: string) => `mode: restore
-backup_id: test-backup
-target:
-  bootstrap_servers: ${bootstrapServers()}
-restore:
-  topic_mapping:
-    ${topic}: ${target}
-  ${rateLimit}
-storage:
-  backend: filesystem
-  path: ${storage.location}
-`
   // A rate limit makes the first run slow enough to be killed halfway; it is not part of the
   // restore's identity, so the second run, without it, resumes the same restore.
-  const child = startCli(['restore', '--config', writeConfig(restoreYaml('rate_limit_bytes_per_sec: 65536'))])
+  const child = startCli([
+    'restore',
+    '--config',
+    writeConfig(restoreYaml(topic, target, storage.location, '  rate_limit_bytes_per_sec: 65536\n'))
+  ])
   const result = finished(child)
   const restoresDir = join(storage.location, 'test-backup', 'restores')
   const checkpointedRecords = () => {
@@ -129,7 +121,12 @@ storage:
   child.kill('SIGKILL')
   assert.equal((await result).signal, 'SIGKILL')
 
-  const rerun = await runCli(['restore', '--config', writeConfig(restoreYaml('')), '--json'])
+  const rerun = await runCli([
+    'restore',
+    '--config',
+    writeConfig(restoreYaml(topic, target, storage.location)),
+    '--json'
+  ])
   assert.equal(rerun.code, 0, rerun.stderr)
   const source = await readTopicRecords(cluster, topic)
   const restored = await readTopicRecords(cluster, target)

@@ -17,8 +17,8 @@ import { commitGroupOffsets, describeTopicConfigs, listOffsets, partitionKey } f
 import { restoreStateKey } from '../../src/restore/state.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
 import { BASE_TIMESTAMP } from '../helpers/cases.ts'
-import { backupYaml, finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
-import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { backupYaml, finished, restoreYaml, runCli, startCli, writeConfig } from '../helpers/cli.ts'
+import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
 import { clusterAndProducer, produceBatches, produceNumbered } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
@@ -55,20 +55,6 @@ async function deleteTopic(topic: string): Promise<void> {
     await new Promise(resolve => setTimeout(resolve, 100))
   }
   throw new Error(`topic ${topic} still exists 30 s after its deletion`)
-}
-
-function restoreYaml(topic: string, target: string, path: string, extra = ''): string {
-  return `mode: restore
-backup_id: test-backup
-target:
-  bootstrap_servers: ${bootstrapServers()}
-restore:
-  topic_mapping:
-    ${topic}: ${target}
-${extra}storage:
-  backend: filesystem
-  path: ${path}
-`
 }
 
 /** Files readable by everyone and writable by nobody, as on a read-only mount. */
