@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 import { type CompressionAlgorithmValue, Reader, readRecordsBatches } from '@platformatic/kafka'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { IsolationLevel, rawFetch } from '../../src/kafka/raw-fetch.ts'
-import { newProducer } from '../helpers/cases.ts'
-import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { clusterAndProducer } from '../helpers/setup.ts'
 
 const codecs: Array<{ name: CompressionAlgorithmValue; id: number }> = [
   { name: 'none', id: 0 },
@@ -14,32 +13,23 @@ const codecs: Array<{ name: CompressionAlgorithmValue; id: number }> = [
   { name: 'zstd', id: 4 }
 ]
 
-let cluster: KafkaCluster
-before(() => {
-  cluster = testCluster()
-})
-after(() => cluster.close())
+const { cluster, producer } = clusterAndProducer()
 
 test('raw Fetch returns the record batches each codec produced, with keys, values and headers', async () => {
   const topic = uniqueTopic('connection')
   await createTopic(cluster, topic, codecs.length)
-  const producer = newProducer()
-  try {
-    for (const [partition, codec] of codecs.entries()) {
-      await producer.send({
-        compression: codec.name,
-        messages: Array.from({ length: 10 }, (_, i) => ({
-          topic,
-          partition,
-          key: i === 0 ? undefined : Buffer.from(`key-${i}`),
-          value: Buffer.from(JSON.stringify({ codec: codec.name, i })),
-          headers: new Map([[Buffer.from('trace'), Buffer.from(`t-${i}`)]]),
-          timestamp: 1_700_000_000_000n + BigInt(i)
-        }))
-      })
-    }
-  } finally {
-    await producer.close()
+  for (const [partition, codec] of codecs.entries()) {
+    await producer.send({
+      compression: codec.name,
+      messages: Array.from({ length: 10 }, (_, i) => ({
+        topic,
+        partition,
+        key: i === 0 ? undefined : Buffer.from(`key-${i}`),
+        value: Buffer.from(JSON.stringify({ codec: codec.name, i })),
+        headers: new Map([[Buffer.from('trace'), Buffer.from(`t-${i}`)]]),
+        timestamp: 1_700_000_000_000n + BigInt(i)
+      }))
+    })
   }
 
   const metadata = await cluster.metadata([topic], true)

@@ -1,17 +1,12 @@
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
+import { test } from 'node:test'
 import { tempStorage } from '../helpers/backup.ts'
-import { newProducer } from '../helpers/cases.ts'
 import { finished, startCli, writeConfig } from '../helpers/cli.ts'
-import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { clusterAndProducer } from '../helpers/setup.ts'
 import { until } from '../helpers/wait.ts'
 
-let cluster: KafkaCluster
-before(() => {
-  cluster = testCluster()
-})
-after(() => cluster.close())
+const { cluster, producer } = clusterAndProducer()
 
 function sample(text: string, name: string): number {
   const line = text.split('\n').find(l => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
@@ -22,7 +17,6 @@ function sample(text: string, name: string): number {
 test('/metrics during and after a backup: counters equal what was backed up, histograms observed', async () => {
   const topic = uniqueTopic('metrics')
   await createTopic(cluster, topic, 2)
-  const producer = newProducer()
   for (let round = 0; round < 20; round++) {
     await producer.send({
       messages: Array.from({ length: 100 }, (_, i) => ({
@@ -33,7 +27,6 @@ test('/metrics during and after a backup: counters equal what was backed up, his
       }))
     })
   }
-  await producer.close()
   const config = writeConfig(`mode: backup
 backup_id: metrics
 source:

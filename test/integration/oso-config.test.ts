@@ -2,23 +2,16 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
-import { newProducer } from '../helpers/cases.ts'
 import { runCli } from '../helpers/cli.ts'
-import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { clusterAndProducer } from '../helpers/setup.ts'
 import { readTopicRecords } from '../helpers/topic.ts'
 
 const fixtures = fileURLToPath(new URL('../fixtures/config/oso/', import.meta.url))
 
-let cluster: KafkaCluster
-before(() => {
-  cluster = testCluster()
-})
-after(async () => {
-  await cluster.close()
-})
+const { cluster, producer } = clusterAndProducer()
 
 /** The fixture with its topic `orders` renamed to `topic`, in a fresh folder. */
 function fixtureFor(name: string, topic: string): string {
@@ -30,20 +23,15 @@ function fixtureFor(name: string, topic: string): string {
 test('OSO-layout backup and restore configs run unchanged: warnings name the keys, flat partition_mapping swaps partitions', async () => {
   const topic = uniqueTopic('oso-orders')
   await createTopic(cluster, topic, 2)
-  const producer = newProducer()
-  try {
-    for (const partition of [0, 1]) {
-      await producer.send({
-        messages: Array.from({ length: 20 + partition * 5 }, (_, i) => ({
-          topic,
-          partition,
-          key: Buffer.from(`k${i}`),
-          value: Buffer.from(`p${partition}-v${i}`)
-        }))
-      })
-    }
-  } finally {
-    await producer.close()
+  for (const partition of [0, 1]) {
+    await producer.send({
+      messages: Array.from({ length: 20 + partition * 5 }, (_, i) => ({
+        topic,
+        partition,
+        key: Buffer.from(`k${i}`),
+        value: Buffer.from(`p${partition}-v${i}`)
+      }))
+    })
   }
   const env = {
     BACKUP_ID: 'oso-layout',

@@ -1,26 +1,21 @@
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 import { type CompressionAlgorithmValue, Reader, readRecordsBatches } from '@platformatic/kafka'
 import type { RecordBatchView } from '../../src/batch/header.ts'
 import { splitRecordSet } from '../../src/batch/split.ts'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { IsolationLevel, rawFetch } from '../../src/kafka/raw-fetch.ts'
 import type { SegmentCodecName } from '../../src/segment/format.ts'
 import { bufferSource, readSegmentBatches, readSegmentIndex, validateSegment } from '../../src/segment/reader.ts'
 import { SegmentWriter } from '../../src/segment/writer.ts'
-import { newProducer } from '../helpers/cases.ts'
-import { bootstrapServers, createTopic, runKafkaTool, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { bootstrapServers, createTopic, runKafkaTool, uniqueTopic } from '../helpers/kafka.ts'
+import { clusterAndProducer } from '../helpers/setup.ts'
 
 const kafkaCodecs: CompressionAlgorithmValue[] = ['none', 'gzip', 'snappy', 'lz4', 'zstd']
 const segmentCodecs: SegmentCodecName[] = ['zstd', 'lz4', 'gzip', 'none']
 const SENDS_PER_PARTITION = 6
 const RECORDS_PER_SEND = 8
 
-let cluster: KafkaCluster
-before(() => {
-  cluster = testCluster()
-})
-after(() => cluster.close())
+const { cluster, producer } = clusterAndProducer()
 
 interface Produced {
   key: Buffer | null
@@ -168,28 +163,23 @@ test('batches written by the Java producer with every codec survive fetch -> spl
 test('batches produced with every Kafka codec survive fetch -> split -> segment -> read byte for byte', async () => {
   const topic = uniqueTopic('segment-roundtrip')
   await createTopic(cluster, topic, kafkaCodecs.length)
-  const producer = newProducer()
-  try {
-    for (let send = 0; send < SENDS_PER_PARTITION; send++) {
-      for (const [partition, compression] of kafkaCodecs.entries()) {
-        await producer.send({
-          compression,
-          messages: Array.from({ length: RECORDS_PER_SEND }, (_, i) => {
-            const m = message(partition, send, i)
-            return {
-              topic,
-              partition,
-              key: m.key ?? undefined,
-              value: m.value as Buffer,
-              headers: new Map(m.headers.map(([k, v]) => [Buffer.from(k), Buffer.from(v)])),
-              timestamp: m.timestamp
-            }
-          })
+  for (let send = 0; send < SENDS_PER_PARTITION; send++) {
+    for (const [partition, compression] of kafkaCodecs.entries()) {
+      await producer.send({
+        compression,
+        messages: Array.from({ length: RECORDS_PER_SEND }, (_, i) => {
+          const m = message(partition, send, i)
+          return {
+            topic,
+            partition,
+            key: m.key ?? undefined,
+            value: m.value as Buffer,
+            headers: new Map(m.headers.map(([k, v]) => [Buffer.from(k), Buffer.from(v)])),
+            timestamp: m.timestamp
+          }
         })
-      }
+      })
     }
-  } finally {
-    await producer.close()
   }
 
   const fetched = await fetchAll(topic, kafkaCodecs.length)
