@@ -102,6 +102,7 @@ export async function runEngine<M extends Mode, Summary extends { status: string
   )
   const dryRun = spec.dryRun?.(config) ?? false
   const storage = await openStorage(config.storage)
+  // Widened to the union, where `mode` tells TypeScript which section the config has.
   const section: Config = config
   const cluster = connectCluster(section.mode === 'backup' ? section.source : section.target)
   const stop = stopSignal(log)
