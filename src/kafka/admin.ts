@@ -32,19 +32,7 @@ export function isInternalTopic(name: string): boolean {
 
 export async function listTopics(cluster: KafkaCluster): Promise<TopicInfo[]> {
   const names = await cluster.call('listing topics', () => cluster.admin.listTopics({ includeInternals: true }))
-  if (names.length === 0) {
-    return []
-  }
-  const metadata = await cluster.metadata(names, true)
-  return names
-    .map(name => {
-      const topic = metadata.topics.get(name)
-      return topic
-        ? { name, topicId: topic.id, partitionCount: topic.partitionsCount, isInternal: isInternalTopic(name) }
-        : undefined
-    })
-    .filter(topic => topic !== undefined)
-    .sort((a, b) => a.name.localeCompare(b.name))
+  return [...(await describeListedTopics(cluster, names)).values()].sort((a, b) => a.name.localeCompare(b.name))
 }
 
 /**
@@ -56,24 +44,59 @@ export async function findTopics(cluster: KafkaCluster, names: string[]): Promis
   const listed = new Set(
     await cluster.call('listing topics', () => cluster.admin.listTopics({ includeInternals: true }))
   )
-  const wanted = [...new Set(names)].filter(name => listed.has(name))
-  const found = new Map<string, TopicInfo>()
-  if (wanted.length === 0) {
+  return describeListedTopics(
+    cluster,
+    [...new Set(names)].filter(name => listed.has(name))
+  )
+}
+
+/**
+ * Metadata of topics a listing just named. A topic deleted between the listing and the Metadata
+ * request fails the whole request ("Unknown topic X."): it is dropped and the rest asked again,
+ * so topics that others delete meanwhile do not fail a backup or a restore.
+ */
+async function describeListedTopics(cluster: KafkaCluster, names: string[]): Promise<Map<string, TopicInfo>> {
+  let wanted = names
+  for (;;) {
+    const found = new Map<string, TopicInfo>()
+    if (wanted.length === 0) {
+      return found
+    }
+    let metadata: Awaited<ReturnType<KafkaCluster['metadata']>>
+    try {
+      metadata = await cluster.metadata(wanted, true)
+    } catch (error) {
+      const deleted = unknownTopicOf(error)
+      if (deleted === undefined || !wanted.includes(deleted)) {
+        throw error
+      }
+      wanted = wanted.filter(name => name !== deleted)
+      continue
+    }
+    for (const name of wanted) {
+      const topic = metadata.topics.get(name)
+      if (topic) {
+        found.set(name, {
+          name,
+          topicId: topic.id,
+          partitionCount: topic.partitionsCount,
+          isInternal: isInternalTopic(name)
+        })
+      }
+    }
     return found
   }
-  const metadata = await cluster.metadata(wanted, true)
-  for (const name of wanted) {
-    const topic = metadata.topics.get(name)
-    if (topic) {
-      found.set(name, {
-        name,
-        topicId: topic.id,
-        partitionCount: topic.partitionsCount,
-        isInternal: isInternalTopic(name)
-      })
+}
+
+/** The topic named by @platformatic/kafka's "Unknown topic X." error, anywhere in the cause chain. */
+function unknownTopicOf(error: unknown): string | undefined {
+  for (let cause = error; cause instanceof Error; cause = cause.cause) {
+    const match = /^Unknown topic (.+)\.$/.exec(cause.message)
+    if (match) {
+      return match[1]
     }
   }
-  return found
+  return undefined
 }
 
 export type OffsetSpec = 'earliest' | 'latest' | 'lastStable'
