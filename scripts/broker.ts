@@ -81,7 +81,7 @@ export function runKafkaTool(mainClass: string, args: string[]): string {
   return result.stdout
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer()
   await new Promise<void>(done => server.listen(0, '127.0.0.1', done))
   const address = server.address()
@@ -93,13 +93,35 @@ async function freePort(): Promise<number> {
 }
 
 /** A KRaft cluster id: 16 random bytes, base64url; Kafka refuses ids that start with '-'. */
-function clusterId(): string {
+export function newClusterId(): string {
   for (;;) {
     const id = randomBytes(16).toString('base64url')
     if (!id.startsWith('-')) {
       return id
     }
   }
+}
+
+/**
+ * Broker logs to stdout (which the launcher sends to the run's log file), one line per event.
+ * Returns the file's path, for -Dlog4j2.configurationFile.
+ */
+export function writeLog4jConfig(runDir: string, extraLines: string[] = []): string {
+  const file = join(runDir, 'log4j2.properties')
+  writeFileSync(
+    file,
+    [
+      'appender.out.type=Console',
+      'appender.out.name=out',
+      'appender.out.layout.type=PatternLayout',
+      'appender.out.layout.pattern=[%d] %p %m (%c)%n',
+      'rootLogger.level=INFO',
+      'rootLogger.appenderRef.out.ref=out',
+      ...extraLines,
+      ''
+    ].join('\n')
+  )
+  return file
 }
 
 export async function waitForBroker(bootstrapServers: string, timeoutMs: number, isAlive = () => true): Promise<void> {
@@ -187,23 +209,9 @@ export async function startBroker(name = 'broker'): Promise<RunningBroker> {
       ''
     ].join('\n')
   )
-  const log4jFile = join(runDir, 'log4j2.properties')
-  writeFileSync(
-    log4jFile,
-    [
-      'appender.out.type=Console',
-      'appender.out.name=out',
-      'appender.out.layout.type=PatternLayout',
-      'appender.out.layout.pattern=[%d] %p %m (%c)%n',
-      'rootLogger.level=INFO',
-      'rootLogger.appenderRef.out.ref=out',
-      'logger.kafka.name=kafka',
-      'logger.kafka.level=INFO',
-      ''
-    ].join('\n')
-  )
+  writeLog4jConfig(runDir, ['logger.kafka.name=kafka', 'logger.kafka.level=INFO'])
 
-  runKafkaTool('kafka.tools.StorageTool', ['format', '-t', clusterId(), '-c', propertiesFile])
+  runKafkaTool('kafka.tools.StorageTool', ['format', '-t', newClusterId(), '-c', propertiesFile])
   return launch({ bootstrapServers: `127.0.0.1:${port}`, pid: 0, runDir, logFile })
 }
 

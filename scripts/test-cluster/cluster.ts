@@ -4,13 +4,11 @@
  * killed and restarted while clients keep reading and writing.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Admin } from '@platformatic/kafka'
-import { kafkaCacheDir, kafkaJavaArgs, runKafkaTool } from '../broker.ts'
+import { freePort, kafkaCacheDir, kafkaJavaArgs, newClusterId, runKafkaTool, writeLog4jConfig } from '../broker.ts'
 
 export interface ClusterNode {
   nodeId: number
@@ -24,17 +22,6 @@ export interface TestCluster {
   runDir: string
   nodes: ClusterNode[]
   bootstrapServers: string[]
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(done => server.listen(0, '127.0.0.1', done))
-  const address = server.address()
-  await new Promise(done => server.close(done))
-  if (address === null || typeof address === 'string') {
-    throw new Error('could not allocate a loopback port')
-  }
-  return address.port
 }
 
 function launch(node: ClusterNode, runDir: string): void {
@@ -73,24 +60,13 @@ export async function waitForBrokers(server: string, brokers: number, timeoutMs 
 export async function startCluster(size = 3): Promise<TestCluster> {
   const runDir = join(kafkaCacheDir, 'runs', `cluster-${Date.now()}-${process.pid}`)
   mkdirSync(runDir, { recursive: true })
-  writeFileSync(
-    join(runDir, 'log4j2.properties'),
-    [
-      'appender.out.type=Console',
-      'appender.out.name=out',
-      'appender.out.layout.type=PatternLayout',
-      'appender.out.layout.pattern=[%d] %p %m (%c)%n',
-      'rootLogger.level=INFO',
-      'rootLogger.appenderRef.out.ref=out',
-      ''
-    ].join('\n')
-  )
+  writeLog4jConfig(runDir)
   const ports = []
   for (let i = 0; i < size; i++) {
     ports.push({ nodeId: i + 1, port: await freePort(), controllerPort: await freePort() })
   }
   const voters = ports.map(p => `${p.nodeId}@127.0.0.1:${p.controllerPort}`).join(',')
-  const clusterId = randomBytes(16).toString('base64url').replace(/^-/, 'A')
+  const clusterId = newClusterId()
   const nodes = ports.map(({ nodeId, port, controllerPort }) => {
     const nodeDir = join(runDir, `node-${nodeId}`)
     mkdirSync(nodeDir, { recursive: true })

@@ -17,11 +17,18 @@
  * each mechanism: `{user}-secret`.
  */
 import { spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { mkdirSync, openSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { kafkaCacheDir, kafkaJavaArgs, runKafkaTool, stopBroker, waitForBroker } from '../broker.ts'
+import {
+  freePort,
+  kafkaCacheDir,
+  kafkaJavaArgs,
+  newClusterId,
+  runKafkaTool,
+  stopBroker,
+  waitForBroker,
+  writeLog4jConfig
+} from '../broker.ts'
 import { type Certificates, makeCertificates } from './certificates.ts'
 
 export const saslUsers = ['admin', 'backup', 'restore', 'nobody'] as const
@@ -51,17 +58,6 @@ export interface SecureBrokerOptions {
   jwksUrl: string
   issuer: string
   audience: string
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(done => server.listen(0, '127.0.0.1', done))
-  const address = server.address()
-  await new Promise(done => server.close(done))
-  if (address === null || typeof address === 'string') {
-    throw new Error('could not allocate a loopback port')
-  }
-  return address.port
 }
 
 function plainJaas(): string {
@@ -152,19 +148,7 @@ export async function startSecureBroker(oauth: SecureBrokerOptions): Promise<Sec
       ''
     ].join('\n')
   )
-  const log4jFile = join(runDir, 'log4j2.properties')
-  writeFileSync(
-    log4jFile,
-    [
-      'appender.out.type=Console',
-      'appender.out.name=out',
-      'appender.out.layout.type=PatternLayout',
-      'appender.out.layout.pattern=[%d] %p %m (%c)%n',
-      'rootLogger.level=INFO',
-      'rootLogger.appenderRef.out.ref=out',
-      ''
-    ].join('\n')
-  )
+  const log4jFile = writeLog4jConfig(runDir)
   // SCRAM credentials live in the cluster metadata: format writes them with the storage.
   const scram = saslUsers.flatMap(user =>
     ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap(mechanism => [
@@ -172,7 +156,7 @@ export async function startSecureBroker(oauth: SecureBrokerOptions): Promise<Sec
       `${mechanism}=[name=${user},password=${passwordOf(user)}]`
     ])
   )
-  const clusterId = randomBytes(16).toString('base64url').replace(/^-/, 'A')
+  const clusterId = newClusterId()
   runKafkaTool('kafka.tools.StorageTool', ['format', '-t', clusterId, '-c', propertiesFile, ...scram])
 
   const logFd = openSync(logFile, 'a')
