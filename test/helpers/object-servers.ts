@@ -24,6 +24,7 @@ import {
   startS3Server,
   stopObjectServer
 } from '../../scripts/object-servers/servers.ts'
+import { S3Storage, type S3StorageOptions } from '../../src/storage/s3.ts'
 
 export {
   type AzuriteServer,
@@ -57,6 +58,8 @@ export interface S3Fixture {
   /** A client with the server's credentials (path style), for checks behind the backend's back. */
   client: S3Client
   createBucket(base?: string): Promise<string>
+  /** Our S3 backend on `bucket`, with the server's credentials and path-style addressing. */
+  storageFor(bucket: string, options?: Partial<S3StorageOptions>): S3Storage
 }
 
 export async function useS3Server(): Promise<S3Fixture> {
@@ -79,6 +82,17 @@ export async function useS3Server(): Promise<S3Fixture> {
       const bucket = uniqueName(base)
       await client.send(new CreateBucketCommand({ Bucket: bucket }))
       return bucket
+    },
+    storageFor(bucket, options = {}) {
+      return new S3Storage({
+        bucket,
+        endpoint: server.endpoint,
+        region: server.region,
+        accessKey: server.accessKey,
+        secretKey: server.secretKey,
+        forcePathStyle: true,
+        ...options
+      })
     }
   }
 }

@@ -6,7 +6,6 @@ import { isBackupError } from '../../src/errors.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { AzureBlobStorage } from '../../src/storage/azure.ts'
 import { GcsStorage } from '../../src/storage/gcs.ts'
-import { S3Storage } from '../../src/storage/s3.ts'
 import type { Storage } from '../../src/storage/storage.ts'
 import { backupOptions, runBackup } from '../helpers/backup.ts'
 import { newProducer } from '../helpers/cases.ts'
@@ -68,13 +67,7 @@ async function roundTrip(storage: Storage, label: string): Promise<void> {
 describe('S3', async () => {
   const s3 = await useS3Server()
   const storageFor = (bucket: string) =>
-    new S3Storage({
-      bucket,
-      region: s3.server.region,
-      endpoint: s3.server.endpoint,
-      accessKey: s3.server.accessKey,
-      secretKey: s3.server.secretKey,
-      forcePathStyle: true,
+    s3.storageFor(bucket, {
       prefix: 'kafka',
       multipartThreshold: 5 * MiB,
       multipartPartSize: 5 * MiB,

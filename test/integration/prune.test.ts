@@ -8,7 +8,6 @@ import { isBackupError } from '../../src/errors.ts'
 import { listOffsets, partitionKey } from '../../src/kafka/admin.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { listRestoreStates, writeRestoreState } from '../../src/restore/state.ts'
-import { S3Storage } from '../../src/storage/s3.ts'
 import type { Storage } from '../../src/storage/storage.ts'
 import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
 import { newProducer } from '../helpers/cases.ts'
@@ -311,15 +310,7 @@ describe('prune on the filesystem', () => {
 describe('prune on S3', async () => {
   const s3 = await useS3Server()
   test('prune keeps every restore point inside the window exact on S3, validate --deep stays clean, and incremental runs continue', async () => {
-    const storage = new S3Storage({
-      bucket: await s3.createBucket(),
-      region: s3.server.region,
-      endpoint: s3.server.endpoint,
-      accessKey: s3.server.accessKey,
-      secretKey: s3.server.secretKey,
-      forcePathStyle: true,
-      prefix: 'kafka'
-    })
+    const storage = s3.storageFor(await s3.createBucket(), { prefix: 'kafka' })
     await pruneKeepsRestorePointsExact(storage, 'prune-s3')
     await storage.close()
   })

@@ -10,7 +10,6 @@ import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { checkReportContents } from '../../src/report/check.ts'
 import { reportBackup, reportRestore } from '../../src/report/compare.ts'
 import { checkSignature, type SignedReport, signReport } from '../../src/report/sign.ts'
-import { S3Storage } from '../../src/storage/s3.ts'
 import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
 import { newProducer, produceTransactional } from '../helpers/cases.ts'
 import { runCli, writeConfig } from '../helpers/cli.ts'
@@ -186,15 +185,7 @@ storage: { backend: filesystem, path: ${storage.location} }
 describe('verification report on S3', async () => {
   const s3 = await useS3Server()
   test('a backup on S3 and its restore both report a match, and the signed reports verify against the backup', async () => {
-    const storage = new S3Storage({
-      bucket: await s3.createBucket(),
-      region: s3.server.region,
-      endpoint: s3.server.endpoint,
-      accessKey: s3.server.accessKey,
-      secretKey: s3.server.secretKey,
-      forcePathStyle: true,
-      prefix: 'kafka'
-    })
+    const storage = s3.storageFor(await s3.createBucket(), { prefix: 'kafka' })
     const { topic, committed } = await transactionalTopic('report-s3')
     await runBackup(backupOptions(cluster, storage, [topic]))
     const target = `${topic}-restored`

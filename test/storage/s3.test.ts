@@ -25,17 +25,7 @@ import { storageContract } from './contract.ts'
 const MiB = 1024 * 1024
 const s3 = await useS3Server()
 
-function storageFor(bucket: string, options: Partial<S3StorageOptions> = {}): S3Storage {
-  return new S3Storage({
-    bucket,
-    endpoint: s3.server.endpoint,
-    region: s3.server.region,
-    accessKey: s3.server.accessKey,
-    secretKey: s3.server.secretKey,
-    forcePathStyle: true,
-    ...options
-  })
-}
+const storageFor = s3.storageFor
 
 storageContract('s3 (SeaweedFS, default part sizes)', async () => ({
   storage: storageFor(await s3.createBucket()),
