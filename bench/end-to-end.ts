@@ -40,11 +40,11 @@ import { BackupEngine } from '../src/backup/engine.ts'
 import { readPartitionIndex } from '../src/catalog/manifest.ts'
 import { parseConfig } from '../src/config/load.ts'
 import { listOffsets } from '../src/kafka/admin.ts'
-import { KafkaCluster } from '../src/kafka/cluster.ts'
 import { connectCluster } from '../src/kafka/connect.ts'
 import { backupOptionsFromConfig, restoreOptionsFromConfig } from '../src/options.ts'
 import { RestoreEngine } from '../src/restore/engine.ts'
 import { FilesystemStorage } from '../src/storage/filesystem.ts'
+import { testCluster } from '../test/helpers/kafka.ts'
 import { consumerPerformance, kcatToFile, type ProducerSettings, producerPerformance } from './baselines.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { hotFunctions } from './cpu-profile.ts'
@@ -139,7 +139,7 @@ if (oso.path === undefined) {
   log(`SKIPPING the OSO baseline: ${oso.reason}`)
 }
 const kafkaVersion = runKafkaTool('org.apache.kafka.tools.ConsumerPerformance', ['--version']).trim().split('\n').at(-1)
-const cluster = new KafkaCluster({ bootstrapServers: bootstrapServers.split(','), clientId: 'kafka-backup-bench' })
+const cluster = testCluster(bootstrapServers.split(','))
 
 async function createTopic(topic: string, partitions: number): Promise<void> {
   await cluster.admin.createTopics({ topics: [topic], partitions, replicas: 1 })

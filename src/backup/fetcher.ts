@@ -10,14 +10,14 @@
  * no batch is lost or duplicated. OFFSET_OUT_OF_RANGE below the log start jumps to the new
  * log start and records the gap in the partition's index.
  */
-import { type ClusterMetadata, type Connection, protocolErrors, protocolErrorsCodesById } from '@platformatic/kafka'
 import { splitRecordSet } from '../batch/split.ts'
 import { TransactionFilter } from '../batch/transactions.ts'
 import { BackupError, isBackupError } from '../errors.ts'
 import { listOffsets, partitionKey } from '../kafka/admin.ts'
-import type { KafkaCluster } from '../kafka/cluster.ts'
+import type { ClusterMetadata, Connection, KafkaCluster } from '../kafka/cluster.ts'
 import { IsolationLevel, type RawFetchPartition, type RawFetchResponse, rawFetch } from '../kafka/raw-fetch.ts'
 import { Outage, untilAborted } from '../kafka/retry.ts'
+import { errorName, isRetriable } from '../kafka/wire/errors.ts'
 import type { ByteBudget } from './budget.ts'
 import type { PartitionTask } from './partition-task.ts'
 
@@ -261,7 +261,7 @@ export class BackupFetcher {
   }
 
   async #confirmDeleted(state: PartitionState): Promise<void> {
-    const topics = await this.#cluster.admin.listTopics({ includeInternals: true })
+    const topics = await this.#cluster.topicNames()
     if (!topics.includes(state.task.topic) && !state.task.deleted) {
       state.task.deleted = true
       this.#options.onTopicDeleted?.(state.task)
@@ -427,13 +427,13 @@ export class BackupFetcher {
   #processPartition(state: PartitionState, fetched: RawFetchPartition) {
     const { task } = state
     if (fetched.errorCode !== 0) {
-      const name = protocolErrorsCodesById[fetched.errorCode] ?? `error ${fetched.errorCode}`
+      const name = errorName(fetched.errorCode)
       if (name === 'OFFSET_OUT_OF_RANGE') {
         state.needsOffsetCheck = true
         this.#restartRequested = true
         return undefined
       }
-      if (refreshMetadataErrors.has(name) || protocolErrors[name]?.canRetry) {
+      if (refreshMetadataErrors.has(name) || isRetriable(fetched.errorCode)) {
         this.#restartRequested = true
         return undefined
       }

@@ -10,8 +10,8 @@
  * a string or bytes.
  */
 import { gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from 'node:zlib'
-import { compressionsAlgorithms } from '@platformatic/kafka'
 import lz4 from 'lz4-napi'
+import snappy from 'snappy'
 import { BackupError } from '../errors.ts'
 import { crc32c } from './crc.ts'
 import {
@@ -80,7 +80,7 @@ function unsupportedCodec(codec: number, baseOffset?: bigint): BackupError {
 
 function decompressSnappy(data: Buffer): Buffer {
   if (data.length < XERIAL_HEADER_SIZE || !data.subarray(0, XERIAL_MAGIC.length).equals(XERIAL_MAGIC)) {
-    return compressionsAlgorithms.snappy.decompressSync(data) as Buffer
+    return snappy.uncompressSync(data) as Buffer
   }
   const chunks: Buffer[] = []
   let position = XERIAL_HEADER_SIZE
@@ -95,7 +95,7 @@ function decompressSnappy(data: Buffer): Buffer {
         `xerial snappy chunk at ${position} claims ${chunkLength} bytes, ${data.length - position} remain`
       )
     }
-    chunks.push(compressionsAlgorithms.snappy.decompressSync(data.subarray(position, position + chunkLength)) as Buffer)
+    chunks.push(snappy.uncompressSync(data.subarray(position, position + chunkLength)) as Buffer)
     position += chunkLength
   }
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
@@ -108,7 +108,7 @@ function compressSnappyXerial(data: Buffer): Buffer {
   header.writeInt32BE(1, 12)
   const parts: Buffer[] = [header]
   for (let start = 0; start < data.length; start += XERIAL_BLOCK_SIZE) {
-    const block = compressionsAlgorithms.snappy.compressSync(data.subarray(start, start + XERIAL_BLOCK_SIZE)) as Buffer
+    const block = snappy.compressSync(data.subarray(start, start + XERIAL_BLOCK_SIZE))
     const length = Buffer.allocUnsafe(4)
     length.writeUInt32BE(block.length)
     parts.push(length, block)

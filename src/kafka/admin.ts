@@ -1,17 +1,45 @@
 /**
- * The admin calls the engines need, on top of @platformatic/kafka's Admin client: topic
- * listing, offsets (log start, high watermark, last stable offset), topic configs and
- * consumer-group offsets.
+ * The admin calls the engines need, on our protocol layer: topic listing, offsets (log start,
+ * high watermark, last stable offset), topic configs and consumer-group offsets.
  */
-import {
-  ConfigResourceTypes,
-  ConfigSources,
-  FetchIsolationLevels,
-  ListOffsetTimestamps,
-  listOffsetsV9
-} from '@platformatic/kafka'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { BackupError } from '../errors.ts'
+import {
+  DESCRIBE_GROUPS,
+  decodeDescribeGroups,
+  decodeListGroups,
+  decodeOffsetCommit,
+  decodeOffsetDelete,
+  decodeOffsetFetch,
+  encodeDescribeGroups,
+  encodeListGroups,
+  encodeOffsetCommit,
+  encodeOffsetDelete,
+  encodeOffsetFetch,
+  LIST_GROUPS,
+  type ListedGroup,
+  OFFSET_COMMIT,
+  OFFSET_DELETE,
+  OFFSET_FETCH
+} from './api/groups.ts'
+import {
+  decodeListOffsets,
+  encodeListOffsets,
+  LIST_OFFSETS,
+  type ListOffsetsTopic,
+  OffsetTimestamp
+} from './api/list-offsets.ts'
+import {
+  CREATE_TOPICS,
+  DESCRIBE_CONFIGS,
+  DYNAMIC_TOPIC_CONFIG,
+  decodeCreateTopics,
+  decodeDescribeConfigs,
+  encodeCreateTopics,
+  encodeDescribeConfigs
+} from './api/topics.ts'
 import type { KafkaCluster } from './cluster.ts'
+import { isRetriable, ProtocolError } from './wire/errors.ts'
 
 export interface TopicPartition {
   topic: string
@@ -31,7 +59,7 @@ export function isInternalTopic(name: string): boolean {
 }
 
 export async function listTopics(cluster: KafkaCluster): Promise<TopicInfo[]> {
-  const names = await cluster.call('listing topics', () => cluster.admin.listTopics({ includeInternals: true }))
+  const names = await cluster.topicNames()
   return [...(await describeListedTopics(cluster, names)).values()].sort((a, b) => a.name.localeCompare(b.name))
 }
 
@@ -41,9 +69,7 @@ export async function listTopics(cluster: KafkaCluster): Promise<TopicInfo[]> {
  * not fail the call.
  */
 export async function findTopics(cluster: KafkaCluster, names: string[]): Promise<Map<string, TopicInfo>> {
-  const listed = new Set(
-    await cluster.call('listing topics', () => cluster.admin.listTopics({ includeInternals: true }))
-  )
+  const listed = new Set(await cluster.topicNames())
   return describeListedTopics(
     cluster,
     [...new Set(names)].filter(name => listed.has(name))
@@ -52,8 +78,8 @@ export async function findTopics(cluster: KafkaCluster, names: string[]): Promis
 
 /**
  * Metadata of topics a listing just named. A topic deleted between the listing and the Metadata
- * request fails the whole request ("Unknown topic X."): it is dropped and the rest asked again,
- * so topics that others delete meanwhile do not fail a backup or a restore.
+ * request fails the whole request (UNKNOWN_TOPIC_OR_PARTITION): it is dropped and the rest
+ * asked again, so topics that others delete meanwhile do not fail a backup or a restore.
  */
 async function describeListedTopics(cluster: KafkaCluster, names: string[]): Promise<Map<string, TopicInfo>> {
   let wanted = names
@@ -88,12 +114,11 @@ async function describeListedTopics(cluster: KafkaCluster, names: string[]): Pro
   }
 }
 
-/** The topic named by @platformatic/kafka's "Unknown topic X." error, anywhere in the cause chain. */
+/** The topic of an UNKNOWN_TOPIC_OR_PARTITION metadata error, anywhere in the cause chain. */
 function unknownTopicOf(error: unknown): string | undefined {
   for (let cause = error; cause instanceof Error; cause = cause.cause) {
-    const match = /^Unknown topic (.+)\.$/.exec(cause.message)
-    if (match) {
-      return match[1]
+    if (cause instanceof ProtocolError && cause.errorName === 'UNKNOWN_TOPIC_OR_PARTITION') {
+      return cause.topic
     }
   }
   return undefined
@@ -101,111 +126,87 @@ function unknownTopicOf(error: unknown): string | undefined {
 
 export type OffsetSpec = 'earliest' | 'latest' | 'lastStable'
 
-/** Offsets per `topic/partition` key: log start, high watermark, or last stable offset. */
+/** Attempts of a ListOffsets whose partitions have no leader yet or just moved. */
+const LIST_OFFSETS_ATTEMPTS = 5
+
+/**
+ * Offsets per `topic/partition` key: log start, high watermark, or last stable offset. Asked
+ * of each partition's leader; a leader that moved or is not elected yet is looked up again.
+ */
 export async function listOffsets(
   cluster: KafkaCluster,
   partitions: TopicPartition[],
   spec: OffsetSpec
 ): Promise<Map<string, bigint>> {
-  const byTopic = new Map<string, number[]>()
-  for (const { topic, partition } of partitions) {
-    byTopic.set(topic, [...(byTopic.get(topic) ?? []), partition])
-  }
-  if (byTopic.size === 0) {
-    return new Map()
-  }
-  const timestamp = spec === 'earliest' ? ListOffsetTimestamps.EARLIEST : ListOffsetTimestamps.LATEST
-  const isolationLevel =
-    spec === 'lastStable' ? FetchIsolationLevels.READ_COMMITTED : FetchIsolationLevels.READ_UNCOMMITTED
-  const topics = [...byTopic].map(([name, ids]) => ({
-    name,
-    partitions: ids.map(partitionIndex => ({ partitionIndex, timestamp }))
-  }))
-  const regular = topics.filter(t => !isInternalTopic(t.name))
-  const internal = topics.filter(t => isInternalTopic(t.name))
-  const listed = [
-    ...(regular.length === 0
-      ? []
-      : await cluster.call(
-          'listing offsets',
-          () => cluster.admin.listOffsets({ topics: regular, isolationLevel }),
-          `Describe on topic ${regular.map(t => t.name).join(', ')}`
-        )),
-    ...(internal.length === 0 ? [] : await listOffsetsDirect(cluster, internal, isolationLevel))
-  ]
   const offsets = new Map<string, bigint>()
-  for (const topic of listed) {
-    for (const p of topic.partitions) {
-      offsets.set(partitionKey(topic.name, p.partitionIndex), p.offset)
+  let pending = partitions
+  const timestamp = spec === 'earliest' ? OffsetTimestamp.EARLIEST : OffsetTimestamp.LATEST
+  const isolationLevel = spec === 'lastStable' ? 1 : 0
+  const acl = () => `Describe on topic ${[...new Set(pending.map(p => p.topic))].join(', ')}`
+  for (let attempt = 1; pending.length > 0; attempt++) {
+    const metadata = await cluster.metadata([...new Set(pending.map(p => p.topic))], true)
+    const byLeader = new Map<number, ListOffsetsTopic[]>()
+    const retry: TopicPartition[] = []
+    let lastError: ProtocolError | undefined
+    for (const { topic, partition } of pending) {
+      const found = metadata.topics.get(topic)?.partitions[partition]
+      if (!found || found.leader < 0) {
+        retry.push({ topic, partition })
+        continue
+      }
+      const requests = byLeader.get(found.leader) ?? []
+      byLeader.set(found.leader, requests)
+      let request = requests.find(r => r.name === topic)
+      if (!request) {
+        request = { name: topic, partitions: [] }
+        requests.push(request)
+      }
+      request.partitions.push({ partitionIndex: partition, currentLeaderEpoch: found.leaderEpoch, timestamp })
+    }
+    const responses = await Promise.all(
+      [...byLeader].map(([leader, topics]) =>
+        cluster.call(
+          'listing offsets',
+          () =>
+            cluster.request(
+              { broker: leader },
+              LIST_OFFSETS.apiKey,
+              LIST_OFFSETS.version,
+              encodeListOffsets(isolationLevel, topics),
+              decodeListOffsets
+            ),
+          acl()
+        )
+      )
+    )
+    for (const topic of responses.flat()) {
+      for (const p of topic.partitions) {
+        if (p.errorCode === 0) {
+          offsets.set(partitionKey(topic.name, p.partitionIndex), p.offset)
+          continue
+        }
+        const error = new ProtocolError(p.errorCode, `ListOffsets of ${topic.name}/${p.partitionIndex}`)
+        if (!isRetriable(p.errorCode)) {
+          throw cluster.failure('listing offsets', error, acl())
+        }
+        lastError = error
+        retry.push({ topic: topic.name, partition: p.partitionIndex })
+      }
+    }
+    pending = retry
+    if (pending.length > 0 && attempt >= LIST_OFFSETS_ATTEMPTS) {
+      const { topic, partition } = pending[0]!
+      throw new BackupError(
+        'KB_KAFKA',
+        `listing offsets of ${topic}/${partition} failed: ${lastError?.message ?? 'the partition has no leader'}`,
+        { topic, partition }
+      )
+    }
+    if (pending.length > 0) {
+      await sleep(100 * 2 ** attempt)
     }
   }
   return offsets
-}
-
-/**
- * ListOffsets sent to each leader ourselves: the Admin client's own looks partitions up in its
- * metadata cache, which leaves out internal topics (see KafkaCluster.metadata).
- */
-async function listOffsetsDirect(
-  cluster: KafkaCluster,
-  topics: Array<{ name: string; partitions: Array<{ partitionIndex: number; timestamp: bigint }> }>,
-  isolationLevel: number
-): Promise<Array<{ name: string; partitions: Array<{ partitionIndex: number; offset: bigint }> }>> {
-  const metadata = await cluster.metadata(
-    topics.map(t => t.name),
-    true
-  )
-  const byLeader = new Map<
-    number,
-    Array<{
-      name: string
-      partitions: Array<{ partitionIndex: number; currentLeaderEpoch: number; timestamp: bigint }>
-    }>
-  >()
-  for (const topic of topics) {
-    for (const { partitionIndex, timestamp } of topic.partitions) {
-      const partition = metadata.topics.get(topic.name)?.partitions[partitionIndex]
-      if (!partition || partition.leader < 0) {
-        throw new BackupError('KB_KAFKA', `${topic.name}/${partitionIndex} has no leader`, {
-          topic: topic.name,
-          partition: partitionIndex
-        })
-      }
-      const requests = byLeader.get(partition.leader) ?? []
-      byLeader.set(partition.leader, requests)
-      let request = requests.find(r => r.name === topic.name)
-      if (!request) {
-        request = { name: topic.name, partitions: [] }
-        requests.push(request)
-      }
-      request.partitions.push({ partitionIndex, currentLeaderEpoch: partition.leaderEpoch, timestamp })
-    }
-  }
-  const responses = await Promise.all(
-    [...byLeader].map(async ([leader, requests]) =>
-      cluster.call('listing offsets', async () =>
-        listOffsetsV9.api.async(await cluster.connection(metadata, leader), -1, isolationLevel, requests)
-      )
-    )
-  )
-  return responses.flatMap(response =>
-    response.topics.map(topic => ({
-      name: topic.name,
-      partitions: topic.partitions.map(p => {
-        if (p.errorCode !== 0) {
-          throw new BackupError(
-            'KB_KAFKA',
-            `listing offsets of ${topic.name}/${p.partitionIndex} failed with error ${p.errorCode}`,
-            {
-              topic: topic.name,
-              partition: p.partitionIndex
-            }
-          )
-        }
-        return { partitionIndex: p.partitionIndex, offset: p.offset }
-      })
-    }))
-  )
 }
 
 export function partitionKey(topic: string, partition: number): string {
@@ -214,18 +215,18 @@ export function partitionKey(topic: string, partition: number): string {
 
 async function describeTopics(cluster: KafkaCluster, topics: string[], names?: string[]) {
   if (topics.length === 0) {
-    return []
+    return new Map()
   }
   return cluster.call(
     'describing topic configs',
     () =>
-      cluster.admin.describeConfigs({
-        resources: topics.map(resourceName => ({
-          resourceType: ConfigResourceTypes.TOPIC,
-          resourceName,
-          configurationKeys: names
-        }))
-      }),
+      cluster.request(
+        'any',
+        DESCRIBE_CONFIGS.apiKey,
+        DESCRIBE_CONFIGS.version,
+        encodeDescribeConfigs(topics, names),
+        decodeDescribeConfigs
+      ),
     `DescribeConfigs on topic ${topics.join(', ')}`
   )
 }
@@ -236,14 +237,14 @@ export async function describeTopicConfigs(
   topics: string[]
 ): Promise<Map<string, Record<string, string>>> {
   const result = new Map<string, Record<string, string>>()
-  for (const resource of await describeTopics(cluster, topics)) {
+  for (const [topic, configs] of await describeTopics(cluster, topics)) {
     const overrides: Record<string, string> = {}
-    for (const config of resource.configs) {
-      if (config.configSource === ConfigSources.DYNAMIC_TOPIC_CONFIG && config.value != null && !config.isSensitive) {
+    for (const config of configs) {
+      if (config.configSource === DYNAMIC_TOPIC_CONFIG && config.value != null && !config.isSensitive) {
         overrides[config.name] = config.value
       }
     }
-    result.set(resource.resourceName, overrides)
+    result.set(topic, overrides)
   }
   return result
 }
@@ -255,14 +256,14 @@ export async function topicConfigValues(
   names: string[]
 ): Promise<Map<string, Record<string, string>>> {
   const result = new Map<string, Record<string, string>>()
-  for (const resource of await describeTopics(cluster, topics, names)) {
+  for (const [topic, configs] of await describeTopics(cluster, topics, names)) {
     const values: Record<string, string> = {}
-    for (const config of resource.configs) {
+    for (const config of configs) {
       if (config.value != null) {
         values[config.name] = config.value
       }
     }
-    result.set(resource.resourceName, values)
+    result.set(topic, values)
   }
   return result
 }
@@ -281,44 +282,63 @@ export interface GroupOffsets {
   offsets: GroupOffset[]
 }
 
+/** Every classic and consumer group of the cluster: each broker lists the groups it coordinates. */
+async function listGroups(cluster: KafkaCluster): Promise<ListedGroup[]> {
+  const { brokers } = await cluster.metadata([])
+  const lists = await Promise.all(
+    [...brokers.keys()].map(broker =>
+      cluster.request(
+        { broker },
+        LIST_GROUPS.apiKey,
+        LIST_GROUPS.version,
+        encodeListGroups(['classic', 'consumer']),
+        decodeListGroups
+      )
+    )
+  )
+  return lists.flat()
+}
+
+/**
+ * A group's committed offsets (`topics` null: on every partition), as a stable read: the
+ * broker holds back offsets of transactions still open (requireStable).
+ */
+export async function fetchGroupOffsets(
+  cluster: KafkaCluster,
+  groupId: string,
+  topics: Array<{ name: string; partitions: number[] }> | null
+): Promise<GroupOffset[]> {
+  const offsets = await cluster.request(
+    { group: groupId },
+    OFFSET_FETCH.apiKey,
+    OFFSET_FETCH.version,
+    encodeOffsetFetch(groupId, topics, true),
+    decodeOffsetFetch
+  )
+  return offsets.filter(o => o.offset >= 0n)
+}
+
 /** Every consumer group's committed offsets on the given topics (groups without any are left out). */
 export async function captureGroupOffsets(cluster: KafkaCluster, topics: Set<string>): Promise<GroupOffsets[]> {
   const groups = await cluster.call(
     'listing consumer groups',
-    () => cluster.admin.listGroups({ types: ['classic', 'consumer'] }),
+    () => listGroups(cluster),
     'Describe on the consumer groups'
   )
-  const consumerGroups = [...groups.values()].filter(g => g.protocolType === 'consumer' || g.protocolType === '')
+  const consumerGroups = groups.filter(g => g.protocolType === 'consumer' || g.protocolType === '')
   if (consumerGroups.length === 0) {
     return []
   }
   const listed = await cluster.call(
     'reading consumer group offsets',
-    () => cluster.admin.listConsumerGroupOffsets({ groups: consumerGroups.map(g => g.id), requireStable: true }),
-    `Describe on group ${consumerGroups.map(g => g.id).join(', ')}`
+    () => Promise.all(consumerGroups.map(g => fetchGroupOffsets(cluster, g.groupId, null))),
+    `Describe on group ${consumerGroups.map(g => g.groupId).join(', ')}`
   )
   const result: GroupOffsets[] = []
-  for (const group of listed) {
-    const offsets: GroupOffset[] = []
-    for (const topic of group.topics) {
-      if (!topics.has(topic.name)) {
-        continue
-      }
-      for (const p of topic.partitions) {
-        if (p.committedOffset >= 0n) {
-          offsets.push({
-            topic: topic.name,
-            partition: p.partitionIndex,
-            offset: p.committedOffset,
-            leaderEpoch: p.committedLeaderEpoch,
-            metadata: p.metadata ?? null
-          })
-        }
-      }
-    }
+  for (const [i, group] of consumerGroups.entries()) {
+    const offsets = listed[i]!.filter(o => topics.has(o.topic))
     if (offsets.length > 0) {
-      const state = groups.get(group.groupId)?.state ?? 'Unknown'
-      result.push({ groupId: group.groupId, state, offsets })
+      result.push({ groupId: group.groupId, state: group.state || 'Unknown', offsets })
     }
   }
   return result.sort((a, b) => a.groupId.localeCompare(b.groupId))
@@ -330,12 +350,13 @@ export async function createTopic(
   topic: { name: string; partitions: number; replicationFactor: number; configs: Record<string, string> }
 ): Promise<void> {
   try {
-    await cluster.admin.createTopics({
-      topics: [topic.name],
-      partitions: topic.partitions,
-      replicas: topic.replicationFactor,
-      configs: Object.entries(topic.configs).map(([name, value]) => ({ name, value }))
-    })
+    await cluster.request(
+      'any',
+      CREATE_TOPICS.apiKey,
+      CREATE_TOPICS.version,
+      encodeCreateTopics([topic], 30_000),
+      decodeCreateTopics
+    )
   } catch (error) {
     throw new BackupError('KB_KAFKA', `could not create topic ${topic.name}: ${(error as Error).message}`, {
       cause: error,
@@ -352,7 +373,7 @@ export async function waitForLeaders(cluster: KafkaCluster, topics: string[], ti
     if (metadata && topics.every(t => metadata.topics.get(t)?.partitions.every(p => p.leader >= 0))) {
       return
     }
-    await new Promise(resolve => setTimeout(resolve, 100))
+    await sleep(100)
   }
   throw new BackupError('KB_KAFKA', `topics ${topics.join(', ')} have no leaders after ${timeoutMs / 1000} s`, {
     topics
@@ -361,10 +382,16 @@ export async function waitForLeaders(cluster: KafkaCluster, topics: string[], ti
 
 /** A consumer group's state on the cluster (`Empty`, `Stable`, ...; `Dead` when unknown). */
 export async function groupState(cluster: KafkaCluster, groupId: string): Promise<string> {
-  const described = await cluster.call(`describing consumer group ${groupId}`, () =>
-    cluster.admin.describeGroups({ groups: [groupId] })
+  const states = await cluster.call(`describing consumer group ${groupId}`, () =>
+    cluster.request(
+      { group: groupId },
+      DESCRIBE_GROUPS.apiKey,
+      DESCRIBE_GROUPS.version,
+      encodeDescribeGroups([groupId]),
+      decodeDescribeGroups
+    )
   )
-  return String(described.get(groupId)?.state ?? 'Dead')
+  return states.get(groupId) ?? 'Dead'
 }
 
 /** Commits offsets for a group (which must have no active members). */
@@ -373,14 +400,30 @@ export async function commitGroupOffsets(
   groupId: string,
   offsets: Array<{ topic: string; partition: number; offset: bigint }>
 ): Promise<void> {
-  const byTopic = new Map<string, Array<{ partition: number; offset: bigint }>>()
-  for (const { topic, partition, offset } of offsets) {
-    byTopic.set(topic, [...(byTopic.get(topic) ?? []), { partition, offset }])
-  }
   await cluster.call(`committing offsets of consumer group ${groupId}`, () =>
-    cluster.admin.alterConsumerGroupOffsets({
-      groupId,
-      topics: [...byTopic].map(([name, partitionOffsets]) => ({ name, partitionOffsets }))
-    })
+    cluster.request(
+      { group: groupId },
+      OFFSET_COMMIT.apiKey,
+      OFFSET_COMMIT.version,
+      encodeOffsetCommit(groupId, offsets),
+      decodeOffsetCommit(groupId)
+    )
+  )
+}
+
+/** Deletes a group's committed offsets on some partitions (the group must have no active members). */
+export async function deleteGroupOffsets(
+  cluster: KafkaCluster,
+  groupId: string,
+  partitions: TopicPartition[]
+): Promise<void> {
+  await cluster.call(`deleting offsets of consumer group ${groupId}`, () =>
+    cluster.request(
+      { group: groupId },
+      OFFSET_DELETE.apiKey,
+      OFFSET_DELETE.version,
+      encodeOffsetDelete(groupId, partitions),
+      decodeOffsetDelete(groupId)
+    )
   )
 }

@@ -1,11 +1,12 @@
 /**
- * Turns what @platformatic/kafka and Node's TLS layer throw into one of our codes with a
- * message an operator can act on. The client wraps every connection failure, whatever its
- * reason, in "Connection to host:port failed" (PLT_KFK_NETWORK), so the reason is found by
- * walking the error's `errors` and `cause` chain: a SASL failure, a TLS verification error or
- * an authorization error code must not read as "no answer from Kafka".
+ * Turns what our protocol layer (src/kafka/wire/) and Node's TLS layer throw into one of our
+ * codes with a message an operator can act on. A broken connection is a NetworkError whose
+ * cause is what broke it, so the reason is found by walking the error's `errors` and `cause`
+ * chain: a SASL failure, a TLS verification error or an authorization error code must not
+ * read as "no answer from Kafka".
  */
 import { BackupError } from '../errors.ts'
+import { AuthenticationError, NetworkError } from './wire/errors.ts'
 
 export interface FailureContext {
   /** What was being done, e.g. "listing topics". */
@@ -14,15 +15,14 @@ export interface FailureContext {
   /** The config section of the cluster, e.g. "source", for key paths in messages. */
   configKey: string
   sasl?: { mechanism: string; username?: unknown }
-  /** The latest error that ended a connection of this cluster, reported by the client only as an event. */
-  connectionError?: unknown
 }
 
 interface ErrorNode {
   code?: unknown
-  apiId?: unknown
+  /** A Kafka error code's name (ProtocolError). */
+  errorName?: unknown
   message?: unknown
-  serverErrorMessage?: unknown
+  serverMessage?: unknown
   host?: unknown
   reason?: unknown
   cert?: { subjectaltname?: unknown; subject?: { CN?: unknown } }
@@ -100,8 +100,8 @@ function tlsFailure(nodes: ErrorNode[], context: FailureContext): string | undef
 }
 
 function authenticationFailure(nodes: ErrorNode[], context: FailureContext): string | undefined {
-  const protocolError = nodes.find(n => typeof n.apiId === 'string' && saslErrors.has(n.apiId))
-  const clientError = nodes.find(n => n.code === 'PLT_KFK_AUTHENTICATION')
+  const protocolError = nodes.find(n => typeof n.errorName === 'string' && saslErrors.has(n.errorName))
+  const clientError = nodes.find(n => n instanceof AuthenticationError)
   if (protocolError === undefined && clientError === undefined) {
     return undefined
   }
@@ -110,10 +110,10 @@ function authenticationFailure(nodes: ErrorNode[], context: FailureContext): str
       ? 'authentication'
       : `SASL ${context.sasl.mechanism} authentication${typeof context.sasl.username === 'string' ? ` as ${context.sasl.username}` : ''}`
   const security = `${context.configKey}.security`
-  if (protocolError?.apiId === 'UNSUPPORTED_SASL_MECHANISM') {
+  if (protocolError?.errorName === 'UNSUPPORTED_SASL_MECHANISM') {
     return `${who} failed: the broker does not enable ${context.sasl?.mechanism ?? 'this mechanism'} on this listener: set ${security}.sasl_mechanism to one it enables`
   }
-  const detail = protocolError?.serverErrorMessage ?? protocolError?.message ?? clientError?.message
+  const detail = protocolError?.serverMessage ?? protocolError?.message ?? clientError?.message
   const keys =
     context.sasl?.mechanism === 'OAUTHBEARER'
       ? `the token from ${security}.sasl_oauthbearer_token_endpoint_url (issuer, audience, expiry) against the broker's OAUTHBEARER settings`
@@ -126,11 +126,11 @@ function authenticationFailure(nodes: ErrorNode[], context: FailureContext): str
  * names only the resource type; `acl` (from the caller) names the operation and resources.
  */
 function authorizationFailure(nodes: ErrorNode[], acl: string | undefined): string | undefined {
-  const denied = nodes.find(n => typeof n.apiId === 'string' && n.apiId.endsWith('_AUTHORIZATION_FAILED'))
+  const denied = nodes.find(n => typeof n.errorName === 'string' && n.errorName.endsWith('_AUTHORIZATION_FAILED'))
   if (denied === undefined) {
     return undefined
   }
-  return `not authorized (${String(denied.apiId)})${acl ? `: the principal needs ${acl}` : ''}`
+  return `not authorized (${String(denied.errorName)})${acl ? `: the principal needs ${acl}` : ''}`
 }
 
 /** Our error for a failed Kafka call; `acl` names the ACL the call needs, for authorization failures. */
@@ -143,9 +143,6 @@ export function kafkaFailure(error: unknown, context: FailureContext, acl?: stri
   const ours = nodes.find(node => node instanceof BackupError)
   if (ours !== undefined) {
     return ours as BackupError
-  }
-  if (context.connectionError !== undefined) {
-    nodes.push(...chainOf(context.connectionError))
   }
   const servers = context.bootstrapServers.join(',')
   const denied = authorizationFailure(nodes, acl)
@@ -166,7 +163,7 @@ export function kafkaFailure(error: unknown, context: FailureContext, acl?: stri
     })
   }
   const innermost = nodes.at(-1)?.message ?? String(error)
-  if (nodes.some(n => n.code === 'PLT_KFK_NETWORK' || n.code === 'PLT_KFK_TIMEOUT')) {
+  if (nodes.some(n => n instanceof NetworkError)) {
     return new BackupError(
       'KB_KAFKA_UNREACHABLE',
       `${context.what} failed: no answer from Kafka at ${servers} (${String(innermost)})`,

@@ -1,5 +1,5 @@
 /** Small pieces of the Kafka wire format our raw request parsers share. */
-import type { Reader } from '@platformatic/kafka'
+import type { Reader } from './wire/reader.ts'
 
 /** Skips a flexible-version TAG_BUFFER: a count, then (tag, size, bytes) per field. */
 export function skipTaggedFields(reader: Reader): void {

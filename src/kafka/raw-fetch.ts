@@ -1,12 +1,13 @@
 /**
  * Fetch v17 with the record sets kept as raw bytes: Kafka's RecordBatch blocks go to the
- * segment writer untouched (docs/architecture.md, "Backup"). The request builder is @platformatic/kafka's;
- * the response parser is ours because its own decodes every record.
+ * segment writer untouched (docs/architecture.md, "Backup"): nothing here decodes a record.
  * Partition errors are returned, not thrown: the caller decides what a leader change or an
  * out-of-range offset means for its position.
  */
-import { type Connection, fetchV17, type Reader } from '@platformatic/kafka'
 import { skipTaggedFields } from './protocol.ts'
+import type { Connection } from './wire/connection.ts'
+import type { Reader } from './wire/reader.ts'
+import type { Writer } from './wire/writer.ts'
 
 const FETCH_API_KEY = 1
 const FETCH_API_VERSION = 17
@@ -51,7 +52,7 @@ export interface RawFetchResponse {
   topics: Array<{ topicId: string; partitions: RawFetchPartition[] }>
 }
 
-function parseRawFetchResponse(_correlationId: number, _apiKey: number, _apiVersion: number, reader: Reader) {
+function parseRawFetchResponse(reader: Reader): RawFetchResponse {
   const throttleTimeMs = reader.readInt32()
   const errorCode = reader.readInt16()
   reader.readInt32() // session id: we use no fetch sessions
@@ -67,7 +68,7 @@ function parseRawFetchResponse(_correlationId: number, _apiKey: number, _apiVers
         const abortedTransactions =
           r.readNullableArray(r => ({ producerId: r.readInt64(), firstOffset: r.readInt64() }), true, true) ?? []
         r.readInt32() // preferred read replica
-        // A view into the socket chunk when the record set lies in one; one copy otherwise.
+        // A view into the response frame, not a copy.
         const records = r.readNullableBytes(true)
         skipTaggedFields(r)
         return { partition, errorCode, highWatermark, lastStableOffset, logStartOffset, abortedTransactions, records }
@@ -80,31 +81,37 @@ function parseRawFetchResponse(_correlationId: number, _apiKey: number, _apiVers
   return { throttleTimeMs, errorCode, topics } satisfies RawFetchResponse
 }
 
+function encodeRawFetchRequest(request: RawFetchRequest): (w: Writer) => void {
+  return w =>
+    w
+      .appendInt32(request.maxWaitMs)
+      .appendInt32(request.minBytes)
+      .appendInt32(request.maxBytes)
+      .appendInt8(request.isolationLevel)
+      .appendInt32(0) // session id: a full fetch, no session
+      .appendInt32(-1) // session epoch
+      .appendArray(request.topics, (w, t) =>
+        w.appendUUID(t.topicId).appendArray(t.partitions, (w, p) => {
+          w.appendInt32(p.partition)
+            .appendInt32(p.currentLeaderEpoch)
+            .appendInt64(p.fetchOffset)
+            .appendInt32(-1) // last fetched epoch
+            .appendInt64(-1n) // log start offset (followers only)
+            .appendInt32(p.partitionMaxBytes)
+        })
+      )
+      .appendArray([], () => {}) // forgotten topics
+      .appendString('') // rack id
+      .appendTaggedFields()
+}
+
 export function rawFetch(connection: Connection, request: RawFetchRequest): Promise<RawFetchResponse> {
-  const { promise, resolve, reject } = Promise.withResolvers<RawFetchResponse>()
-  const topics = request.topics.map(t => ({
-    topicId: t.topicId,
-    partitions: t.partitions.map(p => ({ ...p, lastFetchedEpoch: -1 }))
-  }))
-  connection.send(
+  // A long poll is not a broker that stopped answering: the wait counts on top of the timeout.
+  return connection.send(
     FETCH_API_KEY,
     FETCH_API_VERSION,
-    () =>
-      fetchV17.createRequest(
-        request.maxWaitMs,
-        request.minBytes,
-        request.maxBytes,
-        request.isolationLevel,
-        0,
-        -1,
-        topics,
-        [],
-        ''
-      ),
+    encodeRawFetchRequest(request),
     parseRawFetchResponse,
-    true,
-    true,
-    (error, response) => (error ? reject(error) : resolve(response as RawFetchResponse))
+    connection.requestTimeoutMs + request.maxWaitMs
   )
-  return promise
 }

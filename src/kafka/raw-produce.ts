@@ -5,18 +5,16 @@
  * sequence, so a retried request is de-duplicated by the broker instead of written twice.
  * Partition errors are returned, not thrown, so the caller can retry just those partitions.
  */
-import {
-  type Connection,
-  initProducerIdV5,
-  protocolErrors,
-  protocolErrorsCodesById,
-  type Reader,
-  Writer
-} from '@platformatic/kafka'
 import { skipTaggedFields } from './protocol.ts'
+import type { Connection } from './wire/connection.ts'
+import { checkErrorCode, ProtocolError } from './wire/errors.ts'
+import type { Reader } from './wire/reader.ts'
+import type { Writer } from './wire/writer.ts'
 
 const PRODUCE_API_KEY = 0
 const PRODUCE_API_VERSION = 11
+const INIT_PRODUCER_ID_API_KEY = 22
+const INIT_PRODUCER_ID_API_VERSION = 5
 
 export interface RawProducePartition {
   partition: number
@@ -45,22 +43,23 @@ export interface RawProduceResponse {
   topics: Array<{ topic: string; partitions: RawProducePartitionResult[] }>
 }
 
-function createRawProduceRequest(request: RawProduceRequest): Writer {
-  return Writer.create()
-    .appendString(null)
-    .appendInt16(request.acks)
-    .appendInt32(request.timeoutMs)
-    .appendArray(request.topics, (w, t) => {
-      w.appendString(t.topic).appendArray(t.partitions, (w, p) => {
-        w.appendInt32(p.partition)
-          .appendUnsignedVarInt(p.batch.length + 1)
-          .append(p.batch)
+function encodeRawProduceRequest(request: RawProduceRequest): (w: Writer) => void {
+  return w =>
+    w
+      .appendString(null)
+      .appendInt16(request.acks)
+      .appendInt32(request.timeoutMs)
+      .appendArray(request.topics, (w, t) => {
+        w.appendString(t.topic).appendArray(t.partitions, (w, p) => {
+          w.appendInt32(p.partition)
+            .appendUnsignedVarInt(p.batch.length + 1)
+            .append(p.batch)
+        })
       })
-    })
-    .appendTaggedFields()
+      .appendTaggedFields()
 }
 
-function parseRawProduceResponse(_correlationId: number, _apiKey: number, _apiVersion: number, reader: Reader) {
+function parseRawProduceResponse(reader: Reader): RawProduceResponse {
   const topics = reader.readArray(
     r => {
       const topic = r.readString()
@@ -95,17 +94,12 @@ function parseRawProduceResponse(_correlationId: number, _apiKey: number, _apiVe
 }
 
 export function rawProduce(connection: Connection, request: RawProduceRequest): Promise<RawProduceResponse> {
-  const { promise, resolve, reject } = Promise.withResolvers<RawProduceResponse>()
-  connection.send(
+  return connection.send(
     PRODUCE_API_KEY,
     PRODUCE_API_VERSION,
-    () => createRawProduceRequest(request),
-    parseRawProduceResponse,
-    true,
-    true,
-    (error, response) => (error ? reject(error) : resolve(response as RawProduceResponse))
+    encodeRawProduceRequest(request),
+    parseRawProduceResponse
   )
-  return promise
 }
 
 export interface ProducerIdentity {
@@ -122,12 +116,26 @@ export async function initProducerId(connection: Connection, timeoutMs = 30_000)
   const deadline = Date.now() + timeoutMs
   for (let delayMs = 100; ; delayMs = Math.min(delayMs * 2, 2000)) {
     try {
-      const response = await initProducerIdV5.api.async(connection, null, 60_000, -1n, -1)
-      return { producerId: response.producerId, producerEpoch: response.producerEpoch }
+      return await connection.send(
+        INIT_PRODUCER_ID_API_KEY,
+        INIT_PRODUCER_ID_API_VERSION,
+        w =>
+          w
+            .appendString(null) // no transactional id: idempotent only
+            .appendInt32(60_000) // transaction timeout
+            .appendInt64(-1n) // producer id: a new one
+            .appendInt16(-1) // producer epoch
+            .appendTaggedFields(),
+        r => {
+          r.readInt32() // throttle time
+          checkErrorCode(r.readInt16(), 'InitProducerId')
+          const identity = { producerId: r.readInt64(), producerEpoch: r.readInt16() }
+          r.skipTaggedFields()
+          return identity
+        }
+      )
     } catch (error) {
-      const code = (error as { response?: { errorCode?: number } }).response?.errorCode
-      const name = code === undefined ? undefined : protocolErrorsCodesById[code]
-      if (name === undefined || !protocolErrors[name]?.canRetry || Date.now() + delayMs > deadline) {
+      if (!(error instanceof ProtocolError) || !error.retriable || Date.now() + delayMs > deadline) {
         throw error
       }
       await new Promise(resolve => setTimeout(resolve, delayMs))

@@ -11,7 +11,7 @@
 import { z } from 'zod'
 import { requireManifest } from '../catalog/inspect.ts'
 import { BackupError } from '../errors.ts'
-import { commitGroupOffsets } from '../kafka/admin.ts'
+import { commitGroupOffsets, deleteGroupOffsets, fetchGroupOffsets } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
 import { assertGroupInactive, selectCapturedGroups, translateGroupOffsets } from '../restore/groups.ts'
 import { OffsetMap } from '../restore/offset-map.ts'
@@ -163,24 +163,20 @@ async function currentOffsets(cluster: KafkaCluster, restore: RestoreState, targ
   }
   const result = new Map<string, bigint>()
   if (targets.size === 0) return result
-  const listed = await cluster.call('reading consumer group offsets', () =>
-    cluster.admin.listConsumerGroupOffsets({
-      groups: [...targets].map(([groupId, topics]) => ({
-        groupId,
-        topics: [...topics].map(([name, partitions]) => ({ name, partitionIndexes: [...partitions] }))
-      })),
-      requireStable: true
-    })
-  )
-  for (const group of listed) {
-    for (const topic of group.topics) {
-      for (const partition of topic.partitions) {
-        if (partition.committedOffset >= 0n) {
-          result.set(groupPartitionKey(group.groupId, topic.name, partition.partitionIndex), partition.committedOffset)
+  await cluster.call('reading consumer group offsets', () =>
+    Promise.all(
+      [...targets].map(async ([groupId, topics]) => {
+        const committed = await fetchGroupOffsets(
+          cluster,
+          groupId,
+          [...topics].map(([name, partitions]) => ({ name, partitions: [...partitions] }))
+        )
+        for (const { topic, partition, offset } of committed) {
+          result.set(groupPartitionKey(groupId, topic, partition), offset)
         }
-      }
-    }
-  }
+      })
+    )
+  )
   return result
 }
 
@@ -356,11 +352,10 @@ export async function rollbackGroupOffsets(
       if (o.offset === null) deletions.set(o.topic, [...(deletions.get(o.topic) ?? []), o.partition])
     }
     if (deletions.size > 0) {
-      await cluster.call(`deleting offsets of consumer group ${group.groupId}`, () =>
-        cluster.admin.deleteConsumerGroupOffsets({
-          groupId: group.groupId,
-          topics: [...deletions].map(([name, partitionIndexes]) => ({ name, partitionIndexes }))
-        })
+      await deleteGroupOffsets(
+        cluster,
+        group.groupId,
+        [...deletions].flatMap(([topic, partitions]) => partitions.map(partition => ({ topic, partition })))
       )
     }
     rolledBack.push(group.groupId)

@@ -9,10 +9,11 @@
  * then reconciles every partition against the target's end offset and resumes with a fresh
  * producer id. That keeps the retry logic in one exact place instead of a second one here.
  */
-import { type Connection, protocolErrors, protocolErrorsCodesById } from '@platformatic/kafka'
 import { rewriteForRestore } from '../batch/rewrite.ts'
 import { BackupError } from '../errors.ts'
+import type { Connection } from '../kafka/cluster.ts'
 import { type ProducerIdentity, rawProduce } from '../kafka/raw-produce.ts'
+import { errorName, isKnownErrorCode, isRetriable } from '../kafka/wire/errors.ts'
 import type { OutgoingBatch } from './outgoing.ts'
 
 /** A failure a fresh start from the reconciled position cures. */
@@ -202,7 +203,7 @@ export async function sendToLeader(connection: Connection, feeds: PartitionFeed[
         )
         continue
       }
-      const name = protocolErrorsCodesById[result.errorCode] ?? `error ${result.errorCode}`
+      const name = errorName(result.errorCode)
       const first = outgoing.runs[0]?.sourceOffset
       // The broker explains every refused record; the first one keeps the error a readable line.
       const recordErrors = result.recordErrors.map(e => e.message).filter(Boolean)
@@ -215,7 +216,7 @@ export async function sendToLeader(connection: Connection, feeds: PartitionFeed[
         .join('; ')
       const hint = fatalProduceErrors[name]
       failure =
-        hint !== undefined || !(protocolErrors[name]?.canRetry ?? true)
+        hint !== undefined || (isKnownErrorCode(result.errorCode) && !isRetriable(result.errorCode))
           ? new BackupError(
               name.endsWith('_AUTHORIZATION_FAILED') ? 'KB_KAFKA_AUTHORIZATION' : 'KB_KAFKA',
               `restoring source offset ${first} to ${feed.topic}/${feed.partition} failed with ${name}${detail ? ` (${detail})` : ''}: ${hint ?? 'not retriable'}`,

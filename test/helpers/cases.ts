@@ -7,9 +7,8 @@
  */
 import { randomBytes } from 'node:crypto'
 import { type CompressionAlgorithmValue, type MessageToProduce, Producer } from '@platformatic/kafka'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import type { StoredRecord } from './backup.ts'
-import { bootstrapServers, createTopic } from './kafka.ts'
+import { type AdminCluster, bootstrapServers, createTopic } from './kafka.ts'
 import { readTopicRecords } from './topic.ts'
 import { until } from './wait.ts'
 
@@ -174,7 +173,7 @@ export const COMPACTED_SURVIVING_OFFSETS = [0n, 2n, 4n, 6n, 9n, 13n, 14n, 15n, 1
 
 export async function produceCompacted(
   producer: Producer,
-  cluster: KafkaCluster,
+  cluster: AdminCluster,
   topic: string
 ): Promise<StoredRecord[]> {
   const rounds: Array<Array<[string, string | null]>> = [
@@ -207,7 +206,7 @@ export async function produceCompacted(
   return waitForCompaction(cluster, topic, COMPACTED_SURVIVING_OFFSETS)
 }
 
-async function waitForCompaction(cluster: KafkaCluster, topic: string, survivors: bigint[]): Promise<StoredRecord[]> {
+async function waitForCompaction(cluster: AdminCluster, topic: string, survivors: bigint[]): Promise<StoredRecord[]> {
   let records: StoredRecord[] = []
   await until(
     async () => {
@@ -220,6 +219,6 @@ async function waitForCompaction(cluster: KafkaCluster, topic: string, survivors
   return records
 }
 
-export async function createCompactedTopic(cluster: KafkaCluster, topic: string): Promise<void> {
+export async function createCompactedTopic(cluster: AdminCluster, topic: string): Promise<void> {
   await createTopic(cluster, topic, 1, COMPACTED_TOPIC_CONFIGS)
 }

@@ -1,6 +1,7 @@
 /** Shared helpers for integration tests against the run's real broker (test/global-setup.ts). */
 import { randomUUID } from 'node:crypto'
-import { KafkaCluster } from '../../src/kafka/cluster.ts'
+import { Admin } from '@platformatic/kafka'
+import { type ClusterOptions, KafkaCluster } from '../../src/kafka/cluster.ts'
 import { until } from './wait.ts'
 
 export { runKafkaTool } from '../../scripts/broker.ts'
@@ -13,8 +14,28 @@ export function bootstrapServers(): string {
   return servers
 }
 
-export function testCluster(): KafkaCluster {
-  return new KafkaCluster({ bootstrapServers: bootstrapServers().split(','), clientId: 'kafka-backup-test' })
+/**
+ * Our KafkaCluster, plus an @platformatic/kafka Admin on the same brokers: tests set the
+ * cluster up (create, delete, commit) with another client than the one they check.
+ */
+export class AdminCluster extends KafkaCluster {
+  readonly admin: Admin
+
+  constructor(options: ClusterOptions) {
+    super(options)
+    this.admin = new Admin({
+      clientId: options.clientId ?? 'kafka-backup-test',
+      bootstrapBrokers: options.bootstrapServers
+    })
+  }
+
+  override async close(): Promise<void> {
+    await Promise.allSettled([super.close(), this.admin.close()])
+  }
+}
+
+export function testCluster(servers = bootstrapServers().split(',')): AdminCluster {
+  return new AdminCluster({ bootstrapServers: servers, clientId: 'kafka-backup-test' })
 }
 
 /** Topic names unique per test, so that tests never see each other's data. */
@@ -23,7 +44,7 @@ export function uniqueTopic(label: string): string {
 }
 
 export async function createTopic(
-  cluster: KafkaCluster,
+  cluster: AdminCluster,
   topic: string,
   partitions = 1,
   configs: Record<string, string> = {}

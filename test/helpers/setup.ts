@@ -1,15 +1,14 @@
 /** What most integration test files share: a cluster client, a producer, numbered records. */
 import { after } from 'node:test'
 import type { Producer } from '@platformatic/kafka'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { BASE_TIMESTAMP, newProducer } from './cases.ts'
-import { testCluster } from './kafka.ts'
+import { type AdminCluster, testCluster } from './kafka.ts'
 
 /**
  * A cluster client and a producer on the run's broker for the calling test file, closed after
  * its tests. Both connect on first use, so creating them while the file loads costs nothing.
  */
-export function clusterAndProducer(): { cluster: KafkaCluster; producer: Producer } {
+export function clusterAndProducer(): { cluster: AdminCluster; producer: Producer } {
   const cluster = testCluster()
   const producer = newProducer()
   after(async () => {

@@ -14,10 +14,9 @@ import { decodeRecords, encodeBatch, type KafkaRecord, recordOffset, recordTimes
 import { coalesce, hasOffsetHoles, prepareForRestore, rewriteForRestore } from '../../src/batch/rewrite.ts'
 import { splitRecordSet } from '../../src/batch/split.ts'
 import { type AbortedTransaction, TransactionFilter } from '../../src/batch/transactions.ts'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { IsolationLevel, rawFetch } from '../../src/kafka/raw-fetch.ts'
 import { initProducerId, rawProduce } from '../../src/kafka/raw-produce.ts'
-import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { type AdminCluster, bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 
 const codecs: Array<{ name: CompressionAlgorithmValue & keyof typeof Codec; id: CodecId }> = [
   { name: 'none', id: Codec.none },
@@ -27,7 +26,7 @@ const codecs: Array<{ name: CompressionAlgorithmValue & keyof typeof Codec; id: 
   { name: 'zstd', id: Codec.zstd }
 ]
 
-let cluster: KafkaCluster
+let cluster: AdminCluster
 before(() => {
   cluster = testCluster()
 })

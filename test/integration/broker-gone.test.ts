@@ -14,21 +14,20 @@ import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { type RunningBroker, restartBroker, startBroker, stopBroker } from '../../scripts/broker.ts'
 import { listOffsets } from '../../src/kafka/admin.ts'
-import { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import { backupOptions, readBackedUpRecords, runBackup } from '../helpers/backup.ts'
 import { newProducer } from '../helpers/cases.ts'
 import { type CliResult, finished, startCli, writeConfig } from '../helpers/cli.ts'
-import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { produceBatches } from '../helpers/setup.ts'
 
 let broker: RunningBroker
-let cluster: KafkaCluster
+let cluster: AdminCluster
 const recordsPerPartition = 10_000
 
 before(async () => {
   broker = await startBroker('gone')
-  cluster = new KafkaCluster({ bootstrapServers: [broker.bootstrapServers], clientId: 'kafka-backup-test' })
+  cluster = testCluster([broker.bootstrapServers])
 })
 after(async () => {
   await cluster.close()

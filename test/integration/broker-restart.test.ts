@@ -6,23 +6,22 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { type RunningBroker, restartBroker, startBroker, stopBroker } from '../../scripts/broker.ts'
 import { BackupEngine } from '../../src/backup/engine.ts'
-import { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { RestoreEngine } from '../../src/restore/engine.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
 import { newProducer } from '../helpers/cases.ts'
-import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions } from '../helpers/restore.ts'
 import { produceBatches } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 import { until } from '../helpers/wait.ts'
 
 let broker: RunningBroker
-let cluster: KafkaCluster
+let cluster: AdminCluster
 const recordsPerPartition = 4000
 
 before(async () => {
   broker = await startBroker('restart')
-  cluster = new KafkaCluster({ bootstrapServers: [broker.bootstrapServers], clientId: 'kafka-backup-test' })
+  cluster = testCluster([broker.bootstrapServers])
 })
 after(async () => {
   await cluster.close()

@@ -16,22 +16,21 @@ import {
   type TestCluster
 } from '../../scripts/test-cluster/cluster.ts'
 import { BackupEngine } from '../../src/backup/engine.ts'
-import { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
 import { newProducer } from '../helpers/cases.ts'
-import { uniqueTopic } from '../helpers/kafka.ts'
+import { type AdminCluster, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
 import { produceBatches } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 
 let cluster: TestCluster
-let client: KafkaCluster
+let client: AdminCluster
 const partitions = 3
 const recordsPerPartition = 3000
 
 before(async () => {
   cluster = await startCluster(3)
-  client = new KafkaCluster({ bootstrapServers: cluster.bootstrapServers, clientId: 'kafka-backup-test' })
+  client = testCluster(cluster.bootstrapServers)
 })
 after(async () => {
   await client?.close()

@@ -3,13 +3,12 @@ import { randomBytes } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
 import { validateBackup } from '../../src/catalog/inspect.ts'
 import { isBackupError } from '../../src/errors.ts'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { AzureBlobStorage } from '../../src/storage/azure.ts'
 import { GcsStorage } from '../../src/storage/gcs.ts'
 import type { Storage } from '../../src/storage/storage.ts'
 import { backupOptions, runBackup } from '../helpers/backup.ts'
 import { newProducer } from '../helpers/cases.ts'
-import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import {
   restartObjectServer,
   stopObjectServer,
@@ -22,7 +21,7 @@ import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 import { until } from '../helpers/wait.ts'
 
 const MiB = 1024 * 1024
-let cluster: KafkaCluster
+let cluster: AdminCluster
 let topic: string
 const partitions = 2
 

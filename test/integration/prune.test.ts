@@ -6,13 +6,12 @@ import { readManifest, readPartitionIndex } from '../../src/catalog/manifest.ts'
 import { pruneBackup, pruneLockKey } from '../../src/catalog/prune.ts'
 import { isBackupError } from '../../src/errors.ts'
 import { listOffsets, partitionKey } from '../../src/kafka/admin.ts'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { listRestoreStates, writeRestoreState } from '../../src/restore/state.ts'
 import type { Storage } from '../../src/storage/storage.ts'
 import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
 import { newProducer } from '../helpers/cases.ts'
 import { runCli } from '../helpers/cli.ts'
-import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { useS3Server } from '../helpers/object-servers.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
@@ -20,7 +19,7 @@ import { until } from '../helpers/wait.ts'
 
 const DAY = 86_400_000
 const RECORDS_PER_ROUND = 40
-let cluster: KafkaCluster
+let cluster: AdminCluster
 let producer: Producer
 before(() => {
   cluster = testCluster()

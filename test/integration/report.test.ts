@@ -6,18 +6,17 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import type { Producer } from '@platformatic/kafka'
 import { isBackupError } from '../../src/errors.ts'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { checkReportContents } from '../../src/report/check.ts'
 import { reportBackup, reportRestore } from '../../src/report/compare.ts'
 import { checkSignature, type SignedReport, signReport } from '../../src/report/sign.ts'
 import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
 import { newProducer, produceTransactional } from '../helpers/cases.ts'
 import { runCli, writeConfig } from '../helpers/cli.ts'
-import { bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { type AdminCluster, bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { useS3Server } from '../helpers/object-servers.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
 
-let cluster: KafkaCluster
+let cluster: AdminCluster
 let producer: Producer
 before(() => {
   cluster = testCluster()

@@ -34,13 +34,13 @@ import {
   stopSecureBroker
 } from '../../scripts/test-cluster/secure-broker.ts'
 import { type SecurityConfig, sourceSchema } from '../../src/config/schema.ts'
-import { KafkaCluster } from '../../src/kafka/cluster.ts'
+import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { connectCluster } from '../../src/kafka/connect.ts'
 import { clientCredentialsTokens } from '../../src/kafka/oauth.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import { backupOptions, runBackup } from '../helpers/backup.ts'
 import { runCli, writeConfig } from '../helpers/cli.ts'
-import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 
@@ -49,7 +49,7 @@ let oauth: OAuthServer
 /** OAuth tokens live 6 s. */
 const tokenLifetimeSecs = 6
 /** The PLAINTEXT listener, where the tests set up topics and data (ANONYMOUS is a super user). */
-let setup: KafkaCluster
+let setup: AdminCluster
 
 before(async () => {
   oauth = await startOAuthServer({
@@ -64,7 +64,7 @@ before(async () => {
     issuer: oauthIssuer,
     audience: oauthAudience
   })
-  setup = new KafkaCluster({ bootstrapServers: [broker.listeners.PLAINTEXT], clientId: 'kafka-backup-test' })
+  setup = testCluster([broker.listeners.PLAINTEXT])
 })
 after(async () => {
   await setup?.close()
