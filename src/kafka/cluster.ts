@@ -212,18 +212,34 @@ export class KafkaCluster {
 
   /**
    * Metadata of `topics` (none: brokers and the cluster id only). A topic the broker answers
-   * with an error (unknown, not authorized) fails the call with that error, naming the topic.
+   * with an error fails the call with that error, naming the topic; retriable ones (a topic
+   * just created or deleted, a leader being elected) are asked again a few times first.
    */
   async metadata(topics: string[], _forceUpdate = false): Promise<ClusterMetadata> {
-    const response = await this.call('reading metadata', () =>
-      this.request('any', METADATA.apiKey, METADATA.version, encodeMetadata(topics), decodeMetadata)
-    )
-    this.#brokers = response.brokers
-    const [error] = response.topicErrors.values()
-    if (error !== undefined) {
-      throw this.failure('reading metadata', error, `Describe on topic ${[...response.topicErrors.keys()].join(', ')}`)
+    for (let attempt = 1; ; attempt++) {
+      const response = await this.call('reading metadata', () =>
+        this.request('any', METADATA.apiKey, METADATA.version, encodeMetadata(topics), decodeMetadata)
+      )
+      this.#brokers = response.brokers
+      const errors = [...response.topicErrors.values()]
+      if (errors.length === 0) {
+        return {
+          id: response.id,
+          controllerId: response.controllerId,
+          brokers: response.brokers,
+          topics: response.topics
+        }
+      }
+      if (attempt >= ATTEMPTS || errors.some(error => !error.retriable)) {
+        const error = errors.find(e => !e.retriable) ?? errors[0]!
+        throw this.failure(
+          'reading metadata',
+          error,
+          `Describe on topic ${[...response.topicErrors.keys()].join(', ')}`
+        )
+      }
+      await sleep(RETRY_DELAY_MS * 2 ** (attempt - 1))
     }
-    return { id: response.id, controllerId: response.controllerId, brokers: response.brokers, topics: response.topics }
   }
 
   /** Every topic's name, internal ones included. */

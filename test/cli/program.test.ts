@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { describe, test } from 'node:test'
@@ -71,6 +71,25 @@ describe('the kafka-backup program', () => {
     assert.equal(packages.has('prom-client'), false)
     assert.equal(packages.has('cli-progress'), false)
     assert.ok(packages.has('commander'))
+  })
+
+  test('no module under src/ imports @platformatic/kafka, and it is only a dev dependency', () => {
+    // The CLI and the library entry run on our own protocol layer (src/kafka/wire); the
+    // library stays for tests and benchmarks, as an independent client to check us against.
+    const srcDir = resolve(import.meta.dirname, '../../src')
+    const files = readdirSync(srcDir, { recursive: true, encoding: 'utf8' }).filter(f => f.endsWith('.ts'))
+    assert.ok(files.length > 50, 'the walk found the sources')
+    for (const file of files) {
+      const text = readFileSync(join(srcDir, file), 'utf8')
+      const specifiers = [...text.matchAll(/(?:from|import)\s*\(?\s*['"]([^'"]+)['"]/g)].map(m => m[1])
+      assert.ok(!specifiers.some(s => s?.startsWith('@platformatic/kafka')), `src/${file} imports @platformatic/kafka`)
+    }
+    const pkg = JSON.parse(readFileSync(resolve(import.meta.dirname, '../../package.json'), 'utf8')) as {
+      dependencies: Record<string, string>
+      devDependencies: Record<string, string>
+    }
+    assert.equal(pkg.dependencies['@platformatic/kafka'], undefined)
+    assert.ok(pkg.devDependencies['@platformatic/kafka'])
   })
 
   test('loads the module of the command that runs, and describes the others', async () => {
