@@ -9,7 +9,8 @@
  *   SASL_SSL        localhost   PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 over TLS
  *   SCRAM512_ONLY   127.0.0.1   SASL_PLAINTEXT with only SCRAM-SHA-512 (a mechanism not enabled)
  *   OAUTH           127.0.0.1   SASL_PLAINTEXT with OAUTHBEARER: JWTs checked against a JWKS URL
- *                               (scripts/test-cluster/oauth-server.ts)
+ *                               (scripts/test-cluster/oauth-server.ts); connections must
+ *                               re-authenticate every 2 s (connections.max.reauth.ms)
  *
  * Authorization is on (StandardAuthorizer): `admin`, ANONYMOUS and the mutual-TLS client
  * certificate's principal (CN=backup-client) and the OAuth client `oauth-admin` are super users, `backup`,
@@ -128,6 +129,7 @@ export async function startSecureBroker(oauth: SecureBrokerOptions): Promise<Sec
       'listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER',
       'listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;',
       'listener.name.oauth.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler',
+      'listener.name.oauth.oauthbearer.connections.max.reauth.ms=2000',
       `sasl.oauthbearer.jwks.endpoint.url=${oauth.jwksUrl}`,
       `sasl.oauthbearer.expected.issuer=${oauth.issuer}`,
       `sasl.oauthbearer.expected.audience=${oauth.audience}`,

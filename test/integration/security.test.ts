@@ -37,6 +37,7 @@ import { type SecurityConfig, sourceSchema } from '../../src/config/schema.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { connectCluster } from '../../src/kafka/connect.ts'
 import { clientCredentialsTokens } from '../../src/kafka/oauth.ts'
+import { IsolationLevel, rawFetch } from '../../src/kafka/raw-fetch.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import { backupOptions, runBackup } from '../helpers/backup.ts'
 import { runCli, writeConfig } from '../helpers/cli.ts'
@@ -440,4 +441,49 @@ test('the OAuth token provider reuses a token until half its lifetime, then take
   assert.notEqual(second, first)
   assert.ok(Date.now() < expiresAt, 'the fresh token came before the first one expired')
   assert.equal((oauth.issued.get('oauth-admin') ?? 0) - issuedBefore, 2)
+})
+
+test('a connection re-authenticates with a fresh token when the broker limits its session (connections.max.reauth.ms), with fetches in flight', async () => {
+  const topic = await topicWithRecords('reauth')
+  const cluster = securedCluster(broker.listeners.OAUTH, oauthSecurity('oauth-admin'))
+  try {
+    const metadata = await cluster.metadata([topic], true)
+    const found = metadata.topics.get(topic)!
+    // One connection for the whole test: the broker closes it if a session outlives its limit.
+    const connection = await cluster.connection(metadata, found.partitions[0]!.leader)
+    const issuedBefore = oauth.issued.get('oauth-admin') ?? 0
+    const fetch = () =>
+      rawFetch(connection, {
+        maxWaitMs: 200,
+        minBytes: 1_000_000,
+        maxBytes: 1_000_000,
+        isolationLevel: IsolationLevel.READ_COMMITTED,
+        topics: [
+          {
+            topicId: found.id,
+            partitions: [{ partition: 0, fetchOffset: 0n, currentLeaderEpoch: -1, partitionMaxBytes: 1_000_000 }]
+          }
+        ]
+      })
+    const deadline = Date.now() + (tokenLifetimeSecs + 2) * 1000
+    let fetches = 0
+    while (Date.now() < deadline) {
+      // Two in flight at a time, as the backup pipelines them.
+      const responses = await Promise.all([fetch(), fetch()])
+      for (const response of responses) {
+        const partition = response.topics[0]!.partitions[0]!
+        assert.equal(partition.errorCode, 0)
+        assert.ok((partition.records?.length ?? 0) > 0)
+      }
+      fetches += 2
+    }
+    assert.equal(connection.closed, false, 'the same connection served every fetch')
+    assert.ok(fetches > 10, `${fetches} fetches`)
+    assert.ok(
+      (oauth.issued.get('oauth-admin') ?? 0) - issuedBefore >= 1,
+      'a token younger than half its lifetime was taken for a re-authentication'
+    )
+  } finally {
+    await cluster.close()
+  }
 })
