@@ -17,6 +17,7 @@ test('Writer and Reader round-trip every wire type, compact and classic', () => 
         int16: fc.integer({ min: -32768, max: 32767 }),
         int32: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
         int64: fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }),
+        float64: fc.double({ noNaN: true }),
         uvarint: fc.integer({ min: 0, max: 2 ** 32 - 1 }),
         varint: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
         uuid: fc.uuid(),
@@ -31,6 +32,7 @@ test('Writer and Reader round-trip every wire type, compact and classic', () => 
           .appendInt16(v.int16)
           .appendInt32(v.int32)
           .appendInt64(v.int64)
+          .appendFloat64(v.float64)
           .appendUnsignedVarInt(v.uvarint)
           .appendVarInt(v.varint)
           .appendUUID(v.uuid)
@@ -45,6 +47,7 @@ test('Writer and Reader round-trip every wire type, compact and classic', () => 
         assert.equal(r.readInt16(), v.int16)
         assert.equal(r.readInt32(), v.int32)
         assert.equal(r.readInt64(), v.int64)
+        assert.equal(r.readFloat64(), v.float64)
         assert.equal(r.readUnsignedVarInt(), v.uvarint)
         assert.equal(r.readVarInt(), v.varint)
         assert.equal(r.readUUID(), v.uuid)

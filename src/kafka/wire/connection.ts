@@ -202,6 +202,7 @@ export class Connection {
     const correlationId = this.#correlationId
     this.#correlationId = (this.#correlationId + 1) | 0
     const writer = Writer.create()
+      .appendInt32(0) // the frame size, set below
       .appendInt16(apiKey)
       .appendInt16(version)
       .appendInt32(correlationId)
@@ -228,11 +229,11 @@ export class Connection {
       reject,
       timer
     })
-    const size = Buffer.allocUnsafe(4)
-    size.writeInt32BE(writer.length)
+    // The first chunk holds the size field and the header (a client id over 256 bytes aside).
+    const chunks = writer.buffers
+    chunks[0]!.writeInt32BE(writer.length - 4, 0)
     this.#socket.cork()
-    this.#socket.write(size)
-    for (const chunk of writer.buffers) {
+    for (const chunk of chunks) {
       this.#socket.write(chunk)
     }
     this.#socket.uncork()

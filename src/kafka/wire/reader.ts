@@ -58,6 +58,10 @@ export class Reader {
     return this.buffer.readBigInt64BE(this.#take(8))
   }
 
+  readFloat64(): number {
+    return this.buffer.readDoubleBE(this.#take(8))
+  }
+
   readUnsignedVarInt(): number {
     let value = 0
     for (let shift = 0; shift < 35; shift += 7) {
@@ -112,7 +116,7 @@ export class Reader {
   }
 
   /**
-   * COMPACT_ARRAY (compact) or ARRAY, null read as undefined. In flexible versions every struct
+   * COMPACT_ARRAY (compact) or ARRAY, or null. In flexible versions every struct
    * ends with tagged fields: `discardTrailingTaggedFields` skips them after each entry (pass
    * false when `entry` reads them itself, or for arrays of plain values).
    */
@@ -120,10 +124,10 @@ export class Reader {
     entry: (reader: Reader, index: number) => T,
     compact = true,
     discardTrailingTaggedFields = true
-  ): T[] | undefined {
+  ): T[] | null {
     const count = compact ? this.readUnsignedVarInt() - 1 : this.readInt32()
     if (count < 0) {
-      return undefined
+      return null
     }
     if (count > this.remaining) {
       throw new RangeError(`array at ${this.position} claims ${count} entries, ${this.remaining} bytes left`)
@@ -149,5 +153,10 @@ export class Reader {
       this.readUnsignedVarInt()
       this.skip(this.readUnsignedVarInt())
     }
+  }
+
+  /** skipTaggedFields under the name raw request code written for other clients' readers uses. */
+  readTaggedFields(): void {
+    this.skipTaggedFields()
   }
 }

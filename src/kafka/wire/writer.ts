@@ -84,6 +84,11 @@ export class Writer {
     return this
   }
 
+  appendFloat64(value: number): this {
+    this.#used = this.#room(8).writeDoubleBE(value, this.#used)
+    return this
+  }
+
   appendUnsignedVarInt(value: number): this {
     const target = this.#room(5)
     let rest = value >>> 0
