@@ -214,6 +214,7 @@ export class KafkaCluster {
    * Metadata of `topics` (none: brokers and the cluster id only). A topic the broker answers
    * with an error fails the call with that error, naming the topic; retriable ones (a topic
    * just created or deleted, a leader being elected) are asked again a few times first.
+   * Every call asks a broker (there is no cache): `_forceUpdate` is kept for the callers.
    */
   async metadata(topics: string[], _forceUpdate = false): Promise<ClusterMetadata> {
     for (let attempt = 1; ; attempt++) {
@@ -279,11 +280,6 @@ export class KafkaCluster {
     return this.call(`connecting to broker ${nodeId} (${broker.host}:${broker.port})`, () =>
       this.#pooled('data', broker.host, broker.port)
     )
-  }
-
-  /** Every broker of the latest metadata, by node id. */
-  get brokers(): ReadonlyMap<number, Broker> {
-    return this.#brokers
   }
 
   async close(): Promise<void> {

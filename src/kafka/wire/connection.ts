@@ -154,11 +154,6 @@ export class Connection {
     return this.#failure !== undefined
   }
 
-  /** Highest version of an API the broker supports; undefined when it has none. */
-  maxVersion(apiKey: number): number | undefined {
-    return this.#versions.get(apiKey)
-  }
-
   /**
    * Sends one request and resolves with its decoded response. Requests are pipelined: many
    * may be in flight, answered in order.

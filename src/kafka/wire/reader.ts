@@ -12,10 +12,6 @@ export class Reader {
     this.position = position
   }
 
-  static from(buffer: Buffer): Reader {
-    return new Reader(buffer)
-  }
-
   get remaining(): number {
     return this.buffer.length - this.position
   }
