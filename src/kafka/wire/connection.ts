@@ -92,6 +92,9 @@ export class Connection {
   #pending: Buffer[] = []
   #pendingLength = 0
   #frameSize = -1
+  /** The frame being received when it is larger than what has arrived, and how much of it has. */
+  #partial: Buffer | undefined
+  #partialFilled = 0
   /** What ended the connection, once it has ended. */
   #failure: NetworkError | undefined
   #socketError: unknown
@@ -235,8 +238,24 @@ export class Connection {
     return promise
   }
 
-  #onData(chunk: Buffer): void {
-    if (this.#frameSize < 0 && this.#pendingLength === 0 && chunk[0] === 0x15 && chunk[1] === 0x03) {
+  #onData(data: Buffer): void {
+    let chunk = data
+    if (this.#partial !== undefined) {
+      const used = Math.min(chunk.length, this.#partial.length - this.#partialFilled)
+      chunk.copy(this.#partial, this.#partialFilled, 0, used)
+      this.#partialFilled += used
+      if (this.#partialFilled < this.#partial.length) {
+        return
+      }
+      const frame = this.#partial
+      this.#partial = undefined
+      this.#frameSize = -1
+      this.#dispatch(frame)
+      chunk = chunk.subarray(used)
+      if (chunk.length === 0) {
+        return
+      }
+    } else if (this.#frameSize < 0 && this.#pendingLength === 0 && chunk[0] === 0x15 && chunk[1] === 0x03) {
       // A TLS alert record where a frame size belongs: the listener speaks TLS.
       this.#socketError ??= new Error('Broker requires TLS.')
       this.#socket.destroy()
@@ -252,6 +271,15 @@ export class Connection {
         this.#frameSize = this.#take(4).readInt32BE(0)
       }
       if (this.#pendingLength < this.#frameSize) {
+        // A frame still arriving (a large Fetch response) gets its own buffer now and each chunk
+        // is copied in as it comes, so that the chunks do not pile up beside the whole frame.
+        this.#partial = Buffer.allocUnsafe(this.#frameSize)
+        this.#partialFilled = 0
+        for (const pending of this.#pending) {
+          this.#partialFilled += pending.copy(this.#partial, this.#partialFilled)
+        }
+        this.#pending = []
+        this.#pendingLength = 0
         return
       }
       const frame = this.#take(this.#frameSize)
@@ -260,7 +288,7 @@ export class Connection {
     }
   }
 
-  /** The next `size` bytes received: a view when they lie in one chunk, else one copy. */
+  /** The next `size` bytes received (all there): a view when they lie in one chunk, else one copy. */
   #take(size: number): Buffer {
     this.#pendingLength -= size
     const first = this.#pending[0]!
