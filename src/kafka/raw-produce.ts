@@ -94,11 +94,13 @@ function parseRawProduceResponse(reader: Reader): RawProduceResponse {
 }
 
 export function rawProduce(connection: Connection, request: RawProduceRequest): Promise<RawProduceResponse> {
+  // The broker may wait up to the request's own timeout for the replicas: an answer is still to come.
   return connection.send(
     PRODUCE_API_KEY,
     PRODUCE_API_VERSION,
     encodeRawProduceRequest(request),
-    parseRawProduceResponse
+    parseRawProduceResponse,
+    connection.requestTimeoutMs + request.timeoutMs
   )
 }
 
