@@ -85,6 +85,13 @@ export function restoreOptionsFromConfig(
     maxInFlightPerPartition: restore.produce_max_in_flight,
     coalesceMaxBytes: config.target.kafka_config['batch.size'],
     maxRequestBytes: MAX_PRODUCE_REQUEST_BYTES,
-    checkpointIntervalMs: restore.checkpoint_interval_secs * 1000
+    checkpointIntervalMs: restore.checkpoint_interval_secs * 1000,
+    erase: restore.erase && {
+      keysFile: restore.erase.keys_file,
+      keys: restore.erase.keys,
+      patterns: restore.erase.patterns
+    },
+    repartition: restore.repartition.enabled,
+    targetPartitions: restore.repartition.partitions
   }
 }

@@ -59,9 +59,10 @@ Examples:
             signal,
             onWarning,
             onRequest: durationMs => metrics?.produceDuration.observe(durationMs / 1000),
-            onAcknowledged: (records, bytes) => {
+            onAcknowledged: (records, bytes, erased) => {
               metrics?.records.inc(records)
               metrics?.bytes.inc(bytes)
+              metrics?.erased.inc(erased)
             }
           })
           return {
@@ -109,7 +110,8 @@ function printSummary(summary: RestoreSummary, restore: RestoreConfig['restore']
   console.log(
     `restore ${summary.restoreId} of backup ${summary.backupId} ${summary.status}: ${formatCount(summary.records)} records, ` +
       `${formatBytes(summary.bytes)} into ${summary.partitions.length} partitions in ${(summary.durationMs / 1000).toFixed(1)} s ` +
-      `(${formatRate(summary.bytes, summary.durationMs)})`
+      `(${formatRate(summary.bytes, summary.durationMs)})` +
+      (restore.erase ? `; ${formatCount(summary.erasedRecords)} records erased (restore.erase)` : '')
   )
   for (const group of summary.consumerGroups) {
     console.log(`  consumer group ${group.groupId}: ${group.offsets.length} partition offsets committed`)

@@ -332,6 +332,8 @@ function normalisePaths(config: Config, base: string): void {
     if ('prefix' in storage) storage.prefix = storage.prefix.replace(/^\/+|\/+$/g, '')
     backendOf(storage).resolvePaths?.(storage, against)
   }
+  const erase = config.mode === 'restore' ? config.restore.erase : undefined
+  if (erase?.keys_file !== undefined) erase.keys_file = against(erase.keys_file)
   const security = config.mode === 'backup' ? config.source.security : config.target.security
   for (const key of ['ssl_ca_location', 'ssl_certificate_location', 'ssl_key_location'] as const) {
     const path = security[key]

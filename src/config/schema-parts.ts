@@ -49,3 +49,59 @@ export function refuse(ctx: z.RefinementCtx, path: PropertyKey[], message: strin
  * that is already reported (a negative size against another size).
  */
 export const whenValid: z.core.$ZodSuperRefineParams = { when: payload => payload.issues.length === 0 }
+
+// ---- restore keys that rebuild batches (erasure, re-partitioning) ------------------------------
+
+const partitionCount = z.int().min(1).max(2_147_483_647)
+
+/**
+ * `restore.erase` and `restore.repartition`, spread into the restore section. `topicName`
+ * validates topic names as the rest of the schema does.
+ */
+export function rebuildingRestoreKeys(topicName: z.ZodType<string>) {
+  return {
+    erase: z
+      .strictObject({
+        keys_file: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'A file of keys to erase, one per line (relative to the config file): the key as UTF-8 text, or `base64:` followed by the key bytes in base64 (binary keys, an empty key, keys with line breaks or starting with `#` or `base64:`). A trailing CR is dropped; empty lines and lines starting with `#` are skipped.'
+          ),
+        keys: z
+          .array(z.string().min(1, { message: 'expected a key (an empty key is written base64:)' }))
+          .default([])
+          .describe('Keys to erase, each written as a line of `keys_file` is.'),
+        patterns: z
+          .array(z.string().min(1))
+          .default([])
+          .describe(
+            'Keys to erase by pattern, matched against the whole key decoded as UTF-8: `*` any run of characters, `?` one character.'
+          )
+      })
+      .optional()
+      .describe(
+        'Records whose key is named here are left out of the restore (an erasure request honoured for backups made before it). Only batches holding such records are rebuilt; every batch is read to check. Records without a key are never erased. The count of erased records is in the summary (`erasedRecords`) and the `kafka_restore_erased_records_total` metric; offsets of the other records are translated exactly.'
+      ),
+    repartition: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe(
+            'true: a restored topic whose target partition count differs from the backed-up one is re-partitioned: each record goes to the partition Kafka’s default partitioner picks for its key (murmur2), a record without a key to its source partition modulo the target count. false: a target topic with fewer partitions is refused, one with more is restored partition for partition.'
+          ),
+        partitions: z
+          .record(topicName, partitionCount)
+          .default({})
+          .describe(
+            'Partition count of a target topic the restore creates, by source topic name. With `enabled`, a count that differs from the backup re-partitions that topic.'
+          )
+      })
+      .prefault({})
+      .describe(
+        'Restore into a different partition count (docs/architecture.md, "Re-partitioning on restore"): records are decoded on this path only, order per key is kept, and consumer-group offsets are translated so that no group skips a record it had not consumed.'
+      )
+  }
+}

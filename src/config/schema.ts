@@ -24,7 +24,7 @@ import {
   storageSchemas
 } from '../storage/backends.ts'
 import { KiB, MiB } from '../units.ts'
-import { byteCount, fail, httpUrl, refuse, whenValid } from './schema-parts.ts'
+import { byteCount, fail, httpUrl, rebuildingRestoreKeys, refuse, whenValid } from './schema-parts.ts'
 
 /** Codecs for segment frames (docs/segment-format.md). */
 export const compressionCodecs = ['zstd', 'lz4', 'gzip', 'none'] as const
@@ -565,7 +565,8 @@ export const restoreOptionsSchema = z
       .default(5)
       .describe(
         'Produce requests in flight per partition. At most 5: the idempotent producer only keeps order within 5.'
-      )
+      ),
+    ...rebuildingRestoreKeys(topicName)
   })
   .superRefine((restore, ctx) => {
     const { time_window_start: start, time_window_end: end } = restore

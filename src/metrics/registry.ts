@@ -120,6 +120,7 @@ export class BackupMetrics {
 export class RestoreMetrics {
   readonly records: Counter
   readonly bytes: Counter
+  readonly erased: Counter
   readonly produceDuration: Histogram
   readonly remaining: Gauge<'topic' | 'partition'>
 
@@ -133,6 +134,11 @@ export class RestoreMetrics {
     this.bytes = new Counter({
       name: 'kafka_restore_bytes_total',
       help: 'RecordBatch bytes acknowledged by the target cluster',
+      registers
+    })
+    this.erased = new Counter({
+      name: 'kafka_restore_erased_records_total',
+      help: 'Records left out of the restore because restore.erase names their key',
       registers
     })
     this.produceDuration = new Histogram({

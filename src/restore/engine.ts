@@ -24,6 +24,7 @@ import { initProducerId } from '../kafka/raw-produce.ts'
 import { Outage, untilAborted } from '../kafka/retry.ts'
 import type { Storage } from '../storage/storage.ts'
 import { toolVersion } from '../version.ts'
+import { type EraseSpec, KeyEraser } from './erase.ts'
 import { assertGroupInactive, commitTranslatedOffsets, groupsToReset } from './groups.ts'
 import { mergeOutgoing, type OutgoingBatch, restoreFloor, toOutgoing } from './outgoing.ts'
 import { buildPlan, type PartitionPlan, type PlanOptions } from './plan.ts'
@@ -73,11 +74,16 @@ export interface RestoreOptions extends PlanOptions {
   coalesceMaxBytes: number
   maxRequestBytes: number
   checkpointIntervalMs: number
+  /** Keys whose records are left out of the restore (erase.ts). */
+  erase?: EraseSpec
   signal?: AbortSignal
   onWarning?: (message: string, context: Record<string, unknown>) => void
   onRequest?: (durationMs: number, bytes: number) => void
-  /** The target acknowledged a batch of this many records and bytes. */
-  onAcknowledged?: (records: number, bytes: number) => void
+  /**
+   * The target acknowledged a batch of this many records and bytes; `erased` records were left
+   * out on the way (restore.erase).
+   */
+  onAcknowledged?: (records: number, bytes: number, erased: number) => void
 }
 
 export interface RestoreSummary {
@@ -90,12 +96,16 @@ export interface RestoreSummary {
     target: string
     records: number
     bytes: number
+    /** Records left out because restore.erase names their key (0 in a dry run, which reads no records). */
+    erasedRecords: number
   }>
   topicsCreated: string[]
   /** What the restore does differently from a plain copy, and why (also in a dry run). */
   notes: string[]
   records: number
   bytes: number
+  /** Records left out because restore.erase names their key. */
+  erasedRecords: number
   durationMs: number
   consumerGroups: CommittedGroup[]
 }
@@ -143,6 +153,7 @@ export class RestoreEngine {
   #plannedByTarget = new Map<string, number>()
   /** Per target topic: the merge limit, within its max.message.bytes. */
   #coalesceLimits = new Map<string, number>()
+  #eraser: KeyEraser | undefined
 
   constructor(options: RestoreOptions) {
     this.#options = options
@@ -173,13 +184,14 @@ export class RestoreEngine {
     const options = this.#options
     const startedAt = Date.now()
     const signal = options.signal ?? new AbortController().signal
+    this.#eraser = await KeyEraser.load(options.erase)
     const plan = await buildPlan(options.storage, options)
     this.#plannedRecords = plan.records
     for (const partition of plan.topics.flatMap(t => t.partitions)) {
       this.#plannedByTarget.set(`${partition.targetTopic}/${partition.targetPartition}`, partition.records)
     }
     const metadata = await options.cluster.metadata([], false)
-    const restoreId = restoreIdOf(plan, metadata.id, options.window)
+    const restoreId = restoreIdOf(plan, metadata.id, options.window, this.#eraser?.fingerprint)
     const partitions = plan.topics.flatMap(t => t.partitions)
     const check = await checkTarget(options, this.#stateStorage, plan, restoreId)
     const groups = options.resetConsumerOffsets ? groupsToReset(plan, options.consumerGroups) : []
@@ -204,12 +216,14 @@ export class RestoreEngine {
           source: `${p.sourceTopic}/${p.sourcePartition}`,
           target: `${p.targetTopic}/${p.targetPartition}`,
           records: p.records,
-          bytes: p.bytes
+          bytes: p.bytes,
+          erasedRecords: 0
         })),
         topicsCreated: check.toCreate.map(t => t.name),
         notes: check.notes,
         records: plan.records,
         bytes: plan.bytes,
+        erasedRecords: 0,
         durationMs: Date.now() - startedAt,
         consumerGroups: []
       }
@@ -333,12 +347,14 @@ export class RestoreEngine {
         source: `${p.sourceTopic}/${p.sourcePartition}`,
         target: `${p.targetTopic}/${p.targetPartition}`,
         records: p.records,
-        bytes: p.bytes
+        bytes: p.bytes,
+        erasedRecords: p.erasedRecords
       })),
       topicsCreated,
       notes: check.notes,
       records: state.partitions.reduce((sum, p) => sum + p.records, 0),
       bytes: state.partitions.reduce((sum, p) => sum + p.bytes, 0),
+      erasedRecords: state.partitions.reduce((sum, p) => sum + p.erasedRecords, 0),
       durationMs: Date.now() - startedAt,
       consumerGroups: state.consumerGroups
     }
@@ -416,14 +432,14 @@ export class RestoreEngine {
       }
       const feed = new PartitionFeed(targetTopic, targetPartition, 4, (outgoing, baseOffset) => {
         progress.acknowledged(outgoing, baseOffset)
-        this.#options.onAcknowledged?.(outgoing.batch.recordCount, outgoing.batch.bytes.length)
+        this.#options.onAcknowledged?.(outgoing.batch.recordCount, outgoing.batch.bytes.length, outgoing.erased)
       })
       byLeader.set(leader, [...(byLeader.get(leader) ?? []), { feed, progress }])
       pumps.push(
         (async () => {
           await slots.acquire()
           try {
-            await feed.pump(progress.skipWritten(this.#outgoing(plan, progress.state), alreadyWritten), passSignal)
+            await feed.pump(progress.skipWritten(this.#outgoing(plan, progress), alreadyWritten), passSignal)
           } finally {
             slots.release()
           }
@@ -446,9 +462,8 @@ export class RestoreEngine {
         }
       )
       for (const { progress } of entries) {
-        progress.state.done = true
         const plan = byTarget.get(`${progress.state.targetTopic}/${progress.state.targetPartition}`)!
-        progress.state.sourceNextOffset = plan.index.nextOffset
+        progress.finished(plan.index.nextOffset)
       }
     })
     const results = await Promise.allSettled(senders)
@@ -466,8 +481,11 @@ export class RestoreEngine {
     await Promise.all(pumps)
   }
 
-  async *#outgoing(plan: PartitionPlan, partition: PartitionState): AsyncGenerator<OutgoingBatch> {
+  async *#outgoing(plan: PartitionPlan, progress: PartitionProgress): AsyncGenerator<OutgoingBatch> {
+    const partition = progress.state
     const { storage, backupId, window, signal } = this.#options
+    const eraser = this.#eraser
+    const pendingErased = { erased: 0 }
     const coalesceMaxBytes = this.#coalesceLimits.get(plan.targetTopic) ?? this.#options.coalesceMaxBytes
     const smallBatchBytes = Math.min(SMALL_BATCH_BYTES, coalesceMaxBytes / 2)
     const fromOffset = BigInt(partition.sourceNextOffset)
@@ -481,10 +499,18 @@ export class RestoreEngine {
       frameFilter: row => mayOverlap(window, row.maxTimestamp),
       signal
     })) {
-      const outgoing = toOutgoing(batch, window, restoreFloor(batch, fromOffset, plan.index.gaps))
+      const outgoing = toOutgoing(
+        batch,
+        window,
+        restoreFloor(batch, fromOffset, plan.index.gaps),
+        eraser,
+        pendingErased
+      )
       if (!outgoing) {
         continue
       }
+      outgoing.erased += pendingErased.erased
+      pendingErased.erased = 0
       const size = outgoing.batch.bytes.length
       const small = size < smallBatchBytes
       if (pending.length > 0 && (!small || pendingBytes + size > coalesceMaxBytes)) {
@@ -502,6 +528,7 @@ export class RestoreEngine {
     if (pending.length > 0) {
       yield mergeOutgoing(pending)
     }
+    progress.erasedAtEnd = pendingErased.erased
   }
 }
 

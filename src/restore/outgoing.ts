@@ -4,13 +4,15 @@
  * must be rebuilt: it straddles the time window, has compaction holes (the broker requires
  * offset deltas 0..n-1), starts below a resume point, carries LogAppendTime (the target would
  * otherwise show the producer's create times; we keep the append time consumers saw) or a
- * delete horizon from the source cluster. Producer fields and the CRC are set later, when the
- * sender assigns sequences (batch/rewrite.ts).
+ * delete horizon from the source cluster, or holds a record whose key `restore.erase` names
+ * (erase.ts: every batch is scanned for such keys, only those holding one are rebuilt). Producer
+ * fields and the CRC are set later, when the sender assigns sequences (batch/rewrite.ts).
  */
-import { Attribute, type RecordBatchView, RecordBatchView as View } from '../batch/header.ts'
-import { decodeRecords, encodeBatch, type KafkaRecord } from '../batch/records.ts'
+import { Attribute, type CodecId, type RecordBatchView, RecordBatchView as View } from '../batch/header.ts'
+import { decodeRecords, encodeBatch, iterateRecords, type KafkaRecord } from '../batch/records.ts'
 import { coalesce, hasOffsetHoles } from '../batch/rewrite.ts'
-import { inWindow, matchBatch, type TimeWindow } from './window.ts'
+import type { KeyEraser } from './erase.ts'
+import { inWindow, matchBatch, type TimeWindow, type WindowMatch } from './window.ts'
 
 /** Source offsets `sourceOffset .. +count-1` become target offsets `base + targetDelta ..`. */
 export interface OutgoingRun {
@@ -25,6 +27,18 @@ export interface OutgoingBatch {
   runs: OutgoingRun[]
   /** The source position once this batch is restored. */
   sourceNextAfter: bigint
+  /**
+   * Records left out because `restore.erase` names their key, counted with this batch: those
+   * of its own source batch, and of earlier source batches that had nothing else to restore.
+   */
+  erased: number
+}
+
+/** A record chosen for the target, with the source offset and the timestamp its consumer saw. */
+export interface SelectedRecord {
+  record: KafkaRecord
+  offset: bigint
+  timestamp: bigint
 }
 
 function runsOf(sourceOffsets: readonly bigint[]): OutgoingRun[] {
@@ -40,17 +54,14 @@ function runsOf(sourceOffsets: readonly bigint[]): OutgoingRun[] {
   return runs
 }
 
-/** Re-encodes the chosen records contiguously, each with the timestamp its consumer saw. */
-function rebuild(batch: RecordBatchView, records: Array<{ record: KafkaRecord; offset: bigint; timestamp: bigint }>) {
+/**
+ * Re-encodes the chosen records contiguously in `codec`, each with the timestamp its consumer
+ * saw, as a CreateTime batch without producer (the sender stamps its own).
+ */
+export function rebuildRecords(codec: CodecId, records: readonly SelectedRecord[]) {
   const baseTimestamp = records[0]!.timestamp
   const encoded = encodeBatch(
-    {
-      codec: batch.codec,
-      baseTimestamp,
-      producerId: batch.producerId,
-      producerEpoch: batch.producerEpoch,
-      baseSequence: batch.baseSequence
-    },
+    { codec, baseTimestamp },
     records.map(({ record, timestamp }, i) => ({
       attributes: record.attributes,
       timestampDelta: timestamp - baseTimestamp,
@@ -61,6 +72,10 @@ function rebuild(batch: RecordBatchView, records: Array<{ record: KafkaRecord; o
     }))
   )
   return { batch: new View(encoded), runs: runsOf(records.map(r => r.offset)) }
+}
+
+function rebuild(batch: RecordBatchView, records: readonly SelectedRecord[]) {
+  return rebuildRecords(batch.codec, records)
 }
 
 function needsRebuild(batch: RecordBatchView): boolean {
@@ -88,38 +103,92 @@ export function restoreFloor(
   return floor
 }
 
+/** Whether `eraser` names the key of any record of `batch`. */
+function holdsErasedKey(batch: RecordBatchView, eraser: KeyEraser | undefined): boolean {
+  if (!eraser) {
+    return false
+  }
+  for (const record of iterateRecords(batch)) {
+    if (eraser.matches(record.key)) {
+      return true
+    }
+  }
+  return false
+}
+
+/**
+ * The records of `batch` a restore writes: at or above `fromOffset`, inside the window, and not
+ * erased; `erased` counts those left out only because of their key. Control and empty batches
+ * hold none.
+ */
+export function selectRecords(
+  batch: RecordBatchView,
+  window: TimeWindow,
+  fromOffset: bigint,
+  eraser?: KeyEraser
+): { kept: SelectedRecord[]; erased: number; match: WindowMatch } {
+  if (batch.isControl || batch.recordCount === 0 || batch.lastOffset < fromOffset) {
+    return { kept: [], erased: 0, match: 'none' }
+  }
+  const match = matchBatch(batch, window)
+  if (match === 'none') {
+    return { kept: [], erased: 0, match }
+  }
+  const kept: SelectedRecord[] = []
+  let erased = 0
+  for (const record of decodeRecords(batch)) {
+    const offset = batch.baseOffset + BigInt(record.offsetDelta)
+    const timestamp = batch.isLogAppendTime ? batch.maxTimestamp : batch.baseTimestamp + record.timestampDelta
+    if (offset < fromOffset || (match === 'some' && !inWindow(window, timestamp))) {
+      continue
+    }
+    if (eraser?.matches(record.key)) {
+      erased++
+    } else {
+      kept.push({ record, offset, timestamp })
+    }
+  }
+  return { kept, erased, match }
+}
+
 /**
  * The outgoing batch for one backed-up batch, or undefined when none of its records is to be
- * restored. `fromOffset` drops records below a resume point.
+ * restored. `fromOffset` drops records below a resume point. Records erased from a batch that
+ * has nothing else to restore are added to `pending.erased`; the caller counts them with the
+ * next outgoing batch (or when the partition is done), so that a rerun counts them once.
  */
-export function toOutgoing(batch: RecordBatchView, window: TimeWindow, fromOffset: bigint): OutgoingBatch | undefined {
+export function toOutgoing(
+  batch: RecordBatchView,
+  window: TimeWindow,
+  fromOffset: bigint,
+  eraser?: KeyEraser,
+  pending?: { erased: number }
+): OutgoingBatch | undefined {
   const sourceNextAfter = batch.nextOffset
   if (batch.isControl || batch.recordCount === 0 || batch.lastOffset < fromOffset) {
     return undefined
   }
-  const match = matchBatch(batch, window)
-  if (match === 'none') {
-    return undefined
-  }
-  if (match === 'all' && batch.baseOffset >= fromOffset && !needsRebuild(batch)) {
+  if (
+    batch.baseOffset >= fromOffset &&
+    !needsRebuild(batch) &&
+    matchBatch(batch, window) === 'all' &&
+    !holdsErasedKey(batch, eraser)
+  ) {
     return {
       batch,
       runs: [{ sourceOffset: batch.baseOffset, targetDelta: 0, count: batch.recordCount }],
-      sourceNextAfter
+      sourceNextAfter,
+      erased: 0
     }
   }
-  const kept = []
-  for (const record of decodeRecords(batch)) {
-    const offset = batch.baseOffset + BigInt(record.offsetDelta)
-    const timestamp = batch.isLogAppendTime ? batch.maxTimestamp : batch.baseTimestamp + record.timestampDelta
-    if (offset >= fromOffset && (match === 'all' || inWindow(window, timestamp))) {
-      kept.push({ record, offset, timestamp })
-    }
-  }
+  const { kept, erased } = selectRecords(batch, window, fromOffset, eraser)
   if (kept.length === 0) {
+    if (pending) {
+      pending.erased += erased
+    }
     return undefined
   }
-  return { ...rebuild(batch, kept), sourceNextAfter }
+  return { ...rebuild(batch, kept), sourceNextAfter, erased }
 }
 
 /** Splits off the first `count` records (already in the target) and returns the rest, if any. */
@@ -140,7 +209,7 @@ export function dropLeadingRecords(outgoing: OutgoingBatch, count: number): Outg
     offset: offsets[count + i]!,
     timestamp: baseTimestamp + record.timestampDelta
   }))
-  return { ...rebuild(outgoing.batch, rest), sourceNextAfter: outgoing.sourceNextAfter }
+  return { ...rebuild(outgoing.batch, rest), sourceNextAfter: outgoing.sourceNextAfter, erased: outgoing.erased }
 }
 
 /** The runs of the first `count` records (for mapping records found already in the target). */
@@ -184,6 +253,7 @@ export function mergeOutgoing(batches: readonly OutgoingBatch[]): OutgoingBatch 
   return {
     batch: coalesce(batches.map(b => b.batch)),
     runs,
-    sourceNextAfter: batches.at(-1)!.sourceNextAfter
+    sourceNextAfter: batches.at(-1)!.sourceNextAfter,
+    erased: batches.reduce((sum, b) => sum + b.erased, 0)
   }
 }

@@ -34,6 +34,10 @@ export interface PlanOptions {
   /** Per source topic (`*`: every topic not named): source partition -> target partition. */
   partitionMapping: Record<string, Record<string, number>>
   window: TimeWindow
+  /** Re-partition topics whose target partition count differs from the backup (docs/architecture.md). */
+  repartition?: boolean
+  /** Partition count of target topics the restore creates, by source topic. */
+  targetPartitions?: Record<string, number>
 }
 
 export interface PartitionPlan {

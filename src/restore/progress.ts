@@ -11,6 +11,11 @@ import type { PartitionState } from './state.ts'
 export class PartitionProgress {
   readonly state: PartitionState
   readonly offsetMap: OffsetMap
+  /**
+   * Records erased after the last restored one of the partition: counted once the partition is
+   * done, since a rerun before that reads them again.
+   */
+  erasedAtEnd = 0
 
   constructor(state: PartitionState) {
     this.state = state
@@ -39,6 +44,15 @@ export class PartitionProgress {
     this.#record(outgoing.runs, baseOffset, outgoing.batch.recordCount)
     this.state.sourceNextOffset = outgoing.sourceNextAfter.toString()
     this.state.bytes += outgoing.batch.bytes.length
+    this.state.erasedRecords += outgoing.erased
+  }
+
+  /** Every record of the partition is restored (or left out): `nextOffset` is its source end. */
+  finished(nextOffset: string): void {
+    this.state.done = true
+    this.state.sourceNextOffset = nextOffset
+    this.state.erasedRecords += this.erasedAtEnd
+    this.erasedAtEnd = 0
   }
 
   /**
@@ -60,6 +74,7 @@ export class PartitionProgress {
       remaining -= BigInt(take)
       if (take === count) {
         this.state.sourceNextOffset = outgoing.sourceNextAfter.toString()
+        this.state.erasedRecords += outgoing.erased
         continue
       }
       const lastRun = runs.at(-1)!

@@ -38,6 +38,8 @@ const partitionStateSchema = z.object({
   targetNextOffset: offset,
   records: count,
   bytes: count,
+  /** Records left out because restore.erase names their key (absent before erasure existed). */
+  erasedRecords: count.default(0),
   done: z.boolean(),
   offsetMap: z.array(z.tuple([offset, offset, z.int().min(1)]) satisfies z.ZodType<SerializedOffsetRun>)
 })
@@ -72,14 +74,25 @@ export type RestoreState = z.infer<typeof restoreStateSchema>
 
 export const restoreStateKey = (backupId: string, restoreId: string) => `${backupId}/restores/${restoreId}/restore.json`
 
-/** A restore is identified by what it restores where, so that rerunning a config resumes it. */
-export function restoreIdOf(plan: RestorePlan, clusterId: string | null, window: TimeWindow): string {
+/**
+ * A restore is identified by what it restores where, so that rerunning a config resumes it.
+ * `eraseFingerprint` (erase.ts) makes a restore that erases other keys another restore; it is
+ * left out of the identity when nothing is erased, so restores made before erasure existed keep
+ * their id.
+ */
+export function restoreIdOf(
+  plan: RestorePlan,
+  clusterId: string | null,
+  window: TimeWindow,
+  eraseFingerprint?: string
+): string {
   const identity = JSON.stringify({
     clusterId,
     window: [window.start?.toString() ?? null, window.end?.toString() ?? null],
     partitions: plan.topics.flatMap(t =>
       t.partitions.map(p => [p.sourceTopic, p.sourcePartition, p.targetTopic, p.targetPartition])
-    )
+    ),
+    ...(eraseFingerprint === undefined ? {} : { erase: eraseFingerprint })
   })
   return `restore-${createHash('sha256').update(identity).digest('hex').slice(0, 16)}`
 }

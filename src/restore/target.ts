@@ -343,6 +343,7 @@ function freshState(plan: PartitionPlan, targetEnd: bigint): PartitionState {
     targetNextOffset: targetEnd.toString(),
     records: 0,
     bytes: 0,
+    erasedRecords: 0,
     done: false,
     offsetMap: []
   }

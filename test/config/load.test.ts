@@ -126,7 +126,8 @@ describe('loadConfig', () => {
         allow_non_empty_target: false,
         allow_log_append_time_target: false,
         checkpoint_interval_secs: 5,
-        produce_max_in_flight: 5
+        produce_max_in_flight: 5,
+        repartition: { enabled: false, partitions: {} }
       },
       metrics: { enabled: true, port: 9464, host: '127.0.0.1', keep_alive_seconds: 0 }
     }
@@ -220,7 +221,8 @@ describe('parseConfig', () => {
       allow_non_empty_target: false,
       allow_log_append_time_target: false,
       checkpoint_interval_secs: 5,
-      produce_max_in_flight: 5
+      produce_max_in_flight: 5,
+      repartition: { enabled: false, partitions: {} }
     })
     assert.deepEqual(config.target.kafka_config, { 'batch.size': 512 * 1024 })
   })

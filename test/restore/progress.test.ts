@@ -20,6 +20,7 @@ function fresh(): PartitionState {
     targetNextOffset: '0',
     records: 0,
     bytes: 0,
+    erasedRecords: 0,
     done: false,
     offsetMap: []
   }

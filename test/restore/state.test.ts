@@ -37,6 +37,7 @@ function state(restoreId = 'restore-1'): RestoreState {
         targetNextOffset: '100',
         records: 100,
         bytes: 5000,
+        erasedRecords: 0,
         done: false,
         offsetMap: [['20', '0', 100]]
       }
