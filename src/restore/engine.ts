@@ -27,9 +27,10 @@ import { toolVersion } from '../version.ts'
 import { type EraseSpec, KeyEraser } from './erase.ts'
 import { assertGroupInactive, commitTranslatedOffsets, groupsToReset } from './groups.ts'
 import { mergeOutgoing, type OutgoingBatch, restoreFloor, toOutgoing } from './outgoing.ts'
-import { buildPlan, type PartitionPlan, type PlanOptions } from './plan.ts'
+import { buildPlan, type PartitionPlan, type PlanOptions, type RestorePlan } from './plan.ts'
 import { PartitionFeed, RestartNeeded, sendToLeader, throttleOf } from './producer.ts'
-import { PartitionProgress } from './progress.ts'
+import { PartitionProgress, skipWrittenRecords } from './progress.ts'
+import { TopicRouter } from './repartition.ts'
 import { readPartitionBatches } from './source.ts'
 import {
   type CommittedGroup,
@@ -154,6 +155,7 @@ export class RestoreEngine {
   /** Per target topic: the merge limit, within its max.message.bytes. */
   #coalesceLimits = new Map<string, number>()
   #eraser: KeyEraser | undefined
+  #plan: RestorePlan | undefined
 
   constructor(options: RestoreOptions) {
     this.#options = options
@@ -185,7 +187,11 @@ export class RestoreEngine {
     const startedAt = Date.now()
     const signal = options.signal ?? new AbortController().signal
     this.#eraser = await KeyEraser.load(options.erase)
-    const plan = await buildPlan(options.storage, options)
+    const plan = await buildPlan(options.storage, options, async names => {
+      const found = await findTopics(options.cluster, names)
+      return new Map([...found].map(([name, topic]) => [name, topic.partitionCount]))
+    })
+    this.#plan = plan
     this.#plannedRecords = plan.records
     for (const partition of plan.topics.flatMap(t => t.partitions)) {
       this.#plannedByTarget.set(`${partition.targetTopic}/${partition.targetPartition}`, partition.records)
@@ -393,11 +399,13 @@ export class RestoreEngine {
   ): Promise<void> {
     const { cluster, maxConcurrentPartitions } = this.#options
     const targetTopics = [...new Set(active.map(p => p.state.targetTopic))]
-    const ends = await listOffsets(
-      cluster,
-      active.map(p => ({ topic: p.state.targetTopic, partition: p.state.targetPartition })),
-      'latest'
+    const targets = new Map(
+      active.map(p => [
+        partitionKey(p.state.targetTopic, p.state.targetPartition),
+        { topic: p.state.targetTopic, partition: p.state.targetPartition }
+      ])
     )
+    const ends = await listOffsets(cluster, [...targets.values()], 'latest')
     const metadata = await cluster.metadata(targetTopics, true)
     const anyBroker = metadata.brokers.keys().next().value
     if (anyBroker === undefined) {
@@ -412,18 +420,32 @@ export class RestoreEngine {
     // Ends this pass's pumps when a sender fails, so that the next pass starts from a clean slate.
     const pass = new AbortController()
     const passSignal = AbortSignal.any([signal, pass.signal])
-    const byLeader = new Map<number, Array<{ feed: PartitionFeed; progress: PartitionProgress }>>()
+    const byLeader = new Map<number, Array<{ feed: PartitionFeed; finish: () => void }>>()
     const pumps: Promise<void>[] = []
-    for (const progress of active) {
-      const { targetTopic, targetPartition } = progress.state
-      const plan = byTarget.get(`${targetTopic}/${targetPartition}`)!
+    const withSlot = (work: () => Promise<void>) =>
+      (async () => {
+        await slots.acquire()
+        try {
+          await work()
+        } finally {
+          slots.release()
+        }
+      })()
+    /** Opens target partition `targetTopic/targetPartition` for this pass: its feed, on its leader. */
+    const open = (
+      targetTopic: string,
+      targetPartition: number,
+      targetNext: bigint,
+      progressOf: (outgoing: OutgoingBatch) => PartitionProgress,
+      finish: () => void
+    ) => {
       const end = ends.get(partitionKey(targetTopic, targetPartition)) ?? 0n
-      const alreadyWritten = end - BigInt(progress.state.targetNextOffset)
+      const alreadyWritten = end - targetNext
       if (alreadyWritten < 0n) {
         throw new BackupError(
           'KB_TARGET_CHANGED',
-          `target partition ${targetTopic}/${targetPartition} ends at ${end}, before the ${progress.state.targetNextOffset} this restore already wrote; was it deleted or truncated?`,
-          { topic: targetTopic, partition: targetPartition, offset: progress.state.targetNextOffset }
+          `target partition ${targetTopic}/${targetPartition} ends at ${end}, before the ${targetNext} this restore already wrote; was it deleted or truncated?`,
+          { topic: targetTopic, partition: targetPartition, offset: targetNext.toString() }
         )
       }
       const leader = metadata.topics.get(targetTopic)?.partitions[targetPartition]?.leader ?? -1
@@ -431,20 +453,28 @@ export class RestoreEngine {
         throw new RestartNeeded(`${targetTopic}/${targetPartition} has no leader`)
       }
       const feed = new PartitionFeed(targetTopic, targetPartition, 4, (outgoing, baseOffset) => {
-        progress.acknowledged(outgoing, baseOffset)
+        progressOf(outgoing).acknowledged(outgoing, baseOffset)
         this.#options.onAcknowledged?.(outgoing.batch.recordCount, outgoing.batch.bytes.length, outgoing.erased)
       })
-      byLeader.set(leader, [...(byLeader.get(leader) ?? []), { feed, progress }])
-      pumps.push(
-        (async () => {
-          await slots.acquire()
-          try {
-            await feed.pump(progress.skipWritten(this.#outgoing(plan, progress), alreadyWritten), passSignal)
-          } finally {
-            slots.release()
-          }
-        })()
+      byLeader.set(leader, [...(byLeader.get(leader) ?? []), { feed, finish }])
+      return { feed, alreadyWritten }
+    }
+    for (const progress of active.filter(p => !p.state.repartitioned)) {
+      const { targetTopic, targetPartition } = progress.state
+      const plan = byTarget.get(`${targetTopic}/${targetPartition}`)!
+      const { feed, alreadyWritten } = open(
+        targetTopic,
+        targetPartition,
+        BigInt(progress.state.targetNextOffset),
+        () => progress,
+        () => progress.finished(plan.index.nextOffset)
       )
+      pumps.push(
+        withSlot(() => feed.pump(progress.skipWritten(this.#outgoing(plan, progress), alreadyWritten), passSignal))
+      )
+    }
+    for (const topic of new Set(active.filter(p => p.state.repartitioned).map(p => p.state.targetTopic))) {
+      pumps.push(...this.#openRepartitioned(topic, active, open, withSlot, passSignal))
     }
     const senders = [...byLeader].map(async ([leader, entries]) => {
       const connection = await cluster.connection(metadata, leader)
@@ -461,9 +491,8 @@ export class RestoreEngine {
           onRequest: this.#options.onRequest
         }
       )
-      for (const { progress } of entries) {
-        const plan = byTarget.get(`${progress.state.targetTopic}/${progress.state.targetPartition}`)!
-        progress.finished(plan.index.nextOffset)
+      for (const { finish } of entries) {
+        finish()
       }
     })
     const results = await Promise.allSettled(senders)
@@ -479,6 +508,78 @@ export class RestoreEngine {
       throw failed.reason
     }
     await Promise.all(pumps)
+  }
+
+  /**
+   * The feeds of re-partitioned target topic `targetTopic` and the reader that fills them
+   * (repartition.ts): one pump per target partition, the reader under one concurrency slot.
+   */
+  #openRepartitioned(
+    targetTopic: string,
+    active: PartitionProgress[],
+    open: (
+      targetTopic: string,
+      targetPartition: number,
+      targetNext: bigint,
+      progressOf: (outgoing: OutgoingBatch) => PartitionProgress,
+      finish: () => void
+    ) => { feed: PartitionFeed; alreadyWritten: bigint },
+    withSlot: (work: () => Promise<void>) => Promise<void>,
+    signal: AbortSignal
+  ): Promise<void>[] {
+    const all = this.#progress.filter(p => p.state.targetTopic === targetTopic)
+    const topicPlan = this.#plan!.topics.find(t => t.targetTopic === targetTopic)!
+    const pairs = new Map<number, Map<number, PartitionProgress>>()
+    for (const progress of active.filter(p => p.state.targetTopic === targetTopic)) {
+      const lane = pairs.get(progress.state.targetPartition) ?? new Map<number, PartitionProgress>()
+      lane.set(progress.state.sourcePartition, progress)
+      pairs.set(progress.state.targetPartition, lane)
+    }
+    const sources = new Map<number, PartitionPlan>()
+    for (const partition of topicPlan.partitions) {
+      sources.set(partition.sourcePartition, partition)
+    }
+    const router = new TopicRouter({
+      storage: this.#options.storage,
+      backupId: this.#options.backupId,
+      window: this.#options.window,
+      eraser: this.#eraser,
+      sources: [...sources.values()].sort((a, b) => a.sourcePartition - b.sourcePartition),
+      partitionCount: topicPlan.partitionCount,
+      pairs,
+      maxBatchBytes: this.#coalesceLimits.get(targetTopic) ?? this.#options.coalesceMaxBytes,
+      signal
+    })
+    const pumps: Promise<void>[] = []
+    for (const [targetPartition, lanePairs] of pairs) {
+      const everyPair = all.filter(p => p.state.targetPartition === targetPartition)
+      // The pairs of a target partition write one after the other: its end is the furthest.
+      const targetNext = everyPair.map(p => BigInt(p.state.targetNextOffset)).reduce((a, b) => (a > b ? a : b))
+      const { feed, alreadyWritten } = open(
+        targetTopic,
+        targetPartition,
+        targetNext,
+        outgoing => lanePairs.get(outgoing.sourcePartition!)!,
+        () => {
+          for (const progress of lanePairs.values()) {
+            progress.finished(sources.get(progress.state.sourcePartition)!.index.nextOffset)
+          }
+        }
+      )
+      pumps.push(
+        feed.pump(
+          skipWrittenRecords(
+            router.lane(targetPartition),
+            alreadyWritten,
+            { topic: targetTopic, partition: targetPartition, targetNext },
+            outgoing => lanePairs.get(outgoing.sourcePartition!)!
+          ),
+          signal
+        )
+      )
+    }
+    pumps.push(withSlot(() => router.run()))
+    return pumps
   }
 
   async *#outgoing(plan: PartitionPlan, progress: PartitionProgress): AsyncGenerator<OutgoingBatch> {

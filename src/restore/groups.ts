@@ -73,25 +73,46 @@ export interface TranslatablePartition {
  * The target offsets of `groups`' captured offsets on the partitions in `restored`: each
  * committed source offset C goes to the target offset of the first restored record at or after
  * C (OffsetMap.translate), so a consumer may re-read a record but never skips one.
+ *
+ * A re-partitioned target partition is fed by several source partitions: it gets the smallest
+ * such target offset over them, taking a source partition the group has no offset for as not
+ * read at all; when no record it had not read is there, the partition's end. A group with no
+ * offset on any of them gets none there.
  */
 export function translateGroupOffsets(
   groups: ConsumerGroupEntry[],
   restored: TranslatablePartition[]
 ): CommittedGroup[] {
-  const bySource = new Map(restored.map(p => [`${p.state.sourceTopic}/${p.state.sourcePartition}`, p]))
+  const byTarget = new Map<string, TranslatablePartition[]>()
+  for (const partition of restored) {
+    const key = `${partition.state.targetTopic}/${partition.state.targetPartition}`
+    byTarget.set(key, [...(byTarget.get(key) ?? []), partition])
+  }
   const translated: CommittedGroup[] = []
   for (const group of groups) {
+    const committed = new Map(group.offsets.map(o => [`${o.topic}/${o.partition}`, BigInt(o.offset)]))
     const offsets: CommittedGroup['offsets'] = []
-    for (const entry of group.offsets) {
-      const partition = bySource.get(`${entry.topic}/${entry.partition}`)
-      if (!partition) {
+    for (const feeding of byTarget.values()) {
+      const sourceOffsets = feeding.map(p => committed.get(`${p.state.sourceTopic}/${p.state.sourcePartition}`))
+      if (sourceOffsets.every(offset => offset === undefined)) {
         continue
       }
-      const targetOffset = partition.offsetMap.translate(BigInt(entry.offset), BigInt(partition.state.targetNextOffset))
+      const { targetTopic, targetPartition } = feeding[0]!.state
+      const targetEnd = feeding.map(p => BigInt(p.state.targetNextOffset)).reduce((a, b) => (a > b ? a : b))
+      let targetOffset = targetEnd
+      let sourceOffset = sourceOffsets.find(offset => offset !== undefined)!
+      for (const [i, partition] of feeding.entries()) {
+        const from = sourceOffsets[i] ?? -1n
+        const first = partition.offsetMap.firstAtOrAfter(from)
+        if (first !== undefined && first < targetOffset) {
+          targetOffset = first
+          sourceOffset = from
+        }
+      }
       offsets.push({
-        topic: partition.state.targetTopic,
-        partition: partition.state.targetPartition,
-        sourceOffset: entry.offset,
+        topic: targetTopic,
+        partition: targetPartition,
+        sourceOffset: sourceOffset.toString(),
         targetOffset: targetOffset.toString()
       })
     }

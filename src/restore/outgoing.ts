@@ -32,6 +32,8 @@ export interface OutgoingBatch {
    * of its own source batch, and of earlier source batches that had nothing else to restore.
    */
   erased: number
+  /** Re-partitioned only: the source partition the records came from (whose progress they move). */
+  sourcePartition?: number
 }
 
 /** A record chosen for the target, with the source offset and the timestamp its consumer saw. */

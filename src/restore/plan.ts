@@ -55,6 +55,11 @@ export interface PartitionPlan {
 export interface TopicPlan {
   sourceTopic: string
   targetTopic: string
+  /**
+   * Records are re-partitioned by key into `partitionCount` target partitions; `partitions` then
+   * holds one entry per source and target partition (docs/architecture.md).
+   */
+  repartitioned: boolean
   /** Partitions the target topic needs: the source count, or more when mapping says so. */
   partitionCount: number
   configs: Record<string, string>
@@ -68,8 +73,24 @@ export interface RestorePlan {
   bytes: number
 }
 
-function planTopic(topic: TopicEntry, options: PlanOptions, indexes: Map<number, PartitionIndex>): TopicPlan {
+function planTopic(
+  topic: TopicEntry,
+  options: PlanOptions,
+  indexes: Map<number, PartitionIndex>,
+  existingCount: number | undefined
+): TopicPlan {
   const targetTopic = options.topicMapping[topic.name] ?? topic.name
+  const requested = options.targetPartitions?.[topic.name]
+  const targetCount = existingCount ?? requested ?? topic.partitionCount
+  const repartitioned = options.repartition === true && targetCount !== topic.partitionCount
+  const mapped = options.partitionMapping[topic.name] ?? options.partitionMapping['*']
+  if (repartitioned && mapped && Object.keys(mapped).length > 0) {
+    throw new BackupError(
+      'KB_CONFIG_INVALID',
+      `restore.partition_mapping maps partitions of ${topic.name}, which is re-partitioned by key into the ${targetCount} partitions of ${targetTopic} (restore.repartition); remove one of them`,
+      { path: 'restore.partition_mapping', topic: topic.name }
+    )
+  }
   const mapping = options.partitionMapping[topic.name] ?? options.partitionMapping['*'] ?? {}
   const only = options.sourcePartitions[topic.name] ?? options.sourcePartitions['*']
   for (const partition of only ?? []) {
@@ -95,22 +116,40 @@ function planTopic(topic: TopicEntry, options: PlanOptions, indexes: Map<number,
       continue
     }
     const segments = index.segments.filter(s => mayOverlap(options.window, BigInt(s.maxTimestamp)))
-    partitions.push({
-      sourceTopic: topic.name,
-      sourcePartition,
-      targetTopic,
-      targetPartition: mapping[String(sourcePartition)] ?? sourcePartition,
-      index,
-      segments,
-      records: segments.reduce((sum, s) => sum + s.recordCount, 0),
-      bytes: segments.reduce((sum, s) => sum + s.uncompressedBytes, 0)
-    })
+    const records = segments.reduce((sum, s) => sum + s.recordCount, 0)
+    const bytes = segments.reduce((sum, s) => sum + s.uncompressedBytes, 0)
+    const targets = repartitioned
+      ? Array.from({ length: targetCount }, (_, t) => t)
+      : [mapping[String(sourcePartition)] ?? sourcePartition]
+    for (const targetPartition of targets) {
+      // Re-partitioned: a source partition's records spread over the targets; each entry counts
+      // its share (rounded up), so that the plan's totals stay those of the backup.
+      partitions.push({
+        sourceTopic: topic.name,
+        sourcePartition,
+        targetTopic,
+        targetPartition,
+        index,
+        segments,
+        records: Math.ceil(records / targets.length),
+        bytes: Math.ceil(bytes / targets.length)
+      })
+    }
   }
   const highest = Math.max(-1, ...partitions.map(p => p.targetPartition))
+  const needed = Math.max(topic.partitionCount, highest + 1)
+  if (!repartitioned && requested !== undefined && existingCount === undefined && requested < needed) {
+    throw new BackupError(
+      'KB_CONFIG_INVALID',
+      `restore.repartition.partitions.${topic.name} asks for ${requested} partitions, but restoring ${topic.name} partition for partition needs ${needed}; set restore.repartition.enabled: true to re-partition by key`,
+      { path: `restore.repartition.partitions.${topic.name}`, expected: `>= ${needed}`, found: requested }
+    )
+  }
   return {
     sourceTopic: topic.name,
     targetTopic,
-    partitionCount: Math.max(topic.partitionCount, highest + 1),
+    repartitioned,
+    partitionCount: repartitioned ? targetCount : Math.max(needed, requested ?? 0),
     configs: topic.configs,
     partitions
   }
@@ -128,7 +167,8 @@ function assertNamesBackedUpTopics(manifest: Manifest, options: PlanOptions): vo
   const keys: Array<[string, string[]]> = [
     ['restore.topic_mapping', Object.keys(options.topicMapping)],
     ['restore.partition_mapping', Object.keys(options.partitionMapping).filter(name => name !== '*')],
-    ['restore.source_partitions', Object.keys(options.sourcePartitions).filter(name => name !== '*')]
+    ['restore.source_partitions', Object.keys(options.sourcePartitions).filter(name => name !== '*')],
+    ['restore.repartition.partitions', Object.keys(options.targetPartitions ?? {})]
   ]
   for (const [path, names] of keys) {
     for (const name of names) {
@@ -157,7 +197,15 @@ function assertNamesBackedUpTopics(manifest: Manifest, options: PlanOptions): vo
   }
 }
 
-export async function buildPlan(storage: Storage, options: PlanOptions): Promise<RestorePlan> {
+/**
+ * `targetCounts` gives the partition counts of the target topics that exist (by target name),
+ * which decide whether a topic is re-partitioned; it is asked only with `repartition`.
+ */
+export async function buildPlan(
+  storage: Storage,
+  options: PlanOptions,
+  targetCounts?: (targetTopics: string[]) => Promise<ReadonlyMap<string, number>>
+): Promise<RestorePlan> {
   const manifest = await readManifest(storage, options.backupId)
   if (!manifest) {
     throw new BackupError(
@@ -176,6 +224,9 @@ export async function buildPlan(storage: Storage, options: PlanOptions): Promise
     )
   }
   assertNamesBackedUpTopics(manifest, options)
+  const targetOf = (topic: string) => options.topicMapping[topic] ?? topic
+  const existingCounts =
+    options.repartition && targetCounts ? await targetCounts(selected.map(t => targetOf(t.name))) : new Map()
   // What storage holds must be what the catalogue says, for everything this restore reads:
   // a lost index or entry would otherwise leave records out of a restore that reports success.
   const stored = await scanStoredPartitions(storage, options.backupId)
@@ -209,7 +260,7 @@ export async function buildPlan(storage: Storage, options: PlanOptions): Promise
           indexes.set(partition, index)
         })
     )
-    topics.push(planTopic(topic, options, indexes))
+    topics.push(planTopic(topic, options, indexes, existingCounts.get(targetOf(topic.name))))
   }
   const errors = problems.filter(p => p.severity === 'error')
   if (errors.length > 0) {
@@ -221,7 +272,7 @@ export async function buildPlan(storage: Storage, options: PlanOptions): Promise
     )
   }
   const targets = new Map<string, PartitionPlan>()
-  for (const partition of topics.flatMap(t => t.partitions)) {
+  for (const partition of topics.filter(t => !t.repartitioned).flatMap(t => t.partitions)) {
     const key = `${partition.targetTopic}/${partition.targetPartition}`
     const other = targets.get(key)
     if (other) {

@@ -41,7 +41,14 @@ const partitionStateSchema = z.object({
   /** Records left out because restore.erase names their key (absent before erasure existed). */
   erasedRecords: count.default(0),
   done: z.boolean(),
-  offsetMap: z.array(z.tuple([offset, offset, z.int().min(1)]) satisfies z.ZodType<SerializedOffsetRun>)
+  offsetMap: z.array(
+    z.union([
+      z.tuple([offset, offset, z.int().min(1)]),
+      z.tuple([offset, offset, z.int().min(1), z.int().min(1)])
+    ]) satisfies z.ZodType<SerializedOffsetRun>
+  ),
+  /** Set on the partitions of a re-partitioned topic: one state per source and target partition. */
+  repartitioned: z.boolean().optional()
 })
 
 const committedGroupSchema = z.object({

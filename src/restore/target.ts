@@ -173,8 +173,12 @@ async function reconcileState(
   const { cluster, backupId, allowNonEmptyTarget, onWarning } = options
   const previous = await readRestoreState(stateStorage, backupId, restoreId)
   const stateFile = `${stateStorage.location}/${restoreStateKey(backupId, restoreId)}`
-  const saved = new Map((previous?.partitions ?? []).map(p => [`${p.targetTopic}/${p.targetPartition}`, p]))
+  // Keyed by source and target: a re-partitioned topic has one state per pair of them.
+  const pairKey = (p: { sourceTopic: string; sourcePartition: number; targetTopic: string; targetPartition: number }) =>
+    `${p.sourceTopic}/${p.sourcePartition}>${p.targetTopic}/${p.targetPartition}`
+  const saved = new Map((previous?.partitions ?? []).map(p => [pairKey(p), p]))
   const planned = plan.topics.flatMap(t => t.partitions)
+  const repartitioned = new Set(plan.topics.filter(t => t.repartitioned).map(t => t.targetTopic))
   const targets = planned
     .filter(p => existing.has(p.targetTopic))
     .map(p => ({ topic: p.targetTopic, partition: p.targetPartition }))
@@ -187,7 +191,7 @@ async function reconcileState(
   for (const p of planned) {
     const target = partitionKey(p.targetTopic, p.targetPartition)
     const end = highWatermark.get(target) ?? 0n
-    const state = saved.get(target)
+    const state = saved.get(pairKey(p))
     const topicId = existing.get(p.targetTopic)?.topicId
     const sameTopic =
       topicId !== undefined && (previous?.formatVersion === 1 || previous?.targetTopicIds?.[p.targetTopic] === topicId)
@@ -218,6 +222,15 @@ async function reconcileState(
             offset: state.targetNextOffset,
             found: end.toString()
           }
+        )
+      }
+      if (state.done && BigInt(p.index.nextOffset) > BigInt(state.sourceNextOffset) && state.repartitioned) {
+        // The pairs of a re-partitioned topic fill each target partition one source after the
+        // other: new records of one source cannot be appended after those of the next.
+        throw new BackupError(
+          'KB_TARGET_CHANGED',
+          `the backup of ${p.sourceTopic}/${p.sourcePartition} grew to offset ${p.index.nextOffset} since restore state ${stateFile} completed its re-partitioned restore into ${p.targetTopic}; restore into a new topic (restore.topic_mapping)`,
+          { topic: p.targetTopic, partition: p.targetPartition, offset: state.sourceNextOffset }
         )
       }
       if (state.done && BigInt(p.index.nextOffset) > BigInt(state.sourceNextOffset)) {
@@ -255,7 +268,7 @@ async function reconcileState(
         { topic: p.targetTopic, partition: p.targetPartition, found: (end - start).toString() }
       )
     }
-    partitions.push(freshState(p, end))
+    partitions.push(freshState(p, end, repartitioned.has(p.targetTopic)))
   }
   return { partitions, previous }
 }
@@ -332,7 +345,7 @@ function refusePrunedPastState(p: PartitionPlan, state: PartitionState, stateFil
   )
 }
 
-function freshState(plan: PartitionPlan, targetEnd: bigint): PartitionState {
+function freshState(plan: PartitionPlan, targetEnd: bigint, repartitioned: boolean): PartitionState {
   return {
     sourceTopic: plan.sourceTopic,
     sourcePartition: plan.sourcePartition,
@@ -345,6 +358,7 @@ function freshState(plan: PartitionPlan, targetEnd: bigint): PartitionState {
     bytes: 0,
     erasedRecords: 0,
     done: false,
-    offsetMap: []
+    offsetMap: [],
+    ...(repartitioned ? { repartitioned } : {})
   }
 }
