@@ -271,17 +271,23 @@ const osoKeys: readonly OsoKey[] = [
   {
     path: ['restore', 'repartitioning'],
     mode: 'restore',
-    here: 'Empty, `false` or `enabled: false`: accepted. Anything else is refused: a restore keeps the backed-up partitioning (one source partition into one target partition, `restore.partition_mapping`).',
-    apply: (value, t, _section, path) => {
-      const disabled =
-        value === null ||
-        value === false ||
-        (isRecord(value) && (value['enabled'] === false || Object.keys(value).length === 0))
-      if (disabled) return
-      t.refuse(
-        path,
-        'restoring into a different partition count is not supported: each source partition is restored into one target partition (restore.partition_mapping), so order and offsets stay exact'
-      )
+    here: '`true` or `enabled: true`: alias of `restore.repartition.enabled: true` (records re-partitioned by key into the target partition count). Empty, `false` or `enabled: false`: accepted. Other keys are refused: `restore.repartition.partitions` sets the partition count of created topics.',
+    apply: (value, t, section, path) => {
+      const fields = isRecord(value) ? Object.keys(value) : []
+      if (isRecord(value) && fields.some(field => field !== 'enabled')) {
+        t.refuse(
+          path,
+          `only enabled is understood here, found ${fields.filter(field => field !== 'enabled').join(', ')}: records go to the partition Kafka's default partitioner picks for their key; set the partition count of created topics with restore.repartition.partitions`
+        )
+      }
+      const enabled = value === true || (isRecord(value) && value['enabled'] === true)
+      if (!enabled) return
+      const ours = sectionAt(section, ['repartition'], true)
+      if (ours === undefined) return t.refuse(path, 'cannot be moved to restore.repartition: it is not a mapping')
+      if (ours['enabled'] === false) {
+        t.refuse(path, 'asks to re-partition, but restore.repartition.enabled is false; keep one')
+      }
+      define(ours, 'enabled', true)
     }
   },
   {

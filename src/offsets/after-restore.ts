@@ -77,7 +77,7 @@ export async function planGroupOffsets(options: PlanOffsetsOptions): Promise<Off
       return {
         groupId: group.groupId,
         sourceTopic: source.sourceTopic,
-        sourcePartition: source.sourcePartition,
+        sourcePartition: offset.sourcePartition ?? source.sourcePartition,
         sourceOffset: offset.sourceOffset,
         targetTopic: offset.topic,
         targetPartition: offset.partition,

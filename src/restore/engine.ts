@@ -173,12 +173,19 @@ export class RestoreEngine {
 
   /** Per target partition: planned records not restored yet (0 once done). */
   remaining(): Array<{ topic: string; partition: number; lagRecords: number }> {
-    return this.progress().map(p => ({
-      topic: p.targetTopic,
-      partition: p.targetPartition,
-      lagRecords: p.done
-        ? 0
-        : Math.max((this.#plannedByTarget.get(`${p.targetTopic}/${p.targetPartition}`) ?? 0) - p.records, 0)
+    // A re-partitioned target partition has one state per source partition feeding it.
+    const byTarget = new Map<string, { topic: string; partition: number; records: number; done: boolean }>()
+    for (const p of this.progress()) {
+      const key = `${p.targetTopic}/${p.targetPartition}`
+      const target = byTarget.get(key) ?? { topic: p.targetTopic, partition: p.targetPartition, records: 0, done: true }
+      target.records += p.records
+      target.done &&= p.done
+      byTarget.set(key, target)
+    }
+    return [...byTarget].map(([key, t]) => ({
+      topic: t.topic,
+      partition: t.partition,
+      lagRecords: t.done ? 0 : Math.max((this.#plannedByTarget.get(key) ?? 0) - t.records, 0)
     }))
   }
 
@@ -194,12 +201,18 @@ export class RestoreEngine {
     this.#plan = plan
     this.#plannedRecords = plan.records
     for (const partition of plan.topics.flatMap(t => t.partitions)) {
-      this.#plannedByTarget.set(`${partition.targetTopic}/${partition.targetPartition}`, partition.records)
+      const key = `${partition.targetTopic}/${partition.targetPartition}`
+      this.#plannedByTarget.set(key, (this.#plannedByTarget.get(key) ?? 0) + partition.records)
     }
     const metadata = await options.cluster.metadata([], false)
     const restoreId = restoreIdOf(plan, metadata.id, options.window, this.#eraser?.fingerprint)
     const partitions = plan.topics.flatMap(t => t.partitions)
     const check = await checkTarget(options, this.#stateStorage, plan, restoreId)
+    for (const topic of plan.topics.filter(t => t.repartitioned)) {
+      check.notes.push(
+        `${topic.sourceTopic} is re-partitioned by key from ${topic.manifestPartitionCount} into the ${topic.partitionCount} partitions of ${topic.targetTopic} (restore.repartition): its batches are decoded and rebuilt`
+      )
+    }
     const groups = options.resetConsumerOffsets ? groupsToReset(plan, options.consumerGroups) : []
     if (options.resetConsumerOffsets && groups.length === 0) {
       options.onWarning?.(

@@ -100,19 +100,20 @@ export function translateGroupOffsets(
       const { targetTopic, targetPartition } = feeding[0]!.state
       const targetEnd = feeding.map(p => BigInt(p.state.targetNextOffset)).reduce((a, b) => (a > b ? a : b))
       let targetOffset = targetEnd
-      let sourceOffset = sourceOffsets.find(offset => offset !== undefined)!
+      // Reported with the source partition that decided the offset (the first with one, when none did).
+      let decidedBy = sourceOffsets.findIndex(offset => offset !== undefined)
       for (const [i, partition] of feeding.entries()) {
-        const from = sourceOffsets[i] ?? -1n
-        const first = partition.offsetMap.firstAtOrAfter(from)
+        const first = partition.offsetMap.firstAtOrAfter(sourceOffsets[i] ?? -1n)
         if (first !== undefined && first < targetOffset) {
           targetOffset = first
-          sourceOffset = from
+          decidedBy = i
         }
       }
       offsets.push({
         topic: targetTopic,
         partition: targetPartition,
-        sourceOffset: sourceOffset.toString(),
+        sourcePartition: feeding[decidedBy]!.state.sourcePartition,
+        sourceOffset: (sourceOffsets[decidedBy] ?? -1n).toString(),
         targetOffset: targetOffset.toString()
       })
     }

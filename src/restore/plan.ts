@@ -60,6 +60,8 @@ export interface TopicPlan {
    * holds one entry per source and target partition (docs/architecture.md).
    */
   repartitioned: boolean
+  /** The backed-up partition count. */
+  manifestPartitionCount: number
   /** Partitions the target topic needs: the source count, or more when mapping says so. */
   partitionCount: number
   configs: Record<string, string>
@@ -149,6 +151,7 @@ function planTopic(
     sourceTopic: topic.name,
     targetTopic,
     repartitioned,
+    manifestPartitionCount: topic.partitionCount,
     partitionCount: repartitioned ? targetCount : Math.max(needed, requested ?? 0),
     configs: topic.configs,
     partitions

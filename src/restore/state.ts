@@ -53,7 +53,19 @@ const partitionStateSchema = z.object({
 
 const committedGroupSchema = z.object({
   groupId: z.string(),
-  offsets: z.array(z.object({ topic: z.string(), partition: count, sourceOffset: offset, targetOffset: offset }))
+  offsets: z.array(
+    z.object({
+      topic: z.string(),
+      partition: count,
+      /**
+       * The source partition `sourceOffset` is of (absent in states written before
+       * re-partitioning; then the one source partition of the target partition).
+       */
+      sourcePartition: count.optional(),
+      sourceOffset: offset,
+      targetOffset: offset
+    })
+  )
 })
 
 const restoreStateSchema = z.object({

@@ -179,9 +179,17 @@ async function reconcileState(
   const saved = new Map((previous?.partitions ?? []).map(p => [pairKey(p), p]))
   const planned = plan.topics.flatMap(t => t.partitions)
   const repartitioned = new Set(plan.topics.filter(t => t.repartitioned).map(t => t.targetTopic))
-  const targets = planned
-    .filter(p => existing.has(p.targetTopic))
-    .map(p => ({ topic: p.targetTopic, partition: p.targetPartition }))
+  // Once each: the pairs of a re-partitioned topic share their target partitions.
+  const targets = [
+    ...new Map(
+      planned
+        .filter(p => existing.has(p.targetTopic))
+        .map(p => [
+          partitionKey(p.targetTopic, p.targetPartition),
+          { topic: p.targetTopic, partition: p.targetPartition }
+        ])
+    ).values()
+  ]
   const [logStart, highWatermark] = await Promise.all([
     listOffsets(cluster, targets, 'earliest'),
     listOffsets(cluster, targets, 'latest')

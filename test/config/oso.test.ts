@@ -127,6 +127,17 @@ describe('configs in OSO kafka-backup layout', () => {
     )
   })
 
+  test('OSO repartitioning enabled turns on restore.repartition; disabled or empty changes nothing', () => {
+    for (const value of ['\n    enabled: true', ' true']) {
+      const config = parseConfig(`${restoreBase}restore:\n  repartitioning:${value}\n`, 'oso.yaml', {})
+      assert.ok(config.mode === 'restore' && config.restore.repartition.enabled, value)
+    }
+    for (const value of ['\n    enabled: false', ' false', ' {}']) {
+      const config = parseConfig(`${restoreBase}restore:\n  repartitioning:${value}\n`, 'oso.yaml', {})
+      assert.ok(config.mode === 'restore' && !config.restore.repartition.enabled, value)
+    }
+  })
+
   test('OSO keys that would change the restored data are refused with what to do instead', () => {
     assert.match(
       refusal(`${restoreBase}restore:\n  include_original_offset_header: true\n`),
@@ -137,8 +148,8 @@ describe('configs in OSO kafka-backup layout', () => {
       /restore\.rate_limit_records_per_sec: .*set restore\.rate_limit_bytes_per_sec instead/
     )
     assert.match(
-      refusal(`${restoreBase}restore:\n  repartitioning:\n    enabled: true\n`),
-      /restore\.repartitioning: restoring into a different partition count is not supported/
+      refusal(`${restoreBase}restore:\n  repartitioning:\n    enabled: true\n    strategy: round_robin\n`),
+      /restore\.repartitioning: only enabled is understood here, found strategy/
     )
     assert.match(
       refusal(`${restoreBase}restore:\n  purge_topics: true\n`),
