@@ -51,10 +51,13 @@ class LaneQueue implements AsyncIterable<OutgoingBatch> {
   /** Resolves once there is room (or `signal` aborts). */
   async room(signal: AbortSignal): Promise<void> {
     while (this.#items.length >= LaneQueue.MAX_BATCHES && !signal.aborted) {
+      let onAbort: (() => void) | undefined
       await new Promise<void>(resolve => {
         this.#wakeWriter = resolve
-        signal.addEventListener('abort', () => resolve(), { once: true })
+        onAbort = resolve
+        signal.addEventListener('abort', onAbort, { once: true })
       })
+      signal.removeEventListener('abort', onAbort!)
     }
   }
 

@@ -51,3 +51,20 @@ test('JSON round trip keeps int64 offsets exact', () => {
   assert.equal(copy.runs[0]!.sourceOffset, big)
   assert.equal(copy.runs[0]!.targetOffset, big + 1n)
 })
+
+test('a sparse run (re-partitioning) rounds an offset inside it down to its first record, and survives JSON', () => {
+  const map = new OffsetMap()
+  // Records from source offsets 10, 13, 17 went to target 0..2; then 20, 21 to target 3..4.
+  map.add({ sourceOffset: 10n, targetOffset: 0n, count: 3, sourceSpan: 8 })
+  map.add({ sourceOffset: 20n, targetOffset: 3n, count: 2 })
+  assert.equal(map.runs.length, 2, 'a sparse run never merges')
+  assert.equal(map.translate(5n, 9n), 0n)
+  assert.equal(map.translate(10n, 9n), 0n)
+  assert.equal(map.translate(14n, 9n), 0n, 'inside: re-read from the run start, never skip')
+  assert.equal(map.translate(18n, 9n), 3n, 'past the span: the next run')
+  assert.equal(map.translate(21n, 9n), 4n)
+  assert.equal(map.translate(22n, 9n), 9n)
+  assert.equal(map.firstAtOrAfter(22n), undefined)
+  assert.deepEqual(OffsetMap.fromJSON(map.toJSON()).runs, map.runs)
+  assert.deepEqual(map.toJSON()[0], ['10', '0', 3, 8])
+})
