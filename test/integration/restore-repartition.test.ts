@@ -7,12 +7,14 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { test } from 'node:test'
 import { kafkaJavaArgs } from '../../scripts/broker.ts'
+import { listOffsets } from '../../src/kafka/admin.ts'
 import { restoreStateKey } from '../../src/restore/state.ts'
 import { backupOptions, readBackedUpRecords, runBackup, type StoredRecord, tempStorage } from '../helpers/backup.ts'
 import { BASE_TIMESTAMP, produceTransactional } from '../helpers/cases.ts'
+import { restoreYaml, runCli, writeConfig } from '../helpers/cli.ts'
 import { consoleConsumeCommitted } from '../helpers/console-consumer.ts'
 import { bootstrapServers, createTopic, runKafkaTool, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
@@ -268,4 +270,57 @@ test('a re-partitioned restore with erasure of a transactional topic, stopped mi
   assert.equal(rerun.records, expected.length)
   assert.equal(rerun.erasedRecords, source.length - expected.length)
   await assertExact('rerun after lost checkpoints')
+})
+
+test('the CLI re-partitions into an existing topic with fewer partitions and erases keys from a keys file beside the config, reporting both in --json', async () => {
+  const topic = uniqueTopic('repartition-cli')
+  await createTopic(cluster, topic, SOURCE_PARTITIONS)
+  await produceKeyed(topic)
+  const storage = tempStorage()
+  await runBackup(backupOptions(cluster, storage, [topic]))
+  const target = `${topic}-narrow`
+  await createTopic(cluster, target, 2)
+
+  const refused = await runCli(['restore', '--config', writeConfig(restoreYaml(topic, target, storage.location))])
+  assert.notEqual(refused.code, 0)
+  assert.match(refused.stderr, /target topic .* has 2 partitions; restoring .* needs 3/)
+
+  const config = writeConfig(
+    restoreYaml(
+      topic,
+      target,
+      storage.location,
+      '  repartition:\n    enabled: true\n  erase:\n    keys_file: erase-request.txt\n'
+    )
+  )
+  writeFileSync(join(dirname(config), 'erase-request.txt'), 'user-4\nuser-8\n')
+  const result = await runCli(['restore', '--config', config, '--json'])
+  assert.equal(result.code, 0, result.stderr)
+  const summary = JSON.parse(result.stdout)
+  // Keys as produceKeyed writes them: user-4 lives in source partition 1, user-8 in 2.
+  let erased = 0
+  for (let offset = 0; offset < PER_PARTITION; offset++) {
+    if (offset % 7 !== 3 && (offset % 10 === 1 || offset % 10 === 2)) erased++
+  }
+  const restored = await consoleConsumeCommitted(target, SOURCE_PARTITIONS * PER_PARTITION - erased)
+  assert.equal(restored.length, SOURCE_PARTITIONS * PER_PARTITION - erased)
+  const ends = await listOffsets(
+    cluster,
+    [0, 1].map(partition => ({ topic: target, partition })),
+    'latest'
+  )
+  assert.equal(
+    [...ends.values()].reduce((a, b) => a + b, 0n),
+    BigInt(restored.length),
+    'nothing more in the target'
+  )
+  assert.equal(summary.erasedRecords, erased)
+  assert.equal(summary.records, restored.length)
+  assert.ok(summary.notes.some((note: string) => note.includes('re-partitioned by key from 3 into the 2 partitions')))
+  assert.equal(restored.filter(r => r.key === 'user-4' || r.key === 'user-8').length, 0)
+  const java = javaPartitions([...new Set(restored.flatMap(r => (r.key === null ? [] : [r.key])))], 2)
+  for (const record of restored) {
+    const expected = record.key === null ? sourceOf(record).partition % 2 : java.get(record.key)
+    assert.equal(record.partition, expected, `${record.key} ${record.value}`)
+  }
 })

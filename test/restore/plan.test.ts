@@ -179,3 +179,55 @@ test('a backup that does not exist, or a topic selection that matches nothing, i
     isBackupError(error, 'KB_TOPIC_NOT_FOUND')
   )
 })
+
+test('re-partitioning: a count that differs plans every source and target pair; equal counts, or disabled, keep the plain plan', async () => {
+  const storage = await backup()
+  const plan = await buildPlan(
+    storage,
+    options({ repartition: true, targetPartitions: { orders: 2 } }),
+    async () => new Map([['audit', 1]])
+  )
+  const orders = plan.topics.find(t => t.sourceTopic === 'orders')!
+  assert.equal(orders.repartitioned, true)
+  assert.equal(orders.partitionCount, 2)
+  assert.deepEqual(
+    orders.partitions.map(p => [p.sourcePartition, p.targetPartition]),
+    [
+      [0, 0],
+      [0, 1],
+      [1, 0],
+      [1, 1],
+      [2, 0],
+      [2, 1]
+    ]
+  )
+  assert.equal(plan.records, 80, 'each pair counts its share: the totals stay those of the backup')
+  assert.equal(plan.topics.find(t => t.sourceTopic === 'audit')?.repartitioned, false)
+
+  // An existing target's count decides over restore.repartition.partitions.
+  const existing = await buildPlan(storage, options({ repartition: true }), async () => new Map([['orders', 3]]))
+  assert.equal(existing.topics.find(t => t.sourceTopic === 'orders')?.repartitioned, false)
+})
+
+test('re-partitioning refuses a partition_mapping for the same topic, and a smaller created count without it', async () => {
+  const storage = await backup()
+  await assert.rejects(
+    buildPlan(
+      storage,
+      options({ repartition: true, targetPartitions: { orders: 5 }, partitionMapping: { orders: { '0': 1 } } })
+    ),
+    error =>
+      isBackupError(error, 'KB_CONFIG_INVALID') && /re-partitioned by key into the 5 partitions/.test(error.message)
+  )
+  await assert.rejects(
+    buildPlan(storage, options({ targetPartitions: { orders: 2 } })),
+    error =>
+      isBackupError(error, 'KB_CONFIG_INVALID') &&
+      error.path === 'restore.repartition.partitions.orders' &&
+      /set restore\.repartition\.enabled: true/.test(error.message)
+  )
+  await assert.rejects(
+    buildPlan(storage, options({ targetPartitions: { ordres: 2 } })),
+    error => isBackupError(error, 'KB_CONFIG_INVALID') && error.path === 'restore.repartition.partitions.ordres'
+  )
+})
