@@ -90,7 +90,7 @@ export function rebuildingRestoreKeys(topicName: z.ZodType<string>) {
           .boolean()
           .default(false)
           .describe(
-            'true: a restored topic whose target partition count differs from the backed-up one is re-partitioned: each record goes to the partition Kafka’s default partitioner picks for its key (murmur2), a record without a key to its source partition modulo the target count. false: a target topic with fewer partitions is refused, one with more is restored partition for partition.'
+            'true: a restored topic whose target partition count differs from the backed-up one is re-partitioned: each record goes to the partition the default partitioner of Kafka picks for its key (murmur2), a record without a key to its source partition modulo the target count. false: a target topic with fewer partitions is refused, one with more is restored partition for partition.'
           ),
         partitions: z
           .record(topicName, partitionCount)
