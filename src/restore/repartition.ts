@@ -193,23 +193,24 @@ export class TopicRouter {
           lane.pendingErased++
           continue
         }
-        if (lane.pending.length === 0) {
-          lane.pendingCodec = batch.codec
-        }
-        lane.pending.push(selected)
         const { key, value, headers } = selected.record
-        lane.pendingBytes +=
+        const size =
           24 +
           (key?.length ?? 0) +
           (value?.length ?? 0) +
           headers.reduce((sum, [k, v]) => sum + k.length + (v?.length ?? 0), 0)
+        // A batch must stay within the target's max.message.bytes: one source batch may send
+        // all its records to one lane, so the limit is checked per record, not per source batch.
+        if (lane.pending.length > 0 && lane.pendingBytes + size > maxBatchBytes) {
+          await this.#flush(lane, sourcePartition, selected.offset)
+        }
+        if (lane.pending.length === 0) {
+          lane.pendingCodec = batch.codec
+        }
+        lane.pending.push(selected)
+        lane.pendingBytes += size
       }
       sourceNext = batch.nextOffset
-      for (const lane of lanes) {
-        if (lane.pendingBytes >= maxBatchBytes) {
-          await this.#flush(lane, sourcePartition, sourceNext)
-        }
-      }
     }
     for (const lane of lanes) {
       await this.#flush(lane, sourcePartition, sourceNext)

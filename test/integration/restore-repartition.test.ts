@@ -324,3 +324,31 @@ test('the CLI re-partitions into an existing topic with fewer partitions and era
     assert.equal(record.partition, expected, `${record.key} ${record.value}`)
   }
 })
+
+test('a source batch whose records all go to one target partition is split to fit the target topic max.message.bytes', async () => {
+  const topic = uniqueTopic('repartition-large')
+  await createTopic(cluster, topic, 1)
+  // One uncompressed source batch of about 300 KB, every record with the same key.
+  await producer.send({
+    messages: Array.from({ length: 300 }, (_, i) => ({
+      topic,
+      partition: 0,
+      key: Buffer.from('tenant-7'),
+      value: Buffer.from(`${i}:${'x'.repeat(1000)}`)
+    }))
+  })
+  const storage = tempStorage()
+  await runBackup(backupOptions(cluster, storage, [topic]))
+  const target = `${topic}-wide`
+  await createTopic(cluster, target, 4, { 'max.message.bytes': '65536' })
+  const summary = await runRestore(
+    restoreOptions(cluster, storage, { topicMapping: { [topic]: target }, repartition: true })
+  )
+  assert.equal(summary.records, 300)
+  const restored = await readTopicRecords(cluster, target)
+  const partition = javaPartitions(['tenant-7'], 4).get('tenant-7')
+  assert.deepEqual(
+    restored.map(r => [r.partition, r.value?.split(':')[0]]),
+    Array.from({ length: 300 }, (_, i) => [partition, String(i)])
+  )
+})
