@@ -20,6 +20,8 @@ const pomFile = join(repoRoot, 'scripts', 'kafka', 'pom.xml')
 
 export interface RunningBroker {
   bootstrapServers: string
+  /** With `authorizer`: a SASL_PLAINTEXT listener taking SCRAM-SHA-256 and SCRAM-SHA-512. */
+  saslBootstrapServers?: string
   pid: number
   runDir: string
   logFile: string
@@ -170,13 +172,37 @@ function pruneOldRuns(keep: number): void {
   }
 }
 
+export interface BrokerOptions {
+  /**
+   * StandardAuthorizer on, with ANONYMOUS (the PLAINTEXT listener, where tests set up) as the
+   * only super user, and a SASL_PLAINTEXT listener for SCRAM users: for tests of ACLs, quotas
+   * and SCRAM credentials.
+   */
+  authorizer?: boolean
+}
+
+/** The server.properties lines of `BrokerOptions.authorizer`. */
+function authorizerProperties(): string[] {
+  return [
+    'authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer',
+    'super.users=User:ANONYMOUS',
+    'listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512',
+    ...['scram-sha-256', 'scram-sha-512'].map(
+      mechanism =>
+        `listener.name.sasl_plaintext.${mechanism}.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;`
+    )
+  ]
+}
+
 /** Formats fresh storage under .cache/kafka/runs and starts a broker on free loopback ports. */
-export async function startBroker(name = 'broker'): Promise<RunningBroker> {
+export async function startBroker(name = 'broker', options: BrokerOptions = {}): Promise<RunningBroker> {
   pruneOldRuns(5)
   const runDir = join(kafkaCacheDir, 'runs', `${name}-${Date.now()}-${process.pid}`)
   const logFile = join(runDir, 'broker.log')
   mkdirSync(runDir, { recursive: true })
   const [port, controllerPort] = [await freePort(), await freePort()]
+  const saslPort = options.authorizer ? await freePort() : undefined
+  const listeners = [`PLAINTEXT://127.0.0.1:${port}`, ...(saslPort ? [`SASL_PLAINTEXT://127.0.0.1:${saslPort}`] : [])]
   const propertiesFile = join(runDir, 'server.properties')
   writeFileSync(
     propertiesFile,
@@ -184,11 +210,12 @@ export async function startBroker(name = 'broker'): Promise<RunningBroker> {
       'process.roles=broker,controller',
       'node.id=1',
       `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
-      `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
-      `advertised.listeners=PLAINTEXT://127.0.0.1:${port}`,
+      `listeners=${listeners.join(',')},CONTROLLER://127.0.0.1:${controllerPort}`,
+      `advertised.listeners=${listeners.join(',')}`,
       'controller.listener.names=CONTROLLER',
       'inter.broker.listener.name=PLAINTEXT',
-      'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+      'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT',
+      ...(saslPort ? authorizerProperties() : []),
       `log.dirs=${join(runDir, 'data')}`,
       'num.partitions=1',
       'auto.create.topics.enable=false',
@@ -212,7 +239,13 @@ export async function startBroker(name = 'broker'): Promise<RunningBroker> {
   writeLog4jConfig(runDir, ['logger.kafka.name=kafka', 'logger.kafka.level=INFO'])
 
   runKafkaTool('kafka.tools.StorageTool', ['format', '-t', newClusterId(), '-c', propertiesFile])
-  return launch({ bootstrapServers: `127.0.0.1:${port}`, pid: 0, runDir, logFile })
+  return launch({
+    bootstrapServers: `127.0.0.1:${port}`,
+    ...(saslPort && { saslBootstrapServers: `127.0.0.1:${saslPort}` }),
+    pid: 0,
+    runDir,
+    logFile
+  })
 }
 
 /** Starts the broker process of a formatted run folder and waits until it answers Metadata. */

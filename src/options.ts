@@ -38,6 +38,7 @@ export function backupOptionsFromConfig(config: BackupConfig, { storage, cluster
     maxBytesInFlight: backup.max_bytes_in_flight,
     maxConcurrentPartitions: backup.max_concurrent_partitions,
     maxPartitionBufferedBytes: backup.max_batch_bytes,
+    clusterMetadata: backup.metadata,
     ...(backup.retention && {
       retention: { keepWithinMs: parseDuration(backup.retention.keep_within, 'backup.retention.keep_within') }
     }),

@@ -12,6 +12,7 @@
  */
 
 import { unindexedSegmentProblems } from '../catalog/audit.ts'
+import { type ClusterMetadataDocument, writeClusterMetadata } from '../catalog/cluster-metadata.ts'
 import {
   FORMAT,
   FORMAT_VERSION,
@@ -26,6 +27,7 @@ import {
   writePartitionIndex
 } from '../catalog/manifest.ts'
 import { pruneBackup, refuseWhilePruning } from '../catalog/prune.ts'
+import type { ClusterMetadataKind } from '../config/schema-parts.ts'
 import { BackupError, type ErrorCode } from '../errors.ts'
 import { captureGroupOffsets, describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
@@ -34,6 +36,7 @@ import type { Storage } from '../storage/storage.ts'
 import { topicMatcher } from '../topics.ts'
 import { toolVersion } from '../version.ts'
 import { ByteBudget } from './budget.ts'
+import { captureClusterMetadata } from './cluster-metadata.ts'
 import { BackupFetcher } from './fetcher.ts'
 import { PartitionTask } from './partition-task.ts'
 
@@ -77,6 +80,8 @@ export interface BackupOptions {
   onFetch?: (durationMs: number, bytes: number) => void
   /** backup.retention: after a run that ends without error, prune what is older than this. */
   retention?: { keepWithinMs: number }
+  /** backup.metadata: the cluster metadata captured into metadata/kafka.json; unset: none. */
+  clusterMetadata?: readonly ClusterMetadataKind[]
 }
 
 export interface PartitionProgress {
@@ -165,7 +170,8 @@ export class BackupEngine {
         }
       )
     }
-    const [configs, logStart, highWatermark, lastStable, groups] = await Promise.all([
+    const metadataKinds = options.clusterMetadata ?? []
+    const [configs, logStart, highWatermark, lastStable, groups, clusterMetadata] = await Promise.all([
       describeTopicConfigs(
         cluster,
         topics.map(t => t.name)
@@ -173,7 +179,10 @@ export class BackupEngine {
       listOffsets(cluster, partitions, 'earliest'),
       listOffsets(cluster, partitions, 'latest'),
       listOffsets(cluster, partitions, 'lastStable'),
-      captureGroupOffsets(cluster, new Set(topics.map(t => t.name)))
+      captureGroupOffsets(cluster, new Set(topics.map(t => t.name))),
+      metadataKinds.length === 0
+        ? undefined
+        : captureClusterMetadata(cluster, metadataKinds, metadata.id, options.onWarning)
     ])
 
     const manifest = existingManifest ?? this.#newManifest(metadata.id)
@@ -221,6 +230,9 @@ export class BackupEngine {
     const indexes = await Promise.all(checked.map(opened => this.#openIndex(opened)))
     const run: RunEntry = { startedAt: new Date(startedAt).toISOString(), status: 'running', records: 0, bytes: 0 }
     manifest.runs.push(run)
+    if (clusterMetadata) {
+      await writeClusterMetadata(storage, backupId, clusterMetadata satisfies ClusterMetadataDocument)
+    }
     await writeManifest(storage, manifest)
     try {
       await refuseWhilePruning(storage, backupId)

@@ -339,6 +339,9 @@ function normalisePaths(config: Config, base: string): void {
     const path = security[key]
     if (path !== undefined) security[key] = against(path)
   }
+  if (config.mode === 'restore' && config.restore.scram_users_file !== undefined) {
+    config.restore.scram_users_file = against(config.restore.scram_users_file)
+  }
 }
 
 function warningsFor(config: Config, input: unknown): ConfigWarning[] {

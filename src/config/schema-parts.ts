@@ -105,3 +105,30 @@ export function rebuildingRestoreKeys(topicName: z.ZodType<string>) {
       )
   }
 }
+
+// ---- cluster metadata (docs/cluster-metadata.md) ---------------------------------------------
+
+/** The kinds of cluster metadata a backup can capture and a restore can apply. */
+export const clusterMetadataKinds = ['acls', 'quotas', 'scram_users'] as const
+export type ClusterMetadataKind = (typeof clusterMetadataKinds)[number]
+
+const metadataKindList = z
+  .array(z.enum(clusterMetadataKinds))
+  .default([])
+  .transform(kinds => [...new Set(kinds)])
+
+export const backupMetadataSchema = metadataKindList.describe(
+  'Cluster metadata captured with each run into `metadata/kafka.json`: `acls` (DescribeAcls), `quotas` (client quotas) and `scram_users` (SCRAM user names, mechanisms and iterations; Kafka never returns the secrets). Each needs the right to describe it on the source cluster (Describe, DescribeConfigs on the cluster). Empty: none captured.'
+)
+
+export const restoreMetadataSchema = metadataKindList.describe(
+  'Cluster metadata applied to the target before the records: `acls` (topic ACLs follow `topic_mapping`), `quotas`, `scram_users` (with passwords from `scram_users_file`). Only what the target lacks is created; nothing on the target is changed or removed. `dry_run` lists what would be created. Empty: none applied.'
+)
+
+export const scramUsersFileSchema = z
+  .string()
+  .min(1)
+  .optional()
+  .describe(
+    'A YAML or JSON file mapping each SCRAM user to restore to its password (`alice: secret`). Needed when `metadata` has `scram_users` and the backup holds users: their secrets cannot be read back from the source, so a restore sets new ones from here.'
+  )

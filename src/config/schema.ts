@@ -24,7 +24,17 @@ import {
   storageSchemas
 } from '../storage/backends.ts'
 import { KiB, MiB } from '../units.ts'
-import { byteCount, fail, httpUrl, rebuildingRestoreKeys, refuse, whenValid } from './schema-parts.ts'
+import {
+  backupMetadataSchema,
+  byteCount,
+  fail,
+  httpUrl,
+  rebuildingRestoreKeys,
+  refuse,
+  restoreMetadataSchema,
+  scramUsersFileSchema,
+  whenValid
+} from './schema-parts.ts'
 
 /** Codecs for segment frames (docs/segment-format.md). */
 export const compressionCodecs = ['zstd', 'lz4', 'gzip', 'none'] as const
@@ -417,6 +427,7 @@ export const backupOptionsSchema = z
         'Prune the backup at the end of each run that ends without error (docs/retention.md). Unset: nothing is ever deleted.'
       )
   })
+  .extend({ metadata: backupMetadataSchema })
   .superRefine((backup, ctx) => {
     const range = compressionLevels[backup.compression]
     if (range !== undefined && (backup.compression_level < range.min || backup.compression_level > range.max)) {
@@ -568,6 +579,7 @@ export const restoreOptionsSchema = z
       ),
     ...rebuildingRestoreKeys(topicName)
   })
+  .extend({ metadata: restoreMetadataSchema, scram_users_file: scramUsersFileSchema })
   .superRefine((restore, ctx) => {
     const { time_window_start: start, time_window_end: end } = restore
     if (start !== undefined && end !== undefined && start > end) {

@@ -85,7 +85,8 @@ describe('loadConfig', () => {
         max_bytes_in_flight: 268435456,
         start_offset: 'earliest',
         include_internal_topics: false,
-        max_concurrent_partitions: 64
+        max_concurrent_partitions: 64,
+        metadata: []
       },
       metrics: { enabled: true, port: 9090, host: '0.0.0.0', keep_alive_seconds: 30 }
     }
@@ -127,7 +128,8 @@ describe('loadConfig', () => {
         allow_log_append_time_target: false,
         checkpoint_interval_secs: 5,
         produce_max_in_flight: 5,
-        repartition: { enabled: false, partitions: {} }
+        repartition: { enabled: false, partitions: {} },
+        metadata: []
       },
       metrics: { enabled: true, port: 9464, host: '127.0.0.1', keep_alive_seconds: 0 }
     }
@@ -196,7 +198,8 @@ describe('parseConfig', () => {
         checkpoint_interval_secs: 5,
         max_bytes_in_flight: 32 * 1024 * 1024,
         start_offset: 'earliest',
-        include_internal_topics: false
+        include_internal_topics: false,
+        metadata: []
       },
       metrics: { enabled: false, port: 9090, host: '0.0.0.0', keep_alive_seconds: 0 }
     })
@@ -222,7 +225,8 @@ describe('parseConfig', () => {
       allow_log_append_time_target: false,
       checkpoint_interval_secs: 5,
       produce_max_in_flight: 5,
-      repartition: { enabled: false, partitions: {} }
+      repartition: { enabled: false, partitions: {} },
+      metadata: []
     })
     assert.deepEqual(config.target.kafka_config, { 'batch.size': 512 * 1024 })
   })

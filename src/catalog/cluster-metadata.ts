@@ -1,0 +1,77 @@
+/**
+ * `{backup_id}/metadata/kafka.json`: the cluster metadata the last backup run captured
+ * (docs/cluster-metadata.md). Each kind is present only when `backup.metadata` selected it, so
+ * a restore can tell "captured, none" (an empty list) from "not captured" (absent). Replaced
+ * whole by every run that captures anything: it describes the cluster as the latest run saw it.
+ */
+import { z } from 'zod'
+import {
+  AclOperations,
+  AclPatternTypes,
+  AclPermissionTypes,
+  AclResourceTypes,
+  ScramMechanisms
+} from '../kafka/cluster-metadata.ts'
+import type { Storage } from '../storage/storage.ts'
+import { type DocumentKind, readDocument } from './document.ts'
+
+export const CLUSTER_METADATA_FORMAT = 'kafka-backup-cluster-metadata'
+export const CLUSTER_METADATA_VERSION = 1
+
+const names = <T extends Record<string, number>>(table: T) => z.enum(Object.keys(table) as [keyof T & string])
+
+const aclSchema = z.object({
+  resourceType: names(AclResourceTypes),
+  resourceName: z.string().min(1),
+  patternType: names(AclPatternTypes),
+  principal: z.string().min(1),
+  host: z.string().min(1),
+  operation: names(AclOperations),
+  permissionType: names(AclPermissionTypes)
+})
+
+const quotaSchema = z.object({
+  entity: z.array(z.object({ entityType: z.string().min(1), entityName: z.string().nullable() })).min(1),
+  values: z.record(z.string(), z.number().nonnegative())
+})
+
+const scramCredentialSchema = z.object({
+  user: z.string().min(1),
+  mechanism: names(ScramMechanisms),
+  // Kafka's own bounds for SCRAM iterations.
+  iterations: z.int().min(4096).max(16384)
+})
+
+export const clusterMetadataSchema = z.object({
+  format: z.literal(CLUSTER_METADATA_FORMAT),
+  formatVersion: z.int().min(1).max(CLUSTER_METADATA_VERSION),
+  capturedAt: z.iso.datetime(),
+  clusterId: z.string().nullable(),
+  /** Absent: not captured. `authorizer: false`: the source had no authorizer, so no ACLs. */
+  acls: z.object({ authorizer: z.boolean(), bindings: z.array(aclSchema) }).optional(),
+  quotas: z.array(quotaSchema).optional(),
+  /** Names, mechanisms and iterations only: Kafka never returns a credential's secrets. */
+  scramUsers: z.array(scramCredentialSchema).optional()
+})
+export type ClusterMetadataDocument = z.infer<typeof clusterMetadataSchema>
+
+export const clusterMetadataKey = (backupId: string) => `${backupId}/metadata/kafka.json`
+
+const kind: DocumentKind<ClusterMetadataDocument> = {
+  name: 'cluster metadata',
+  format: CLUSTER_METADATA_FORMAT,
+  formatVersion: CLUSTER_METADATA_VERSION,
+  schema: clusterMetadataSchema
+}
+
+export function readClusterMetadata(storage: Storage, backupId: string): Promise<ClusterMetadataDocument | undefined> {
+  return readDocument(storage, clusterMetadataKey(backupId), kind)
+}
+
+export async function writeClusterMetadata(
+  storage: Storage,
+  backupId: string,
+  document: ClusterMetadataDocument
+): Promise<void> {
+  await storage.replace(clusterMetadataKey(backupId), Buffer.from(`${JSON.stringify(document, null, 2)}\n`))
+}
