@@ -93,6 +93,8 @@ export function restoreOptionsFromConfig(
       patterns: restore.erase.patterns
     },
     repartition: restore.repartition.enabled,
-    targetPartitions: restore.repartition.partitions
+    targetPartitions: restore.repartition.partitions,
+    clusterMetadata: restore.metadata,
+    scramUsersFile: restore.scram_users_file
   }
 }

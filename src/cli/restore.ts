@@ -1,6 +1,7 @@
 /** `kafka-backup restore`: restore a backup described by a config file. */
 import type { Command } from 'commander'
 import type { RestoreConfig } from '../config/schema.ts'
+import { aclName, quotaEntityName } from '../kafka/cluster-metadata.ts'
 import type { RestoreMetrics } from '../metrics/registry.ts'
 import { restoreOptionsFromConfig } from '../options.ts'
 import { RestoreEngine, type RestoreSummary } from '../restore/engine.ts'
@@ -104,6 +105,7 @@ function printSummary(summary: RestoreSummary, restore: RestoreConfig['restore']
           ? ' (counts are upper bounds: whole segments overlapping the time window)'
           : '')
     )
+    printMetadata(summary, 'would create')
     printNotes(summary)
     return
   }
@@ -116,7 +118,32 @@ function printSummary(summary: RestoreSummary, restore: RestoreConfig['restore']
   for (const group of summary.consumerGroups) {
     console.log(`  consumer group ${group.groupId}: ${group.offsets.length} partition offsets committed`)
   }
+  printMetadata(summary, 'created')
   printNotes(summary)
+}
+
+/** One line per ACL, quota entity and SCRAM credential created (or to create), then what was there. */
+function printMetadata(summary: RestoreSummary, verb: string): void {
+  const metadata = summary.metadata
+  if (!metadata) {
+    return
+  }
+  for (const acl of metadata.acls) {
+    console.log(`  ${verb} ACL: ${aclName(acl)}`)
+  }
+  for (const quota of metadata.quotas) {
+    const values = Object.entries(quota.values).map(([key, value]) => `${key}=${value}`)
+    console.log(`  ${verb} quota: ${quotaEntityName(quota.entity)} ${values.join(', ')}`)
+  }
+  for (const credential of metadata.scramUsers) {
+    console.log(
+      `  ${verb} SCRAM credential: ${credential.user} ${credential.mechanism} (${credential.iterations} iterations)`
+    )
+  }
+  const { acls, quotas, scramUsers } = metadata.unchanged
+  console.log(
+    `  already on the target: ${acls} ACLs, ${quotas} quota values, ${scramUsers} SCRAM credentials (left as they are)`
+  )
 }
 
 function printNotes(summary: RestoreSummary): void {

@@ -17,6 +17,7 @@
  * Everything that can refuse a restore is checked before anything is written, and a dry run
  * runs the same checks, so it fails where the real run would.
  */
+import type { ClusterMetadataKind } from '../config/schema-parts.ts'
 import { BackupError, isBackupError } from '../errors.ts'
 import { findTopics, listOffsets, partitionKey } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
@@ -24,6 +25,12 @@ import { initProducerId } from '../kafka/raw-produce.ts'
 import { Outage, untilAborted } from '../kafka/retry.ts'
 import type { Storage } from '../storage/storage.ts'
 import { toolVersion } from '../version.ts'
+import {
+  applyClusterMetadata,
+  type ClusterMetadataChanges,
+  type ClusterMetadataPlan,
+  planClusterMetadata
+} from './cluster-metadata.ts'
 import { type EraseSpec, KeyEraser } from './erase.ts'
 import { assertGroupInactive, commitTranslatedOffsets, groupsToReset } from './groups.ts'
 import { mergeOutgoing, type OutgoingBatch, restoreFloor, toOutgoing } from './outgoing.ts'
@@ -77,6 +84,10 @@ export interface RestoreOptions extends PlanOptions {
   checkpointIntervalMs: number
   /** Keys whose records are left out of the restore (erase.ts). */
   erase?: EraseSpec
+  /** restore.metadata: the backed-up cluster metadata to apply; unset: none. */
+  clusterMetadata?: readonly ClusterMetadataKind[]
+  /** restore.scram_users_file: passwords of the SCRAM users to create. */
+  scramUsersFile?: string
   signal?: AbortSignal
   onWarning?: (message: string, context: Record<string, unknown>) => void
   onRequest?: (durationMs: number, bytes: number) => void
@@ -109,6 +120,21 @@ export interface RestoreSummary {
   erasedRecords: number
   durationMs: number
   consumerGroups: CommittedGroup[]
+  /** With restore.metadata: the ACLs, quotas and SCRAM credentials created (a dry run: to create). */
+  metadata?: ClusterMetadataChanges
+}
+
+/** The plan's changes without the passwords, for the summary. */
+function metadataChanges(plan: ClusterMetadataPlan | undefined): ClusterMetadataChanges | undefined {
+  return (
+    plan && {
+      acls: plan.acls,
+      quotas: plan.quotas,
+      scramUsers: plan.scramUsers,
+      unchanged: plan.unchanged,
+      notes: plan.notes
+    }
+  )
 }
 
 const MAX_RESTARTS = 30
@@ -223,6 +249,16 @@ export class RestoreEngine {
     for (const group of groups) {
       await assertGroupInactive(options.cluster, group.groupId)
     }
+    const metadataOptions = {
+      storage: options.storage,
+      backupId: options.backupId,
+      cluster: options.cluster,
+      kinds: options.clusterMetadata ?? [],
+      topicMapping: options.topicMapping,
+      scramUsersFile: options.scramUsersFile
+    }
+    const metadataPlan = await planClusterMetadata(metadataOptions)
+    const notes = [...check.notes, ...(metadataPlan?.notes ?? [])]
 
     if (options.dryRun) {
       await this.#probeStateStorage(restoreId)
@@ -239,12 +275,13 @@ export class RestoreEngine {
           erasedRecords: 0
         })),
         topicsCreated: check.toCreate.map(t => t.name),
-        notes: check.notes,
+        notes,
         records: plan.records,
         bytes: plan.bytes,
         erasedRecords: 0,
         durationMs: Date.now() - startedAt,
-        consumerGroups: []
+        consumerGroups: [],
+        metadata: metadataChanges(metadataPlan)
       }
     }
 
@@ -291,6 +328,9 @@ export class RestoreEngine {
         targetTopicIds[name] = topic.topicId
       }
       await this.#saveState()
+    }
+    if (metadataPlan) {
+      await applyClusterMetadata(metadataOptions, metadataPlan)
     }
     this.#coalesceLimits = await coalesceLimits(options, plan)
     const byTarget = new Map(partitions.map(p => [`${p.targetTopic}/${p.targetPartition}`, p]))
@@ -370,12 +410,13 @@ export class RestoreEngine {
         erasedRecords: p.erasedRecords
       })),
       topicsCreated,
-      notes: check.notes,
+      notes,
       records: state.partitions.reduce((sum, p) => sum + p.records, 0),
       bytes: state.partitions.reduce((sum, p) => sum + p.bytes, 0),
       erasedRecords: state.partitions.reduce((sum, p) => sum + p.erasedRecords, 0),
       durationMs: Date.now() - startedAt,
-      consumerGroups: state.consumerGroups
+      consumerGroups: state.consumerGroups,
+      metadata: metadataChanges(metadataPlan)
     }
   }
 
