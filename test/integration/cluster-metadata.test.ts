@@ -244,3 +244,105 @@ test('backs up ACLs, quotas and SCRAM users and restores them to an empty cluste
   )
   assert.deepEqual(again.metadata?.unchanged, { acls: 4, quotas: 3, scramUsers: 2 })
 })
+
+test('refuses to restore SCRAM users without a password for each, before it writes anything', async () => {
+  const topic = uniqueTopic('scram-refused')
+  await createTopic(sourceCluster, topic, 1)
+  await produce(source.bootstrapServers, topic, 3)
+  kafkaConfigs([
+    '--entity-type',
+    'users',
+    '--entity-name',
+    'carol',
+    '--add-config',
+    'SCRAM-SHA-512=[iterations=4096,password=carol-on-source]'
+  ])
+  const storage = tempStorage()
+  await runBackup(
+    backupOptions(sourceCluster, storage, [topic], {
+      bootstrapServers: [source.bootstrapServers],
+      clusterMetadata: ['scram_users']
+    })
+  )
+  const passwords = join(mkdtempSync(join(tmpdir(), 'kafka-backup-scram-')), 'scram-users.yaml')
+  writeFileSync(passwords, 'alice: alice-on-target\nbob: bob-on-target\n')
+  const options = restoreOptions(targetCluster, storage, {
+    bootstrapServers: [target.bootstrapServers],
+    clusterMetadata: ['scram_users'],
+    scramUsersFile: passwords
+  })
+  for (const dryRun of [true, false]) {
+    await assert.rejects(runRestore({ ...options, dryRun }), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'KB_CONFIG_INVALID')
+      assert.match(
+        error.message,
+        /restore\.scram_users_file: .*scram-users\.yaml has no password .* for the SCRAM users carol$/
+      )
+      return true
+    })
+  }
+  const created = await targetCluster.metadata([], true)
+  assert.equal([...created.topics.keys()].includes(topic), false, 'the refused restore created no topic')
+  assert.equal(
+    (await describeScramCredentials(targetCluster)).some(c => c.user === 'carol'),
+    false,
+    'nor the SCRAM user'
+  )
+  await assert.rejects(
+    runRestore({ ...options, clusterMetadata: ['acls'] }),
+    /restore\.metadata asks for acls, which backup test-backup did not capture/
+  )
+})
+
+test('a backup whose principal may not describe the ACLs fails naming the right it needs', async () => {
+  const topic = uniqueTopic('acl-denied')
+  await createTopic(sourceCluster, topic, 1)
+  kafkaConfigs([
+    '--entity-type',
+    'users',
+    '--entity-name',
+    'dave',
+    '--add-config',
+    'SCRAM-SHA-256=[iterations=4096,password=dave-secret]'
+  ])
+  kafkaAcls([
+    '--add',
+    '--allow-principal',
+    'User:dave',
+    '--operation',
+    'Read',
+    '--operation',
+    'Describe',
+    '--operation',
+    'DescribeConfigs',
+    '--topic',
+    topic
+  ])
+  const dave = new KafkaCluster({
+    bootstrapServers: [source.saslBootstrapServers!],
+    clientId: 'kafka-backup-test',
+    sasl: { mechanism: 'SCRAM-SHA-256', username: 'dave', password: 'dave-secret' }
+  })
+  try {
+    const storage = tempStorage()
+    await assert.rejects(
+      runBackup(
+        backupOptions(dave, storage, [topic], {
+          bootstrapServers: [source.saslBootstrapServers!],
+          clusterMetadata: ['acls']
+        })
+      ),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'KB_KAFKA_AUTHORIZATION')
+        assert.match(
+          error.message,
+          /describing ACLs failed: CLUSTER_AUTHORIZATION_FAILED.*the principal needs Describe on the cluster/
+        )
+        return true
+      }
+    )
+    assert.equal(await storage.head(clusterMetadataKey('test-backup')), undefined, 'nothing was captured')
+  } finally {
+    await dave.close()
+  }
+})

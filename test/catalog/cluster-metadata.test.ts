@@ -1,0 +1,54 @@
+/** metadata/kafka.json is checked like every catalogue document before a restore uses it. */
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { clusterMetadataKey, readClusterMetadata } from '../../src/catalog/cluster-metadata.ts'
+import { MemoryStorage } from '../../src/storage/memory.ts'
+
+const valid = {
+  format: 'kafka-backup-cluster-metadata',
+  formatVersion: 1,
+  capturedAt: '2026-11-30T12:00:00.000Z',
+  clusterId: 'abc',
+  acls: {
+    authorizer: true,
+    bindings: [
+      {
+        resourceType: 'TOPIC',
+        resourceName: 'orders',
+        patternType: 'LITERAL',
+        principal: 'User:alice',
+        host: '*',
+        operation: 'READ',
+        permissionType: 'ALLOW'
+      }
+    ]
+  },
+  scramUsers: [{ user: 'alice', mechanism: 'SCRAM-SHA-256', iterations: 8192 }]
+}
+
+async function read(document: unknown) {
+  const storage = new MemoryStorage()
+  await storage.replace(clusterMetadataKey('b'), Buffer.from(JSON.stringify(document)))
+  return readClusterMetadata(storage, 'b')
+}
+
+test('reads a valid cluster metadata document', async () => {
+  assert.deepEqual(await read(valid), valid)
+})
+
+test('refuses a cluster metadata document with an unknown ACL operation or impossible SCRAM iterations, naming the field', async () => {
+  const badOperation = structuredClone(valid)
+  badOperation.acls.bindings[0]!.operation = 'READ_EVERYTHING'
+  await assert.rejects(read(badOperation), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'KB_BACKUP_CORRUPT')
+    assert.match(error.message, /metadata\/kafka\.json: acls\.bindings\[0\]\.operation: .*\(found "READ_EVERYTHING"\)$/)
+    return true
+  })
+  const badIterations = structuredClone(valid)
+  badIterations.scramUsers[0]!.iterations = 12
+  await assert.rejects(read(badIterations), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'KB_BACKUP_CORRUPT')
+    assert.match(error.message, /metadata\/kafka\.json: scramUsers\[0\]\.iterations: .*\(found 12\)$/)
+    return true
+  })
+})
