@@ -118,11 +118,11 @@ const metadataKindList = z
   .transform(kinds => [...new Set(kinds)])
 
 export const backupMetadataSchema = metadataKindList.describe(
-  'Cluster metadata captured with each run into `metadata/kafka.json`: `acls` (DescribeAcls), `quotas` (client quotas) and `scram_users` (SCRAM user names, mechanisms and iterations; Kafka never returns the secrets). Each needs the right to describe it on the source cluster (Describe, DescribeConfigs on the cluster). Empty: none captured.'
+  'Cluster metadata captured with each run into `metadata/kafka.json` (docs/cluster-metadata.md): `acls` (DescribeAcls), `quotas` (client quotas) and `scram_users` (SCRAM user names, mechanisms and iterations; Kafka never returns the secrets). Each needs the right to describe it on the source cluster (Describe, DescribeConfigs on the cluster). Empty: none captured.'
 )
 
 export const restoreMetadataSchema = metadataKindList.describe(
-  'Cluster metadata applied to the target before the records: `acls` (topic ACLs follow `topic_mapping`), `quotas`, `scram_users` (with passwords from `scram_users_file`). Only what the target lacks is created; nothing on the target is changed or removed. `dry_run` lists what would be created. Empty: none applied.'
+  'Cluster metadata from the backup applied to the target before the records (docs/cluster-metadata.md): `acls` (LITERAL topic ACLs follow `topic_mapping`), `quotas`, `scram_users` (passwords from `scram_users_file`). ACLs and SCRAM users the target lacks are created, quota values set to the backed-up ones; nothing is removed, and existing SCRAM users are left as they are. `dry_run` lists what would be created. Empty: none applied.'
 )
 
 export const scramUsersFileSchema = z

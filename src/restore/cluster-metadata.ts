@@ -2,8 +2,9 @@
  * Applies the cluster metadata of a backup (metadata/kafka.json) that `restore.metadata`
  * selects: ACLs, client quotas, SCRAM credentials (docs/cluster-metadata.md). Planned with the
  * restore's other checks, before anything is written, so a dry run lists exactly what the real
- * run would create and fails where it would. Only what the target lacks is created: nothing on
- * the target is changed or removed, and a rerun creates nothing.
+ * run would create and fails where it would. ACLs and SCRAM credentials the target lacks are
+ * created, quota values the target lacks or holds otherwise are set; nothing is removed, and a
+ * rerun changes nothing.
  */
 import { pbkdf2Sync, randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
