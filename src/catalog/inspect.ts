@@ -17,6 +17,7 @@ import {
   scanStoredPartitions,
   unindexedSegmentProblems
 } from './audit.ts'
+import { readClusterMetadata } from './cluster-metadata.ts'
 import {
   type Manifest,
   type PartitionIndex,
@@ -215,6 +216,12 @@ export async function validateBackup(
   const manifest = await requireManifest(storage, backupId)
   const stored = await scanStoredPartitions(storage, backupId)
   const problems: ValidationProblem[] = layoutProblems(backupId, manifest, stored)
+  await readClusterMetadata(storage, backupId).catch(error => {
+    if (!isBackupError(error)) {
+      throw error
+    }
+    problems.push({ severity: 'error', code: error.code, message: error.message, key: error.key as string })
+  })
   const report = { backupId, deep: options.deep ?? false, partitions: 0, segments: 0, frames: 0, records: 0 }
   const total = manifest.topics
     .flatMap(topic => indexedPartitions(stored, topic).map(p => stored.get(topic.name)!.get(p)!.segments.length))

@@ -2,6 +2,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { clusterMetadataKey, readClusterMetadata } from '../../src/catalog/cluster-metadata.ts'
+import { validateBackup } from '../../src/catalog/inspect.ts'
+import { manifestKey } from '../../src/catalog/manifest.ts'
 import { MemoryStorage } from '../../src/storage/memory.ts'
 
 const valid = {
@@ -51,4 +53,31 @@ test('refuses a cluster metadata document with an unknown ACL operation or impos
     assert.match(error.message, /metadata\/kafka\.json: scramUsers\[0\]\.iterations: .*\(found 12\)$/)
     return true
   })
+})
+
+test('validate reports a damaged metadata/kafka.json as an error naming the file', async () => {
+  const storage = new MemoryStorage()
+  const now = '2026-11-30T12:00:00.000Z'
+  const manifest = {
+    format: 'kafka-backup',
+    formatVersion: 1,
+    toolVersion: 'test',
+    backupId: 'b',
+    createdAt: now,
+    updatedAt: now,
+    source: { clusterId: null, bootstrapServers: [] },
+    compression: { codec: 'zstd', level: 3 },
+    topics: [],
+    consumerGroups: [],
+    runs: []
+  }
+  await storage.replace(manifestKey('b'), Buffer.from(JSON.stringify(manifest)))
+  assert.equal((await validateBackup(storage, 'b')).valid, true, 'a backup without cluster metadata is valid')
+  await storage.replace(clusterMetadataKey('b'), Buffer.from('{"format": "kafka-backup-cluster-metadata"'))
+  const report = await validateBackup(storage, 'b')
+  assert.equal(report.valid, false)
+  assert.deepEqual(
+    report.problems.map(p => [p.severity, p.code, p.key]),
+    [['error', 'KB_BACKUP_CORRUPT', 'b/metadata/kafka.json']]
+  )
 })
