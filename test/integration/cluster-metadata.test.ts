@@ -42,13 +42,16 @@ after(async () => {
   ])
 })
 
-/** kafka-acls.sh / kafka-configs.sh against the source, as an operator would set it up. */
-function kafkaAcls(args: string[]): void {
-  runKafkaTool('org.apache.kafka.tools.AclCommand', ['--bootstrap-server', source.bootstrapServers, ...args])
+/** kafka-acls.sh / kafka-configs.sh (the source by default), as an operator would set it up. */
+function kafkaAcls(args: string[], broker = source): void {
+  runKafkaTool('org.apache.kafka.tools.AclCommand', ['--bootstrap-server', broker.bootstrapServers, ...args])
 }
-function kafkaConfigs(args: string[]): void {
-  runKafkaTool('kafka.admin.ConfigCommand', ['--bootstrap-server', source.bootstrapServers, '--alter', ...args])
+function kafkaConfigs(args: string[], broker = source): void {
+  runKafkaTool('kafka.admin.ConfigCommand', ['--bootstrap-server', broker.bootstrapServers, '--alter', ...args])
 }
+
+/** ACLs other than those of the restore's own principal. */
+const notRestorer = <T extends { principal: string }>(acls: T[]) => acls.filter(a => a.principal !== 'User:restorer')
 
 async function produce(bootstrap: string, topic: string, count: number): Promise<void> {
   const producer = new Producer({ clientId: 'kafka-backup-test', bootstrapBrokers: [bootstrap], idempotent: true })
@@ -165,8 +168,41 @@ test('backs up ACLs, quotas and SCRAM users and restores them to an empty cluste
 
   const passwords = join(mkdtempSync(join(tmpdir(), 'kafka-backup-scram-')), 'scram-users.yaml')
   writeFileSync(passwords, 'alice: alice-on-target\nbob: bob-on-target\n')
-  const options = restoreOptions(targetCluster, storage, {
-    bootstrapServers: [target.bootstrapServers],
+  // The restore runs as a principal with only the rights README.md lists for it.
+  kafkaConfigs(
+    ['--entity-type', 'users', '--entity-name', 'restorer', '--add-config', 'SCRAM-SHA-256=[password=restorer-secret]'],
+    target
+  )
+  const rights = (...operations: string[]) => operations.flatMap(operation => ['--operation', operation])
+  kafkaAcls(
+    [
+      '--add',
+      '--allow-principal',
+      'User:restorer',
+      ...rights('Describe', 'Alter', 'DescribeConfigs', 'AlterConfigs'),
+      '--cluster'
+    ],
+    target
+  )
+  kafkaAcls(
+    [
+      '--add',
+      '--allow-principal',
+      'User:restorer',
+      ...rights('Describe', 'Write', 'DescribeConfigs', 'Create'),
+      '--topic',
+      restored
+    ],
+    target
+  )
+  const restorer = new KafkaCluster({
+    bootstrapServers: [target.saslBootstrapServers!],
+    clientId: 'kafka-backup-test',
+    sasl: { mechanism: 'SCRAM-SHA-256', username: 'restorer', password: 'restorer-secret' }
+  })
+  after(() => restorer.close())
+  const options = restoreOptions(restorer, storage, {
+    bootstrapServers: [target.saslBootstrapServers!],
     topicMapping: { [topic]: restored },
     clusterMetadata: ['acls', 'quotas', 'scram_users'],
     scramUsersFile: passwords
@@ -212,8 +248,12 @@ storage:
   assert.equal(plan.metadata?.acls.length, 4)
   assert.equal(plan.metadata?.quotas.length, 2)
   assert.equal(plan.metadata?.scramUsers.length, 2)
-  assert.deepEqual(await describeAcls(targetCluster), [], 'the dry run created no ACL')
-  assert.deepEqual(await describeScramCredentials(targetCluster), [], 'the dry run created no SCRAM user')
+  assert.deepEqual(notRestorer((await describeAcls(targetCluster)) ?? []), [], 'the dry run created no ACL')
+  assert.deepEqual(
+    (await describeScramCredentials(targetCluster)).filter(c => c.user !== 'restorer'),
+    [],
+    'the dry run created no SCRAM user'
+  )
 
   const summary = await runRestore(options)
   assert.equal(summary.records, 20)
@@ -232,9 +272,10 @@ storage:
   })
   assert.deepEqual(
     acls
+      .filter(r => notRestorer(r.acls).length > 0)
       .map(
         r =>
-          `${r.resourceType}/${r.resourceName}/${r.resourcePatternType}: ${r.acls
+          `${r.resourceType}/${r.resourceName}/${r.resourcePatternType}: ${notRestorer(r.acls)
             .map(a => `${a.principal} ${a.operation}`)
             .sort()
             .join(', ')}`
