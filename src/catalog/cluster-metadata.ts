@@ -11,7 +11,7 @@ import {
   AclPermissionTypes,
   AclResourceTypes,
   ScramMechanisms
-} from '../kafka/cluster-metadata.ts'
+} from '../kafka/cluster-metadata-codes.ts'
 import type { Storage } from '../storage/storage.ts'
 import { type DocumentKind, readDocument } from './document.ts'
 

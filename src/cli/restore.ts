@@ -1,7 +1,7 @@
 /** `kafka-backup restore`: restore a backup described by a config file. */
 import type { Command } from 'commander'
 import type { RestoreConfig } from '../config/schema.ts'
-import { aclName, quotaEntityName } from '../kafka/cluster-metadata.ts'
+import { aclName, quotaEntityName } from '../kafka/cluster-metadata-codes.ts'
 import type { RestoreMetrics } from '../metrics/registry.ts'
 import { restoreOptionsFromConfig } from '../options.ts'
 import { RestoreEngine, type RestoreSummary } from '../restore/engine.ts'

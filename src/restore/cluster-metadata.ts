@@ -14,19 +14,21 @@ import type { ClusterMetadataKind } from '../config/schema-parts.ts'
 import { BackupError } from '../errors.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
 import {
-  type AclBinding,
-  aclName,
   alterClientQuotas,
-  type ClientQuota,
   createAcls,
   describeAcls,
   describeClientQuotas,
   describeScramCredentials,
-  quotaEntityName,
-  type ScramCredentialInfo,
   type ScramUpsertion,
   upsertScramCredentials
 } from '../kafka/cluster-metadata.ts'
+import {
+  type AclBinding,
+  aclName,
+  type ClientQuota,
+  quotaEntityName,
+  type ScramCredentialInfo
+} from '../kafka/cluster-metadata-codes.ts'
 import type { Storage } from '../storage/storage.ts'
 
 export interface ClusterMetadataOptions {
