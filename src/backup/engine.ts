@@ -12,7 +12,7 @@
  */
 
 import { unindexedSegmentProblems } from '../catalog/audit.ts'
-import { type ClusterMetadataDocument, writeClusterMetadata } from '../catalog/cluster-metadata.ts'
+import { writeClusterMetadata } from '../catalog/cluster-metadata.ts'
 import {
   FORMAT,
   FORMAT_VERSION,
@@ -231,7 +231,7 @@ export class BackupEngine {
     const run: RunEntry = { startedAt: new Date(startedAt).toISOString(), status: 'running', records: 0, bytes: 0 }
     manifest.runs.push(run)
     if (clusterMetadata) {
-      await writeClusterMetadata(storage, backupId, clusterMetadata satisfies ClusterMetadataDocument)
+      await writeClusterMetadata(storage, backupId, clusterMetadata)
     }
     await writeManifest(storage, manifest)
     try {

@@ -49,11 +49,11 @@ export interface ClusterMetadataChanges {
   scramUsers: ScramCredentialInfo[]
   /** Backed-up entries the target already has (quotas: per entity and key). */
   unchanged: { acls: number; quotas: number; scramUsers: number }
-  notes: string[]
 }
 
-/** Internal: the changes plus the passwords the SCRAM credentials are made from. */
+/** The changes, notes for the restore's summary, and the passwords the SCRAM credentials are made from. */
 export interface ClusterMetadataPlan extends ClusterMetadataChanges {
+  notes: string[]
   passwords: Map<string, string>
 }
 

@@ -131,8 +131,7 @@ function metadataChanges(plan: ClusterMetadataPlan | undefined): ClusterMetadata
       acls: plan.acls,
       quotas: plan.quotas,
       scramUsers: plan.scramUsers,
-      unchanged: plan.unchanged,
-      notes: plan.notes
+      unchanged: plan.unchanged
     }
   )
 }
