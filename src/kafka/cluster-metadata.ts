@@ -5,7 +5,6 @@
  * All are flexible versions, sent to any broker (KRaft brokers forward the writes to the
  * controller). Errors in a response are thrown as ours, naming the right the call needs.
  */
-import { type Connection, protocolErrorsCodesById, type Reader, Writer } from '@platformatic/kafka'
 import { BackupError } from '../errors.ts'
 import type { KafkaCluster } from './cluster.ts'
 import {
@@ -22,6 +21,9 @@ import {
   ScramMechanisms
 } from './cluster-metadata-codes.ts'
 import { skipTaggedFields } from './protocol.ts'
+import { errorName } from './wire/errors.ts'
+import type { Reader } from './wire/reader.ts'
+import type { Writer } from './wire/writer.ts'
 
 const ApiKeys = {
   DescribeAcls: 29,
@@ -58,26 +60,12 @@ export interface ScramUpsertion extends ScramCredentialInfo {
 
 type Parser<T> = (reader: Reader) => T
 
-function send<T>(connection: Connection, apiKey: number, apiVersion: number, request: () => Writer, parse: Parser<T>) {
-  const { promise, resolve, reject } = Promise.withResolvers<T>()
-  connection.send(
-    apiKey,
-    apiVersion,
-    request,
-    (_correlationId, _apiKey, _apiVersion, reader) => parse(reader),
-    true,
-    true,
-    (error, response) => (error ? reject(error) : resolve(response as T))
-  )
-  return promise
-}
-
 /** Throws our error for a non-zero error code of a response or an entry. */
 function check(code: number, message: string | null, what: string, acl: string, context = {}): void {
   if (code === 0) {
     return
   }
-  const name = protocolErrorsCodesById[code] ?? `error ${code}`
+  const name = errorName(code)
   const detail = `${what} failed: ${name}${message ? ` (${message})` : ''}`
   if (name.endsWith('_AUTHORIZATION_FAILED')) {
     throw new BackupError('KB_KAFKA_AUTHORIZATION', `${detail}; the principal needs ${acl}`, { acl, ...context })
@@ -85,27 +73,17 @@ function check(code: number, message: string | null, what: string, acl: string, 
   throw new BackupError('KB_KAFKA', detail, { errorCode: code, ...context })
 }
 
-/** A connection to any broker: these requests are not bound to a leader. */
-async function anyBroker(cluster: KafkaCluster, what: string): Promise<Connection> {
-  const metadata = await cluster.metadata([], false)
-  const [nodeId] = metadata.brokers.keys()
-  if (nodeId === undefined) {
-    throw new BackupError('KB_KAFKA', `${what}: the cluster reported no brokers`)
-  }
-  return cluster.connection(metadata, nodeId)
-}
-
-async function call<T>(
+/** These requests are not bound to a leader: any broker takes them. */
+function call<T>(
   cluster: KafkaCluster,
   what: string,
   acl: string,
   apiKey: number,
   apiVersion: number,
-  request: () => Writer,
+  encode: (writer: Writer) => void,
   parse: Parser<T>
 ): Promise<T> {
-  const connection = await anyBroker(cluster, what)
-  return cluster.call(what, () => send(connection, apiKey, apiVersion, request, parse), acl)
+  return cluster.call(what, () => cluster.request('any', apiKey, apiVersion, encode, parse), acl)
 }
 
 /**
@@ -113,8 +91,8 @@ async function call<T>(
  * is not the same as an authorizer with no ACLs.
  */
 export async function describeAcls(cluster: KafkaCluster): Promise<AclBinding[] | undefined> {
-  const request = () =>
-    Writer.create()
+  const request = (w: Writer) =>
+    w
       .appendInt8(ANY)
       .appendString(null)
       .appendInt8(ANY)
@@ -166,8 +144,8 @@ export async function createAcls(cluster: KafkaCluster, acls: AclBinding[]): Pro
   if (acls.length === 0) {
     return
   }
-  const request = () =>
-    Writer.create()
+  const request = (w: Writer) =>
+    w
       .appendArray(acls, (w, acl) => {
         w.appendInt8(AclResourceTypes[acl.resourceType])
           .appendString(acl.resourceName)
@@ -201,8 +179,8 @@ export async function createAcls(cluster: KafkaCluster, acls: AclBinding[]): Pro
 /** Every client quota of the cluster (users, client ids, IPs and their defaults). */
 export async function describeClientQuotas(cluster: KafkaCluster): Promise<ClientQuota[]> {
   // No components and strict=false: every entity matches.
-  const request = () =>
-    Writer.create()
+  const request = (w: Writer) =>
+    w
       .appendArray([], () => {})
       .appendBoolean(false)
       .appendTaggedFields()
@@ -243,8 +221,8 @@ export async function alterClientQuotas(
   if (quotas.length === 0) {
     return
   }
-  const request = () =>
-    Writer.create()
+  const request = (w: Writer) =>
+    w
       .appendArray(quotas, (w, quota) => {
         w.appendArray(quota.entity, (w, e) => {
           w.appendString(e.entityType).appendString(e.entityName)
@@ -290,10 +268,7 @@ const mechanismNames = new Map<number, ScramMechanism>(
 /** Every SCRAM credential's user, mechanism and iterations (the broker never returns secrets). */
 export async function describeScramCredentials(cluster: KafkaCluster): Promise<ScramCredentialInfo[]> {
   // A null user list: every user.
-  const request = () =>
-    Writer.create()
-      .appendArray(null, () => {})
-      .appendTaggedFields()
+  const request = (w: Writer) => w.appendArray(null, () => {}).appendTaggedFields()
   const response = await call(
     cluster,
     'describing SCRAM credentials (DescribeUserScramCredentials)',
@@ -344,8 +319,8 @@ export async function upsertScramCredentials(cluster: KafkaCluster, upsertions: 
   if (upsertions.length === 0) {
     return
   }
-  const request = () =>
-    Writer.create()
+  const request = (w: Writer) =>
+    w
       .appendArray([], () => {})
       .appendArray(upsertions, (w, u) => {
         w.appendString(u.user)

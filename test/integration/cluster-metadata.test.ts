@@ -17,21 +17,21 @@ import { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { describeAcls, describeScramCredentials } from '../../src/kafka/cluster-metadata.ts'
 import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
 import { runCli, writeConfig } from '../helpers/cli.ts'
-import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
 
 let source: RunningBroker
 let target: RunningBroker
-let sourceCluster: KafkaCluster
-let targetCluster: KafkaCluster
+let sourceCluster: AdminCluster
+let targetCluster: AdminCluster
 
 before(async () => {
   ;[source, target] = await Promise.all([
     startBroker('metadata-source', { authorizer: true }),
     startBroker('metadata-target', { authorizer: true })
   ])
-  sourceCluster = new KafkaCluster({ bootstrapServers: [source.bootstrapServers], clientId: 'kafka-backup-test' })
-  targetCluster = new KafkaCluster({ bootstrapServers: [target.bootstrapServers], clientId: 'kafka-backup-test' })
+  sourceCluster = testCluster([source.bootstrapServers])
+  targetCluster = testCluster([target.bootstrapServers])
 })
 
 after(async () => {
