@@ -1,8 +1,7 @@
 /**
  * The cluster metadata a backup carries besides topics (docs/cluster-metadata.md): ACLs, client
- * quotas and SCRAM credentials. Six raw requests, written and parsed here in the style of
- * raw-fetch.ts so that they depend only on a connection's `send`, not on a client's admin API.
- * All are flexible versions, sent to any broker (KRaft brokers forward the writes to the
+ * quotas and SCRAM credentials. Six requests, written and parsed here on our protocol layer
+ * (wire/), all flexible versions, sent to any broker (KRaft brokers forward the writes to the
  * controller). Errors in a response are thrown as ours, naming the right the call needs.
  */
 import { BackupError } from '../errors.ts'
