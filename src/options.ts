@@ -30,6 +30,7 @@ export function backupOptionsFromConfig(config: BackupConfig, { storage, cluster
     compression: backup.compression,
     compressionLevel: backup.compression_level,
     frameMaxBytes: backup.frame_max_bytes,
+    storeRecords: backup.store_records,
     segmentMaxBytes: backup.segment_max_bytes,
     segmentMaxIntervalMs: backup.segment_max_interval_ms,
     checkpointIntervalMs: backup.checkpoint_interval_secs * 1000,

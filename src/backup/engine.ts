@@ -32,6 +32,7 @@ import { BackupError, type ErrorCode } from '../errors.ts'
 import { captureGroupOffsets, describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
 import type { SegmentCodec } from '../segment/codecs.ts'
+import type { StoreRecords } from '../segment/writer.ts'
 import type { Storage } from '../storage/storage.ts'
 import { topicMatcher } from '../topics.ts'
 import { toolVersion } from '../version.ts'
@@ -50,6 +51,8 @@ export interface BackupOptions {
   compression: SegmentCodec
   compressionLevel: number
   frameMaxBytes: number
+  /** Store compressed batches as fetched or with their records decompressed (src/segment/stored-records.ts). */
+  storeRecords: StoreRecords
   segmentMaxBytes: number
   segmentMaxIntervalMs: number
   /** Bounds how long fetched data may stay outside a durable, indexed segment. */
@@ -344,6 +347,7 @@ export class BackupEngine {
       codec: options.compression,
       compressionLevel: options.compressionLevel,
       frameMaxBytes: options.frameMaxBytes,
+      storeRecords: options.storeRecords,
       segmentMaxBytes: options.segmentMaxBytes,
       segmentMaxIntervalMs: Math.min(options.segmentMaxIntervalMs, options.checkpointIntervalMs),
       onSegmentDurable: (t, entry, durationMs) => {

@@ -8,7 +8,7 @@ import type { RecordBatchView } from '../batch/header.ts'
 import { type PartitionIndex, type SegmentEntry, segmentKey, writePartitionIndex } from '../catalog/manifest.ts'
 import { BackupError, isBackupError } from '../errors.ts'
 import type { SegmentCodec } from '../segment/codecs.ts'
-import { type SegmentSummary, SegmentWriter } from '../segment/writer.ts'
+import { type SegmentSummary, SegmentWriter, type StoreRecords } from '../segment/writer.ts'
 import type { Storage } from '../storage/storage.ts'
 
 export interface PartitionTaskOptions {
@@ -20,6 +20,7 @@ export interface PartitionTaskOptions {
   codec: SegmentCodec
   compressionLevel: number
   frameMaxBytes: number
+  storeRecords: StoreRecords
   segmentMaxBytes: number
   /** A segment with data is closed after this long, bounding how long fetched data stays non-durable. */
   segmentMaxIntervalMs: number
@@ -235,7 +236,7 @@ export class PartitionTask {
   }
 
   async #openSegment(firstOffset: bigint): Promise<OpenSegment> {
-    const { storage, backupId, codec, compressionLevel, frameMaxBytes } = this.#options
+    const { storage, backupId, codec, compressionLevel, frameMaxBytes, storeRecords } = this.#options
     const key = segmentKey(backupId, this.topic, this.partition, firstOffset)
     // A segment is never written over: whatever led here (a checkpoint gone backwards, a second
     // writer), the data already stored is what a restore would read.
@@ -260,6 +261,7 @@ export class PartitionTask {
       codec,
       level: compressionLevel,
       frameMaxBytes,
+      storeRecords,
       name: key
     })
     const upload = storage.put(key, writer.readable)

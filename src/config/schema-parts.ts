@@ -132,3 +132,12 @@ export const scramUsersFileSchema = z
   .describe(
     'A YAML or JSON file mapping each SCRAM user to restore to its password (`alice: secret`). Needed when `metadata` has `scram_users` and the backup holds users: their secrets cannot be read back from the source, so a restore sets new ones from here.'
   )
+
+// ---- backup.store_records (docs/benchmarks.md, "Stored bytes on compressed topics") ----------
+
+export const storeRecordsSchema = z
+  .enum(['as_fetched', 'decompressed'])
+  .default('decompressed')
+  .describe(
+    "How batches a producer compressed (gzip, snappy, lz4, zstd) are stored. decompressed: their records are stored decompressed inside the segment's frames, which compress them far better (lz4 and snappy topics: about a quarter smaller), and a restore compresses them again with the batch's own codec: records, offsets, timestamps, producer fields, attributes and batch boundaries come back identical, the batch's compressed bytes and CRC may differ from the producer's. as_fetched: batches are stored exactly as the broker sent them. Segments of either kind restore whatever this is set to."
+  )

@@ -33,6 +33,7 @@ import {
   refuse,
   restoreMetadataSchema,
   scramUsersFileSchema,
+  storeRecordsSchema,
   whenValid
 } from './schema-parts.ts'
 
@@ -353,6 +354,7 @@ export const backupOptionsSchema = z
       .int()
       .default(3)
       .describe('zstd: 1 (fastest) to 19; gzip: 1 to 9; ignored for lz4 and none (a warning says so when set).'),
+    store_records: storeRecordsSchema,
     segment_max_bytes: byteCount()
       .default(128 * MiB)
       .describe('A segment is closed (and becomes durable) once it holds this many bytes of batches.'),

@@ -115,7 +115,13 @@ export const FrameFlag = {
   /** A control batch (transaction marker) is stored. */
   control: 0x08,
   /** A transactional batch is stored. */
-  transactional: 0x10
+  transactional: 0x10,
+  /**
+   * Every batch of the frame whose attributes name a codec holds its records decompressed
+   * (`backup.store_records: decompressed`), with its batchLength and CRC set for those bytes;
+   * a reader compresses them again with that codec before handing the batch on.
+   */
+  recordsDecompressed: 0x20
 } as const
 
 /** No offset / no timestamp, as Kafka writes it. */

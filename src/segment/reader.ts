@@ -6,7 +6,7 @@
  * KB_SEGMENT_CORRUPT naming the segment and the frame, never a RangeError.
  */
 import { crc32c } from '../batch/crc.ts'
-import type { RecordBatchView } from '../batch/header.ts'
+import { Codec, type RecordBatchView } from '../batch/header.ts'
 import { BackupError } from '../errors.ts'
 import { frameCodec } from './codecs.ts'
 import {
@@ -15,6 +15,7 @@ import {
   decodeHeader,
   decodeTrailer,
   FOOTER_SUMMARY_SIZE,
+  FrameFlag,
   type FrameIndexRow,
   MAX_HEADER_SIZE,
   MIN_HEADER_SIZE,
@@ -24,6 +25,7 @@ import {
   TRAILER_SIZE
 } from './format.ts'
 import { type DecodeFrameOptions, splitFrame } from './frame.ts'
+import { compressedAgain } from './stored-records.ts'
 
 /** Random access to a stored segment; storage backends adapt `getRange` to it. */
 export interface RangeSource {
@@ -175,7 +177,30 @@ export async function decodeFrame(
       bytes.length
     )
   }
-  return splitFrame(bytes, row, index.name, frame, options)
+  if ((row.flags & FrameFlag.recordsDecompressed) === 0) {
+    return splitFrame(bytes, row, index.name, frame, options)
+  }
+  // The batches' own attributes give every flag but this one.
+  const batches = splitFrame(
+    bytes,
+    { ...row, flags: row.flags & ~FrameFlag.recordsDecompressed },
+    index.name,
+    frame,
+    options
+  )
+  if (!batches.some(batch => batch.codec !== Codec.none)) {
+    throw corrupt(
+      index.name,
+      'frame',
+      frame,
+      'flagged recordsDecompressed but holds no compressed batch',
+      'a batch with a codec',
+      'none'
+    )
+  }
+  return batches.map((batch, position) =>
+    batch.codec === Codec.none ? batch : compressedAgain(batch, index.name, frame, position)
+  )
 }
 
 /** One frame's batches, by its index row: one range read. */

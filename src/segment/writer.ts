@@ -15,6 +15,7 @@ import {
   encodeFooter,
   encodeHeader,
   encodeTrailer,
+  FrameFlag,
   type FrameIndexRow,
   NONE,
   type SegmentCodecName,
@@ -23,10 +24,14 @@ import {
 } from './format.ts'
 import { FrameStats } from './frame.ts'
 import { type FrameBufferPool, sharedFramePool } from './pool.ts'
+import { decompressedRecords, writeWithRecords } from './stored-records.ts'
 
 function noop(): void {}
 
 export const DEFAULT_FRAME_MAX_BYTES = 1024 * 1024
+
+/** How a compressed batch is stored: as fetched, or with its records decompressed (stored-records.ts). */
+export type StoreRecords = 'as_fetched' | 'decompressed'
 
 export interface SegmentWriterOptions {
   topic: string
@@ -42,6 +47,8 @@ export interface SegmentWriterOptions {
   highWaterMarkBytes?: number
   createdAtMs?: number
   pool?: FrameBufferPool
+  /** Default as_fetched. */
+  storeRecords?: StoreRecords
 }
 
 export interface SegmentSummary extends SegmentTotals {
@@ -65,6 +72,7 @@ export class SegmentWriter {
   readonly codec: SegmentCodecName
   readonly level: number
   readonly frameMaxBytes: number
+  readonly storeRecords: StoreRecords
 
   readonly #codec: FrameCodec
   readonly #pool: FrameBufferPool
@@ -74,6 +82,8 @@ export class SegmentWriter {
   readonly #stats = new FrameStats()
   #frame: Buffer | undefined
   #frameUsed = 0
+  /** Flags of the open frame that the batches' own attributes do not give (FrameStats does those). */
+  #frameFlags = 0
   #position = 0
   #lastOffset = NONE
   #state: State = 'open'
@@ -87,6 +97,7 @@ export class SegmentWriter {
     this.codec = this.#codec.name
     this.level = resolveLevel(this.#codec, options.level)
     this.frameMaxBytes = options.frameMaxBytes ?? DEFAULT_FRAME_MAX_BYTES
+    this.storeRecords = options.storeRecords ?? 'as_fetched'
     if (
       !Number.isInteger(this.frameMaxBytes) ||
       this.frameMaxBytes < BATCH_HEADER_SIZE ||
@@ -180,19 +191,33 @@ export class SegmentWriter {
           { segment: this.name, expected: this.#lastOffset + 1n, found: baseOffset }
         )
       }
-      if (this.#frameUsed > 0 && this.#frameUsed + bytes.length > this.frameMaxBytes) {
+      const records = this.storeRecords === 'decompressed' ? decompressedRecords(batch) : undefined
+      const size = records === undefined ? bytes.length : BATCH_HEADER_SIZE + records.length
+      if (this.#frameUsed > 0 && this.#frameUsed + size > this.frameMaxBytes) {
         await this.#flushFrame()
       }
       this.#stats.add(batch)
       this.#lastOffset = batch.lastOffset
-      if (bytes.length > this.frameMaxBytes) {
+      if (records !== undefined) {
+        this.#frameFlags |= FrameFlag.recordsDecompressed
+      }
+      if (size > this.frameMaxBytes) {
         // Larger than a frame: compressed straight from the caller's bytes, no copy.
-        await this.#emitFrame(await this.#codec.compress(bytes, this.level), bytes.length)
+        let whole = bytes
+        if (records !== undefined) {
+          whole = Buffer.allocUnsafe(size)
+          writeWithRecords(batch, records, whole, 0)
+        }
+        await this.#emitFrame(await this.#codec.compress(whole, this.level), size)
         return
       }
       this.#frame ??= this.#pool.acquire()
-      bytes.copy(this.#frame, this.#frameUsed)
-      this.#frameUsed += bytes.length
+      if (records === undefined) {
+        bytes.copy(this.#frame, this.#frameUsed)
+      } else {
+        writeWithRecords(batch, records, this.#frame, this.#frameUsed)
+      }
+      this.#frameUsed += size
     } catch (error) {
       this.#fail(error)
       throw error
@@ -318,9 +343,10 @@ export class SegmentWriter {
       recordCount: stats.recordCount,
       batchCount: stats.batchCount,
       checksum: crc32c(stored),
-      flags: stats.flags
+      flags: stats.flags | this.#frameFlags
     })
     stats.reset()
+    this.#frameFlags = 0
     this.#position += stored.length
     await this.#push(stored)
   }

@@ -36,6 +36,7 @@ function newTask(storage: MemoryStorage, overrides: Partial<PartitionTaskOptions
     codec: 'zstd',
     compressionLevel: 3,
     frameMaxBytes: 4096,
+    storeRecords: 'decompressed',
     segmentMaxBytes: 1024 * 1024,
     segmentMaxIntervalMs: 60_000,
     ...overrides

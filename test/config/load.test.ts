@@ -75,6 +75,7 @@ describe('loadConfig', () => {
       backup: {
         compression: 'zstd',
         compression_level: 1,
+        store_records: 'decompressed',
         segment_max_bytes: 134217728,
         segment_max_interval_ms: 60000,
         frame_max_bytes: 1048576,
@@ -191,6 +192,7 @@ describe('parseConfig', () => {
       backup: {
         compression: 'zstd',
         compression_level: 3,
+        store_records: 'decompressed',
         segment_max_bytes: 128 * 1024 * 1024,
         segment_max_interval_ms: 60000,
         frame_max_bytes: 1024 * 1024,

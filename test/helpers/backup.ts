@@ -69,6 +69,7 @@ export function backupOptions(
     compression: 'zstd',
     compressionLevel: 3,
     frameMaxBytes: 256 * 1024,
+    storeRecords: 'decompressed',
     segmentMaxBytes: 4 * 1024 * 1024,
     segmentMaxIntervalMs: 60_000,
     checkpointIntervalMs: 5000,

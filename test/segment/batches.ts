@@ -4,7 +4,7 @@ import { crc32c } from '../../src/batch/crc.ts'
 import { Offset, RecordBatchView } from '../../src/batch/header.ts'
 import { SegmentCodecIds, type SegmentCodecName } from '../../src/segment/format.ts'
 import { bufferSource, type RangeSource } from '../../src/segment/reader.ts'
-import { type SegmentSummary, SegmentWriter } from '../../src/segment/writer.ts'
+import { type SegmentSummary, SegmentWriter, type StoreRecords } from '../../src/segment/writer.ts'
 
 export const segmentCodecs = Object.keys(SegmentCodecIds) as SegmentCodecName[]
 
@@ -101,7 +101,13 @@ export interface WrittenSegment {
 
 export async function writeSegment(
   batches: RecordBatchView[],
-  options: { codec?: SegmentCodecName; frameMaxBytes?: number; level?: number; name?: string } = {}
+  options: {
+    codec?: SegmentCodecName
+    frameMaxBytes?: number
+    level?: number
+    name?: string
+    storeRecords?: StoreRecords
+  } = {}
 ): Promise<WrittenSegment> {
   const writer = new SegmentWriter({
     topic: 'orders',
@@ -110,6 +116,7 @@ export async function writeSegment(
     codec: options.codec ?? 'zstd',
     level: options.level,
     frameMaxBytes: options.frameMaxBytes ?? 4096,
+    storeRecords: options.storeRecords,
     createdAtMs: 1_700_000_000_000
   })
   const collected = collect(writer.readable)
