@@ -20,11 +20,14 @@ export const BASE_TIMESTAMP = BigInt(Date.now()) - 10n * 60_000n
  * twice: tests count exact records, and a duplicate from the test's own producer would look
  * like one from the tool.
  */
-export function newProducer(options: { transactionalId?: string; bootstrapBrokers?: string[] } = {}): Producer {
+export function newProducer(
+  options: { transactionalId?: string; bootstrapBrokers?: string[]; compression?: CompressionAlgorithmValue } = {}
+): Producer {
   return new Producer({
     clientId: 'kafka-backup-test',
     bootstrapBrokers: options.bootstrapBrokers ?? [bootstrapServers()],
     idempotent: true,
+    ...(options.compression ? { compression: options.compression } : {}),
     ...(options.transactionalId ? { transactionalId: options.transactionalId } : {})
   })
 }
@@ -104,11 +107,17 @@ export async function produceLarge(producer: Producer, topic: string): Promise<n
  * Committed and aborted transactions on two partitions, interleaved with plain writes, and a
  * second transactional producer whose aborted transaction is open while the others write.
  * Values say what they are: `plain-`, `committed-`, `aborted-`. Returns the committed count.
+ * `compression` applies to every batch (default: the producers' own, none).
  */
-export async function produceTransactional(topic: string, plain: Producer): Promise<number> {
+export async function produceTransactional(
+  topic: string,
+  plain: Producer,
+  compression?: CompressionAlgorithmValue
+): Promise<number> {
   const suffix = topic.slice(-8)
-  const first = newProducer({ transactionalId: `tx-a-${suffix}` })
-  const second = newProducer({ transactionalId: `tx-b-${suffix}` })
+  const first = newProducer({ transactionalId: `tx-a-${suffix}`, compression })
+  const second = newProducer({ transactionalId: `tx-b-${suffix}`, compression })
+  const codec = compression ? { compression } : {}
   let timestamp = BASE_TIMESTAMP
   const messages = (label: string, partition: number, count: number) =>
     Array.from({ length: count }, (_, i) => ({
@@ -120,7 +129,7 @@ export async function produceTransactional(topic: string, plain: Producer): Prom
     }))
   let committed = 0
   try {
-    await plain.send({ messages: messages('plain-1', 0, 5) })
+    await plain.send({ ...codec, messages: messages('plain-1', 0, 5) })
     committed += 5
 
     let transaction = await first.beginTransaction()
@@ -128,18 +137,18 @@ export async function produceTransactional(topic: string, plain: Producer): Prom
     await transaction.commit()
     committed += 10
 
-    await plain.send({ messages: messages('plain-2', 1, 3) })
+    await plain.send({ ...codec, messages: messages('plain-2', 1, 3) })
     committed += 3
 
     // Aborted data interleaved with committed data from others, in both partitions.
     const open = await second.beginTransaction()
     await open.send({ messages: [...messages('aborted-open', 0, 4), ...messages('aborted-open', 1, 4)] })
-    await plain.send({ messages: messages('plain-3', 0, 2) })
+    await plain.send({ ...codec, messages: messages('plain-3', 0, 2) })
     committed += 2
     transaction = await first.beginTransaction()
     await transaction.send({ messages: [...messages('aborted-1', 0, 3), ...messages('aborted-1', 1, 3)] })
     await transaction.abort()
-    await plain.send({ messages: messages('plain-4', 1, 2) })
+    await plain.send({ ...codec, messages: messages('plain-4', 1, 2) })
     committed += 2
     await open.send({ messages: messages('aborted-open-late', 0, 2) })
     await open.abort()
