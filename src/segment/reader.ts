@@ -198,8 +198,10 @@ export async function decodeFrame(
       'none'
     )
   }
-  return batches.map((batch, position) =>
-    batch.codec === Codec.none ? batch : compressedAgain(batch, index.name, frame, position)
+  return Promise.all(
+    batches.map((batch, position) =>
+      batch.codec === Codec.none ? batch : compressedAgain(batch, index.name, frame, position)
+    )
   )
 }
 

@@ -82,6 +82,7 @@ export class SegmentWriter {
   readonly #stats = new FrameStats()
   #frame: Buffer | undefined
   #frameUsed = 0
+  #compressing: Promise<void> | undefined
   /** Flags of the open frame that the batches' own attributes do not give (FrameStats does those). */
   #frameFlags = 0
   #position = 0
@@ -191,7 +192,7 @@ export class SegmentWriter {
           { segment: this.name, expected: this.#lastOffset + 1n, found: baseOffset }
         )
       }
-      const records = this.storeRecords === 'decompressed' ? decompressedRecords(batch) : undefined
+      const records = this.storeRecords === 'decompressed' ? await decompressedRecords(batch) : undefined
       const size = records === undefined ? bytes.length : BATCH_HEADER_SIZE + records.length
       if (this.#frameUsed > 0 && this.#frameUsed + size > this.frameMaxBytes) {
         await this.#flushFrame()
@@ -202,13 +203,15 @@ export class SegmentWriter {
         this.#frameFlags |= FrameFlag.recordsDecompressed
       }
       if (size > this.frameMaxBytes) {
-        // Larger than a frame: compressed straight from the caller's bytes, no copy.
+        // Larger than a frame: compressed straight from the caller's bytes, no copy, and done
+        // before append returns, since the caller may reuse its buffer then.
         let whole = bytes
         if (records !== undefined) {
           whole = Buffer.allocUnsafe(size)
           writeWithRecords(batch, records, whole, 0)
         }
-        await this.#emitFrame(await this.#codec.compress(whole, this.level), size)
+        await this.#compressFrame(whole, size)
+        await this.#frameDone()
         return
       }
       this.#frame ??= this.#pool.acquire()
@@ -233,6 +236,7 @@ export class SegmentWriter {
       if (this.#frameUsed > 0) {
         await this.#flushFrame()
       }
+      await this.#frameDone()
       this.#releaseFrame()
       const totals = totalsOf(this.#rows)
       const footer = encodeFooter({
@@ -322,19 +326,25 @@ export class SegmentWriter {
     }
   }
 
+  /** Hands the open frame to #compressFrame and starts a new one. */
   async #flushFrame(): Promise<void> {
     const frame = this.#frame!
     const uncompressedLength = this.#frameUsed
-    const stored = await this.#codec.compress(frame.subarray(0, uncompressedLength), this.level)
+    this.#frame = undefined
     this.#frameUsed = 0
-    await this.#emitFrame(stored, uncompressedLength)
+    await this.#compressFrame(frame.subarray(0, uncompressedLength), uncompressedLength, frame)
   }
 
-  async #emitFrame(stored: Buffer, uncompressedLength: number): Promise<void> {
+  /**
+   * Waits for the previous frame, then starts compressing this one and returns: the frame
+   * compresses on the libuv pool while the next one fills, so one partition keeps a core busy
+   * besides the event loop. One compression at a time per writer keeps frames in order and
+   * memory at two frame buffers; `pooled` goes back to the pool once compressed.
+   */
+  async #compressFrame(bytes: Buffer, uncompressedLength: number, pooled?: Buffer): Promise<void> {
+    await this.#frameDone()
     const stats = this.#stats
-    this.#rows.push({
-      frameOffset: this.#position,
-      storedLength: stored.length,
+    const row = {
       uncompressedLength,
       firstOffset: stats.firstOffset,
       lastOffset: stats.lastOffset,
@@ -342,13 +352,35 @@ export class SegmentWriter {
       maxTimestamp: stats.maxTimestamp,
       recordCount: stats.recordCount,
       batchCount: stats.batchCount,
-      checksum: crc32c(stored),
       flags: stats.flags | this.#frameFlags
-    })
+    }
     stats.reset()
     this.#frameFlags = 0
-    this.#position += stored.length
-    await this.#push(stored)
+    const compressing = this.#codec.compress(bytes, this.level).finally(() => {
+      if (pooled !== undefined) {
+        this.#pool.release(pooled)
+      }
+    })
+    this.#compressing = compressing.then(
+      async stored => {
+        this.#rows.push({ ...row, frameOffset: this.#position, storedLength: stored.length, checksum: crc32c(stored) })
+        this.#position += stored.length
+        await this.#push(stored)
+      },
+      (error: unknown) => {
+        this.#fail(error)
+        throw error
+      }
+    )
+    // Awaited by the next frame or finish; this only keeps a failure nobody awaits from being unhandled.
+    this.#compressing.catch(noop)
+  }
+
+  /** The frame in compression (if any) is stored and pushed to `readable`. */
+  async #frameDone(): Promise<void> {
+    const compressing = this.#compressing
+    this.#compressing = undefined
+    await compressing
   }
 
   async #push(chunk: Buffer): Promise<void> {

@@ -222,7 +222,8 @@ test('frame buffers are reused across segments, not allocated per batch or per s
     await writer.finish()
     await output
   }
-  assert.equal(pool.allocatedCount, 1)
+  // One frame fills while the previous one compresses.
+  assert.equal(pool.allocatedCount, 2)
 })
 
 test('a slow consumer keeps the bytes buffered in readable bounded (backpressure)', async () => {
