@@ -11,6 +11,7 @@ import { FORMAT, FORMAT_VERSION, type PartitionIndex, readPartitionIndex } from 
 import { isBackupError } from '../../src/errors.ts'
 import { readPartitionBatches } from '../../src/restore/source.ts'
 import { MemoryStorage } from '../../src/storage/memory.ts'
+import { until } from '../helpers/wait.ts'
 import { makeBatches } from '../segment/batches.ts'
 
 function newIndex(nextOffset = 0n): PartitionIndex {
@@ -94,6 +95,19 @@ describe('PartitionTask', () => {
       await storedBatches(storage, index!),
       batches.map(b => Buffer.from(b.bytes))
     )
+  })
+
+  test('a segment becomes durable segmentMaxIntervalMs after it opened, by its own timer (no tick needed)', async () => {
+    const storage = new MemoryStorage()
+    const task = newTask(storage, { segmentMaxIntervalMs: 300 })
+    const openedAt = performance.now()
+    handOver(task, makeBatches(3, 10))
+    await until(async () => task.checkpoint === 30n, 'the segment to close on time', {
+      timeoutMs: 30_000,
+      intervalMs: 10
+    })
+    assert.ok(performance.now() - openedAt >= 300, 'not before the interval')
+    assert.equal((await readPartitionIndex(storage, 'b', 'orders', 2))?.segments.length, 1)
   })
 
   test('the checkpoint stays where it was until the segment upload is complete', async () => {

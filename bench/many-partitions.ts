@@ -1,0 +1,203 @@
+/**
+ * Many partitions with little data each (goal 5): backup and restore of one topic of
+ * BENCH_PARTITIONS partitions, wall time, CPU and peak RSS of our CLI beside OSO's engine
+ * (bench/oso.ts) on the same topic.
+ *
+ *   node bench/many-partitions.ts
+ *
+ * Env (defaults in brackets):
+ *   KAFKA_BOOTSTRAP_SERVERS   use this broker instead of starting one
+ *   BENCH_PARTITIONS [2000]
+ *   BENCH_RECORDS_PER_PARTITION [5]   1 KiB records, spread by ProducerPerformance's round-robin partitioner
+ *   BENCH_RUNS [2]            runs per figure (median; peak RSS: the largest)
+ *   BENCH_CLI [dist]          src, or a compiled main.js
+ *   BENCH_OSO [1], OSO_BIN    0: skip OSO; its driver binary
+ */
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { join } from 'node:path'
+import { type RunningBroker, runKafkaTool, startBroker, stopBroker } from '../scripts/broker.ts'
+import { listOffsets } from '../src/kafka/admin.ts'
+import { KafkaCluster } from '../src/kafka/cluster.ts'
+import { buildCli, compiledPreload } from './build-cli.ts'
+import { writePayloadFile } from './data.ts'
+import { ensureOsoDriver, osoBackupYaml, osoRestoreYaml, runOso, storedBytes } from './oso.ts'
+import type { PeakMemory } from './peak-rss.ts'
+import { percentile } from './stats.ts'
+
+const partitions = Number(process.env.BENCH_PARTITIONS ?? 2000)
+const perPartition = Number(process.env.BENCH_RECORDS_PER_PARTITION ?? 5)
+const runs = Number(process.env.BENCH_RUNS ?? 2)
+
+function log(line: string): void {
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`)
+}
+
+const workDir = mkdtempSync(join(os.tmpdir(), 'kafka-backup-many-'))
+const payloadFile = join(workDir, 'payload.txt')
+writePayloadFile(payloadFile, 20_000, 1024)
+const cli = buildCli('bench-many', log)
+const preload = compiledPreload('bench-many', 'peak-rss.ts')
+const oso = ensureOsoDriver(log)
+if (oso.path === undefined) {
+  log(`SKIPPING OSO: ${oso.reason}`)
+}
+let broker: RunningBroker | undefined
+let bootstrapServers = process.env.KAFKA_BOOTSTRAP_SERVERS
+if (!bootstrapServers) {
+  broker = await startBroker('bench-many')
+  bootstrapServers = broker.bootstrapServers
+  // startBroker() prunes all but the 5 most recently modified run folders: keep ours recent.
+  const runDir = broker.runDir
+  setInterval(() => utimesSync(runDir, new Date(), new Date()), 1000).unref()
+}
+const cluster = new KafkaCluster({ bootstrapServers: bootstrapServers.split(','), clientId: 'kafka-backup-bench' })
+
+async function createTopic(topic: string): Promise<void> {
+  await cluster.admin.createTopics({ topics: [topic], partitions, replicas: 1 })
+  for (let attempt = 0; attempt < 1200; attempt++) {
+    const found = (await cluster.metadata([topic], true).catch(() => undefined))?.topics.get(topic)?.partitions ?? []
+    if (found.length === partitions && found.every(p => p.leader >= 0)) {
+      return
+    }
+    await new Promise(done => setTimeout(done, 100))
+  }
+  throw new Error(`topic ${topic} has no leader for every partition after 120 s`)
+}
+
+interface Run {
+  wallSeconds: number
+  cpuSeconds?: number
+  peakRssBytes: number
+  storedBytes: number
+}
+
+let configs = 0
+function runCli(command: 'backup' | 'restore', yaml: string, storagePath: string): Run {
+  const id = ++configs
+  const configFile = join(workDir, `config-${id}.yaml`)
+  const memoryFile = join(workDir, `memory-${id}.json`)
+  writeFileSync(configFile, yaml)
+  const startedAt = performance.now()
+  const result = spawnSync(
+    process.execPath,
+    ['--import', preload, cli.cliPath, command, '--config', configFile, '--json', '--log-level', 'warn'],
+    { encoding: 'utf8', env: { ...process.env, BENCH_PEAK_RSS_FILE: memoryFile }, maxBuffer: 64 * 1024 * 1024 }
+  )
+  if (result.status !== 0) {
+    throw new Error(`kafka-backup ${command} failed (exit ${result.status ?? result.signal}):\n${result.stderr}`)
+  }
+  const memory = JSON.parse(readFileSync(memoryFile, 'utf8')) as PeakMemory
+  return {
+    wallSeconds: (performance.now() - startedAt) / 1000,
+    cpuSeconds: memory.cpuMicros / 1e6,
+    peakRssBytes: memory.peakRssBytes,
+    storedBytes: storedBytes(storagePath)
+  }
+}
+
+const topic = `many-${partitions}p-${Date.now()}`
+log(`creating ${topic} with ${partitions} partitions`)
+await createTopic(topic)
+const records = partitions * perPartition
+runKafkaTool('org.apache.kafka.tools.ProducerPerformance', [
+  '--bootstrap-server',
+  bootstrapServers,
+  '--topic',
+  topic,
+  '--num-records',
+  String(records),
+  '--throughput',
+  '-1',
+  '--payload-file',
+  payloadFile,
+  '--command-property',
+  'acks=all',
+  'linger.ms=0',
+  'partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner'
+])
+const ends = await listOffsets(
+  cluster,
+  Array.from({ length: partitions }, (_, partition) => ({ topic, partition })),
+  'latest'
+)
+const withData = [...ends.values()].filter(end => end > 0n).length
+log(`${records} records in ${withData} of ${partitions} partitions`)
+
+const results: Record<string, Run[]> = { ours: [], oursRestore: [], oso: [], osoRestore: [] }
+for (let run = 1; run <= runs; run++) {
+  const path = mkdtempSync(join(workDir, 'ours-'))
+  log(`run ${run}/${runs}: backup`)
+  results.ours!.push(
+    runCli(
+      'backup',
+      `mode: backup\nbackup_id: b\nsource:\n  bootstrap_servers: ${bootstrapServers}\n  topics:\n    include: [${topic}]\nstorage:\n  backend: filesystem\n  path: ${path}\n`,
+      path
+    )
+  )
+  log(`run ${run}/${runs}: restore`)
+  results.oursRestore!.push(
+    runCli(
+      'restore',
+      `mode: restore\nbackup_id: b\ntarget:\n  bootstrap_servers: ${bootstrapServers}\nstorage:\n  backend: filesystem\n  path: ${path}\nrestore:\n  topics:\n    include: [${topic}]\n  topic_mapping:\n    ${topic}: ${topic}-r${run}\n`,
+      path
+    )
+  )
+  await cluster.admin.deleteTopics({ topics: [`${topic}-r${run}`] }).catch(() => {})
+  rmSync(path, { recursive: true, force: true })
+  if (oso.path !== undefined) {
+    const osoPath = mkdtempSync(join(workDir, 'oso-'))
+    const backupFile = join(osoPath, 'backup.yaml')
+    writeFileSync(backupFile, osoBackupYaml(bootstrapServers, topic, join(osoPath, 'data'), `oso-${run}`))
+    log(`run ${run}/${runs}: OSO backup`)
+    const backup = await runOso(oso.path, backupFile)
+    results.oso!.push({
+      wallSeconds: backup.wallMs / 1000,
+      peakRssBytes: backup.peakRssBytes,
+      storedBytes: storedBytes(join(osoPath, 'data'))
+    })
+    const restoreFile = join(osoPath, 'restore.yaml')
+    writeFileSync(
+      restoreFile,
+      osoRestoreYaml(bootstrapServers, topic, `${topic}-oso${run}`, join(osoPath, 'data'), `oso-${run}`)
+    )
+    log(`run ${run}/${runs}: OSO restore`)
+    const restore = await runOso(oso.path, restoreFile)
+    results.osoRestore!.push({ wallSeconds: restore.wallMs / 1000, peakRssBytes: restore.peakRssBytes, storedBytes: 0 })
+    const restored = await listOffsets(
+      cluster,
+      Array.from({ length: partitions }, (_, partition) => ({ topic: `${topic}-oso${run}`, partition })),
+      'latest'
+    ).catch(() => new Map<string, bigint>())
+    log(`OSO restored ${[...restored.values()].reduce((sum, end) => sum + end, 0n)} of ${records} records`)
+    await cluster.admin.deleteTopics({ topics: [`${topic}-oso${run}`] }).catch(() => {})
+    rmSync(osoPath, { recursive: true, force: true })
+  }
+}
+
+const median = (values: number[]) => percentile(values, 50)
+const row = (label: string, list: Run[]) =>
+  list.length === 0
+    ? ''
+    : `| ${label} | ${median(list.map(r => r.wallSeconds)).toFixed(1)} s | ${list[0]!.cpuSeconds === undefined ? '-' : `${median(list.map(r => r.cpuSeconds!)).toFixed(1)} s`} | ${(Math.max(...list.map(r => r.peakRssBytes)) / 2 ** 20).toFixed(0)} MiB | ${list[0]!.storedBytes > 0 ? `${(median(list.map(r => r.storedBytes)) / 1e6).toFixed(1)} MB` : '-'} |`
+process.stdout.write(
+  [
+    `${partitions} partitions, ${records} records of 1 KiB in ${withData} of them; ${runs} runs (median, peak RSS the largest); CLI: ${cli.how}; OSO: ${oso.path === undefined ? `not run (${oso.reason})` : oso.version}; 1-minute load average ${os.loadavg()[0]!.toFixed(1)} at the end.`,
+    '',
+    '| what | wall | CPU | peak RSS | stored |',
+    '| --- | --- | --- | --- | --- |',
+    row('kafka-backup backup', results.ours!),
+    row('OSO backup', results.oso!),
+    row('kafka-backup restore', results.oursRestore!),
+    row('OSO restore', results.osoRestore!),
+    ''
+  ]
+    .filter(line => line !== '')
+    .join('\n')
+    .concat('\n')
+)
+await cluster.close()
+if (broker) {
+  await stopBroker(broker)
+}
