@@ -198,10 +198,8 @@ export async function decodeFrame(
       'none'
     )
   }
-  return Promise.all(
-    batches.map((batch, position) =>
-      batch.codec === Codec.none ? batch : compressedAgain(batch, index.name, frame, position)
-    )
+  return batches.map((batch, position) =>
+    batch.codec === Codec.none ? batch : compressedAgain(batch, index.name, frame, position)
   )
 }
 

@@ -8,64 +8,20 @@
  * the Kafka CRC still guards the batch in storage. Reading compresses the records again with
  * the batch's codec: the records come back identical, the compressed bytes need not.
  */
-import { promisify } from 'node:util'
-import zlib from 'node:zlib'
-import { compressFrame as lz4CompressFrame, decompressFrame as lz4DecompressFrame } from 'lz4-napi'
 import { crc32c } from '../batch/crc.ts'
 import { BATCH_HEADER_SIZE, BATCH_LOG_OVERHEAD, Codec, Offset, RecordBatchView } from '../batch/header.ts'
 import { compressRecords, decompressRecords } from '../batch/records.ts'
 import { BackupError } from '../errors.ts'
 import { corrupt } from './format.ts'
 
-const gzip = promisify(zlib.gzip)
-const gunzip = promisify(zlib.gunzip)
-const zstdCompress = promisify(zlib.zstdCompress)
-const zstdDecompress = promisify(zlib.zstdDecompress)
-
 /**
- * compressRecords and decompressRecords (batch/records.ts) on the libuv pool where the codec
- * allows (gzip, zstd: node:zlib; lz4: lz4-napi), with the same settings and so the same bytes,
- * so that a frame's batches (de)compress beside the event loop and each other. Snappy is WASM
- * and stays synchronous. A failure is reported by the synchronous call, which names the batch.
+ * The batch's records decompressed, or undefined when it has no codec (it is stored as fetched).
+ * Synchronous, as is compressing them again: per batch of ~50 KiB, a call on the libuv pool
+ * (node:zlib, lz4-napi) cost 1.5 to 4 times the CPU of the synchronous one (bench/recompress.ts).
  */
-async function onPool(work: () => Promise<Buffer>, sync: () => Buffer): Promise<Buffer> {
-  try {
-    return await work()
-  } catch {
-    return sync()
-  }
-}
-
-function decompressAsync(codec: number, data: Buffer, baseOffset: bigint): Promise<Buffer> {
-  const sync = () => decompressRecords(codec, data, baseOffset)
-  switch (codec) {
-    case Codec.gzip:
-      return onPool(() => gunzip(data), sync)
-    case Codec.lz4:
-      return onPool(() => lz4DecompressFrame(data), sync)
-    case Codec.zstd:
-      return onPool(() => zstdDecompress(data), sync)
-  }
-  return Promise.resolve().then(sync)
-}
-
-function compressAsync(codec: number, data: Buffer): Promise<Buffer> {
-  const sync = () => compressRecords(codec, data)
-  switch (codec) {
-    case Codec.gzip:
-      return onPool(() => gzip(data), sync)
-    case Codec.lz4:
-      return onPool(() => lz4CompressFrame(data), sync)
-    case Codec.zstd:
-      return onPool(() => zstdCompress(data), sync)
-  }
-  return Promise.resolve().then(sync)
-}
-
-/** The batch's records decompressed, or undefined when it has no codec (it is stored as fetched). */
-export async function decompressedRecords(batch: RecordBatchView): Promise<Buffer | undefined> {
+export function decompressedRecords(batch: RecordBatchView): Buffer | undefined {
   const codec = batch.codec
-  return codec === Codec.none ? undefined : decompressAsync(codec, batch.records, batch.baseOffset)
+  return codec === Codec.none ? undefined : decompressRecords(codec, batch.records, batch.baseOffset)
 }
 
 /**
@@ -87,12 +43,12 @@ export function writeWithRecords(batch: RecordBatchView, records: Buffer, target
  * would otherwise make altered bytes look sound, and the new records must decompress to the
  * stored ones before the batch is handed on.
  */
-export async function compressedAgain(
+export function compressedAgain(
   stored: RecordBatchView,
   segment: string,
   frame: number,
   position: number
-): Promise<RecordBatchView> {
+): RecordBatchView {
   const crc = stored.computeCrc()
   if (crc !== stored.crc) {
     throw corrupt(
@@ -106,8 +62,8 @@ export async function compressedAgain(
   }
   const codec = stored.codec
   const records = stored.records
-  const compressed = await compressAsync(codec, records)
-  if (!(await decompressAsync(codec, compressed, stored.baseOffset)).equals(records)) {
+  const compressed = compressRecords(codec, records)
+  if (!decompressRecords(codec, compressed, stored.baseOffset).equals(records)) {
     throw new BackupError(
       'KB_BATCH_CORRUPT',
       `segment ${segment}: frame ${frame}: batch ${position} (base offset ${stored.baseOffset}) compressed again does not give back its stored records (expected ${records.length} record bytes)`,

@@ -192,7 +192,7 @@ export class SegmentWriter {
           { segment: this.name, expected: this.#lastOffset + 1n, found: baseOffset }
         )
       }
-      const records = this.storeRecords === 'decompressed' ? await decompressedRecords(batch) : undefined
+      const records = this.storeRecords === 'decompressed' ? decompressedRecords(batch) : undefined
       const size = records === undefined ? bytes.length : BATCH_HEADER_SIZE + records.length
       if (this.#frameUsed > 0 && this.#frameUsed + size > this.frameMaxBytes) {
         await this.#flushFrame()
