@@ -30,6 +30,41 @@ function noop(): void {}
 
 export const DEFAULT_FRAME_MAX_BYTES = 1024 * 1024
 
+/** Frames of one writer compressing at once (the frame filling is one more buffer). */
+const FRAMES_IN_FLIGHT = 2
+
+/** Frame compressions at once across all writers: the libuv pool's threads (4 unless UV_THREADPOOL_SIZE says otherwise). */
+const COMPRESSIONS_AT_ONCE = Math.max(1, Number(process.env.UV_THREADPOOL_SIZE) || 4)
+
+class Slots {
+  #free: number
+  readonly #waiting: Array<() => void> = []
+
+  constructor(count: number) {
+    this.#free = count
+  }
+
+  async acquire(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--
+      return
+    }
+    await new Promise<void>(resolve => this.#waiting.push(resolve))
+  }
+
+  /** Hands the slot to the longest waiter, if any. */
+  release(): void {
+    const next = this.#waiting.shift()
+    if (next) {
+      next()
+    } else {
+      this.#free++
+    }
+  }
+}
+
+const compressionSlots = new Slots(COMPRESSIONS_AT_ONCE)
+
 /** How a compressed batch is stored: as fetched, or with its records decompressed (stored-records.ts). */
 export type StoreRecords = 'as_fetched' | 'decompressed'
 
@@ -82,7 +117,8 @@ export class SegmentWriter {
   readonly #stats = new FrameStats()
   #frame: Buffer | undefined
   #frameUsed = 0
-  #compressing: Promise<void> | undefined
+  /** Frames being compressed or pushed, oldest first. */
+  readonly #inFlight: Array<Promise<void>> = []
   /** Flags of the open frame that the batches' own attributes do not give (FrameStats does those). */
   #frameFlags = 0
   #position = 0
@@ -211,7 +247,7 @@ export class SegmentWriter {
           writeWithRecords(batch, records, whole, 0)
         }
         await this.#compressFrame(whole, size)
-        await this.#frameDone()
+        await this.#framesDone()
         return
       }
       this.#frame ??= this.#pool.acquire()
@@ -236,7 +272,7 @@ export class SegmentWriter {
       if (this.#frameUsed > 0) {
         await this.#flushFrame()
       }
-      await this.#frameDone()
+      await this.#framesDone()
       this.#releaseFrame()
       const totals = totalsOf(this.#rows)
       const footer = encodeFooter({
@@ -336,13 +372,16 @@ export class SegmentWriter {
   }
 
   /**
-   * Waits for the previous frame, then starts compressing this one and returns: the frame
-   * compresses on the libuv pool while the next one fills, so one partition keeps a core busy
-   * besides the event loop. One compression at a time per writer keeps frames in order and
-   * memory at two frame buffers; `pooled` goes back to the pool once compressed.
+   * Starts compressing a frame and returns: frames compress on the libuv pool while the next
+   * ones fill, up to FRAMES_IN_FLIGHT per writer, so that one partition can keep two cores
+   * busy, and up to COMPRESSIONS_AT_ONCE across writers, so that many partitions do not queue
+   * a frame buffer each behind the pool's threads. Frames are stored in order; `pooled` goes
+   * back to the pool once compressed.
    */
   async #compressFrame(bytes: Buffer, uncompressedLength: number, pooled?: Buffer): Promise<void> {
-    await this.#frameDone()
+    while (this.#inFlight.length >= FRAMES_IN_FLIGHT) {
+      await this.#inFlight.shift()
+    }
     const stats = this.#stats
     const row = {
       uncompressedLength,
@@ -356,31 +395,35 @@ export class SegmentWriter {
     }
     stats.reset()
     this.#frameFlags = 0
+    await compressionSlots.acquire()
     const compressing = this.#codec.compress(bytes, this.level).finally(() => {
+      compressionSlots.release()
       if (pooled !== undefined) {
         this.#pool.release(pooled)
       }
     })
-    this.#compressing = compressing.then(
-      async stored => {
-        this.#rows.push({ ...row, frameOffset: this.#position, storedLength: stored.length, checksum: crc32c(stored) })
-        this.#position += stored.length
-        await this.#push(stored)
+    const previous = this.#inFlight.at(-1)
+    const stored = Promise.all([compressing, previous]).then(
+      async ([frame]) => {
+        this.#rows.push({ ...row, frameOffset: this.#position, storedLength: frame.length, checksum: crc32c(frame) })
+        this.#position += frame.length
+        await this.#push(frame)
       },
       (error: unknown) => {
         this.#fail(error)
         throw error
       }
     )
-    // Awaited by the next frame or finish; this only keeps a failure nobody awaits from being unhandled.
-    this.#compressing.catch(noop)
+    // Awaited by a later frame or finish; this only keeps a failure nobody awaits from being unhandled.
+    stored.catch(noop)
+    this.#inFlight.push(stored)
   }
 
-  /** The frame in compression (if any) is stored and pushed to `readable`. */
-  async #frameDone(): Promise<void> {
-    const compressing = this.#compressing
-    this.#compressing = undefined
-    await compressing
+  /** Every frame in compression is stored and pushed to `readable`. */
+  async #framesDone(): Promise<void> {
+    while (this.#inFlight.length > 0) {
+      await this.#inFlight.shift()
+    }
   }
 
   async #push(chunk: Buffer): Promise<void> {

