@@ -126,6 +126,7 @@ const withData = [...ends.values()].filter(end => end > 0n).length
 log(`${records} records in ${withData} of ${partitions} partitions`)
 
 const results: Record<string, Run[]> = { ours: [], oursRestore: [], oso: [], osoRestore: [] }
+const failures: string[] = []
 for (let run = 1; run <= runs; run++) {
   const path = mkdtempSync(join(workDir, 'ours-'))
   log(`run ${run}/${runs}: backup`)
@@ -137,13 +138,20 @@ for (let run = 1; run <= runs; run++) {
     )
   )
   log(`run ${run}/${runs}: restore`)
-  results.oursRestore!.push(
-    runCli(
-      'restore',
-      `mode: restore\nbackup_id: b\ntarget:\n  bootstrap_servers: ${bootstrapServers}\nstorage:\n  backend: filesystem\n  path: ${path}\nrestore:\n  topics:\n    include: [${topic}]\n  topic_mapping:\n    ${topic}: ${topic}-r${run}\n`,
-      path
+  try {
+    results.oursRestore!.push(
+      runCli(
+        'restore',
+        `mode: restore\nbackup_id: b\ntarget:\n  bootstrap_servers: ${bootstrapServers}\nstorage:\n  backend: filesystem\n  path: ${path}\nrestore:\n  topics:\n    include: [${topic}]\n  topic_mapping:\n    ${topic}: ${topic}-r${run}\n`,
+        path
+      )
     )
-  )
+  } catch (error) {
+    // Reported below instead of ending the benchmark: a failure is a result too.
+    const message = (error as Error).message.split('\n').find(line => line.startsWith('kafka-backup:')) ?? ''
+    failures.push(`restore run ${run}: ${message}`)
+    log(`run ${run}/${runs}: restore FAILED ${message}`)
+  }
   await cluster.admin.deleteTopics({ topics: [`${topic}-r${run}`] }).catch(() => {})
   rmSync(path, { recursive: true, force: true })
   if (oso.path !== undefined) {
@@ -170,7 +178,11 @@ for (let run = 1; run <= runs; run++) {
       Array.from({ length: partitions }, (_, partition) => ({ topic: `${topic}-oso${run}`, partition })),
       'latest'
     ).catch(() => new Map<string, bigint>())
-    log(`OSO restored ${[...restored.values()].reduce((sum, end) => sum + end, 0n)} of ${records} records`)
+    const osoRestored = [...restored.values()].reduce((sum, end) => sum + end, 0n)
+    log(`OSO restored ${osoRestored} of ${records} records`)
+    if (osoRestored !== BigInt(records)) {
+      failures.push(`OSO restore run ${run}: ${osoRestored} of ${records} records in the target when it exited`)
+    }
     await cluster.admin.deleteTopics({ topics: [`${topic}-oso${run}`] }).catch(() => {})
     rmSync(osoPath, { recursive: true, force: true })
   }
@@ -179,7 +191,7 @@ for (let run = 1; run <= runs; run++) {
 const median = (values: number[]) => percentile(values, 50)
 const row = (label: string, list: Run[]) =>
   list.length === 0
-    ? ''
+    ? undefined
     : `| ${label} | ${median(list.map(r => r.wallSeconds)).toFixed(1)} s | ${list[0]!.cpuSeconds === undefined ? '-' : `${median(list.map(r => r.cpuSeconds!)).toFixed(1)} s`} | ${(Math.max(...list.map(r => r.peakRssBytes)) / 2 ** 20).toFixed(0)} MiB | ${list[0]!.storedBytes > 0 ? `${(median(list.map(r => r.storedBytes)) / 1e6).toFixed(1)} MB` : '-'} |`
 process.stdout.write(
   [
@@ -191,9 +203,10 @@ process.stdout.write(
     row('OSO backup', results.oso!),
     row('kafka-backup restore', results.oursRestore!),
     row('OSO restore', results.osoRestore!),
+    ...(failures.length > 0 ? ['', 'Failed or incomplete runs:', '', ...failures.map(f => `- ${f}`)] : []),
     ''
   ]
-    .filter(line => line !== '')
+    .filter(line => line !== undefined)
     .join('\n')
     .concat('\n')
 )
