@@ -378,7 +378,9 @@ export const backupOptionsSchema = z
       .number()
       .positive()
       .default(5)
-      .describe('How often durable progress is written to the partition indexes (a rerun continues from there).'),
+      .describe(
+        'How often durable progress is written to the partition indexes (a rerun continues from there). An open segment is closed this long after its first batch (or after `segment_max_interval_ms` when that is shorter), which bounds how long an appended record waits to be durable in the backup: at most this plus one Fetch round trip and the closing of the segment (docs/benchmarks.md, "Continuous backup: append to durable").'
+      ),
     batch_size: z
       .int()
       .min(1)
