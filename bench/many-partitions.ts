@@ -93,7 +93,8 @@ function runCli(command: 'backup' | 'restore', yaml: string, storagePath: string
     wallSeconds: (performance.now() - startedAt) / 1000,
     cpuSeconds: memory.cpuMicros / 1e6,
     peakRssBytes: memory.peakRssBytes,
-    storedBytes: storedBytes(storagePath)
+    // A restore adds its state to the folder: only a backup's size is what it stored.
+    storedBytes: command === 'backup' ? storedBytes(storagePath) : 0
   }
 }
 
