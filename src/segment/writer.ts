@@ -1,10 +1,12 @@
 /**
  * Streams one segment (format.ts, docs/segment-format.md): raw RecordBatches are copied into a
- * pooled frame buffer; a full frame is compressed off the event loop and pushed to `readable`,
- * which the caller pipes to storage. Memory per writer: one frame buffer, the compressor's
- * window while a frame compresses, and at most `highWaterMarkBytes` plus one stored frame
- * waiting in `readable`. `append` resolves only once `readable` has room again, so a slow
- * storage upload slows the fetcher instead of growing a buffer.
+ * pooled frame buffer (with `storeRecords: 'decompressed'`, a compressed batch's records are
+ * decompressed into it, stored-records.ts); a full frame is compressed off the event loop while
+ * the next one fills, and pushed to `readable`, which the caller pipes to storage. Memory per
+ * writer: the frame filling plus up to FRAMES_IN_FLIGHT frames compressing (with the
+ * compressor's window each), and at most `highWaterMarkBytes` plus one stored frame waiting in
+ * `readable`. `append` waits once FRAMES_IN_FLIGHT frames are in flight and the oldest one has
+ * no room in `readable`, so a slow storage upload slows the fetcher instead of growing a buffer.
  */
 import { Readable } from 'node:stream'
 import { crc32c } from '../batch/crc.ts'
