@@ -25,7 +25,6 @@ import {
   TRAILER_SIZE
 } from './format.ts'
 import { type DecodeFrameOptions, splitFrame } from './frame.ts'
-import { compressedAgain } from './stored-records.ts'
 
 /** Random access to a stored segment; storage backends adapt `getRange` to it. */
 export interface RangeSource {
@@ -198,6 +197,9 @@ export async function decodeFrame(
       'none'
     )
   }
+  // Loaded here, not at the top: its codecs bring the protocol library, which read-only commands
+  // (list, describe) otherwise never load.
+  const { compressedAgain } = await import('./stored-records.ts')
   return batches.map((batch, position) =>
     batch.codec === Codec.none ? batch : compressedAgain(batch, index.name, frame, position)
   )
