@@ -56,6 +56,13 @@ backup:
 
   const watch = startCli(['status', '--config', config, '--json', '--watch', '0.2'])
   const watched = finished(watch)
+  // The watcher's first line must show the backup running: wait for it before the backup moves
+  // on (a segment now closes as soon as its interval is up, sooner than the watcher starts).
+  await new Promise<void>(resolve =>
+    watch.stdout!.on('data', (chunk: string) => {
+      if (chunk.includes('\n')) resolve()
+    })
+  )
   await produceNumbered(producer, topic, 1, 0, 5)
   for (let attempt = 0; attempt < 300 && checkpoints(await status())['1'] !== '15'; attempt++) {
     await new Promise(resolve => setTimeout(resolve, 100))
