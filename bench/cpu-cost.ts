@@ -24,7 +24,7 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { type RunningBroker, startBroker, stopBroker } from '../scripts/broker.ts'
 import { listOffsets } from '../src/kafka/admin.ts'
-import { KafkaCluster } from '../src/kafka/cluster.ts'
+import { testCluster } from '../test/helpers/kafka.ts'
 import { producerPerformance } from './baselines.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { hotFunctions } from './cpu-profile.ts'
@@ -66,7 +66,7 @@ if (!bootstrapServers) {
   const runDir = broker.runDir
   setInterval(() => utimesSync(runDir, new Date(), new Date()), 1000).unref()
 }
-const cluster = new KafkaCluster({ bootstrapServers: bootstrapServers.split(','), clientId: 'kafka-backup-bench' })
+const cluster = testCluster(bootstrapServers.split(','))
 
 interface Run {
   cpuSeconds: number

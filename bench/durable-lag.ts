@@ -26,11 +26,11 @@ import { kafkaJavaArgs, type RunningBroker, startBroker, stopBroker } from '../s
 import { BackupEngine } from '../src/backup/engine.ts'
 import { readPartitionIndex } from '../src/catalog/manifest.ts'
 import { parseConfig } from '../src/config/load.ts'
-import { KafkaCluster } from '../src/kafka/cluster.ts'
 import { connectCluster } from '../src/kafka/connect.ts'
 import { backupOptionsFromConfig } from '../src/options.ts'
 import { readPartitionBatches } from '../src/restore/source.ts'
 import { FilesystemStorage } from '../src/storage/filesystem.ts'
+import { testCluster } from '../test/helpers/kafka.ts'
 import { writePayloadFile } from './data.ts'
 import { percentile } from './stats.ts'
 
@@ -55,7 +55,7 @@ if (!bootstrapServers) {
   const runDir = broker.runDir
   setInterval(() => utimesSync(runDir, new Date(), new Date()), 1000).unref()
 }
-const cluster = new KafkaCluster({ bootstrapServers: bootstrapServers.split(','), clientId: 'kafka-backup-bench' })
+const cluster = testCluster(bootstrapServers.split(','))
 
 function producer(topic: string): Promise<void> {
   const args = kafkaJavaArgs(

@@ -19,7 +19,7 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { type RunningBroker, runKafkaTool, startBroker, stopBroker } from '../scripts/broker.ts'
 import { listOffsets } from '../src/kafka/admin.ts'
-import { KafkaCluster } from '../src/kafka/cluster.ts'
+import { testCluster } from '../test/helpers/kafka.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { writePayloadFile } from './data.ts'
 import { ensureOsoDriver, osoBackupYaml, osoRestoreYaml, runOso, storedBytes } from './oso.ts'
@@ -52,7 +52,7 @@ if (!bootstrapServers) {
   const runDir = broker.runDir
   setInterval(() => utimesSync(runDir, new Date(), new Date()), 1000).unref()
 }
-const cluster = new KafkaCluster({ bootstrapServers: bootstrapServers.split(','), clientId: 'kafka-backup-bench' })
+const cluster = testCluster(bootstrapServers.split(','))
 
 async function createTopic(topic: string): Promise<void> {
   await cluster.admin.createTopics({ topics: [topic], partitions, replicas: 1 })
