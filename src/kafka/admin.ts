@@ -126,8 +126,12 @@ function unknownTopicOf(error: unknown): string | undefined {
 
 export type OffsetSpec = 'earliest' | 'latest' | 'lastStable'
 
-/** Attempts of a ListOffsets whose partitions have no leader yet or just moved. */
-const LIST_OFFSETS_ATTEMPTS = 5
+/**
+ * How long a ListOffsets keeps asking for partitions that have no leader yet or just moved. A
+ * topic of 2,000 partitions created a moment before on a loaded broker answered
+ * NOT_LEADER_OR_FOLLOWER for longer than five quick attempts (about 3 s) covered.
+ */
+const LIST_OFFSETS_RETRY_MS = 30_000
 
 /**
  * Offsets per `topic/partition` key: log start, high watermark, or last stable offset. Asked
@@ -143,6 +147,7 @@ export async function listOffsets(
   const timestamp = spec === 'earliest' ? OffsetTimestamp.EARLIEST : OffsetTimestamp.LATEST
   const isolationLevel = spec === 'lastStable' ? 1 : 0
   const acl = () => `Describe on topic ${[...new Set(pending.map(p => p.topic))].join(', ')}`
+  const deadline = Date.now() + LIST_OFFSETS_RETRY_MS
   for (let attempt = 1; pending.length > 0; attempt++) {
     const metadata = await cluster.metadata([...new Set(pending.map(p => p.topic))], true)
     const byLeader = new Map<number, ListOffsetsTopic[]>()
@@ -194,7 +199,7 @@ export async function listOffsets(
       }
     }
     pending = retry
-    if (pending.length > 0 && attempt >= LIST_OFFSETS_ATTEMPTS) {
+    if (pending.length > 0 && Date.now() >= deadline) {
       const { topic, partition } = pending[0]!
       throw new BackupError(
         'KB_KAFKA',
@@ -203,7 +208,7 @@ export async function listOffsets(
       )
     }
     if (pending.length > 0) {
-      await sleep(100 * 2 ** attempt)
+      await sleep(Math.min(100 * 2 ** attempt, 1_000))
     }
   }
   return offsets
