@@ -31,6 +31,15 @@ export const errorCodes = [
   /** A segment's magic, version, trailer, footer or a frame checksum is wrong. */
   'KB_SEGMENT_CORRUPT',
   'KB_UNSUPPORTED_CODEC',
+  /** The keyring file or variable is unreadable or malformed (names the file or variable, the line and the field). */
+  'KB_KEYRING_INVALID',
+  /** An encrypted segment names a key id that no keyring given holds (or no keyring was given). */
+  'KB_KEY_NOT_FOUND',
+  /**
+   * An authentication tag fails: the key under that id is not the one that encrypted the segment,
+   * or a frame, its index row or the header was changed.
+   */
+  'KB_DECRYPT_FAILED',
   'KB_STORAGE',
   'KB_STORAGE_NOT_FOUND',
   'KB_STORAGE_ACCESS_DENIED',

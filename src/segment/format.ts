@@ -17,6 +17,8 @@
  */
 
 import { crc32c } from '../batch/crc.ts'
+import { CipherIds, type CipherName, type SegmentEncryptionHeader } from '../crypto/frames.ts'
+import { KEY_ID_PATTERN } from '../crypto/keys.ts'
 import { BackupError } from '../errors.ts'
 
 /**
@@ -25,6 +27,12 @@ import { BackupError } from '../errors.ts'
  */
 export const SEGMENT_MAGIC = Buffer.from([0x89, 0x4b, 0x42, 0x53, 0x45, 0x47, 0x0d, 0x0a])
 export const FORMAT_VERSION = 1
+/**
+ * Version 2 is version 1 with an encryption block between the topic and the header CRC
+ * (docs/encryption.md); only encrypted segments use it, so a reader that predates encryption
+ * refuses them as an unknown version instead of misreading them.
+ */
+export const ENCRYPTED_FORMAT_VERSION = 2
 
 /** Kafka's own codec ids (RecordBatch attributes bits 0-2); snappy (2) is not a segment codec. */
 export const SegmentCodecIds = { none: 0, gzip: 1, lz4: 3, zstd: 4 } as const
@@ -45,7 +53,13 @@ export const MAX_TOPIC_BYTES = 249
 export const HEADER_FIXED_SIZE = 26
 export const HEADER_CRC_SIZE = 4
 export const MIN_HEADER_SIZE = HEADER_FIXED_SIZE + HEADER_CRC_SIZE
-export const MAX_HEADER_SIZE = MIN_HEADER_SIZE + MAX_TOPIC_BYTES
+/** Encryption block: cipher(1) keyIdLength(1) keyId(k) wrappedKeyLength(2) wrappedKey(w). */
+export const ENCRYPTION_FIXED_SIZE = 4
+export const MAX_KEY_ID_BYTES = 64
+/** Room for a cloud KMS's ciphertext blob; the keyring's wrapped keys are 60 bytes. */
+export const MAX_WRAPPED_KEY_BYTES = 1024
+export const MAX_HEADER_SIZE =
+  MIN_HEADER_SIZE + MAX_TOPIC_BYTES + ENCRYPTION_FIXED_SIZE + MAX_KEY_ID_BYTES + MAX_WRAPPED_KEY_BYTES
 
 export const HeaderField = {
   magic: 0,
@@ -135,6 +149,8 @@ export interface SegmentHeader {
   topic: string
   partition: number
   createdAtMs: bigint
+  /** Set in version 2: how the frames are encrypted. */
+  encryption?: SegmentEncryptionHeader
   /** Bytes, including the header CRC: frames start here. */
   length: number
   crc: number
@@ -217,18 +233,80 @@ export function encodeHeader(header: Omit<SegmentHeader, 'length' | 'crc' | 'ver
       { topic: header.topic }
     )
   }
-  const bytes = Buffer.alloc(MIN_HEADER_SIZE + topic.length)
+  const encryption = header.encryption === undefined ? undefined : encodeEncryption(header.encryption)
+  const bytes = Buffer.alloc(MIN_HEADER_SIZE + topic.length + (encryption?.length ?? 0))
   SEGMENT_MAGIC.copy(bytes, HeaderField.magic)
-  bytes.writeUInt16BE(FORMAT_VERSION, HeaderField.version)
+  bytes.writeUInt16BE(encryption === undefined ? FORMAT_VERSION : ENCRYPTED_FORMAT_VERSION, HeaderField.version)
   bytes.writeUInt8(SegmentCodecIds[header.codec], HeaderField.codec)
   bytes.writeInt8(header.level, HeaderField.level)
   bytes.writeInt32BE(header.partition, HeaderField.partition)
   bytes.writeBigInt64BE(header.createdAtMs, HeaderField.createdAtMs)
   bytes.writeUInt16BE(topic.length, HeaderField.topicLength)
   topic.copy(bytes, HeaderField.topic)
-  const crcAt = HEADER_FIXED_SIZE + topic.length
+  encryption?.copy(bytes, HeaderField.topic + topic.length)
+  const crcAt = bytes.length - HEADER_CRC_SIZE
   bytes.writeUInt32BE(crc32c(bytes.subarray(0, crcAt)), crcAt)
   return bytes
+}
+
+function encodeEncryption(encryption: SegmentEncryptionHeader): Buffer {
+  const { keyId, wrappedKey } = encryption
+  if (!KEY_ID_PATTERN.test(keyId) || wrappedKey.length === 0 || wrappedKey.length > MAX_WRAPPED_KEY_BYTES) {
+    throw new BackupError(
+      'KB_INTERNAL',
+      `a key id must match ${KEY_ID_PATTERN} and a wrapped key be 1 to ${MAX_WRAPPED_KEY_BYTES} bytes, found key id ${keyId} and ${wrappedKey.length} bytes`,
+      { keyId }
+    )
+  }
+  const bytes = Buffer.alloc(ENCRYPTION_FIXED_SIZE + keyId.length + wrappedKey.length)
+  let at = bytes.writeUInt8(CipherIds[encryption.cipher], 0)
+  at = bytes.writeUInt8(keyId.length, at)
+  at += bytes.write(keyId, at, 'ascii')
+  at = bytes.writeUInt16BE(wrappedKey.length, at)
+  wrappedKey.copy(bytes, at)
+  return bytes
+}
+
+/** The encryption block at `at`, and where the header CRC follows it. */
+function decodeEncryption(
+  bytes: Buffer,
+  at: number,
+  segment: string
+): { encryption: SegmentEncryptionHeader; end: number } {
+  const cutShort = (field: string) =>
+    corrupt(segment, 'header', undefined, `encryption block cut short at its ${field}`, 'more bytes', bytes.length)
+  if (bytes.length < at + 2) {
+    throw cutShort('key id length')
+  }
+  const cipherId = bytes.readUInt8(at)
+  const cipher = (Object.keys(CipherIds) as CipherName[]).find(name => CipherIds[name] === cipherId)
+  if (cipher === undefined) {
+    throw corrupt(segment, 'header', undefined, 'unknown cipher id', Object.values(CipherIds).join('|'), cipherId)
+  }
+  const keyIdLength = bytes.readUInt8(at + 1)
+  if (bytes.length < at + 2 + keyIdLength + 2) {
+    throw cutShort('key id')
+  }
+  const keyId = bytes.toString('ascii', at + 2, at + 2 + keyIdLength)
+  if (!KEY_ID_PATTERN.test(keyId)) {
+    throw corrupt(segment, 'header', undefined, 'key id is not 1 to 64 of A-Z a-z 0-9 . _ -', 'a key id', keyIdLength)
+  }
+  const wrappedAt = at + 2 + keyIdLength + 2
+  const wrappedLength = bytes.readUInt16BE(wrappedAt - 2)
+  if (wrappedLength === 0 || wrappedLength > MAX_WRAPPED_KEY_BYTES || bytes.length < wrappedAt + wrappedLength) {
+    throw corrupt(
+      segment,
+      'header',
+      undefined,
+      'wrapped key length out of range or header cut short',
+      `1..${MAX_WRAPPED_KEY_BYTES} bytes within ${bytes.length - wrappedAt}`,
+      wrappedLength
+    )
+  }
+  return {
+    encryption: { cipher, keyId, wrappedKey: Buffer.from(bytes.subarray(wrappedAt, wrappedAt + wrappedLength)) },
+    end: wrappedAt + wrappedLength
+  }
 }
 
 /** `bytes` starts at segment byte 0 and may extend past the header. */
@@ -248,12 +326,18 @@ export function decodeHeader(bytes: Buffer, segment: string): SegmentHeader {
     )
   }
   const version = bytes.readUInt16BE(HeaderField.version)
-  if (version !== FORMAT_VERSION) {
-    throw corrupt(segment, 'header', undefined, 'unsupported format version', FORMAT_VERSION, version)
+  if (version !== FORMAT_VERSION && version !== ENCRYPTED_FORMAT_VERSION) {
+    throw corrupt(
+      segment,
+      'header',
+      undefined,
+      'unsupported format version',
+      `${FORMAT_VERSION} or ${ENCRYPTED_FORMAT_VERSION}`,
+      version
+    )
   }
   const topicLength = bytes.readUInt16BE(HeaderField.topicLength)
-  const length = MIN_HEADER_SIZE + topicLength
-  if (topicLength === 0 || topicLength > MAX_TOPIC_BYTES || bytes.length < length) {
+  if (topicLength === 0 || topicLength > MAX_TOPIC_BYTES || bytes.length < MIN_HEADER_SIZE + topicLength) {
     throw corrupt(
       segment,
       'header',
@@ -263,7 +347,21 @@ export function decodeHeader(bytes: Buffer, segment: string): SegmentHeader {
       topicLength
     )
   }
-  const crcAt = HEADER_FIXED_SIZE + topicLength
+  const { encryption, end: crcAt } =
+    version === ENCRYPTED_FORMAT_VERSION
+      ? decodeEncryption(bytes, HEADER_FIXED_SIZE + topicLength, segment)
+      : { encryption: undefined, end: HEADER_FIXED_SIZE + topicLength }
+  if (bytes.length < crcAt + HEADER_CRC_SIZE) {
+    throw corrupt(
+      segment,
+      'header',
+      undefined,
+      'header cut short before its CRC',
+      crcAt + HEADER_CRC_SIZE,
+      bytes.length
+    )
+  }
+  const length = crcAt + HEADER_CRC_SIZE
   const crc = bytes.readUInt32BE(crcAt)
   const computed = crc32c(bytes.subarray(0, crcAt))
   if (crc !== computed) {
@@ -286,6 +384,7 @@ export function decodeHeader(bytes: Buffer, segment: string): SegmentHeader {
     partition: bytes.readInt32BE(HeaderField.partition),
     createdAtMs: bytes.readBigInt64BE(HeaderField.createdAtMs),
     topic: bytes.toString('utf8', HeaderField.topic, HeaderField.topic + topicLength),
+    ...(encryption === undefined ? {} : { encryption }),
     length,
     crc
   }
@@ -510,12 +609,13 @@ export function totalsOf(frames: readonly FrameIndexRow[]): SegmentTotals {
   return totals
 }
 
-export function encodeTrailer(trailer: Omit<SegmentTrailer, 'version'>): Buffer {
+/** `version` is the header's: 2 when the segment is encrypted. */
+export function encodeTrailer(trailer: SegmentTrailer): Buffer {
   const bytes = Buffer.alloc(TRAILER_SIZE)
   bytes.writeBigInt64BE(BigInt(trailer.footerOffset), TrailerField.footerOffset)
   bytes.writeUInt32BE(trailer.footerLength, TrailerField.footerLength)
   bytes.writeUInt32BE(trailer.footerCrc, TrailerField.footerCrc)
-  bytes.writeUInt16BE(FORMAT_VERSION, TrailerField.version)
+  bytes.writeUInt16BE(trailer.version, TrailerField.version)
   bytes.writeUInt32BE(crc32c(bytes.subarray(0, TrailerField.trailerCrc)), TrailerField.trailerCrc)
   SEGMENT_MAGIC.copy(bytes, TrailerField.magic)
   return bytes
@@ -538,8 +638,15 @@ export function decodeTrailer(bytes: Buffer, segment: string, segmentSize: numbe
     )
   }
   const version = bytes.readUInt16BE(TrailerField.version)
-  if (version !== FORMAT_VERSION) {
-    throw corrupt(segment, 'trailer', undefined, 'unsupported format version', FORMAT_VERSION, version)
+  if (version !== FORMAT_VERSION && version !== ENCRYPTED_FORMAT_VERSION) {
+    throw corrupt(
+      segment,
+      'trailer',
+      undefined,
+      'unsupported format version',
+      `${FORMAT_VERSION} or ${ENCRYPTED_FORMAT_VERSION}`,
+      version
+    )
   }
   const trailerCrc = bytes.readUInt32BE(TrailerField.trailerCrc)
   const computed = crc32c(bytes.subarray(0, TrailerField.trailerCrc))

@@ -7,6 +7,8 @@
  */
 import { crc32c } from '../batch/crc.ts'
 import { Codec, type RecordBatchView } from '../batch/header.ts'
+import { FrameCipher, wrapContext } from '../crypto/frames.ts'
+import { type KeyProvider, keyNotFound } from '../crypto/keys.ts'
 import { BackupError } from '../errors.ts'
 import { frameCodec } from './codecs.ts'
 import {
@@ -105,6 +107,9 @@ export async function readSegmentIndex(
   }
   const footer = decodeFooter(footerBytes, name, trailer.footerOffset)
   const header = decodeHeader(head, name)
+  if (header.version !== trailer.version) {
+    throw corrupt(name, 'trailer', undefined, 'format version differs from the header', header.version, trailer.version)
+  }
   if (header.length !== footer.headerLength || header.crc !== footer.headerCrc || header.codec !== footer.codec) {
     throw corrupt(
       name,
@@ -141,17 +146,76 @@ export async function readStoredFrame(source: RangeSource, index: SegmentIndex, 
   return stored
 }
 
-/** Decompresses stored frame bytes (checksum already verified) and splits them into batches. */
+export interface FrameReadOptions extends DecodeFrameOptions {
+  /** Unwraps the data keys of encrypted segments; without it their frames cannot be read. */
+  keys?: KeyProvider
+}
+
+const ciphers = new WeakMap<SegmentIndex, Promise<FrameCipher>>()
+
+/** The segment's frame cipher, its data key unwrapped once per opened index. */
+function segmentCipher(index: SegmentIndex, keys: KeyProvider | undefined): Promise<FrameCipher> {
+  let cipher = ciphers.get(index)
+  if (cipher === undefined) {
+    cipher = unwrapSegmentKey(index, keys)
+    ciphers.set(index, cipher)
+  }
+  return cipher
+}
+
+async function unwrapSegmentKey(index: SegmentIndex, keys: KeyProvider | undefined): Promise<FrameCipher> {
+  const { topic, partition, encryption } = index.header
+  if (encryption === undefined) {
+    throw new BackupError('KB_INTERNAL', `segment ${index.name} is not encrypted`, { segment: index.name })
+  }
+  const where = `segment ${index.name}`
+  if (keys === undefined) {
+    throw keyNotFound(encryption.keyId, where, undefined)
+  }
+  const context = wrapContext(topic, partition, encryption.keyId)
+  const dataKey = await keys.unwrap(encryption.keyId, encryption.wrappedKey, context, where)
+  return new FrameCipher(dataKey, topic, partition, encryption.keyId)
+}
+
+/**
+ * Checks that `keys` unwraps the segment's data key (nothing to do for a plaintext segment):
+ * a restore calls it before it writes anything, so a missing or wrong key stops it cleanly.
+ */
+export async function checkSegmentKey(index: SegmentIndex, keys: KeyProvider | undefined): Promise<void> {
+  if (index.header.encryption !== undefined) {
+    await segmentCipher(index, keys)
+  }
+}
+
+/**
+ * Decrypts (when the segment is encrypted) and decompresses stored frame bytes (checksum
+ * already verified), and splits them into batches.
+ */
 export async function decodeFrame(
   index: SegmentIndex,
   frame: number,
   stored: Buffer,
-  options: DecodeFrameOptions = {}
+  options: FrameReadOptions = {}
 ): Promise<RecordBatchView[]> {
   const row = frameRow(index, frame)
+  let compressed = stored
+  if (index.header.encryption !== undefined) {
+    const cipher = await segmentCipher(index, options.keys)
+    compressed = cipher.open(
+      stored,
+      {
+        frame,
+        segmentFirstOffset: index.footer.firstOffset,
+        firstOffset: row.firstOffset,
+        lastOffset: row.lastOffset,
+        uncompressedLength: row.uncompressedLength
+      },
+      index.name
+    )
+  }
   let bytes: Buffer
   try {
-    bytes = await frameCodec(index.footer.codec).decompress(stored, row.uncompressedLength)
+    bytes = await frameCodec(index.footer.codec).decompress(compressed, row.uncompressedLength)
   } catch (error) {
     throw new BackupError(
       'KB_SEGMENT_CORRUPT',
@@ -210,12 +274,12 @@ export async function readFrame(
   source: RangeSource,
   index: SegmentIndex,
   frame: number,
-  options: DecodeFrameOptions = {}
+  options: FrameReadOptions = {}
 ): Promise<RecordBatchView[]> {
   return decodeFrame(index, frame, await readStoredFrame(source, index, frame), options)
 }
 
-export interface ReadBatchesOptions extends DecodeFrameOptions {
+export interface ReadBatchesOptions extends FrameReadOptions {
   /** The index, when the caller already read it. */
   index?: SegmentIndex
   /** Read only the frames this accepts (e.g. those overlapping a restore window). */
@@ -260,6 +324,8 @@ export async function* readSegmentBatches(
 export interface ValidateOptions {
   /** Also decompress every frame, check every batch's Kafka CRC and that batches match their row. */
   deep?: boolean
+  /** Needed by a deep validation of an encrypted segment: every frame's tag is checked. */
+  keys?: KeyProvider
   signal?: AbortSignal
 }
 
@@ -297,7 +363,7 @@ export async function validateSegment(
     const stored = await next
     next = load(frame + 1)
     if (options.deep) {
-      const batches = await decodeFrame(index, frame, stored, { verifyBatchCrc: true })
+      const batches = await decodeFrame(index, frame, stored, { verifyBatchCrc: true, keys: options.keys })
       batchCount += batches.length
       for (const batch of batches) {
         recordCount += batch.recordCount

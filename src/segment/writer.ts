@@ -11,6 +11,7 @@
 import { Readable } from 'node:stream'
 import { crc32c } from '../batch/crc.ts'
 import { BATCH_HEADER_SIZE, BATCH_LOG_OVERHEAD, type RecordBatchView } from '../batch/header.ts'
+import { FrameCipher, type SegmentKey } from '../crypto/frames.ts'
 import { BackupError } from '../errors.ts'
 import { type FrameCodec, frameCodec, resolveLevel } from './codecs.ts'
 import {
@@ -19,6 +20,7 @@ import {
   encodeTrailer,
   FrameFlag,
   type FrameIndexRow,
+  HeaderField,
   NONE,
   type SegmentCodecName,
   type SegmentTotals,
@@ -86,6 +88,8 @@ export interface SegmentWriterOptions {
   pool?: FrameBufferPool
   /** Default as_fetched. */
   storeRecords?: StoreRecords
+  /** Seal every frame with this segment's data key (crypto/frames.ts, newSegmentKey). */
+  encryption?: SegmentKey
 }
 
 export interface SegmentSummary extends SegmentTotals {
@@ -115,6 +119,8 @@ export class SegmentWriter {
   readonly #pool: FrameBufferPool
   readonly #headerLength: number
   readonly #headerCrc: number
+  readonly #version: number
+  readonly #cipher: FrameCipher | undefined
   readonly #rows: FrameIndexRow[] = []
   readonly #stats = new FrameStats()
   #frame: Buffer | undefined
@@ -157,10 +163,23 @@ export class SegmentWriter {
       level: this.level,
       topic: options.topic,
       partition: options.partition,
-      createdAtMs: BigInt(options.createdAtMs ?? Date.now())
+      createdAtMs: BigInt(options.createdAtMs ?? Date.now()),
+      ...(options.encryption === undefined
+        ? {}
+        : {
+            encryption: {
+              cipher: options.encryption.cipher,
+              keyId: options.encryption.keyId,
+              wrappedKey: options.encryption.wrappedKey
+            }
+          })
     })
     this.#headerLength = header.length
     this.#headerCrc = header.readUInt32BE(header.length - 4)
+    this.#version = header.readUInt16BE(HeaderField.version)
+    this.#cipher =
+      options.encryption &&
+      new FrameCipher(options.encryption.dataKey, options.topic, options.partition, options.encryption.keyId)
     this.readable = new Readable({
       highWaterMark: options.highWaterMarkBytes ?? this.frameMaxBytes,
       read: () => {
@@ -285,7 +304,12 @@ export class SegmentWriter {
         frames: this.#rows
       })
       const footerCrc = crc32c(footer)
-      const trailer = encodeTrailer({ footerOffset: this.#position, footerLength: footer.length, footerCrc })
+      const trailer = encodeTrailer({
+        footerOffset: this.#position,
+        footerLength: footer.length,
+        footerCrc,
+        version: this.#version
+      })
       await this.#push(Buffer.concat([footer, trailer]))
       this.#position += footer.length + trailer.length
       this.#state = 'finished'
@@ -406,10 +430,27 @@ export class SegmentWriter {
     })
     const previous = this.#inFlight.at(-1)
     const stored = Promise.all([compressing, previous]).then(
-      async ([frame]) => {
-        this.#rows.push({ ...row, frameOffset: this.#position, storedLength: frame.length, checksum: crc32c(frame) })
-        this.#position += frame.length
-        await this.#push(frame)
+      async ([compressed]) => {
+        // Encrypted after compression (ciphertext does not compress), in frame order: the
+        // nonce is the frame's index.
+        const pieces = this.#cipher?.seal(compressed, {
+          frame: this.#rows.length,
+          segmentFirstOffset: this.#rows[0]?.firstOffset ?? row.firstOffset,
+          firstOffset: row.firstOffset,
+          lastOffset: row.lastOffset,
+          uncompressedLength
+        }) ?? [compressed]
+        let storedLength = 0
+        let checksum = 0
+        for (const piece of pieces) {
+          storedLength += piece.length
+          checksum = crc32c(piece, checksum)
+        }
+        this.#rows.push({ ...row, frameOffset: this.#position, storedLength, checksum })
+        this.#position += storedLength
+        for (const piece of pieces) {
+          await this.#push(piece)
+        }
       },
       (error: unknown) => {
         this.#fail(error)

@@ -2,6 +2,7 @@
 import { type CompressionAlgorithmValue, createRecordsBatch } from '@platformatic/kafka'
 import { crc32c } from '../../src/batch/crc.ts'
 import { Offset, RecordBatchView } from '../../src/batch/header.ts'
+import type { SegmentKey } from '../../src/crypto/frames.ts'
 import { SegmentCodecIds, type SegmentCodecName } from '../../src/segment/format.ts'
 import { bufferSource, type RangeSource } from '../../src/segment/reader.ts'
 import { type SegmentSummary, SegmentWriter, type StoreRecords } from '../../src/segment/writer.ts'
@@ -107,6 +108,7 @@ export async function writeSegment(
     level?: number
     name?: string
     storeRecords?: StoreRecords
+    encryption?: SegmentKey
   } = {}
 ): Promise<WrittenSegment> {
   const writer = new SegmentWriter({
@@ -117,7 +119,8 @@ export async function writeSegment(
     level: options.level,
     frameMaxBytes: options.frameMaxBytes ?? 4096,
     storeRecords: options.storeRecords,
-    createdAtMs: 1_700_000_000_000
+    createdAtMs: 1_700_000_000_000,
+    encryption: options.encryption
   })
   const collected = collect(writer.readable)
   for (const batch of batches) {

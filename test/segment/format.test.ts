@@ -68,7 +68,8 @@ test('fixed sizes match the documented layout', () => {
   assert.equal(FOOTER_SUMMARY_SIZE, 88)
   assert.equal(FRAME_ROW_SIZE, 64)
   assert.equal(TRAILER_SIZE, 32)
-  assert.equal(MAX_HEADER_SIZE, 30 + 249)
+  // Version 2 adds an encryption block: cipher, key id (up to 64 bytes) and wrapped key (up to 1024).
+  assert.equal(MAX_HEADER_SIZE, 30 + 249 + 4 + 64 + 1024)
 })
 
 test('header and trailer round-trip through their encoders', () => {
@@ -83,7 +84,7 @@ test('header and trailer round-trip through their encoders', () => {
     length: header.length,
     crc: header.readUInt32BE(header.length - 4)
   })
-  const trailer = encodeTrailer({ footerOffset: 100, footerLength: 88, footerCrc: 7 })
+  const trailer = encodeTrailer({ footerOffset: 100, footerLength: 88, footerCrc: 7, version: 1 })
   assert.deepEqual(decodeTrailer(trailer, 's', 100 + 88 + TRAILER_SIZE), {
     footerOffset: 100,
     footerLength: 88,

@@ -238,10 +238,10 @@ test('wrong header magic, unknown version, header checksum', async () => {
   await assert.rejects(readSegmentIndex(bufferSource(magic), NAME), /wrong magic/)
 
   const headerVersion = Buffer.from(bytes)
-  headerVersion.writeUInt16BE(2, HeaderField.version)
+  headerVersion.writeUInt16BE(3, HeaderField.version)
   await assert.rejects(readSegmentIndex(bufferSource(headerVersion), NAME), (error: BackupError) => {
     isSegmentCorrupt()(error)
-    assert.match(error.message, /unsupported format version \(expected 1, found 2\)/)
+    assert.match(error.message, /unsupported format version \(expected 1 or 2, found 3\)/)
     return true
   })
 
@@ -250,7 +250,7 @@ test('wrong header magic, unknown version, header checksum', async () => {
   resealTrailer(trailerVersion)
   await assert.rejects(
     readSegmentIndex(bufferSource(trailerVersion), NAME),
-    /unsupported format version \(expected 1, found 7\)/
+    /unsupported format version \(expected 1 or 2, found 7\)/
   )
 
   const partition = Buffer.from(bytes)
