@@ -34,6 +34,7 @@ export {
 } from './catalog/manifest.ts'
 export { type ConfigOverrides, loadConfig, parseConfig, redactConfig } from './config/load.ts'
 export type { BackupConfig, Config, RestoreConfig, StorageConfig } from './config/schema.ts'
+export { type KeyProvider, type KeyringSource, loadKeyring, parseKeyring } from './crypto/keys.ts'
 export { BackupError, type ErrorCode, errorCodes, isBackupError } from './errors.ts'
 export { type ClusterOptions, KafkaCluster } from './kafka/cluster.ts'
 export { connectCluster } from './kafka/connect.ts'

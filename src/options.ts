@@ -5,6 +5,7 @@
 import type { BackupOptions } from './backup/engine.ts'
 import { parseDuration } from './catalog/prune.ts'
 import type { BackupConfig, RestoreConfig } from './config/schema.ts'
+import type { KeyProvider } from './crypto/keys.ts'
 import type { KafkaCluster } from './kafka/cluster.ts'
 import type { RestoreOptions } from './restore/engine.ts'
 import type { Storage } from './storage/storage.ts'
@@ -15,9 +16,11 @@ export interface EngineIo {
   cluster: KafkaCluster
   /** Restore only: where restore state is kept when `restore.state_storage` is set. */
   stateStorage?: Storage
+  /** The keyring of the config's `encryption` block (crypto/keys.ts loadKeyring). */
+  keys?: KeyProvider
 }
 
-export function backupOptionsFromConfig(config: BackupConfig, { storage, cluster }: EngineIo): BackupOptions {
+export function backupOptionsFromConfig(config: BackupConfig, { storage, cluster, keys }: EngineIo): BackupOptions {
   const backup = config.backup
   const kafka = config.source.kafka_config
   return {
@@ -31,6 +34,7 @@ export function backupOptionsFromConfig(config: BackupConfig, { storage, cluster
     compressionLevel: backup.compression_level,
     frameMaxBytes: backup.frame_max_bytes,
     storeRecords: backup.store_records,
+    ...(keys && { keys }),
     segmentMaxBytes: backup.segment_max_bytes,
     segmentMaxIntervalMs: backup.segment_max_interval_ms,
     checkpointIntervalMs: backup.checkpoint_interval_secs * 1000,
@@ -57,12 +61,13 @@ const MAX_PRODUCE_REQUEST_BYTES = 16 * MiB
 
 export function restoreOptionsFromConfig(
   config: RestoreConfig,
-  { storage, cluster, stateStorage }: EngineIo
+  { storage, cluster, stateStorage, keys }: EngineIo
 ): RestoreOptions {
   const restore = config.restore
   return {
     backupId: config.backup_id,
     storage,
+    ...(keys && { keys }),
     stateStorage,
     cluster,
     bootstrapServers: config.target.bootstrap_servers,

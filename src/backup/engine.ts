@@ -28,6 +28,7 @@ import {
 } from '../catalog/manifest.ts'
 import { pruneBackup, refuseWhilePruning } from '../catalog/prune.ts'
 import type { ClusterMetadataKind } from '../config/schema-parts.ts'
+import type { KeyProvider } from '../crypto/keys.ts'
 import { BackupError, type ErrorCode } from '../errors.ts'
 import { captureGroupOffsets, describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
@@ -53,6 +54,8 @@ export interface BackupOptions {
   frameMaxBytes: number
   /** Store compressed batches as fetched or with their records decompressed (src/segment/stored-records.ts). */
   storeRecords: StoreRecords
+  /** backup.encryption: new segments are encrypted (docs/encryption.md). */
+  keys?: KeyProvider
   segmentMaxBytes: number
   segmentMaxIntervalMs: number
   /** Bounds how long fetched data may stay outside a durable, indexed segment. */
@@ -155,6 +158,7 @@ export class BackupEngine {
     const existingManifest = await readManifest(storage, backupId)
     refuseOtherCluster(existingManifest, metadata.id, options.bootstrapServers)
     refuseRecreatedTopics(existingManifest, topics, backupId)
+    refuseUnencryptedRun(existingManifest, options.keys)
     const partitions = topics.flatMap(t =>
       Array.from({ length: t.partitionCount }, (_, partition) => ({ topic: t.name, partition }))
     )
@@ -189,6 +193,12 @@ export class BackupEngine {
     ])
 
     const manifest = existingManifest ?? this.#newManifest(metadata.id)
+    if (options.keys) {
+      const keyIds = manifest.encryption?.keyIds ?? []
+      manifest.encryption = {
+        keyIds: keyIds.includes(options.keys.activeKeyId) ? keyIds : [...keyIds, options.keys.activeKeyId]
+      }
+    }
     for (const earlier of manifest.runs) {
       if (earlier.status === 'running') {
         earlier.status = 'interrupted'
@@ -348,6 +358,7 @@ export class BackupEngine {
       compressionLevel: options.compressionLevel,
       frameMaxBytes: options.frameMaxBytes,
       storeRecords: options.storeRecords,
+      keys: options.keys,
       segmentMaxBytes: options.segmentMaxBytes,
       segmentMaxIntervalMs: Math.min(options.segmentMaxIntervalMs, options.checkpointIntervalMs),
       onSegmentDurable: (t, entry, durationMs) => {
@@ -567,6 +578,20 @@ function refuseOtherCluster(
       `source.bootstrap_servers (${bootstrapServers.join(',')}) reaches cluster ${clusterId}, but backup ${manifest.backupId} ` +
         `was taken from cluster ${backedUp}; its offsets do not continue there. Use a new backup_id for this cluster`,
       { path: 'source.bootstrap_servers', expected: backedUp, found: clusterId }
+    )
+  }
+}
+
+/**
+ * Once a backup holds encrypted segments, a run without the keyring would add segments in the
+ * clear beside them; the operator who enabled encryption meant all of it (docs/encryption.md).
+ */
+function refuseUnencryptedRun(manifest: Manifest | undefined, keys: KeyProvider | undefined): void {
+  if (manifest?.encryption && !keys) {
+    throw new BackupError(
+      'KB_CONFIG_INVALID',
+      `backup ${manifest.backupId} is encrypted (key ids ${manifest.encryption.keyIds.join(', ')}); set backup.encryption to continue it, a run without it would store records unencrypted`,
+      { path: 'backup.encryption', keyIds: manifest.encryption.keyIds }
     )
   }
 }

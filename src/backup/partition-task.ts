@@ -6,6 +6,8 @@
  */
 import type { RecordBatchView } from '../batch/header.ts'
 import { type PartitionIndex, type SegmentEntry, segmentKey, writePartitionIndex } from '../catalog/manifest.ts'
+import { newSegmentKey } from '../crypto/frames.ts'
+import type { KeyProvider } from '../crypto/keys.ts'
 import { BackupError, isBackupError } from '../errors.ts'
 import type { SegmentCodec } from '../segment/codecs.ts'
 import { type SegmentSummary, SegmentWriter, type StoreRecords } from '../segment/writer.ts'
@@ -21,6 +23,8 @@ export interface PartitionTaskOptions {
   compressionLevel: number
   frameMaxBytes: number
   storeRecords: StoreRecords
+  /** Encrypt new segments with a data key wrapped by the provider's active key. */
+  keys?: KeyProvider
   segmentMaxBytes: number
   /** A segment with data is closed after this long, bounding how long fetched data stays non-durable. */
   segmentMaxIntervalMs: number
@@ -34,6 +38,8 @@ interface OpenSegment {
   writer: SegmentWriter
   upload: Promise<void>
   key: string
+  /** The key that wraps the segment's data key; unset when it is not encrypted. */
+  keyId: string | undefined
   openedAt: number
   appendedBytes: number
   /** Closes the segment when segmentMaxIntervalMs has passed since it opened. */
@@ -243,7 +249,7 @@ export class PartitionTask {
   }
 
   async #openSegment(firstOffset: bigint): Promise<OpenSegment> {
-    const { storage, backupId, codec, compressionLevel, frameMaxBytes, storeRecords } = this.#options
+    const { storage, backupId, codec, compressionLevel, frameMaxBytes, storeRecords, keys } = this.#options
     const key = segmentKey(backupId, this.topic, this.partition, firstOffset)
     // A segment is never written over: whatever led here (a checkpoint gone backwards, a second
     // writer), the data already stored is what a restore would read.
@@ -262,6 +268,7 @@ export class PartitionTask {
         { topic: this.topic, partition: this.partition, offset: firstOffset.toString(), key }
       )
     }
+    const encryption = keys && (await newSegmentKey(keys, this.topic, this.partition))
     const writer = new SegmentWriter({
       topic: this.topic,
       partition: this.partition,
@@ -269,12 +276,19 @@ export class PartitionTask {
       level: compressionLevel,
       frameMaxBytes,
       storeRecords,
-      name: key
+      name: key,
+      encryption
     })
     const upload = storage.put(key, writer.readable)
     // A failed upload must also fail pending appends, which would otherwise wait on backpressure.
     upload.catch(error => writer.abort(error))
-    const segment: OpenSegment = { writer, upload, key, openedAt: Date.now(), appendedBytes: 0 }
+    const segment: OpenSegment = {
+      writer,
+      upload,
+      key,
+      keyId: encryption?.keyId,
+      openedAt: Date.now(), appendedBytes: 0
+    }
     // Its own timer, so that how long data waits to be durable is bounded by the interval
     // itself, not by the engine's once-a-second tick on top (docs/benchmarks.md, "Continuous backup").
     segment.timer = setTimeout(() => this.#closeOnTime(segment), this.#options.segmentMaxIntervalMs).unref()
@@ -312,6 +326,7 @@ export class PartitionTask {
       sizeBytes: summary.sizeBytes,
       uncompressedBytes: summary.uncompressedBytes,
       codec: this.#options.codec,
+      ...(segment.keyId === undefined ? {} : { keyId: segment.keyId }),
       createdAt: new Date().toISOString()
     }
     this.index.segments.push(entry)

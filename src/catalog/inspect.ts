@@ -5,6 +5,7 @@
  * `deep` reads every frame, verifying every frame checksum and every batch CRC
  * (docs/catalog.md).
  */
+import type { KeyProvider } from '../crypto/keys.ts'
 import { BackupError, isBackupError } from '../errors.ts'
 import { validateSegment } from '../segment/reader.ts'
 import type { Storage } from '../storage/storage.ts'
@@ -211,9 +212,22 @@ export interface ValidationReport {
 export async function validateBackup(
   storage: Storage,
   backupId: string,
-  options: { deep?: boolean; signal?: AbortSignal; onSegment?: (checked: number, total: number) => void } = {}
+  options: {
+    deep?: boolean
+    /** Needed with `deep` when the backup is encrypted: every frame's tag is checked. */
+    keys?: KeyProvider
+    signal?: AbortSignal
+    onSegment?: (checked: number, total: number) => void
+  } = {}
 ): Promise<ValidationReport> {
   const manifest = await requireManifest(storage, backupId)
+  if (options.deep && !options.keys && manifest.encryption) {
+    throw new BackupError(
+      'KB_KEY_NOT_FOUND',
+      `backup ${backupId} is encrypted (key ids ${manifest.encryption.keyIds.join(', ')}): deep validation decrypts every frame and needs the keyring (--keyring-file, --keyring-env, or a --config with an encryption block); without --deep every checksum is still checked`,
+      { backupId, keyIds: manifest.encryption.keyIds }
+    )
+  }
   const stored = await scanStoredPartitions(storage, backupId)
   const problems: ValidationProblem[] = layoutProblems(backupId, manifest, stored)
   await readClusterMetadata(storage, backupId).catch(error => {
@@ -292,7 +306,7 @@ async function checkSegment(
   where: { topic: string; partition: number },
   segment: SegmentEntry,
   size: number,
-  options: { deep?: boolean; signal?: AbortSignal }
+  options: { deep?: boolean; keys?: KeyProvider; signal?: AbortSignal }
 ): Promise<number | Omit<ValidationProblem, 'topic' | 'partition'>> {
   const key = `${backupId}/${segment.key}`
   if (size !== segment.sizeBytes) {
@@ -307,7 +321,11 @@ async function checkSegment(
     if (!options.deep) {
       return index.footer.frames.length
     }
-    const { frameCount, recordCount } = await validateSegment(source, key, { deep: true, signal: options.signal })
+    const { frameCount, recordCount } = await validateSegment(source, key, {
+      deep: true,
+      keys: options.keys,
+      signal: options.signal
+    })
     if (recordCount !== segment.recordCount) {
       return {
         severity: 'error',

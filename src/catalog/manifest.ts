@@ -49,6 +49,7 @@ const partition = z
   .int()
   .min(0)
   .max(MAX_PARTITIONS - 1)
+const keyId = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected a key id of 1 to 64 of A-Z a-z 0-9 . _ -')
 const codec = z.enum(Object.keys(SegmentCodecIds) as [keyof typeof SegmentCodecIds])
 
 export const segmentEntrySchema = z.object({
@@ -66,6 +67,8 @@ export const segmentEntrySchema = z.object({
   sizeBytes: z.int().positive(),
   uncompressedBytes: count,
   codec,
+  /** The key id of an encrypted segment (its header says the same); absent when not encrypted. */
+  keyId: keyId.optional(),
   createdAt: time
 })
 export type SegmentEntry = z.infer<typeof segmentEntrySchema>
@@ -160,6 +163,11 @@ export const manifestSchema = z.object({
   updatedAt: time,
   source: z.object({ clusterId: z.string().nullable(), bootstrapServers: z.array(z.string()) }),
   compression: z.object({ codec, level: z.int() }),
+  /**
+   * Set by the first run with backup.encryption: the key ids that wrapped its data keys, in the
+   * order they became active. Later runs without encryption are refused.
+   */
+  encryption: z.object({ keyIds: z.array(keyId) }).optional(),
   topics: z.array(topicEntrySchema),
   consumerGroups: z.array(consumerGroupEntrySchema),
   runs: z.array(runEntrySchema)

@@ -1,7 +1,9 @@
 /** `kafka-backup backup`: run a backup described by a config file. */
+
 import type { Command } from 'commander'
 import { BackupEngine, type BackupSummary } from '../backup/engine.ts'
 import { summarizeProgress } from '../backup/progress.ts'
+import { loadKeyring } from '../crypto/keys.ts'
 import type { BackupMetrics } from '../metrics/registry.ts'
 import { backupOptionsFromConfig } from '../options.ts'
 import { formatBytes, formatCount, formatRate } from './output.ts'
@@ -30,7 +32,11 @@ Examples:
         engine: async ({ config, storage, cluster, signal, onWarning }) => {
           let metrics: BackupMetrics | undefined
           const engine: BackupEngine = new BackupEngine({
-            ...backupOptionsFromConfig(config, { storage, cluster }),
+            ...backupOptionsFromConfig(config, {
+              storage,
+              cluster,
+              keys: config.backup.encryption && (await loadKeyring(config.backup.encryption, onWarning))
+            }),
             signal,
             onWarning,
             onFetch: durationMs => metrics?.fetchDuration.observe(durationMs / 1000),

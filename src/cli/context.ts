@@ -1,8 +1,10 @@
 /** What every command shares: the global options, the logger, config loading, the backup location. */
+
 import type { Command } from 'commander'
 import type { Logger } from 'pino'
 import { type ConfigOverrides, loadConfig, storageFromLocation } from '../config/load.ts'
 import { type Config, type StorageConfig, storageSchema } from '../config/schema.ts'
+import type { KeyringSource } from '../crypto/keys.ts'
 import { BackupError } from '../errors.ts'
 import { openStorage } from '../storage/open.ts'
 import type { Storage } from '../storage/storage.ts'
@@ -51,6 +53,8 @@ export interface Location {
   backupId?: string
   /** A restore config's restore.state_storage, where its restores keep their state. */
   stateStorage?: StorageConfig
+  /** The config's backup.encryption or restore.encryption: the keyring that reads its segments. */
+  encryption?: KeyringSource
 }
 
 /**
@@ -71,7 +75,8 @@ export async function openLocation(flags: LocationFlags, log: Logger, needsBacku
     return {
       storage: await openStorage(config.storage),
       backupId: flags.backupId ?? config.backup_id,
-      stateStorage: config.mode === 'restore' ? config.restore.state_storage : undefined
+      stateStorage: config.mode === 'restore' ? config.restore.state_storage : undefined,
+      encryption: config.mode === 'restore' ? config.restore.encryption : config.backup.encryption
     }
   }
   if (!flags.path) {

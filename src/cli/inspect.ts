@@ -1,6 +1,7 @@
 /** `list`, `describe`, `validate` and `offset-map`: read-only looks at backups in storage. */
 import { Command } from 'commander'
 import { describeBackup, listBackups, requireManifest, validateBackup } from '../catalog/inspect.ts'
+import { loadKeyring } from '../crypto/keys.ts'
 import { BackupError } from '../errors.ts'
 import { listRestoreStates } from '../restore/state.ts'
 import { locationHelp } from '../storage/backends.ts'
@@ -130,51 +131,65 @@ export function validateCommand(): Command {
   return withLocation(
     new Command('validate')
       .description('Check a backup: manifest, indexes and segments agree, offsets continue, gaps reported.')
-      .option('--deep', 'also read every frame: every checksum and every Kafka batch CRC'),
+      .option('--deep', 'also read every frame: every checksum and every Kafka batch CRC')
+      .option('--keyring-file <file>', 'keyring of an encrypted backup, for --deep (default: encryption of --config)')
+      .option('--keyring-env <var>', 'environment variable holding that keyring instead'),
     true
   )
     .addHelpText(
       'after',
       '\nExit code 0 when valid, 1 when an error was found (warnings do not fail).\n\nExamples:\n  kafka-backup validate --path /backups --backup-id nightly --deep'
     )
-    .action(async (flags: InspectFlags & { deep?: boolean }, command: Command) => {
-      const { storage, backupId } = await openLocation(flags, loggerFor(command), true)
-      try {
-        const id = backupId
-        let checked = 0
-        let total = 0
-        const stopProgress = startProgress(
-          `validate ${id}`,
-          () => ({ done: checked, total, records: 0, bytes: 0, remaining: `${total - checked} segments left` }),
-          Boolean(flags.deep && process.stderr.isTTY && !flags.json)
-        )
-        const report = await validateBackup(storage, id, {
-          deep: flags.deep,
-          onSegment: (segmentsChecked, segments) => {
-            checked = segmentsChecked
-            total = segments
-          }
-        })
-        stopProgress()
-        if (flags.json) {
-          printJson(report)
-        } else {
-          for (const problem of report.problems) {
-            console.log(`${problem.severity.padEnd(7)} ${problem.code}: ${problem.message}`)
-          }
-          console.log(
-            `backup ${id} is ${report.valid ? 'valid' : 'INVALID'}: ${report.partitions} partitions, ${report.segments} segments` +
-              `${report.deep ? `, ${report.frames} frames read and checked` : ''}, ${formatCount(report.records)} records, ` +
-              `${report.problems.filter(p => p.severity === 'error').length} errors, ${report.problems.filter(p => p.severity === 'warning').length} warnings`
+    .action(
+      async (flags: InspectFlags & { deep?: boolean; keyringFile?: string; keyringEnv?: string }, command: Command) => {
+        const log = loggerFor(command)
+        const { storage, backupId, encryption } = await openLocation(flags, log, true)
+        try {
+          const keyring =
+            flags.keyringFile || flags.keyringEnv
+              ? { keyring_file: flags.keyringFile, keyring_env: flags.keyringEnv }
+              : encryption
+          const keys =
+            flags.deep && keyring
+              ? await loadKeyring(keyring, (message, context) => log.warn(context, message))
+              : undefined
+          const id = backupId
+          let checked = 0
+          let total = 0
+          const stopProgress = startProgress(
+            `validate ${id}`,
+            () => ({ done: checked, total, records: 0, bytes: 0, remaining: `${total - checked} segments left` }),
+            Boolean(flags.deep && process.stderr.isTTY && !flags.json)
           )
+          const report = await validateBackup(storage, id, {
+            deep: flags.deep,
+            keys,
+            onSegment: (segmentsChecked, segments) => {
+              checked = segmentsChecked
+              total = segments
+            }
+          })
+          stopProgress()
+          if (flags.json) {
+            printJson(report)
+          } else {
+            for (const problem of report.problems) {
+              console.log(`${problem.severity.padEnd(7)} ${problem.code}: ${problem.message}`)
+            }
+            console.log(
+              `backup ${id} is ${report.valid ? 'valid' : 'INVALID'}: ${report.partitions} partitions, ${report.segments} segments` +
+                `${report.deep ? `, ${report.frames} frames read and checked` : ''}, ${formatCount(report.records)} records, ` +
+                `${report.problems.filter(p => p.severity === 'error').length} errors, ${report.problems.filter(p => p.severity === 'warning').length} warnings`
+            )
+          }
+          if (!report.valid) {
+            process.exitCode = 1
+          }
+        } finally {
+          await storage.close()
         }
-        if (!report.valid) {
-          process.exitCode = 1
-        }
-      } finally {
-        await storage.close()
       }
-    })
+    )
 }
 
 export function offsetMapCommand(): Command {

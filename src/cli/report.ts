@@ -2,9 +2,11 @@
  * `report` and `verify-report`: a signed comparison of a backup (or a restore) with the cluster,
  * for auditors, and its check (docs/verification-report.md).
  */
+
 import { readFile, writeFile } from 'node:fs/promises'
 import { Command } from 'commander'
 import { loadConfig } from '../config/load.ts'
+import { loadKeyring } from '../crypto/keys.ts'
 import { BackupError } from '../errors.ts'
 import { connectCluster } from '../kafka/connect.ts'
 import { checkReportContents, parseSignedReport } from '../report/check.ts'
@@ -84,16 +86,19 @@ Examples:
           ? await openStorage(config.restore.state_storage)
           : storage
       try {
+        const encryption = config.mode === 'backup' ? config.backup.encryption : config.restore.encryption
+        const keys = encryption && (await loadKeyring(encryption, (message, context) => log.warn(context, message)))
         const report =
           config.mode === 'backup'
-            ? await reportBackup(storage, config.backup_id, cluster, side.bootstrap_servers)
+            ? await reportBackup(storage, config.backup_id, cluster, side.bootstrap_servers, keys)
             : await reportRestore(
                 storage,
                 stateStorage,
                 config.backup_id,
                 flags.restoreId,
                 cluster,
-                side.bootstrap_servers
+                side.bootstrap_servers,
+                keys
               )
         const signed = signReport(report, privateKey)
         await writeFile(flags.output, `${JSON.stringify(signed, null, 2)}\n`)
@@ -162,7 +167,11 @@ Examples:
             { file: flags.report, expected: location.backupId, found: signed.report.backupId }
           )
         }
-        await checkReportContents(signed, flags.report, location?.storage)
+        const log = loggerFor(command)
+        const keys =
+          location?.encryption &&
+          (await loadKeyring(location.encryption, (message, context) => log.warn(context, message)))
+        await checkReportContents(signed, flags.report, location?.storage, keys)
       } finally {
         await location?.storage.close()
       }

@@ -1,7 +1,9 @@
 /** `kafka-backup restore`: restore a backup described by a config file. */
+
 import type { Command } from 'commander'
 import type { RestoreConfig } from '../config/schema.ts'
 import { aclName, quotaEntityName } from '../kafka/cluster-metadata-codes.ts'
+import { loadKeyring } from '../crypto/keys.ts'
 import type { RestoreMetrics } from '../metrics/registry.ts'
 import { restoreOptionsFromConfig } from '../options.ts'
 import { RestoreEngine, type RestoreSummary } from '../restore/engine.ts'
@@ -56,7 +58,12 @@ Examples:
           }
           let metrics: RestoreMetrics | undefined
           const engine: RestoreEngine = new RestoreEngine({
-            ...restoreOptionsFromConfig(config, { storage, cluster, stateStorage }),
+            ...restoreOptionsFromConfig(config, {
+              storage,
+              cluster,
+              stateStorage,
+              keys: config.restore.encryption && (await loadKeyring(config.restore.encryption, onWarning))
+            }),
             signal,
             onWarning,
             onRequest: durationMs => metrics?.produceDuration.observe(durationMs / 1000),

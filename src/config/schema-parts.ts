@@ -141,3 +141,27 @@ export const storeRecordsSchema = z
   .describe(
     "How batches a producer compressed (gzip, snappy, lz4, zstd) are stored. decompressed: their records are stored decompressed inside the segment's frames, which compress them far better (lz4 and snappy topics: about a quarter smaller), and a restore compresses them again with the batch's own codec: records, offsets, timestamps, producer fields, attributes and batch boundaries come back identical, the batch's compressed bytes and CRC may differ from the producer's. as_fetched: batches are stored exactly as the broker sent them. Segments of either kind restore whatever this is set to."
   )
+
+// ---- encryption (backup.encryption, restore.encryption) -------------------------------------
+
+/** Where the keyring comes from (docs/encryption.md); exactly one of the two keys. */
+export const encryptionSchema = z
+  .strictObject({
+    keyring_file: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'Path of the keyring file: one key a line, `<key id> <32-byte key as 64 hex digits or base64>`; the last line is the active key (docs/encryption.md). Keep it mode 600: a warning says when others can read it.'
+      ),
+    keyring_env: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'expected an environment variable name' })
+      .optional()
+      .describe('Name of an environment variable that holds the keyring text (same format as the file).')
+  })
+  .superRefine((encryption, ctx) => {
+    if ((encryption.keyring_file === undefined) === (encryption.keyring_env === undefined)) {
+      refuse(ctx, [], 'expected exactly one of keyring_file and keyring_env')
+    }
+  })

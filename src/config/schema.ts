@@ -27,6 +27,7 @@ import { KiB, MiB } from '../units.ts'
 import {
   backupMetadataSchema,
   byteCount,
+  encryptionSchema,
   fail,
   httpUrl,
   rebuildingRestoreKeys,
@@ -355,6 +356,11 @@ export const backupOptionsSchema = z
       .default(3)
       .describe('zstd: 1 (fastest) to 19; gzip: 1 to 9; ignored for lz4 and none (a warning says so when set).'),
     store_records: storeRecordsSchema,
+    encryption: encryptionSchema
+      .optional()
+      .describe(
+        "Encrypt new segments (AES-256-GCM per frame, a data key per segment wrapped by the keyring's active key). Topic names, offsets, timestamps, counts and sizes stay readable (docs/encryption.md). Once a backup has encrypted segments, runs without this are refused. Unset: segments are not encrypted."
+      ),
     segment_max_bytes: byteCount()
       .default(128 * MiB)
       .describe('A segment is closed (and becomes durable) once it holds this many bytes of batches.'),
@@ -477,6 +483,11 @@ export const restoreOptionsSchema = z
       .optional()
       .describe(
         'Restore only records with a timestamp at or before this instant (inclusive). Unset: to the last record.'
+      ),
+    encryption: encryptionSchema
+      .optional()
+      .describe(
+        'The keyring that decrypts an encrypted backup: it must hold every key id its segments name (older keys too, after a rotation). A restore checks the keys before it writes anything. Not needed for unencrypted backups.'
       ),
     topics: topicSelectionSchema
       .prefault({})

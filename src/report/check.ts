@@ -2,6 +2,7 @@
  * The contents of a signed report: its own figures agree with its verdicts, and, given the
  * backup, the backup still holds what the report says it held (docs/verification-report.md).
  */
+import type { KeyProvider } from '../crypto/keys.ts'
 import { BackupError } from '../errors.ts'
 import type { Storage } from '../storage/storage.ts'
 import { REPORT_FORMAT, REPORT_VERSION, summarizeBackup } from './compare.ts'
@@ -46,7 +47,12 @@ const where = (p: { source: { topic: string; partition: number } }) => `${p.sour
  * from the report's own figures, or (with `storage`) when the backup's records of a partition
  * no longer sum up to what the report says.
  */
-export async function checkReportContents(signed: SignedReport, file: string, storage?: Storage): Promise<void> {
+export async function checkReportContents(
+  signed: SignedReport,
+  file: string,
+  storage?: Storage,
+  keys?: KeyProvider
+): Promise<void> {
   const { report } = signed
   for (const [i, p] of report.partitions.entries()) {
     const differences = summaryDifferences(p.backup, p.cluster, report.comparesOffsets)
@@ -67,7 +73,7 @@ export async function checkReportContents(signed: SignedReport, file: string, st
   }
   if (storage) {
     for (const [i, p] of report.partitions.entries()) {
-      const now: RecordSummary = await summarizeBackup(storage, report.backupId, p.source)
+      const now: RecordSummary = await summarizeBackup(storage, report.backupId, p.source, keys)
       const differences = summaryDifferences(p.backup, now, true)
       if (differences.length > 0) {
         throw new BackupError(

@@ -4,11 +4,13 @@
  * Both sides of a partition are read record by record and summed up the same way (digest.ts);
  * the report says, per partition and overall, whether they agree.
  */
+
 import { iterateRecords, recordOffset, recordTimestamp } from '../batch/records.ts'
 import { splitRecordSet } from '../batch/split.ts'
 import { readCommittedBatches } from '../batch/transactions.ts'
 import { requireManifest } from '../catalog/inspect.ts'
 import { type PartitionIndex, readPartitionIndex } from '../catalog/manifest.ts'
+import type { KeyProvider } from '../crypto/keys.ts'
 import { BackupError } from '../errors.ts'
 import { listOffsets, partitionKey } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
@@ -70,7 +72,12 @@ const toWindow = (window: BackupRange['window']): TimeWindow => ({
  * not records, offsets in a gap were deleted on the source (the backup may hold them inside a
  * batch it kept whole), and the window selects by record timestamp as a restore does.
  */
-export async function summarizeBackup(storage: Storage, backupId: string, range: BackupRange): Promise<RecordSummary> {
+export async function summarizeBackup(
+  storage: Storage,
+  backupId: string,
+  range: BackupRange,
+  keys?: KeyProvider
+): Promise<RecordSummary> {
   const index = await readPartitionIndex(storage, backupId, range.topic, range.partition)
   if (!index) {
     throw new BackupError(
@@ -82,21 +89,22 @@ export async function summarizeBackup(storage: Storage, backupId: string, range:
       }
     )
   }
-  return summarizeIndex(storage, backupId, index, range)
+  return summarizeIndex(storage, backupId, index, range, keys)
 }
 
 async function summarizeIndex(
   storage: Storage,
   backupId: string,
   index: PartitionIndex,
-  range: BackupRange
+  range: BackupRange,
+  keys: KeyProvider | undefined
 ): Promise<RecordSummary> {
   const from = BigInt(range.fromOffset)
   const to = BigInt(range.toOffset)
   const window = toWindow(range.window)
   const gaps = index.gaps.map(g => [BigInt(g.fromOffset), BigInt(g.toOffset)] as const)
   const digest = new RecordDigest()
-  for await (const batch of readPartitionBatches(storage, backupId, index, { fromOffset: from })) {
+  for await (const batch of readPartitionBatches(storage, backupId, index, { fromOffset: from, keys })) {
     if (batch.isControl || batch.baseOffset >= to) {
       continue
     }
@@ -196,7 +204,8 @@ export async function reportBackup(
   storage: Storage,
   backupId: string,
   cluster: KafkaCluster,
-  bootstrapServers: string[]
+  bootstrapServers: string[],
+  keys?: KeyProvider
 ): Promise<VerificationReport> {
   const manifest = await requireManifest(storage, backupId)
   const indexes: PartitionIndex[] = []
@@ -230,7 +239,7 @@ export async function reportBackup(
       toOffset: (to > from ? to : from).toString(),
       window: { start: null, end: null }
     }
-    const backup = await summarizeIndex(storage, backupId, index, range)
+    const backup = await summarizeIndex(storage, backupId, index, range, keys)
     const other = await summarizeCluster(cluster, index.topic, index.partition, from, BigInt(range.toOffset))
     partitions.push({
       source: range,
@@ -273,7 +282,8 @@ export async function reportRestore(
   backupId: string,
   restoreId: string | undefined,
   cluster: KafkaCluster,
-  bootstrapServers: string[]
+  bootstrapServers: string[],
+  keys?: KeyProvider
 ): Promise<VerificationReport> {
   const manifest = await requireManifest(storage, backupId)
   const states = (await listRestoreStates(stateStorage, backupId)).filter(
@@ -307,7 +317,7 @@ export async function reportRestore(
       toOffset: restoredTo,
       window: state.window
     }
-    const backup = await summarizeIndex(storage, backupId, index, range)
+    const backup = await summarizeIndex(storage, backupId, index, range, keys)
     const other = await summarizeCluster(
       cluster,
       p.targetTopic,

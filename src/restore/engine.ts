@@ -18,6 +18,7 @@
  * runs the same checks, so it fails where the real run would.
  */
 import type { ClusterMetadataKind } from '../config/schema-parts.ts'
+import type { KeyProvider } from '../crypto/keys.ts'
 import { BackupError, isBackupError } from '../errors.ts'
 import { findTopics, listOffsets, partitionKey } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
@@ -38,7 +39,7 @@ import { buildPlan, type PartitionPlan, type PlanOptions, type RestorePlan } fro
 import { PartitionFeed, RestartNeeded, sendToLeader, throttleOf } from './producer.ts'
 import { PartitionProgress, skipWrittenRecords } from './progress.ts'
 import { TopicRouter } from './repartition.ts'
-import { readPartitionBatches } from './source.ts'
+import { checkBackupKeys, readPartitionBatches } from './source.ts'
 import {
   type CommittedGroup,
   type PartitionState,
@@ -54,6 +55,8 @@ import { mayOverlap } from './window.ts'
 
 export interface RestoreOptions extends PlanOptions {
   storage: Storage
+  /** restore.encryption: decrypts an encrypted backup (docs/encryption.md). */
+  keys?: KeyProvider
   /** Where restore state is kept (restores/{id}/restore.json). Default: `storage`. */
   stateStorage?: Storage
   cluster: KafkaCluster
@@ -224,6 +227,12 @@ export class RestoreEngine {
       return new Map([...found].map(([name, topic]) => [name, topic.partitionCount]))
     })
     this.#plan = plan
+    await checkBackupKeys(
+      options.storage,
+      options.backupId,
+      plan.topics.flatMap(t => t.partitions),
+      options.keys
+    )
     this.#plannedRecords = plan.records
     for (const partition of plan.topics.flatMap(t => t.partitions)) {
       const key = `${partition.targetTopic}/${partition.targetPartition}`
@@ -651,6 +660,7 @@ export class RestoreEngine {
       fromOffset,
       segmentFilter: segment => planned.has(segment),
       frameFilter: row => mayOverlap(window, row.maxTimestamp),
+      keys: this.#options.keys,
       signal
     })) {
       const outgoing = toOutgoing(

@@ -15,8 +15,9 @@
 import type { RecordBatchView } from '../batch/header.ts'
 import { openIndexedSegment } from '../catalog/audit.ts'
 import type { PartitionIndex, SegmentEntry } from '../catalog/manifest.ts'
+import type { KeyProvider } from '../crypto/keys.ts'
 import type { FrameIndexRow } from '../segment/format.ts'
-import { readSegmentBatches } from '../segment/reader.ts'
+import { checkSegmentKey, readSegmentBatches } from '../segment/reader.ts'
 import type { Storage } from '../storage/storage.ts'
 
 export interface ReadPartitionOptions {
@@ -25,6 +26,8 @@ export interface ReadPartitionOptions {
   /** Keep only segments this accepts (e.g. by their time range); decided after the check. */
   segmentFilter?: (segment: SegmentEntry) => boolean
   frameFilter?: (row: FrameIndexRow) => boolean
+  /** Decrypts encrypted segments; plaintext segments of the same backup need none. */
+  keys?: KeyProvider
   signal?: AbortSignal
 }
 
@@ -44,8 +47,32 @@ export async function* readPartitionBatches(
     yield* readSegmentBatches(opened.source, opened.index.name, {
       index: opened.index,
       verifyBatchCrc: true,
+      keys: options.keys,
       signal: options.signal,
       frameFilter: row => row.lastOffset >= fromOffset && (options.frameFilter?.(row) ?? true)
     })
+  }
+}
+
+/**
+ * Unwraps one data key per key id the segments name, so that a missing or wrong key stops a
+ * restore before it writes anything rather than at the first encrypted segment.
+ */
+export async function checkBackupKeys(
+  storage: Storage,
+  backupId: string,
+  partitions: ReadonlyArray<{ index: PartitionIndex; segments: readonly SegmentEntry[] }>,
+  keys: KeyProvider | undefined
+): Promise<void> {
+  const checked = new Set<string>()
+  for (const { index, segments } of partitions) {
+    for (const segment of segments) {
+      if (segment.keyId === undefined || checked.has(segment.keyId)) {
+        continue
+      }
+      const opened = await openIndexedSegment(storage, backupId, index.topic, index.partition, segment)
+      await checkSegmentKey(opened.index, keys)
+      checked.add(segment.keyId)
+    }
   }
 }
