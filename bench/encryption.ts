@@ -156,9 +156,10 @@ for (const codec of ['zstd', 'lz4', 'none'] as const) {
 
 // --- 3. end to end ----------------------------------------------------------------------------------
 if (process.env.BENCH_BROKER !== '0') {
-  let broker: RunningBroker | undefined
-  const bootstrapServers =
-    process.env.KAFKA_BOOTSTRAP_SERVERS ?? (broker = await startBroker('bench-encryption')).bootstrapServers
+  const broker: RunningBroker | undefined = process.env.KAFKA_BOOTSTRAP_SERVERS
+    ? undefined
+    : await startBroker('bench-encryption')
+  const bootstrapServers = process.env.KAFKA_BOOTSTRAP_SERVERS ?? broker!.bootstrapServers
   const cluster = new KafkaCluster({ bootstrapServers: bootstrapServers.split(','), clientId: 'kafka-backup-bench' })
   const topic = `bench-encryption-${Date.now()}`
   const partitions = 4

@@ -265,7 +265,9 @@ export async function openIndexedSegment(
       ['batchCount', entry.batchCount, footer.batchCount],
       ['frameCount', entry.frameCount, footer.frames.length],
       ['uncompressedBytes', entry.uncompressedBytes, footer.uncompressedBytes],
-      ['codec', entry.codec, footer.codec]
+      ['codec', entry.codec, footer.codec],
+      // An entry that hid its key id would let a restore start before its keys are checked.
+      ['keyId', entry.keyId ?? 'none', header.encryption?.keyId ?? 'none']
     ] as const
   ).find(([, expected, found]) => String(expected) !== String(found))
   if (mismatch) {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { validateBackup } from '../../src/catalog/inspect.ts'
-import { readManifest, readPartitionIndex } from '../../src/catalog/manifest.ts'
+import { readManifest, readPartitionIndex, writePartitionIndex } from '../../src/catalog/manifest.ts'
 import { parseKeyring } from '../../src/crypto/keys.ts'
 import { isBackupError } from '../../src/errors.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
@@ -208,6 +208,16 @@ test('a plaintext backup continues encrypted, rotates keys without rewriting, re
   assert.deepEqual(report.problems, [])
   await runRestore(restoreOptions(cluster, storage, { topicMapping: { [topic]: `${topic}-restored` }, keys: bothKeys }))
   await assertRestoredExactly(topic, `${topic}-restored`)
+
+  // An index entry that no longer names its segment's key is caught against the header.
+  const index = (await readPartitionIndex(storage, 'test-backup', topic, 0))!
+  const edited = index.segments.findIndex(segment => segment.keyId === 'k2')
+  delete index.segments[edited]!.keyId
+  await writePartitionIndex(storage, 'test-backup', index)
+  const problems = (await validateBackup(storage, 'test-backup')).problems
+  assert.equal(problems.length, 1, JSON.stringify(problems))
+  assert.equal(problems[0]!.code, 'KB_SEGMENT_CORRUPT')
+  assert.match(problems[0]!.message, /keyId is k2, its index entry says none/)
 })
 
 test('the CLI backs up and restores with a keyring file, fails a wrong key with its code, and logs no key bytes', async () => {
