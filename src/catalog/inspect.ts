@@ -109,6 +109,8 @@ export interface BackupDescription {
   updatedAt: string
   source: Manifest['source']
   compression: Manifest['compression']
+  /** The key ids that encrypted its segments (docs/encryption.md); null when none is encrypted. */
+  encryption: { keyIds: string[] } | null
   records: number
   bytes: number
   storedBytes: number
@@ -180,6 +182,7 @@ export async function describeBackup(storage: Storage, backupId: string): Promis
     updatedAt: manifest.updatedAt,
     source: manifest.source,
     compression: manifest.compression,
+    encryption: manifest.encryption ?? null,
     records: all.reduce((sum, p) => sum + p.records, 0),
     bytes,
     storedBytes,

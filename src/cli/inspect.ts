@@ -91,6 +91,9 @@ export function describeCommand(): Command {
         console.log(
           `  source cluster ${description.source.clusterId ?? '?'} (${description.source.bootstrapServers.join(',')})`
         )
+        if (description.encryption) {
+          console.log(`  encrypted with key ids ${description.encryption.keyIds.join(', ')}`)
+        }
         console.log(
           `  created ${description.createdAt}, updated ${description.updatedAt}, ${description.runs.length} runs`
         )

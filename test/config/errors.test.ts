@@ -101,6 +101,24 @@ const cases: Case[] = [
     message: /mode: expected one of backup, restore, found "archive"/
   },
   {
+    name: 'an encryption block with both keyring_file and keyring_env',
+    text: edit(backupConfig(), c => {
+      c.backup = { encryption: { keyring_file: '/etc/kb/keyring', keyring_env: 'KB_KEYRING' } }
+    }),
+    code: 'KB_CONFIG_INVALID',
+    path: 'backup.encryption',
+    message: /backup\.encryption: expected exactly one of keyring_file and keyring_env/
+  },
+  {
+    name: 'an encryption block with neither',
+    text: edit(restoreConfig(), c => {
+      c.restore = { encryption: {} }
+    }),
+    code: 'KB_CONFIG_INVALID',
+    path: 'restore.encryption',
+    message: /restore\.encryption: expected exactly one of keyring_file and keyring_env/
+  },
+  {
     name: 'missing backup_id',
     text: edit(backupConfig(), c => delete c.backup_id),
     code: 'KB_CONFIG_INVALID',

@@ -243,6 +243,8 @@ test('the CLI backs up and restores with a keyring file, fails a wrong key with 
   const backup = writeConfig(backupYaml('test-backup', topic, dir, `backup:\n${encryption(keyringFile, '  ')}`))
   const backedUp = await run(['backup', '--config', backup])
   assert.equal(backedUp.code, 0, backedUp.stderr)
+  const described = await run(['describe', '--path', dir, '--backup-id', 'test-backup'])
+  assert.match(described.stdout, /encrypted with key ids k1\n/)
 
   const wrongRestore = writeConfig(restoreYaml(topic, `${topic}-wrong`, dir, encryption(wrongFile, '  ')))
   const failed = await run(['restore', '--config', wrongRestore])
