@@ -1,10 +1,12 @@
 /**
- * The segment file format, version 1: constants, the byte layout and the (de)serialisers of its
- * fixed parts. docs/segment-format.md is the reference for readers in other languages; keep the
- * two in step. All integers are big-endian (as in Kafka's own protocol), checksums are CRC-32C.
+ * The segment file format, versions 1 and 2: constants, the byte layout and the (de)serialisers
+ * of its fixed parts. docs/segment-format.md is the reference for readers in other languages;
+ * keep the two in step. All integers are big-endian (as in Kafka's own protocol), checksums are CRC-32C.
  *
  *     header    magic(8) version(2) codec(1) level(1) partition(4) createdAtMs(8)
  *               topicLength(2) topic(n, UTF-8) headerCrc(4)                    30 + n bytes
+ *               version 2 (encrypted) adds before headerCrc: cipher(1) keyIdLength(1)
+ *               keyId(k) wrappedKeyLength(2) wrappedKey(w)                      +4 + k + w
  *     frames    frameCount independently compressed blocks of whole RecordBatches, back to back
  *     footer    summary(88) + frameCount index rows (rowSize, 64 in v1)
  *     trailer   footerOffset(8) footerLength(4) footerCrc(4) version(2) reserved(2)
