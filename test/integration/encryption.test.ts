@@ -174,7 +174,7 @@ describe('S3', async () => {
   })
 })
 
-test('a plaintext backup continues encrypted, rotates keys without rewriting, restores whole, and refuses to go back to plaintext', async () => {
+test('a plaintext backup continues encrypted, rotates keys without rewriting, restores whole and by time window, and refuses to go back to plaintext', async () => {
   const storage = tempStorage()
   const topic = uniqueTopic('enc-rotation')
   await createTopic(cluster, topic, 2)
@@ -182,7 +182,9 @@ test('a plaintext backup continues encrypted, rotates keys without rewriting, re
   await produce(topic, 1, 500)
   await runBackup(backupOptions(cluster, storage, [topic], options))
   const plainSegments = (await headerKeyIds(storage)).length
+  const round2From = BigInt(Date.now())
   await produce(topic, 2, 500)
+  const round2To = BigInt(Date.now())
   await runBackup(backupOptions(cluster, storage, [topic], { ...options, keys: onlyK1 }))
   await produce(topic, 3, 500)
   await runBackup(backupOptions(cluster, storage, [topic], { ...options, keys: bothKeys }))
@@ -208,6 +210,21 @@ test('a plaintext backup continues encrypted, rotates keys without rewriting, re
   assert.deepEqual(report.problems, [])
   await runRestore(restoreOptions(cluster, storage, { topicMapping: { [topic]: `${topic}-restored` }, keys: bothKeys }))
   await assertRestoredExactly(topic, `${topic}-restored`)
+
+  // A time window reads only the frames it overlaps, each decrypted on its own.
+  const windowed = `${topic}-window`
+  await runRestore(
+    restoreOptions(cluster, storage, {
+      topicMapping: { [topic]: windowed },
+      window: { start: round2From, end: round2To },
+      keys: bothKeys
+    })
+  )
+  const expected = (await readTopicRecords(cluster, topic)).filter(
+    record => record.timestamp >= round2From && record.timestamp <= round2To
+  )
+  assert.equal(expected.length, 500)
+  assert.deepEqual(contentOf(await readTopicRecords(cluster, windowed)), contentOf(expected))
 
   // An index entry that no longer names its segment's key is caught against the header.
   const index = (await readPartitionIndex(storage, 'test-backup', topic, 0))!
