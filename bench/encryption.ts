@@ -24,12 +24,12 @@ import { type RunningBroker, startBroker, stopBroker } from '../scripts/broker.t
 import { BackupEngine } from '../src/backup/engine.ts'
 import { FrameCipher, newSegmentKey } from '../src/crypto/frames.ts'
 import { type KeyProvider, parseKeyring } from '../src/crypto/keys.ts'
-import { KafkaCluster } from '../src/kafka/cluster.ts'
 import { RestoreEngine } from '../src/restore/engine.ts'
 import type { SegmentCodecName } from '../src/segment/format.ts'
 import { bufferSource, readSegmentBatches } from '../src/segment/reader.ts'
 import { SegmentWriter } from '../src/segment/writer.ts'
 import { FilesystemStorage } from '../src/storage/filesystem.ts'
+import { testCluster } from '../test/helpers/kafka.ts'
 import { buildDataset, jsonEvent, mulberry32 } from './data.ts'
 
 const DATA_MIB = Number(process.env.BENCH_MB ?? 64)
@@ -160,7 +160,7 @@ if (process.env.BENCH_BROKER !== '0') {
     ? undefined
     : await startBroker('bench-encryption')
   const bootstrapServers = process.env.KAFKA_BOOTSTRAP_SERVERS ?? broker!.bootstrapServers
-  const cluster = new KafkaCluster({ bootstrapServers: bootstrapServers.split(','), clientId: 'kafka-backup-bench' })
+  const cluster = testCluster(bootstrapServers.split(','))
   const topic = `bench-encryption-${Date.now()}`
   const partitions = 4
   await cluster.admin.createTopics({ topics: [topic], partitions, replicas: 1 })

@@ -2,8 +2,8 @@
 
 import type { Command } from 'commander'
 import type { RestoreConfig } from '../config/schema.ts'
-import { aclName, quotaEntityName } from '../kafka/cluster-metadata-codes.ts'
 import { loadKeyring } from '../crypto/keys.ts'
+import { aclName, quotaEntityName } from '../kafka/cluster-metadata-codes.ts'
 import type { RestoreMetrics } from '../metrics/registry.ts'
 import { restoreOptionsFromConfig } from '../options.ts'
 import { RestoreEngine, type RestoreSummary } from '../restore/engine.ts'

@@ -339,6 +339,8 @@ function normalisePaths(config: Config, base: string): void {
     const path = security[key]
     if (path !== undefined) security[key] = against(path)
   }
+  const encryption = config.mode === 'backup' ? config.backup.encryption : config.restore.encryption
+  if (encryption?.keyring_file !== undefined) encryption.keyring_file = against(encryption.keyring_file)
   if (config.mode === 'restore' && config.restore.scram_users_file !== undefined) {
     config.restore.scram_users_file = against(config.restore.scram_users_file)
   }

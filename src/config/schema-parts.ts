@@ -152,7 +152,7 @@ export const encryptionSchema = z
       .min(1)
       .optional()
       .describe(
-        'Path of the keyring file: one key a line, `<key id> <32-byte key as 64 hex digits or base64>`; the last line is the active key (docs/encryption.md). Keep it mode 600: a warning says when others can read it.'
+        'Path of the keyring file (relative to the config file): one key a line, `<key id> <32-byte key as 64 hex digits or base64>`; the last line is the active key (docs/encryption.md). Keep it mode 600: a warning says when others can read it.'
       ),
     keyring_env: z
       .string()

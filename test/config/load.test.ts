@@ -168,6 +168,20 @@ describe('loadConfig', () => {
   })
 })
 
+describe('encryption keyring path', () => {
+  test('a relative backup.encryption.keyring_file is resolved against the config file', async () => {
+    const folder = await mkdtemp(join(tmpdir(), 'kb-config-'))
+    try {
+      const file = join(folder, 'backup.yaml')
+      await writeFile(file, `${minimalBackup}backup:\n  encryption:\n    keyring_file: keys/keyring\n`)
+      const config = await loadConfig(file, {}, { env: {} })
+      assert.equal(config.mode === 'backup' && config.backup.encryption?.keyring_file, join(folder, 'keys/keyring'))
+    } finally {
+      await rm(folder, { recursive: true })
+    }
+  })
+})
+
 describe('parseConfig', () => {
   test('fills every default of a minimal backup config', () => {
     const config = parseConfig(minimalBackup, 'backup.yaml', {})

@@ -13,14 +13,13 @@ import { validateBackup } from '../../src/catalog/inspect.ts'
 import { readManifest, readPartitionIndex, writePartitionIndex } from '../../src/catalog/manifest.ts'
 import { parseKeyring } from '../../src/crypto/keys.ts'
 import { isBackupError } from '../../src/errors.ts'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { readSegmentIndex } from '../../src/segment/reader.ts'
 import { openRangeSource } from '../../src/storage/range-source.ts'
 import type { Storage } from '../../src/storage/storage.ts'
 import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
 import { newProducer } from '../helpers/cases.ts'
 import { backupYaml, restoreYaml, runCli, writeConfig } from '../helpers/cli.ts'
-import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { useS3Server } from '../helpers/object-servers.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
@@ -44,7 +43,7 @@ function assertNoKeyMaterial(text: string, what: string): void {
   }
 }
 
-let cluster: KafkaCluster
+let cluster: AdminCluster
 before(() => {
   cluster = testCluster()
 })
