@@ -287,7 +287,8 @@ export class PartitionTask {
       upload,
       key,
       keyId: encryption?.keyId,
-      openedAt: Date.now(), appendedBytes: 0
+      openedAt: Date.now(),
+      appendedBytes: 0
     }
     // Its own timer, so that how long data waits to be durable is bounded by the interval
     // itself, not by the engine's once-a-second tick on top (docs/benchmarks.md, "Continuous backup").

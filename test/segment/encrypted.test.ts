@@ -7,7 +7,7 @@ import { type KeyProvider, parseKeyring } from '../../src/crypto/keys.ts'
 import { isBackupError } from '../../src/errors.ts'
 import { FOOTER_SUMMARY_SIZE, FRAME_ROW_SIZE, RowField, TRAILER_SIZE, TrailerField } from '../../src/segment/format.ts'
 import { bufferSource, readSegmentBatches, readSegmentIndex, validateSegment } from '../../src/segment/reader.ts'
-import { jsonValue, makeBatches, segmentCodecs, writeSegment } from './batches.ts'
+import { jsonValue, makeBatch, makeBatches, segmentCodecs, writeSegment } from './batches.ts'
 
 const k1 = randomBytes(32)
 const k2 = randomBytes(32)
@@ -166,4 +166,18 @@ test('every single-byte change anywhere in an encrypted segment is detected', as
       `byte ${at} of ${bytes.length}`
     )
   }
+})
+
+test('producer-compressed batches stored decompressed read back the same encrypted as in the clear', async () => {
+  const batches = [0, 1, 2, 3].map(i =>
+    makeBatch({ baseOffset: BigInt(i * 10), recordCount: 10, valueBytes: 300, compression: 'lz4' })
+  )
+  const plain = await writeSegment(batches, { storeRecords: 'decompressed' })
+  const encrypted = await writeSegment(batches, {
+    storeRecords: 'decompressed',
+    encryption: await newSegmentKey(oneKey, 'orders', 3)
+  })
+  const read = await readAll(encrypted.bytes, oneKey)
+  assert.equal(read.length, 4)
+  assert.deepEqual(read, await readAll(plain.bytes))
 })
