@@ -1,9 +1,10 @@
 /**
- * The CLI as users run it, for the benchmarks: src/ compiled to JavaScript in a private build
- * (so a stale dist/ is never measured). Running the .ts sources costs Node's type stripping
+ * The CLI as users run it, for the benchmarks: built as `npm run build` builds it (tsc, then
+ * scripts/bundle-cli.ts) in a private folder (so a stale dist/ is never measured). Running the .ts sources costs Node's type stripping
  * (amaro, a WASM module) about 30 MB of RSS and start-up time that the published package does
  * not have. BENCH_CLI=src runs the sources instead; BENCH_CLI=PATH.js runs a CLI built elsewhere
- * (another checkout's dist/cli/main.js), to compare before and after a change in one run.
+ * (another checkout's dist/kafka-backup.js, or its dist/cli/main.js before the bundle), to
+ * compare before and after a change in one run.
  */
 import { spawnSync } from 'node:child_process'
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -45,7 +46,19 @@ export function buildCli(name: string, log: (line: string) => void): { cliPath: 
     log(`could not compile src/ (${tsc.stdout}${tsc.stderr}); measuring the CLI from src/ instead`)
     return sources
   }
-  return { cliPath: join(buildRoot, 'dist', 'cli', 'main.js'), how: 'src/ compiled by tsc (tsconfig.build.json)' }
+  // The command as `npm run build` makes it: bundled by scripts/bundle-cli.ts.
+  const bundle = spawnSync(process.execPath, [join(repoRoot, 'scripts', 'bundle-cli.ts'), join(buildRoot, 'dist')], {
+    encoding: 'utf8',
+    cwd: repoRoot
+  })
+  if (bundle.status !== 0) {
+    log(`could not bundle the CLI (${bundle.stdout}${bundle.stderr}); measuring the CLI from src/ instead`)
+    return sources
+  }
+  return {
+    cliPath: join(buildRoot, 'dist', 'kafka-backup.js'),
+    how: 'built by `npm run build` (tsc, then bundled by scripts/bundle-cli.ts)'
+  }
 }
 
 /**

@@ -6,11 +6,11 @@
  * alert, a reset), and is not used again; the pool (cluster.ts) opens a new one.
  */
 import { connect as connectTcp, type Socket } from 'node:net'
-import { connect as connectTls, type ConnectionOptions as TlsOptions } from 'node:tls'
+import type { ConnectionOptions as TlsOptions } from 'node:tls'
 import { toolVersion } from '../../version.ts'
 import { checkErrorCode, NetworkError } from './errors.ts'
 import { Reader } from './reader.ts'
-import { authenticate, type SaslOptions } from './sasl.ts'
+import type { SaslOptions } from './sasl.ts'
 import { Writer } from './writer.ts'
 
 export interface ConnectionOptions {
@@ -376,6 +376,8 @@ export class Connection {
   }
 
   async #authenticate(): Promise<void> {
+    // Loaded on first use, with node:crypto: most clusters need neither (start-up, docs/benchmarks.md).
+    const { authenticate } = await import('./sasl.ts')
     const sessionLifetimeMs = await authenticate(this.#options.sasl!, (apiKey, version, encode, decode) =>
       this.#send(apiKey, version, encode, decode, this.#options.requestTimeoutMs)
     )
@@ -408,11 +410,13 @@ export class Connection {
 }
 
 /** A connected socket (TLS handshake done), or a NetworkError whose cause says why not. */
-function connectSocket(options: ConnectionOptions): Promise<Socket> {
+async function connectSocket(options: ConnectionOptions): Promise<Socket> {
   const { host, port, tls, connectTimeoutMs } = options
   const address = `${host}:${port}`
+  // node:tls (with node:crypto) costs ~15 ms of start-up: loaded only for a TLS listener.
+  const connectTls = tls ? (await import('node:tls')).connect : undefined
   const { promise, resolve, reject } = Promise.withResolvers<Socket>()
-  const socket = tls
+  const socket = connectTls
     ? connectTls({ host, port, servername: isIp(host) ? undefined : host, ...tls })
     : connectTcp({ host, port })
   const fail = (cause: unknown) => {

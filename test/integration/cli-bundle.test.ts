@@ -1,0 +1,92 @@
+/**
+ * The command as `npm run build` ships it: bundled by scripts/bundle-cli.ts into dist/. The
+ * other tests run src/cli/main.ts; these run the bundle, where CommonJS dependencies, chunks
+ * loaded on demand and the modules left outside it must all still be found.
+ */
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { after, before, test } from 'node:test'
+import { bundleCli } from '../../scripts/bundle-cli.ts'
+import { tempStorage } from '../helpers/backup.ts'
+import { backupYaml, type CliResult, restoreYaml, writeConfig } from '../helpers/cli.ts'
+import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { clusterAndProducer, produceNumbered } from '../helpers/setup.ts'
+import { contentOf, readTopicRecords } from '../helpers/topic.ts'
+
+const repoRoot = resolve(import.meta.dirname, '../..')
+const { cluster, producer } = clusterAndProducer()
+let bundlePath = ''
+let packageRoot = ''
+
+before(async () => {
+  // A package of its own: the bundle reads its version from ../package.json, as in dist/. Inside
+  // the repository, so the dependencies left outside the bundle resolve from its node_modules.
+  mkdirSync(join(repoRoot, '.cache'), { recursive: true })
+  packageRoot = mkdtempSync(join(repoRoot, '.cache', 'bundle-'))
+  copyFileSync(join(repoRoot, 'package.json'), join(packageRoot, 'package.json'))
+  await bundleCli(join(packageRoot, 'dist'))
+  bundlePath = join(packageRoot, 'dist', 'kafka-backup.js')
+})
+after(() => rmSync(packageRoot, { recursive: true, force: true }))
+
+function runBundle(args: string[]): Promise<CliResult> {
+  const child = spawn(process.execPath, [bundlePath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', chunk => {
+    stdout += chunk
+  })
+  child.stderr.setEncoding('utf8').on('data', chunk => {
+    stderr += chunk
+  })
+  return new Promise(done => child.on('close', (code, signal) => done({ code, signal, stdout, stderr })))
+}
+
+test('the bundled command prints its version and the help of every command', async () => {
+  const { version } = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }
+  const versionRun = await runBundle(['--version'])
+  assert.equal(versionRun.code, 0, versionRun.stderr)
+  assert.equal(versionRun.stdout.trim(), version)
+  const help = await runBundle(['--help'])
+  assert.equal(help.code, 0, help.stderr)
+  for (const command of ['backup', 'restore', 'list', 'describe', 'validate', 'offsets']) {
+    assert.match(help.stdout, new RegExp(`\\n  ${command} `), command)
+  }
+  const backupHelp = await runBundle(['help', 'backup'])
+  assert.equal(backupHelp.code, 0, backupHelp.stderr)
+  assert.match(backupHelp.stdout, /--config <file>/)
+})
+
+test('the bundled command backs up and restores a topic record for record', async () => {
+  const topic = uniqueTopic('bundle')
+  await createTopic(cluster, topic, 1)
+  await produceNumbered(producer, topic, 0, 0, 500, { valueBytes: 100 })
+  const storage = tempStorage()
+  const backup = await runBundle([
+    'backup',
+    '--config',
+    writeConfig(backupYaml('test-backup', topic, storage.location)),
+    '--json'
+  ])
+  assert.equal(backup.code, 0, backup.stderr)
+  assert.equal(JSON.parse(backup.stdout).records, 500)
+
+  const target = `${topic}-restored`
+  const restore = await runBundle([
+    'restore',
+    '--config',
+    writeConfig(restoreYaml(topic, target, storage.location)),
+    '--json'
+  ])
+  assert.equal(restore.code, 0, restore.stderr)
+  assert.deepEqual(
+    contentOf(await readTopicRecords(cluster, target)),
+    contentOf(await readTopicRecords(cluster, topic))
+  )
+
+  const bad = await runBundle(['backup', '--config', writeConfig('mode: backup\nbackup_id: 7\n')])
+  assert.equal(bad.code, 2, bad.stderr)
+  assert.match(bad.stderr, /^kafka-backup: KB_CONFIG_INVALID: /)
+})
