@@ -9,9 +9,10 @@
  * clients may write any bytes, and a restore must give them back byte for byte. Encoding takes
  * a string or bytes.
  */
+import { createRequire } from 'node:module'
 import { gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from 'node:zlib'
-import lz4 from 'lz4-napi'
-import snappy from 'snappy'
+import type Lz4 from 'lz4-napi'
+import type Snappy from 'snappy'
 import { BackupError } from '../errors.ts'
 import { crc32c } from './crc.ts'
 import {
@@ -23,6 +24,14 @@ import {
   Offset,
   RecordBatchView
 } from './header.ts'
+
+// Each loads a native library (~11 ms of start-up for both, docs/benchmarks.md "Start-up"):
+// loaded by the first batch that needs it (many runs need neither).
+const loadPackage = createRequire(import.meta.url)
+let lz4Module: typeof Lz4 | undefined
+let snappyModule: typeof Snappy | undefined
+const lz4 = () => (lz4Module ??= loadPackage('lz4-napi') as typeof Lz4)
+const snappy = () => (snappyModule ??= loadPackage('snappy') as typeof Snappy)
 
 export type RecordHeader = [key: Buffer, value: Buffer | null]
 
@@ -80,7 +89,7 @@ function unsupportedCodec(codec: number, baseOffset?: bigint): BackupError {
 
 function decompressSnappy(data: Buffer): Buffer {
   if (data.length < XERIAL_HEADER_SIZE || !data.subarray(0, XERIAL_MAGIC.length).equals(XERIAL_MAGIC)) {
-    return snappy.uncompressSync(data) as Buffer
+    return snappy().uncompressSync(data) as Buffer
   }
   const chunks: Buffer[] = []
   let position = XERIAL_HEADER_SIZE
@@ -95,7 +104,7 @@ function decompressSnappy(data: Buffer): Buffer {
         `xerial snappy chunk at ${position} claims ${chunkLength} bytes, ${data.length - position} remain`
       )
     }
-    chunks.push(snappy.uncompressSync(data.subarray(position, position + chunkLength)) as Buffer)
+    chunks.push(snappy().uncompressSync(data.subarray(position, position + chunkLength)) as Buffer)
     position += chunkLength
   }
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)
@@ -108,7 +117,7 @@ function compressSnappyXerial(data: Buffer): Buffer {
   header.writeInt32BE(1, 12)
   const parts: Buffer[] = [header]
   for (let start = 0; start < data.length; start += XERIAL_BLOCK_SIZE) {
-    const block = snappy.compressSync(data.subarray(start, start + XERIAL_BLOCK_SIZE))
+    const block = snappy().compressSync(data.subarray(start, start + XERIAL_BLOCK_SIZE))
     const length = Buffer.allocUnsafe(4)
     length.writeUInt32BE(block.length)
     parts.push(length, block)
@@ -128,7 +137,7 @@ export function decompressRecords(codec: number, data: Buffer, baseOffset?: bigi
         return decompressSnappy(data)
       case Codec.lz4:
         // Kafka's lz4 is the LZ4 frame format; lz4-napi is native (lz4_flex).
-        return lz4.decompressFrameSync(data)
+        return lz4().decompressFrameSync(data)
       case Codec.zstd:
         return zstdDecompressSync(data)
     }
@@ -163,7 +172,7 @@ export function compressRecords(codec: number, data: Buffer): Buffer {
     case Codec.snappy:
       return compressSnappyXerial(data)
     case Codec.lz4:
-      return lz4.compressFrameSync(data)
+      return lz4().compressFrameSync(data)
     case Codec.zstd:
       return zstdCompressSync(data)
   }

@@ -4,12 +4,18 @@
  * so a 1 MiB frame never blocks the event loop and partitions compress in parallel; the
  * measurements behind this are in docs/benchmarks.md, "Codec ceilings".
  */
+import { createRequire } from 'node:module'
 import { promisify } from 'node:util'
 import zlib from 'node:zlib'
-import { compressFrame as lz4CompressFrame, decompressFrame as lz4DecompressFrame } from 'lz4-napi'
+import type Lz4 from 'lz4-napi'
 import { BackupError } from '../errors.ts'
 import { type SegmentCodecId, SegmentCodecIds, type SegmentCodecName } from './format.ts'
 import { compressionLevels } from './levels.ts'
+
+// A native library (~4 ms of start-up): loaded by the first lz4 frame, not by every run.
+const loadPackage = createRequire(import.meta.url)
+let lz4Module: typeof Lz4 | undefined
+const lz4Native = () => (lz4Module ??= loadPackage('lz4-napi') as typeof Lz4)
 
 const zstdCompress = promisify(zlib.zstdCompress)
 const zstdDecompress = promisify(zlib.zstdDecompress)
@@ -100,10 +106,10 @@ const lz4: FrameCodec = {
   name: 'lz4',
   id: SegmentCodecIds.lz4,
   compress(frame) {
-    return lz4CompressFrame(frame)
+    return lz4Native().compressFrame(frame)
   },
   decompress(stored) {
-    return lz4DecompressFrame(stored)
+    return lz4Native().decompressFrame(stored)
   }
 }
 
