@@ -125,7 +125,7 @@ export function parseConfig(
       { file: fileName, path: '(top level)', expected: 'a mapping', found: 'nothing' }
     )
   }
-  const result = configSchema.safeParse(input, { reportInput: true })
+  const result = configSchema.safeParse(input, { reportInput: true, jitless: true })
   if (!result.success) {
     throw configInvalidError(result.error.issues, { file: fileName, input, lineOf: source.lineOf, flags })
   }
