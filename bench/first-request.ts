@@ -28,17 +28,36 @@ const file = process.env.BENCH_FIRST_REQUEST_FILE
 if (file) {
   const seen: FirstRequests = { cpuMsAtExit: 0 }
   const write = Socket.prototype.write
+  // Bytes of the request being written that are still to come, per socket: a request may be
+  // written in several chunks, and a later chunk's bytes are not a request header.
+  const frameBytesLeft = new WeakMap<Socket, number>()
+  const onRequest = (apiKey: number) => {
+    if (apiKey === 1 && seen.fetchAt === undefined) {
+      seen.fetchAt = performance.timeOrigin + performance.now()
+      seen.cpuMsAtFirstRequest ??= cpuMs()
+    } else if (apiKey === 0 && seen.produceAt === undefined) {
+      seen.produceAt = performance.timeOrigin + performance.now()
+      seen.cpuMsAtFirstRequest ??= cpuMs()
+    }
+  }
   // A Kafka request starts with its int32 size and int16 API key (the request header).
   Socket.prototype.write = function (this: Socket, chunk: unknown, ...rest: unknown[]) {
-    if (Buffer.isBuffer(chunk) && chunk.length >= 6) {
-      const apiKey = chunk.readInt16BE(4)
-      if (apiKey === 1 && seen.fetchAt === undefined) {
-        seen.fetchAt = performance.timeOrigin + performance.now()
-        seen.cpuMsAtFirstRequest ??= cpuMs()
-      } else if (apiKey === 0 && seen.produceAt === undefined) {
-        seen.produceAt = performance.timeOrigin + performance.now()
-        seen.cpuMsAtFirstRequest ??= cpuMs()
+    if (Buffer.isBuffer(chunk)) {
+      let left = frameBytesLeft.get(this) ?? 0
+      let position = 0
+      while (position < chunk.length) {
+        if (left > 0) {
+          const step = Math.min(left, chunk.length - position)
+          left -= step
+          position += step
+        } else if (chunk.length - position >= 6) {
+          onRequest(chunk.readInt16BE(position + 4))
+          left = chunk.readInt32BE(position) + 4
+        } else {
+          break
+        }
       }
+      frameBytesLeft.set(this, left)
     }
     return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest)
   } as typeof Socket.prototype.write
