@@ -19,7 +19,7 @@ import { build, type Plugin } from 'esbuild'
 
 const repoRoot = resolve(import.meta.dirname, '..')
 
-export const bundleExternals = [
+const bundleExternals = [
   '@node-rs/crc32',
   'lz4-napi',
   'snappy',
