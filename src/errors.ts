@@ -43,6 +43,11 @@ export const errorCodes = [
   'KB_STORAGE',
   'KB_STORAGE_NOT_FOUND',
   'KB_STORAGE_ACCESS_DENIED',
+  /**
+   * A create-only write found its key taken: another writer (a second process on the same
+   * backup, or a stale owner) got there first. Nothing was overwritten.
+   */
+  'KB_STORAGE_EXISTS',
   'KB_BACKUP_NOT_FOUND',
   /** A manifest or index of a backup is unreadable or inconsistent. */
   'KB_BACKUP_CORRUPT',

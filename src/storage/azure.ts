@@ -294,19 +294,25 @@ export class AzureBlobStorage extends ObjectStore {
         concurrency: this.maxConcurrency,
         // One Put Blob up to a block's size: atomic, and no uncommitted blocks that a
         // concurrent writer of the same key could discard.
-        maxSingleShotSize: Math.max(this.blockSize, 1)
+        maxSingleShotSize: Math.max(this.blockSize, 1),
+        conditions: ifAbsent(operation)
       })
     } catch (error) {
       throw this.failure(error, key, operation)
     }
   }
 
-  protected async putParts(key: string, body: Readable, failure: (error: unknown) => BackupError): Promise<void> {
-    const blob = await this.#blob(key, 'put')
+  protected async putParts(
+    key: string,
+    body: Readable,
+    operation: 'put' | 'create',
+    failure: (error: unknown) => BackupError
+  ): Promise<void> {
+    const blob = await this.#blob(key, operation)
     try {
-      // Blocks are staged under random ids and committed at the end: until then the old blob
-      // (or none) is what readers see.
-      await blob.uploadStream(body, this.blockSize, this.maxConcurrency)
+      // Blocks are staged under random ids and committed at the end (the precondition is the
+      // commit's): until then the old blob (or none) is what readers see.
+      await blob.uploadStream(body, this.blockSize, this.maxConcurrency, { conditions: ifAbsent(operation) })
     } catch (error) {
       throw failure(error)
     }
@@ -316,8 +322,13 @@ export class AzureBlobStorage extends ObjectStore {
     if (isBackupError(error)) {
       return error
     }
-    return objectStoreFailure(this.#names, classify(error), error, key, operation)
+    return objectStoreFailure(this.#names, classify(error, operation), error, key, operation)
   }
+}
+
+/** Azure's create-only precondition: the write fails (409 BlobAlreadyExists or 412) if the blob exists. */
+function ifAbsent(operation: ObjectOperation): { ifNoneMatch: string } | undefined {
+  return operation === 'create' ? { ifNoneMatch: '*' } : undefined
 }
 
 function statusOf(error: unknown): number | undefined {
@@ -334,9 +345,12 @@ function codeOf(error: unknown): string | undefined {
   return typeof plain === 'string' ? plain : undefined
 }
 
-function classify(error: unknown): FailureKind {
+function classify(error: unknown, operation: ObjectOperation): FailureKind {
   const code = codeOf(error)
   const status = statusOf(error)
+  if (operation === 'create' && (status === 409 || status === 412) && code !== 'ContainerBeingDeleted') {
+    return 'key-exists'
+  }
   if (code === 'ContainerNotFound') {
     return 'container-not-found'
   }

@@ -6,10 +6,11 @@ import { Readable } from 'node:stream'
  * setting that holds a credential, not its value.
  */
 import { BackupError, isBackupError } from '../errors.ts'
-import { notFound } from './keys.ts'
+import { alreadyExists, notFound } from './keys.ts'
 
 export type ObjectOperation =
   | 'put'
+  | 'create'
   | 'replace'
   | 'get'
   | 'getRange'
@@ -35,7 +36,7 @@ export interface ObjectStoreNames {
 }
 
 /** What a backend found out about a failed request. */
-export type FailureKind = 'key-not-found' | 'container-not-found' | 'access-denied' | 'other'
+export type FailureKind = 'key-exists' | 'key-not-found' | 'container-not-found' | 'access-denied' | 'other'
 
 /** `Name: first line of the message`; servers append request ids and times on later lines. */
 export function reasonOf(error: unknown): string {
@@ -68,6 +69,8 @@ export function objectStoreFailure(
   switch (kind) {
     case 'key-not-found':
       return notFound(key, location, operation)
+    case 'key-exists':
+      return alreadyExists(key, location, error)
     case 'container-not-found':
       return new BackupError(
         'KB_STORAGE_NOT_FOUND',

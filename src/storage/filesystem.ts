@@ -5,16 +5,18 @@
  *
  * Writes go to a temp file in the key's own directory (`.<name>.<16 hex>.tmp`, so rename()
  * stays within one filesystem and is atomic), which is fsynced, renamed over the key, and then
- * the directory is fsynced so the rename itself survives a power loss. A new directory's entry
+ * the directory is fsynced so the rename itself survives a power loss. A create links the temp
+ * file to the key instead (link() fails when the key exists, atomically) and then removes it. A new directory's entry
  * is fsynced in its parent before anything is written inside it, for the same reason.
  */
 import { randomBytes } from 'node:crypto'
 import type { Dirent, Stats } from 'node:fs'
-import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises'
+import { type FileHandle, link, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import type { Readable } from 'node:stream'
 import { BackupError, isBackupError } from '../errors.ts'
 import {
+  alreadyExists,
   checkKey,
   checkPrefix,
   checkRange,
@@ -34,7 +36,7 @@ export interface FilesystemStorageOptions {
   prefix?: string
 }
 
-type Operation = 'put' | 'replace' | 'get' | 'getRange' | 'stream' | 'head' | 'list' | 'delete'
+type Operation = 'put' | 'create' | 'replace' | 'get' | 'getRange' | 'stream' | 'head' | 'list' | 'delete'
 
 const readOperations = new Set<Operation>(['get', 'getRange', 'stream', 'head', 'list'])
 
@@ -66,6 +68,10 @@ export class FilesystemStorage implements Storage {
 
   async put(key: string, body: Readable | Buffer): Promise<void> {
     await this.#write(key, body, 'put')
+  }
+
+  async create(key: string, body: Readable | Buffer): Promise<void> {
+    await this.#write(key, body, 'create')
   }
 
   async replace(key: string, body: Buffer): Promise<void> {
@@ -234,9 +240,17 @@ export class FilesystemStorage implements Storage {
         await handle.sync()
         await handle.close()
         handle = undefined
-        await rename(temp, target)
+        if (operation === 'create') {
+          await link(temp, target)
+          // The object is in place; a temp file left here is invisible and swept later.
+          await rm(temp, { force: true }).catch(() => undefined)
+        } else {
+          await rename(temp, target)
+        }
       } catch (error) {
-        throw this.#failure(error, key, operation)
+        throw errnoOf(error) === 'EEXIST'
+          ? alreadyExists(key, this.location, error)
+          : this.#failure(error, key, operation)
       }
     } catch (error) {
       // Whatever failed, the source will not be read further: release it (and its producer).

@@ -257,17 +257,23 @@ export class GcsStorage extends ObjectStore {
   protected async putWhole(key: string, body: Buffer, operation: ObjectOperation): Promise<void> {
     try {
       // One request carrying data and metadata: atomic, and the CRC32C is checked by GCS.
-      await this.#file(key).save(body, { resumable: false, validation: 'crc32c' })
+      await this.#file(key).save(body, { resumable: false, validation: 'crc32c', ...ifAbsent(operation) })
     } catch (error) {
       throw this.failure(error, key, operation)
     }
   }
 
-  protected async putParts(key: string, body: Readable, failure: (error: unknown) => BackupError): Promise<void> {
+  protected async putParts(
+    key: string,
+    body: Readable,
+    operation: 'put' | 'create',
+    failure: (error: unknown) => BackupError
+  ): Promise<void> {
     const upload: Writable = this.#file(key).createWriteStream({
       resumable: true,
       chunkSize: this.chunkSize,
-      validation: 'crc32c'
+      validation: 'crc32c',
+      ...ifAbsent(operation)
     })
     try {
       await pipeline(body, upload)
@@ -321,12 +327,20 @@ function statusOf(error: unknown): number | undefined {
   return typeof status === 'number' ? status : undefined
 }
 
+/** GCS's create-only precondition: generation 0 means "no live object", else 412. */
+function ifAbsent(operation: ObjectOperation): { preconditionOpts: { ifGenerationMatch: number } } | undefined {
+  return operation === 'create' ? { preconditionOpts: { ifGenerationMatch: 0 } } : undefined
+}
+
 /** Operations that address the bucket itself, or an object that need not exist: their 404 is the bucket's. */
-const bucketLevelOperations = new Set<ObjectOperation>(['put', 'replace', 'list', 'delete'])
+const bucketLevelOperations = new Set<ObjectOperation>(['put', 'create', 'replace', 'list', 'delete'])
 
 function classify(error: unknown, operation: ObjectOperation): FailureKind {
   const status = statusOf(error)
   const message = error instanceof Error ? error.message.toLowerCase() : ''
+  if (operation === 'create' && status === 412) {
+    return 'key-exists'
+  }
   if (status === 404) {
     return bucketLevelOperations.has(operation) || message.includes('bucket does not exist')
       ? 'container-not-found'

@@ -126,6 +126,15 @@ export function notFound(key: string, location: string, operation: string): Back
   return new BackupError('KB_STORAGE_NOT_FOUND', `no object ${key} at ${location}`, { location, key, operation })
 }
 
+/** The error for a create whose key is taken. */
+export function alreadyExists(key: string, location: string, cause?: unknown): BackupError {
+  return new BackupError(
+    'KB_STORAGE_EXISTS',
+    `create of ${key} at ${location} refused: an object with that key exists (another writer got there first); it was not overwritten`,
+    { location, key, operation: 'create', ...(cause === undefined ? {} : { cause }) }
+  )
+}
+
 /** The error for a put whose source stream failed (not the storage): nothing was stored. */
 export function sourceFailed(key: string, location: string, operation: string, cause: unknown): BackupError {
   const reason = cause instanceof Error ? cause.message : String(cause)

@@ -5,7 +5,7 @@
  */
 import { Readable } from 'node:stream'
 import { isBackupError } from '../errors.ts'
-import { checkKey, checkPrefix, checkRange, notFound, rangePastEnd, sourceFailed } from './keys.ts'
+import { alreadyExists, checkKey, checkPrefix, checkRange, notFound, rangePastEnd, sourceFailed } from './keys.ts'
 import type { ObjectInfo, Storage } from './storage.ts'
 
 export interface MemoryStorageOptions {
@@ -23,9 +23,22 @@ export class MemoryStorage implements Storage {
 
   async put(key: string, body: Readable | Buffer): Promise<void> {
     checkKey(key, this.location, 'put')
+    this.#objects.set(key, await this.#bytes(key, body, 'put'))
+  }
+
+  async create(key: string, body: Readable | Buffer): Promise<void> {
+    checkKey(key, this.location, 'create')
+    const bytes = await this.#bytes(key, body, 'create')
+    // Decided when the whole body is in, as a store decides when the upload completes.
+    if (this.#objects.has(key)) {
+      throw alreadyExists(key, this.location)
+    }
+    this.#objects.set(key, bytes)
+  }
+
+  async #bytes(key: string, body: Readable | Buffer, operation: string): Promise<Buffer> {
     if (Buffer.isBuffer(body)) {
-      this.#objects.set(key, Buffer.from(body))
-      return
+      return Buffer.from(body)
     }
     // The object appears only once the whole stream has been read, as on every other backend.
     const chunks: Buffer[] = []
@@ -34,9 +47,9 @@ export class MemoryStorage implements Storage {
         chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array))
       }
     } catch (error) {
-      throw isBackupError(error) ? error : sourceFailed(key, this.location, 'put', error)
+      throw isBackupError(error) ? error : sourceFailed(key, this.location, operation, error)
     }
-    this.#objects.set(key, Buffer.concat(chunks))
+    return Buffer.concat(chunks)
   }
 
   async replace(key: string, body: Buffer): Promise<void> {

@@ -391,26 +391,43 @@ export class S3Storage extends ObjectStore {
     if (body.length < this.multipartThreshold) {
       try {
         await this.client.send(
-          new PutObjectCommand({ Bucket: this.bucket, Key: this.#fullKey(key), Body: body, ContentLength: body.length })
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: this.#fullKey(key),
+            Body: body,
+            ContentLength: body.length,
+            IfNoneMatch: ifAbsent(operation)
+          })
         )
       } catch (error) {
         throw this.failure(error, key, operation)
       }
       return
     }
-    await this.#upload(key, body, error => this.failure(error, key, operation))
+    await this.#upload(key, body, operation, error => this.failure(error, key, operation))
   }
 
-  protected async putParts(key: string, body: Readable, failure: (error: unknown) => BackupError): Promise<void> {
-    await this.#upload(key, body, failure)
+  protected async putParts(
+    key: string,
+    body: Readable,
+    operation: 'put' | 'create',
+    failure: (error: unknown) => BackupError
+  ): Promise<void> {
+    await this.#upload(key, body, operation, failure)
   }
 
   /** A multipart upload (or one PutObject, for a body shorter than a part) through lib-storage. */
-  async #upload(key: string, body: Buffer | Readable, mapFailure: (error: unknown) => BackupError): Promise<void> {
+  async #upload(
+    key: string,
+    body: Buffer | Readable,
+    operation: ObjectOperation,
+    mapFailure: (error: unknown) => BackupError
+  ): Promise<void> {
     this.#uploadsRunning++
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: this.bucket, Key: this.#fullKey(key), Body: body },
+      // lib-storage sends IfNoneMatch with the PutObject or the CompleteMultipartUpload.
+      params: { Bucket: this.bucket, Key: this.#fullKey(key), Body: body, IfNoneMatch: ifAbsent(operation) },
       partSize: this.#partSizeFor(body),
       queueSize: Math.max(1, Math.floor(this.maxConcurrentUploads / this.#uploadsRunning)),
       // lib-storage then aborts the multipart upload when a part, the source or the completion fails.
@@ -470,8 +487,13 @@ export class S3Storage extends ObjectStore {
         { location: this.location, key, operation, cause: error }
       )
     }
-    return objectStoreFailure(this.#names, classify(error), error, key, operation)
+    return objectStoreFailure(this.#names, classify(error, operation), error, key, operation)
   }
+}
+
+/** S3's create-only precondition (conditional writes): the write fails with 412 if the key exists. */
+function ifAbsent(operation: ObjectOperation): string | undefined {
+  return operation === 'create' ? '*' : undefined
 }
 
 function errorName(error: unknown): string | undefined {
@@ -493,8 +515,15 @@ const accessDeniedNames = new Set([
   'AllAccessDisabled'
 ])
 
-function classify(error: unknown): FailureKind {
+function classify(error: unknown, operation: ObjectOperation): FailureKind {
   const name = errorName(error)
+  // 409 ConditionalRequestConflict: another conditional write of the key is in flight.
+  if (
+    operation === 'create' &&
+    (statusOf(error) === 412 || name === 'PreconditionFailed' || name === 'ConditionalRequestConflict')
+  ) {
+    return 'key-exists'
+  }
   if (name === 'NoSuchBucket') {
     return 'container-not-found'
   }

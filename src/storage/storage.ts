@@ -1,7 +1,15 @@
 /**
  * The one storage interface the engines use (docs/architecture.md, "Layout on storage" and "Code layout"). Keys are '/'-separated
  * paths relative to the backend's root (storage.path or storage.prefix); backends never see
- * absolute paths. A key is either fully written or absent: put and replace are atomic.
+ * absolute paths. A key is either fully written or absent: put, create and replace are atomic.
+ *
+ * `create` is the write the backup itself uses (docs/architecture.md, "Never overwrite"): it
+ * stores a key only if no object has it, decided by the store in the same request (S3
+ * `If-None-Match: *`, Azure `If-None-Match: *`, GCS `ifGenerationMatch: 0`, a hard link on the
+ * filesystem), so two writers racing for one key cannot both succeed and nothing is ever
+ * written over. Versioned buckets and S3 Object Lock then hold a backup with one version per
+ * key. The same precondition fences writers: a catalogue document's next revision has one key,
+ * which only the first writer gets (src/catalog/revisions.ts).
  */
 import type { Readable } from 'node:stream'
 
@@ -17,7 +25,14 @@ export interface Storage {
   /** Streams `body` to `key`; the object appears only once all of it is durable. */
   put(key: string, body: Readable | Buffer): Promise<void>
 
-  /** Atomically replaces a small object (indexes, manifests, checkpoints). */
+  /**
+   * Stores `body` at `key` only if no object has that key, atomically (as put). A key that
+   * exists, or that another create takes first, is KB_STORAGE_EXISTS; the object there is
+   * left as it was.
+   */
+  create(key: string, body: Readable | Buffer): Promise<void>
+
+  /** Atomically replaces a small object (restore states of older versions, probes). */
   replace(key: string, body: Buffer): Promise<void>
 
   /** Reads the whole object. Throws KB_STORAGE_NOT_FOUND when it does not exist. */

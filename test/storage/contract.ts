@@ -86,7 +86,7 @@ async function readAll(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks)
 }
 
-function isCode(code: 'KB_STORAGE' | 'KB_STORAGE_NOT_FOUND', ...mustMention: string[]) {
+function isCode(code: 'KB_STORAGE' | 'KB_STORAGE_NOT_FOUND' | 'KB_STORAGE_EXISTS', ...mustMention: string[]) {
   return (error: unknown): boolean => {
     assert.ok(isBackupError(error, code), `expected ${code}, got ${String(error)}`)
     for (const text of mustMention) {
@@ -262,6 +262,45 @@ export function storageContract(name: string, create: () => Promise<StorageUnder
       await storage.replace(key, Buffer.from('{"v":2,"more":true}'))
       assert.equal((await storage.get(key)).toString(), '{"v":2,"more":true}')
       assert.deepEqual(await storage.list(`${key}`), [{ key, size: 19 }])
+    })
+
+    test('create stores a new key from a Buffer or a stream, and refuses a taken key with KB_STORAGE_EXISTS', async () => {
+      const base = space()
+      const key = `${base}/topics/t/0/index/000000000001.json`
+      await storage.create(key, Buffer.from('{"revision":1}'))
+      await storage.create(`${base}/streamed`, patternStream(300_000, 65_536))
+      assert.deepEqual(await storage.get(`${base}/streamed`), patternBytes(0, 300_000))
+      await assert.rejects(
+        storage.create(key, Buffer.from('{"revision":"other writer"}')),
+        isCode('KB_STORAGE_EXISTS', key)
+      )
+      await assert.rejects(storage.create(key, patternStream(100_000)), isCode('KB_STORAGE_EXISTS', key))
+      assert.equal((await storage.get(key)).toString(), '{"revision":1}')
+      assert.deepEqual(await storage.list(`${base}/topics/`), [{ key, size: 14 }])
+    })
+
+    test('a streamed create larger than an upload part is refused on a taken key and leaves it whole', async () => {
+      const key = `${space()}/segment.seg`
+      const first = patternBytes(3, 1000)
+      await storage.put(key, first)
+      // 11 MiB: more than the 5 MiB parts of the multipart variants, so the precondition is the commit's.
+      await assert.rejects(storage.create(key, patternStream(11 * MiB)), isCode('KB_STORAGE_EXISTS', key))
+      assert.deepEqual(await storage.get(key), first)
+      assert.deepEqual(await storage.list(key), [{ key, size: first.length }])
+    })
+
+    test('of concurrent creates of one key exactly one wins and the others get KB_STORAGE_EXISTS', async () => {
+      const key = `${space()}/index/000000000002.json`
+      const values = Array.from({ length: 6 }, (_, i) => Buffer.alloc(20_000 + i, 97 + i))
+      const results = await Promise.allSettled(values.map(value => storage.create(key, value)))
+      const won = results.flatMap((result, i) => (result.status === 'fulfilled' ? [i] : []))
+      assert.equal(won.length, 1, `${won.length} creates of ${key} succeeded`)
+      for (const result of results) {
+        if (result.status === 'rejected') {
+          assert.ok(isBackupError(result.reason, 'KB_STORAGE_EXISTS'), String(result.reason))
+        }
+      }
+      assert.deepEqual(await storage.get(key), values[won[0]!])
     })
 
     test('a reader racing replace always sees a complete old or new value', async () => {

@@ -11,6 +11,7 @@ function wrap(inner: Storage, overrides: Partial<Storage>): Storage {
   return {
     location: inner.location,
     put: (key, body) => inner.put(key, body),
+    create: (key, body) => inner.create(key, body),
     replace: (key, body) => inner.replace(key, body),
     get: key => inner.get(key),
     getRange: (key, offset, length) => inner.getRange(key, offset, length),
