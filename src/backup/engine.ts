@@ -7,8 +7,14 @@
  * Running the same backup again continues from each partition's checkpoint (incremental),
  * after checking that the source still continues it: same topic id, log not truncated below
  * the checkpoint (docs/source-changes.md). One process writes a backup at a time: two runs on
- * the same backup_id are not coordinated, and a run clears what a killed one left behind. A run
- * and a prune are: a run refuses while a prune holds the backup's lock (catalog/prune.ts).
+ * the same backup_id are coordinated only by the catalogue's revisions: the second to write a
+ * checkpoint stops with KB_BACKUP_BUSY. A run and a prune are: a run refuses while a prune
+ * holds the backup's lock (catalog/prune.ts).
+ *
+ * A run never overwrites or deletes an object (docs/architecture.md, "Never overwrite"): every
+ * segment, checkpoint and manifest is a new object, and what an interrupted run or prune left
+ * is either taken into the index (the segment a killed run finished but did not record) or
+ * left for `prune` to delete.
  */
 
 import { unindexedSegmentProblems } from '../catalog/audit.ts'
@@ -22,6 +28,7 @@ import {
   type RunEntry,
   readManifest,
   readPartitionIndex,
+  type SegmentEntry,
   type TopicEntry,
   writeManifest,
   writePartitionIndex
@@ -33,7 +40,9 @@ import { BackupError, type ErrorCode } from '../errors.ts'
 import { captureGroupOffsets, describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
 import type { SegmentCodec } from '../segment/codecs.ts'
+import { readSegmentIndex } from '../segment/reader.ts'
 import type { StoreRecords } from '../segment/writer.ts'
+import { openRangeSource } from '../storage/range-source.ts'
 import type { Storage } from '../storage/storage.ts'
 import { topicMatcher } from '../topics.ts'
 import { toolVersion } from '../version.ts'
@@ -234,7 +243,7 @@ export class BackupEngine {
     // One process writes a backup at a time, so uploads and temp files of ours still open are
     // a killed run's. Restores write under restores/ and may run beside us: not ours to clear.
     let cleared = 0
-    for (const prefix of [`${backupId}/topics/`, `${backupId}/manifest.json`]) {
+    for (const prefix of [`${backupId}/topics/`, `${backupId}/manifest`]) {
       cleared += (await storage.abortIncompleteUploads?.(prefix, new Date(startedAt))) ?? 0
     }
     if (cleared > 0) {
@@ -454,9 +463,9 @@ export class BackupEngine {
 
   /**
    * The partition's index, or a new one starting at the log start (or the last stable offset
-   * for start_offset: latest), checked against the source log, with the segments of its
-   * folder that the index does not list. Changes nothing: a refused run leaves the backup as
-   * it was.
+   * for start_offset: latest), checked against the source log, with the segment an interrupted
+   * run left past its checkpoint taken in. Changes nothing in storage: a refused run leaves the
+   * backup as it was.
    */
   async #readIndex(topic: string, partition: number, offsets: SourceOffsets): Promise<OpenedIndex> {
     const { storage, backupId, startOffset } = this.#options
@@ -471,7 +480,7 @@ export class BackupEngine {
         // Starting over would delete these as orphans: they may be the only copy of that data.
         throw new BackupError(
           'KB_BACKUP_CORRUPT',
-          `${where} holds ${segmentKeys.length} segments but no index.json; restore the index or move the folder away`,
+          `${where} holds ${segmentKeys.length} segments but no index; restore the index or move the folder away`,
           { topic, partition, key: segmentKeys[0] }
         )
       }
@@ -487,7 +496,30 @@ export class BackupEngine {
         gaps: [],
         updatedAt: new Date().toISOString()
       }
-      return { index, isNew: true, orphans: [] }
+      return { index, isNew: true }
+    }
+    // Only what an interrupted run or prune left is outside the index; a segment the index lost
+    // an entry for may be the only copy of records the source no longer holds, so the run
+    // refuses instead of going on.
+    const problems = await unindexedSegmentProblems(storage, backupId, existing, {
+      hasIndex: true,
+      segments: segmentObjects
+    })
+    const lost = problems.find(problem => problem.severity === 'error')
+    if (lost) {
+      throw new BackupError(lost.code as ErrorCode, `${lost.message}; the backup was left as it is`, {
+        topic,
+        partition,
+        key: lost.key
+      })
+    }
+    const unfinished = problems.find(
+      problem => problem.key !== undefined && firstOffsetOf(problem.key) >= BigInt(existing.nextOffset)
+    )
+    const adopted = unfinished && (await this.#unrecordedSegment(existing, unfinished.key!))
+    if (adopted) {
+      existing.segments.push(adopted)
+      existing.nextOffset = adopted.nextOffset
     }
     const checkpoint = BigInt(existing.nextOffset)
     if (checkpoint > offsets.highWatermark) {
@@ -505,45 +537,59 @@ export class BackupEngine {
         }
       )
     }
-    // Only what an interrupted run left may go; a segment the index lost an entry for may be the
-    // only copy of records the source no longer holds, so the run refuses instead of deleting it.
-    const problems = await unindexedSegmentProblems(storage, backupId, existing, {
-      hasIndex: true,
-      segments: segmentObjects
-    })
-    const lost = problems.find(problem => problem.severity === 'error')
-    if (lost) {
-      throw new BackupError(lost.code as ErrorCode, `${lost.message}; the backup was left as it is`, {
-        topic,
-        partition,
-        key: lost.key
-      })
-    }
-    return { index: existing, isNew: false, orphans: problems.flatMap(problem => (problem.key ? [problem.key] : [])) }
+    return { index: existing, isNew: false, adopted: adopted?.key }
   }
 
   /**
-   * Removes the segments the index does not list (a killed run's, written before its index
-   * update): the index never vouched for them and everything below the checkpoint is in indexed
-   * segments, so they hold nothing a restore reads. A new index is written now, not with the
-   * first segment: an empty partition is then on record as covered up to its end, so that a
-   * later run finding the log start moved records a gap.
+   * The entry of the segment an interrupted run finished writing but was killed before it
+   * recorded in the index: the one segment past the checkpoint (audit.ts allows no more), whole
+   * (stores show an object only once all of it is written), of this partition. Recording it is
+   * the step that run did not get to; writing the partition again from the checkpoint would need
+   * its key, and a backup never writes over an object.
    */
-  async #openIndex({ index, isNew, orphans }: OpenedIndex): Promise<PartitionIndex> {
+  async #unrecordedSegment(index: PartitionIndex, key: string): Promise<SegmentEntry> {
     const { storage, backupId } = this.#options
-    for (const key of orphans) {
-      await storage.delete(key)
-      this.#options.onWarning?.(
-        `removed segment ${key}, which an interrupted run or prune left outside its partition index`,
-        {
-          topic: index.topic,
-          partition: index.partition,
-          key
-        }
+    const source = await openRangeSource(storage, key)
+    const { header, footer } = await readSegmentIndex(source, key)
+    if (header.topic !== index.topic || header.partition !== index.partition) {
+      throw new BackupError(
+        'KB_SEGMENT_CORRUPT',
+        `segment ${key} holds ${header.topic}/${header.partition}, but is filed under ${index.topic}/${index.partition}; the backup was left as it is`,
+        { key, topic: index.topic, partition: index.partition }
       )
     }
-    if (isNew) {
+    return {
+      key: key.slice(backupId.length + 1),
+      firstOffset: footer.firstOffset.toString(),
+      lastOffset: footer.lastOffset.toString(),
+      nextOffset: footer.nextOffset.toString(),
+      minTimestamp: footer.minTimestamp.toString(),
+      maxTimestamp: footer.maxTimestamp.toString(),
+      recordCount: footer.recordCount,
+      batchCount: footer.batchCount,
+      frameCount: footer.frames.length,
+      sizeBytes: source.size,
+      uncompressedBytes: footer.uncompressedBytes,
+      codec: footer.codec,
+      createdAt: new Date(Number(header.createdAtMs)).toISOString()
+    }
+  }
+
+  /**
+   * Writes the index when it is new or took in a segment an interrupted run left. A new index is
+   * written now, not with the first segment: an empty partition is then on record as covered up
+   * to its end, so that a later run finding the log start moved records a gap.
+   */
+  async #openIndex({ index, isNew, adopted }: OpenedIndex): Promise<PartitionIndex> {
+    const { storage, backupId } = this.#options
+    if (isNew || adopted) {
       await writePartitionIndex(storage, backupId, index)
+    }
+    if (adopted) {
+      this.#options.onWarning?.(
+        `recorded segment ${backupId}/${adopted} in its partition index: an interrupted run wrote it and stopped before recording it`,
+        { topic: index.topic, partition: index.partition, key: `${backupId}/${adopted}` }
+      )
     }
     return index
   }
@@ -558,8 +604,13 @@ interface SourceOffsets {
 interface OpenedIndex {
   index: PartitionIndex
   isNew: boolean
-  /** Segment keys in the partition's folder that the index does not list. */
-  orphans: string[]
+  /** The key (in the backup) of a segment an interrupted run left, now in the index. */
+  adopted?: string | undefined
+}
+
+/** The first offset a segment key names (`.../{20 digits}.seg`). */
+function firstOffsetOf(key: string): bigint {
+  return BigInt(key.slice(-'00000000000000000000.seg'.length, -'.seg'.length))
 }
 
 /**

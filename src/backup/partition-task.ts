@@ -279,7 +279,8 @@ export class PartitionTask {
       name: key,
       encryption
     })
-    const upload = storage.put(key, writer.readable)
+    // create, not put: a segment key is written once, and a writer racing us for it loses.
+    const upload = storage.create(key, writer.readable)
     // A failed upload must also fail pending appends, which would otherwise wait on backpressure.
     upload.catch(error => writer.abort(error))
     const segment: OpenSegment = {

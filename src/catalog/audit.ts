@@ -23,6 +23,8 @@ export interface CatalogProblem {
 
 export interface StoredPartition {
   hasIndex: boolean
+  /** Keys of the index's revisions (and of an index.json of older versions), in any order. */
+  indexKeys?: string[]
   /** Segment keys (from the storage root) and sizes, in offset order. */
   segments: Array<{ key: string; size: number }>
 }
@@ -30,7 +32,8 @@ export interface StoredPartition {
 /** Per topic folder, per partition folder: what is there. */
 export type StoredPartitions = Map<string, Map<number, StoredPartition>>
 
-const PARTITION_FILE = /^topics\/([^/]+)\/(0|[1-9]\d{0,9})\/(?:index\.json|(\d{20})\.seg)$/
+/** A partition's index (a revision, or the index.json of older versions) or one of its segments. */
+const PARTITION_FILE = /^topics\/([^/]+)\/(0|[1-9]\d{0,9})\/(?:index\.json|index\/\d{12}\.json|(\d{20})\.seg)$/
 
 /** One listing of the backup's topics/ folder. Files that are not ours are ignored. */
 export async function scanStoredPartitions(storage: Storage, backupId: string): Promise<StoredPartitions> {
@@ -48,6 +51,7 @@ export async function scanStoredPartitions(storage: Storage, backupId: string): 
     partitions.set(partition, entry)
     if (firstOffset === undefined) {
       entry.hasIndex = true
+      entry.indexKeys = [...(entry.indexKeys ?? []), object.key]
     } else {
       entry.segments.push({ key: object.key, size: object.size })
     }
@@ -101,7 +105,7 @@ export function layoutProblems(
         error({
           topic: topic.name,
           partition: missingFrom,
-          message: `${topic.name} ${which} of the ${topic.partitionCount} the manifest lists ${missingFrom === to ? 'has' : 'have'} no index.json: nothing of ${missingFrom === to ? 'it' : 'them'} is in the backup`
+          message: `${topic.name} ${which} of the ${topic.partitionCount} the manifest lists ${missingFrom === to ? 'has' : 'have'} no index: nothing of ${missingFrom === to ? 'it' : 'them'} is in the backup`
         })
         missingFrom = undefined
       }
@@ -117,8 +121,8 @@ export function layoutProblems(
         error({
           topic: topic.name,
           partition,
-          key: `${partitionDir(backupId, topic.name, partition)}/index.json`,
-          message: `${partitionDir(backupId, topic.name, partition)}/ holds ${plural(found.segments.length, 'segment')} but no index.json: the index is lost, and the records of these segments with it`
+          key: `${partitionDir(backupId, topic.name, partition)}/index`,
+          message: `${partitionDir(backupId, topic.name, partition)}/ holds ${plural(found.segments.length, 'segment')} but no index: the index is lost, and the records of these segments with it`
         })
         continue
       }
@@ -133,8 +137,8 @@ export function layoutProblems(
  * Segments in the partition's folder against the entries of its index. An interrupted run
  * leaves at most one segment outside the index: the one it was writing, past the checkpoint,
  * created after the index was last written (the index is not rewritten while a segment is
- * open); the next run removes it. An interrupted prune leaves segments below the index's
- * startOffset, in the range its `pruned` record covers; the next prune or run removes them.
+ * open); the next run records it in the index. An interrupted prune leaves segments below the
+ * index's startOffset, in the range its `pruned` record covers; the next prune removes them.
  * Any other segment outside the index means the index lost entries.
  */
 export async function unindexedSegmentProblems(
@@ -183,12 +187,12 @@ export async function unindexedSegmentProblems(
     if (isPrunedLeftover(index, firstOffset, lastOffset)) {
       orphan(
         key,
-        `holds offsets ${firstOffset}..${lastOffset}, below the index's startOffset ${index.startOffset}: a prune removed it from the index and stopped before deleting it (the next prune or backup run removes it)`
+        `holds offsets ${firstOffset}..${lastOffset}, below the index's startOffset ${index.startOffset}: a prune removed it from the index and stopped before deleting it (the next prune removes it)`
       )
     } else if (copyOf) {
       orphan(
         key,
-        `is not in its partition index; its offsets ${firstOffset}..${lastOffset} are in indexed segment ${copyOf.key} (the next backup run removes it)`
+        `is not in its partition index; its offsets ${firstOffset}..${lastOffset} are in indexed segment ${copyOf.key} (the next prune removes it)`
       )
     } else if (firstOffset < checkpoint) {
       lost(
@@ -206,7 +210,10 @@ export async function unindexedSegmentProblems(
         `is not in its partition index and was written at ${createdAt.toISOString()}, before the index (${index.updatedAt}): no interrupted run left it, the index lost this entry`
       )
     } else {
-      orphan(key, 'is not in its partition index (left by an interrupted run; the next backup run removes it)')
+      orphan(
+        key,
+        'is not in its partition index (an interrupted run wrote it and stopped before recording it; the next backup run records it)'
+      )
     }
   }
   return problems

@@ -41,9 +41,9 @@ export async function listBackups(storage: Storage): Promise<BackupListing[]> {
   const withManifest = new Set<string>()
   const withData = new Set<string>()
   for (const object of await storage.list('')) {
-    const match = /^([^/]+)\/(manifest\.json$|topics\/)/.exec(object.key)
+    const match = /^([^/]+)\/(manifest\.json$|manifest\/\d{12}\.json$|topics\/)/.exec(object.key)
     if (match) {
-      ;(match[2] === 'manifest.json' ? withManifest : withData).add(match[1]!)
+      ;(match[2] === 'topics/' ? withData : withManifest).add(match[1]!)
     }
   }
   const listings: BackupListing[] = []
@@ -53,7 +53,7 @@ export async function listBackups(storage: Storage): Promise<BackupListing[]> {
         backupId,
         error: {
           code: 'KB_BACKUP_CORRUPT',
-          message: `${storage.location}/${backupId} holds topics/ but no manifest.json: the manifest is lost`
+          message: `${storage.location}/${backupId} holds topics/ but no manifest: the manifest is lost`
         }
       })
       continue

@@ -2,9 +2,11 @@
  * The backup layout and its JSON documents (docs/catalog.md). Offsets and timestamps are Kafka
  * int64s and are stored as decimal strings so that no JSON reader rounds them.
  *
- *   {backup_id}/manifest.json
- *   {backup_id}/topics/{topic}/{partition}/index.json
+ *   {backup_id}/manifest/{revision, 12 digits}.json            (or manifest.json, older versions)
+ *   {backup_id}/topics/{topic}/{partition}/index/{revision}.json  (or index.json, older versions)
  *   {backup_id}/topics/{topic}/{partition}/{first offset, 20 digits}.seg
+ *
+ * The manifest and the indexes are chains of revisions, each a new object (revisions.ts).
  *
  * The schemas below are what a document must be to be used: every read checks types, bounds
  * and consistency (readDocument), so the engines never meet a string where a count belongs or
@@ -15,6 +17,7 @@ import { z } from 'zod'
 import { SegmentCodecIds } from '../segment/format.ts'
 import type { Storage } from '../storage/storage.ts'
 import { type DocumentKind, readDocument } from './document.ts'
+import { newestRevision, writeNextRevision } from './revisions.ts'
 
 export const FORMAT = 'kafka-backup'
 export const FORMAT_VERSION = 1
@@ -112,7 +115,9 @@ export const partitionIndexSchema = z.object({
   segments: z.array(segmentEntrySchema),
   gaps: z.array(offsetGapSchema),
   pruned: prunedRangeSchema.optional(),
-  updatedAt: time
+  updatedAt: time,
+  /** The revision this document is (revisions.ts); absent in an index.json of older versions. */
+  revision: z.int().nonnegative().optional()
 })
 export type PartitionIndex = z.infer<typeof partitionIndexSchema>
 
@@ -170,15 +175,19 @@ export const manifestSchema = z.object({
   encryption: z.object({ keyIds: z.array(keyId) }).optional(),
   topics: z.array(topicEntrySchema),
   consumerGroups: z.array(consumerGroupEntrySchema),
-  runs: z.array(runEntrySchema)
+  runs: z.array(runEntrySchema),
+  /** The revision this document is (revisions.ts); absent in a manifest.json of older versions. */
+  revision: z.int().nonnegative().optional()
 })
 export type Manifest = z.infer<typeof manifestSchema>
 
-export const manifestKey = (backupId: string) => `${backupId}/manifest.json`
+/** Where the manifest's revisions live: `{base}/{revision}.json`, or `{base}.json` (revisions.ts). */
+export const manifestBase = (backupId: string) => `${backupId}/manifest`
 export const partitionDir = (backupId: string, topic: string, partition: number) =>
   `${backupId}/topics/${topic}/${partition}`
-export const indexKey = (backupId: string, topic: string, partition: number) =>
-  `${partitionDir(backupId, topic, partition)}/index.json`
+/** Where a partition index's revisions live, as manifestBase. */
+export const indexBase = (backupId: string, topic: string, partition: number) =>
+  `${partitionDir(backupId, topic, partition)}/index`
 export const segmentKey = (backupId: string, topic: string, partition: number, firstOffset: bigint) =>
   `${partitionDir(backupId, topic, partition)}/${firstOffset.toString().padStart(20, '0')}.seg`
 
@@ -283,8 +292,34 @@ function partitionIndexKind(backupId: string, topic: string, partition: number):
   }
 }
 
+/** The newest revision of a document, checked, with its `revision` set; undefined when there is none. */
+async function readNewest<T extends { revision?: number | undefined }>(
+  storage: Storage,
+  base: string,
+  kind: DocumentKind<T>
+): Promise<T | undefined> {
+  const newest = await newestRevision(storage, base)
+  if (newest === undefined) {
+    return undefined
+  }
+  const document = await readDocument(storage, newest.key, {
+    ...kind,
+    check(document, fail) {
+      // A revision copied or renamed into another's place would hide the one it replaced.
+      if (document.revision !== undefined && document.revision !== newest.revision) {
+        fail('revision', `is not the revision its key names (${newest.revision})`, document.revision)
+      }
+      kind.check?.(document, fail)
+    }
+  })
+  if (document) {
+    document.revision = newest.revision
+  }
+  return document
+}
+
 export function readManifest(storage: Storage, backupId: string): Promise<Manifest | undefined> {
-  return readDocument(storage, manifestKey(backupId), manifestKind(backupId))
+  return readNewest(storage, manifestBase(backupId), manifestKind(backupId))
 }
 
 export function readPartitionIndex(
@@ -293,18 +328,17 @@ export function readPartitionIndex(
   topic: string,
   partition: number
 ): Promise<PartitionIndex | undefined> {
-  return readDocument(storage, indexKey(backupId, topic, partition), partitionIndexKind(backupId, topic, partition))
+  return readNewest(storage, indexBase(backupId, topic, partition), partitionIndexKind(backupId, topic, partition))
 }
 
+/** Writes the manifest's next revision (KB_BACKUP_BUSY when another process wrote it first). */
 export async function writeManifest(storage: Storage, manifest: Manifest): Promise<void> {
   manifest.updatedAt = new Date().toISOString()
-  await storage.replace(manifestKey(manifest.backupId), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`))
+  await writeNextRevision(storage, manifestBase(manifest.backupId), manifest, 'manifest')
 }
 
+/** Writes the index's next revision: the partition's new checkpoint (KB_BACKUP_BUSY as above). */
 export async function writePartitionIndex(storage: Storage, backupId: string, index: PartitionIndex): Promise<void> {
   index.updatedAt = new Date().toISOString()
-  await storage.replace(
-    indexKey(backupId, index.topic, index.partition),
-    Buffer.from(`${JSON.stringify(index, null, 2)}\n`)
-  )
+  await writeNextRevision(storage, indexBase(backupId, index.topic, index.partition), index, 'partition index')
 }

@@ -12,7 +12,12 @@
  *
  * Order of writes: the index first, then the deletes. A prune that stops in between leaves
  * segments below the index's startOffset that the index's `pruned` record covers: audit.ts
- * reports them as leftovers (a warning) and the next prune or backup run removes them.
+ * reports them as leftovers (a warning) and the next prune removes them.
+ *
+ * Prune is also the only command that deletes what a backup run leaves: segments an interrupted
+ * run or prune left outside an index, and the superseded revisions of the manifest, the
+ * indexes and restore states (revisions.ts). It deletes a revision only when a newer one of the
+ * same document was in its listing, so what any reader reads stays in place.
  */
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
@@ -20,7 +25,15 @@ import { BackupError, type ErrorCode, isBackupError } from '../errors.ts'
 import type { Storage } from '../storage/storage.ts'
 import { layoutProblems, scanStoredPartitions, unindexedSegmentProblems } from './audit.ts'
 import { requireManifest } from './inspect.ts'
-import { type Manifest, type PartitionIndex, readPartitionIndex, writePartitionIndex } from './manifest.ts'
+import {
+  indexBase,
+  type Manifest,
+  manifestBase,
+  type PartitionIndex,
+  readPartitionIndex,
+  writePartitionIndex
+} from './manifest.ts'
+import { revisionsIn, storedRevisions, supersededRevisions } from './revisions.ts'
 
 /**
  * Held by a prune while it changes indexes and deletes segments. A backup run refuses to start
@@ -126,6 +139,8 @@ export interface PartitionPrune {
   segments: PrunedSegment[]
   /** Segments outside the index that an interrupted run or prune left (deleted too). */
   leftovers: string[]
+  /** The index's revisions (keys) that the newest one superseded (deleted too). */
+  supersededIndexes: string[]
 }
 
 export interface PruneSummary {
@@ -137,6 +152,8 @@ export interface PruneSummary {
   segments: number
   records: number
   sizeBytes: number
+  /** Superseded revisions of the manifest, the indexes and restore states, deleted (or, dry run, to delete). */
+  supersededRevisions: number
 }
 
 interface Planned {
@@ -165,7 +182,14 @@ async function planPrune(storage: Storage, manifest: Manifest, keepFrom: bigint)
       const firstKept = index.segments.findIndex(s => BigInt(s.maxTimestamp) >= keepFrom)
       const pruned = index.segments.slice(0, firstKept === -1 ? index.segments.length : firstKept)
       const leftovers = outside.flatMap(p => (p.severity === 'warning' && p.key ? [p.key] : []))
-      if (pruned.length === 0 && leftovers.length === 0) {
+      const base = indexBase(backupId, topic.name, partition)
+      const revisions = revisionsIn(
+        base,
+        (found.indexKeys ?? []).map(key => ({ key, size: 0 }))
+      )
+      // A prune that rewrites the index makes every revision listed here superseded.
+      const supersededIndexes = (pruned.length > 0 ? revisions : supersededRevisions(revisions)).map(r => r.key)
+      if (pruned.length === 0 && leftovers.length === 0 && supersededIndexes.length === 0) {
         continue
       }
       planned.push({
@@ -183,7 +207,8 @@ async function planPrune(storage: Storage, manifest: Manifest, keepFrom: bigint)
             records: s.recordCount,
             sizeBytes: s.sizeBytes
           })),
-          leftovers
+          leftovers,
+          supersededIndexes
         }
       })
     }
@@ -221,6 +246,26 @@ function prunedIndex(index: PartitionIndex, prune: PartitionPrune, keepFrom: big
   }
 }
 
+/** The manifest's and the restore states' revisions that a newer one superseded. */
+async function supersededDocumentKeys(storage: Storage, backupId: string): Promise<string[]> {
+  const keys = supersededRevisions(await storedRevisions(storage, manifestBase(backupId))).map(r => r.key)
+  const restores = new Map<string, string[]>()
+  for (const { key } of await storage.list(`${backupId}/restores/`)) {
+    const match = /^(.+\/restore)(?:\.json|\/\d{12}\.json)$/.exec(key)
+    if (match) {
+      restores.set(match[1]!, [...(restores.get(match[1]!) ?? []), key])
+    }
+  }
+  for (const [base, found] of restores) {
+    const revisions = revisionsIn(
+      base,
+      found.map(key => ({ key, size: 0 }))
+    )
+    keys.push(...supersededRevisions(revisions).map(r => r.key))
+  }
+  return keys
+}
+
 export async function pruneBackup(options: PruneOptions): Promise<PruneSummary> {
   const { storage, backupId } = options
   const keepFrom = BigInt(options.keepFrom)
@@ -232,12 +277,23 @@ export async function pruneBackup(options: PruneOptions): Promise<PruneSummary> 
       refuseWhileRunning(manifest)
       await refuseWhilePruning(storage, backupId)
       lock = { token: randomUUID(), host: hostname(), pid: process.pid, startedAt: new Date().toISOString() }
-      await storage.replace(pruneLockKey(backupId), Buffer.from(`${JSON.stringify(lock)}\n`))
+      try {
+        await storage.create(pruneLockKey(backupId), Buffer.from(`${JSON.stringify(lock)}\n`))
+      } catch (error) {
+        if (!isBackupError(error, 'KB_STORAGE_EXISTS')) {
+          throw error
+        }
+        // Another prune took the lock between our check and our create.
+        const holder = await readLock(storage, backupId)
+        lock = undefined
+        throw busyWithPrune(storage, backupId, holder ?? { token: '', host: '?', pid: 0, startedAt: '(removed)' })
+      }
       // A run that announced itself before our lock was visible to it.
       manifest = await requireManifest(storage, backupId)
       refuseWhileRunning(manifest)
     }
     const planned = await planPrune(storage, manifest, keepFrom)
+    const supersededDocuments = await supersededDocumentKeys(storage, backupId)
     if (!dryRun) {
       for (const { index, prune } of planned) {
         const holder = await readLock(storage, backupId)
@@ -248,7 +304,7 @@ export async function pruneBackup(options: PruneOptions): Promise<PruneSummary> 
         if (prune.segments.length > 0) {
           await writePartitionIndex(storage, backupId, prunedIndex(index, prune, keepFrom))
         }
-        for (const key of [...prune.segments.map(s => s.key), ...prune.leftovers]) {
+        for (const key of [...prune.segments.map(s => s.key), ...prune.leftovers, ...prune.supersededIndexes]) {
           await storage.delete(key)
         }
         for (const key of prune.leftovers) {
@@ -258,6 +314,11 @@ export async function pruneBackup(options: PruneOptions): Promise<PruneSummary> 
             key
           })
         }
+      }
+    }
+    if (!dryRun) {
+      for (const key of supersededDocuments) {
+        await storage.delete(key)
       }
     }
     const partitions = planned.map(p => p.prune)
@@ -270,7 +331,9 @@ export async function pruneBackup(options: PruneOptions): Promise<PruneSummary> 
       partitions,
       segments: segments.length,
       records: segments.reduce((sum, s) => sum + s.records, 0),
-      sizeBytes: segments.reduce((sum, s) => sum + s.sizeBytes, 0)
+      sizeBytes: segments.reduce((sum, s) => sum + s.sizeBytes, 0),
+      supersededRevisions:
+        supersededDocuments.length + partitions.reduce((sum, p) => sum + p.supersededIndexes.length, 0)
     }
   } finally {
     if (lock) {

@@ -297,7 +297,9 @@ export async function applyGroupOffsets(options: PlanOffsetsOptions & { cluster:
   // what apply replaces.
   const plan = await planGroupOffsets(options)
   const snapshot = snapshotOf(plan, new Date())
-  await options.stateStorage.replace(
+  // A new object per snapshot (never written over): two applies in the same millisecond
+  // cannot both record theirs under one id.
+  await options.stateStorage.create(
     `${snapshotsPrefix(plan.backupId, plan.restoreId)}${snapshot.snapshotId}.json`,
     Buffer.from(`${JSON.stringify(snapshot, null, 2)}\n`)
   )

@@ -47,7 +47,7 @@ import {
   RESTORE_STATE_VERSION,
   type RestoreState,
   restoreIdOf,
-  restoreStateKey,
+  restoreStateBase,
   writeRestoreState
 } from './state.ts'
 import { checkTarget, coalesceLimits, createTargetTopics } from './target.ts'
@@ -314,14 +314,16 @@ export class RestoreEngine {
         end: options.window.end?.toString() ?? null
       },
       partitions: check.partitions,
-      consumerGroups: check.previous?.consumerGroups ?? []
+      consumerGroups: check.previous?.consumerGroups ?? [],
+      // The next revision follows the one read: restore states are never written over.
+      revision: check.previous?.revision
     }
     this.#state = state
     this.#progress = state.partitions.map(p => new PartitionProgress(p))
     // Durable before the target changes: a run killed at any later moment resumes from it, and a
     // state location that cannot be written stops the restore before it writes anything.
     await this.#saveState().catch(error => {
-      throw unwritableState(error, this.#stateStorage, restoreStateKey(options.backupId, restoreId))
+      throw unwritableState(error, this.#stateStorage, restoreStateBase(options.backupId, restoreId))
     })
     const topicsCreated = await createTargetTopics(options.cluster, check.toCreate, options.defaultReplicationFactor)
     if (topicsCreated.length > 0) {
@@ -433,12 +435,12 @@ export class RestoreEngine {
    * probe object next to where the state goes lets the dry run refuse too.
    */
   async #probeStateStorage(restoreId: string): Promise<void> {
-    const key = `${restoreStateKey(this.#options.backupId, restoreId)}.dry-run-probe`
+    const key = `${restoreStateBase(this.#options.backupId, restoreId)}.dry-run-probe`
     try {
       await this.#stateStorage.replace(key, Buffer.from('written and removed by kafka-backup restore --dry-run\n'))
       await this.#stateStorage.delete(key)
     } catch (error) {
-      throw unwritableState(error, this.#stateStorage, restoreStateKey(this.#options.backupId, restoreId))
+      throw unwritableState(error, this.#stateStorage, restoreStateBase(this.#options.backupId, restoreId))
     }
   }
 

@@ -12,7 +12,7 @@ import {
   unindexedSegmentProblems
 } from '../catalog/audit.ts'
 import {
-  indexKey,
+  indexBase,
   type Manifest,
   type PartitionIndex,
   readManifest,
@@ -253,7 +253,7 @@ export async function buildPlan(
             problems.push({
               severity: 'error',
               code: 'KB_STORAGE_NOT_FOUND',
-              message: `${indexKey(options.backupId, topic.name, partition)} disappeared while the restore was planned`,
+              message: `${indexBase(options.backupId, topic.name, partition)} disappeared while the restore was planned`,
               topic: topic.name,
               partition
             })

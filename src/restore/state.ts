@@ -1,5 +1,7 @@
 /**
- * The restore state document, `{backup_id}/restores/{restore_id}/restore.json`: per target
+ * The restore state document, `{backup_id}/restores/{restore_id}/restore/{revision}.json` (a
+ * chain of revisions, each a new object: src/catalog/revisions.ts; older versions wrote
+ * `restore.json`, which is still read): per target
  * partition, how far the restore got (source position, target end after the last acknowledged
  * batch, offset map), the target topic ids it wrote to, and the group offsets it committed.
  * It lives in the backup's storage, or in `restore.state_storage` when that is read-only.
@@ -10,6 +12,7 @@
  */
 import { createHash } from 'node:crypto'
 import { z } from 'zod'
+import { newestRevision, writeNextRevision } from '../catalog/revisions.ts'
 import { BackupError } from '../errors.ts'
 import type { Storage } from '../storage/storage.ts'
 import type { SerializedOffsetRun } from './offset-map.ts'
@@ -77,6 +80,8 @@ const restoreStateSchema = z.object({
   status: z.enum(['running', 'complete', 'failed', 'stopped']),
   startedAt: z.string(),
   updatedAt: z.string(),
+  /** The revision this document is; absent in a restore.json of older versions. */
+  revision: z.int().nonnegative().optional(),
   finishedAt: z.string().optional(),
   error: z.string().optional(),
   target: z.object({ clusterId: z.string().nullable(), bootstrapServers: z.array(z.string()) }),
@@ -91,7 +96,8 @@ export type PartitionState = z.infer<typeof partitionStateSchema>
 export type CommittedGroup = z.infer<typeof committedGroupSchema>
 export type RestoreState = z.infer<typeof restoreStateSchema>
 
-export const restoreStateKey = (backupId: string, restoreId: string) => `${backupId}/restores/${restoreId}/restore.json`
+/** Where a restore state's revisions live (src/catalog/revisions.ts). */
+export const restoreStateBase = (backupId: string, restoreId: string) => `${backupId}/restores/${restoreId}/restore`
 
 /**
  * A restore is identified by what it restores where, so that rerunning a config resumes it.
@@ -116,11 +122,13 @@ export function restoreIdOf(
   return `restore-${createHash('sha256').update(identity).digest('hex').slice(0, 16)}`
 }
 
-/** The restore state at `key`, or undefined when there is none. */
-async function readStateAt(storage: Storage, key: string): Promise<RestoreState | undefined> {
-  if ((await storage.head(key)) === undefined) {
+/** The newest revision of the restore state at `base`, or undefined when there is none. */
+async function readStateAt(storage: Storage, base: string): Promise<RestoreState | undefined> {
+  const newest = await newestRevision(storage, base)
+  if (newest === undefined) {
     return undefined
   }
+  const { key } = newest
   const where = `${storage.location}/${key}`
   let document: unknown
   try {
@@ -138,19 +146,32 @@ async function readStateAt(storage: Storage, key: string): Promise<RestoreState 
       { key, field }
     )
   }
-  return parsed.data
+  if (parsed.data.revision !== undefined && parsed.data.revision !== newest.revision) {
+    throw new BackupError(
+      'KB_BACKUP_CORRUPT',
+      `restore state ${where} says it is revision ${parsed.data.revision}, but its key names revision ${newest.revision}`,
+      { key, field: 'revision' }
+    )
+  }
+  return { ...parsed.data, revision: newest.revision }
 }
 
 export function readRestoreState(storage: Storage, backupId: string, restoreId: string) {
-  return readStateAt(storage, restoreStateKey(backupId, restoreId))
+  return readStateAt(storage, restoreStateBase(backupId, restoreId))
 }
 
 /** Every restore of a backup kept in `storage`, by restore id. */
 export async function listRestoreStates(storage: Storage, backupId: string): Promise<RestoreState[]> {
-  const keys = (await storage.list(`${backupId}/restores/`)).map(o => o.key).filter(k => k.endsWith('/restore.json'))
+  const bases = new Set<string>()
+  for (const { key } of await storage.list(`${backupId}/restores/`)) {
+    const match = /^(.+\/restore)(?:\.json|\/\d{12}\.json)$/.exec(key)
+    if (match) {
+      bases.add(match[1]!)
+    }
+  }
   const states: RestoreState[] = []
-  for (const key of keys) {
-    const state = await readStateAt(storage, key)
+  for (const base of [...bases].sort()) {
+    const state = await readStateAt(storage, base)
     if (state) {
       states.push(state)
     }
@@ -160,8 +181,5 @@ export async function listRestoreStates(storage: Storage, backupId: string): Pro
 
 export async function writeRestoreState(storage: Storage, state: RestoreState): Promise<void> {
   state.updatedAt = new Date().toISOString()
-  await storage.replace(
-    restoreStateKey(state.backupId, state.restoreId),
-    Buffer.from(`${JSON.stringify(state, null, 2)}\n`)
-  )
+  await writeNextRevision(storage, restoreStateBase(state.backupId, state.restoreId), state, 'restore state')
 }

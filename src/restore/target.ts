@@ -17,7 +17,7 @@ import type { KafkaCluster } from '../kafka/cluster.ts'
 import type { Storage } from '../storage/storage.ts'
 import type { RestoreOptions } from './engine.ts'
 import type { PartitionPlan, RestorePlan, TopicPlan } from './plan.ts'
-import { type PartitionState, type RestoreState, readRestoreState, restoreStateKey } from './state.ts'
+import { type PartitionState, type RestoreState, readRestoreState, restoreStateBase } from './state.ts'
 
 /**
  * A LogAppendTime topic stamps every record with the time the broker appends it, so restored
@@ -172,7 +172,7 @@ async function reconcileState(
 ): Promise<{ partitions: PartitionState[]; previous: RestoreState | undefined }> {
   const { cluster, backupId, allowNonEmptyTarget, onWarning } = options
   const previous = await readRestoreState(stateStorage, backupId, restoreId)
-  const stateFile = `${stateStorage.location}/${restoreStateKey(backupId, restoreId)}`
+  const stateFile = `${stateStorage.location}/${restoreStateBase(backupId, restoreId)}`
   // Keyed by source and target: a re-partitioned topic has one state per pair of them.
   const pairKey = (p: { sourceTopic: string; sourcePartition: number; targetTopic: string; targetPartition: number }) =>
     `${p.sourceTopic}/${p.sourcePartition}>${p.targetTopic}/${p.targetPartition}`

@@ -67,11 +67,11 @@ class GatedStorage extends MemoryStorage {
     this.#gate.resolve()
   }
 
-  override async put(key: string, body: Readable | Buffer): Promise<void> {
+  override async create(key: string, body: Readable | Buffer): Promise<void> {
     if (key.endsWith('.seg')) {
       await this.#gate.promise
     }
-    return super.put(key, body)
+    return super.create(key, body)
   }
 }
 
@@ -216,14 +216,14 @@ describe('PartitionTask', () => {
 
   test('a failed upload fails the task with KB_STORAGE naming the segment, and the checkpoint does not move', async () => {
     class FailingStorage extends MemoryStorage {
-      override async put(key: string, body: Readable | Buffer): Promise<void> {
+      override async create(key: string, body: Readable | Buffer): Promise<void> {
         if (key.endsWith('.seg')) {
           if (!Buffer.isBuffer(body)) {
             body.resume()
           }
           throw new Error('disk full')
         }
-        return super.put(key, body)
+        return super.create(key, body)
       }
     }
     const storage = new FailingStorage()

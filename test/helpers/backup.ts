@@ -1,6 +1,6 @@
 /** Helpers to run the backup engine in tests and read back what it stored. */
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
@@ -28,6 +28,11 @@ export class HookedStorage extends FilesystemStorage {
   override async put(key: string, body: Readable | Buffer): Promise<void> {
     await this.onWrite(key)
     return super.put(key, body)
+  }
+
+  override async create(key: string, body: Readable | Buffer): Promise<void> {
+    await this.onWrite(key)
+    return super.create(key, body)
   }
 
   override async replace(key: string, body: Buffer): Promise<void> {
@@ -121,4 +126,17 @@ export async function readBackedUpRecords(storage: Storage, backupId: string, to
     }
   }
   return records
+}
+
+/**
+ * The file of a catalogue document's newest revision in a filesystem backup, from its base path
+ * (`.../topics/t/0/index`, `.../manifest`, `.../restore`): `{base}/{12 digits}.json`, else the
+ * `{base}.json` of older versions; undefined when there is neither.
+ */
+export function newestRevisionFile(base: string): string | undefined {
+  const revisions = existsSync(base) ? readdirSync(base).filter(name => /^\d{12}\.json$/.test(name)) : []
+  if (revisions.length > 0) {
+    return join(base, revisions.sort().at(-1)!)
+  }
+  return existsSync(`${base}.json`) ? `${base}.json` : undefined
 }

@@ -334,7 +334,7 @@ describe('backup data cases', () => {
     // The manifest is first written after the topics were listed and sized, before any fetch.
     let deleted = false
     storage.onWrite = async key => {
-      if (!deleted && key.endsWith('manifest.json')) {
+      if (!deleted && key.includes('/manifest/')) {
         deleted = true
         await deleteTopicAndWait(doomed)
       }

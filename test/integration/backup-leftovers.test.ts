@@ -1,13 +1,21 @@
 /**
- * What a killed backup leaves behind, and the next run clearing it: temp files of uploads in
- * progress, segments outside the index, and the run record still saying "running".
+ * What a killed backup leaves behind, and who clears it: the next run removes the temp files of
+ * uploads in progress and marks the run interrupted, deleting no object; prune deletes segments
+ * outside the index and the superseded revisions of the catalogue.
  */
 import assert from 'node:assert/strict'
-import { copyFileSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { readBackedUpRecords, tempStorage } from '../helpers/backup.ts'
+import {
+  backupOptions,
+  fingerprint,
+  newestRevisionFile,
+  readBackedUpRecords,
+  runBackup,
+  tempStorage
+} from '../helpers/backup.ts'
 import { backupYaml, finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
 import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { clusterAndProducer } from '../helpers/setup.ts'
@@ -27,7 +35,7 @@ function files(folder: string): Array<{ path: string; name: string; size: number
 
 const isTemp = (name: string) => /^\..+\.[0-9a-f]{16}\.tmp$/.test(name)
 
-test('the run after a SIGKILLed backup removes its temp files and unindexed segments and marks it interrupted; the folder then holds only what the indexes list', async () => {
+test('the run after a SIGKILLed backup removes its temp files and marks it interrupted, deleting no object; prune then removes the unindexed segment and superseded revisions, leaving only what the indexes list', async () => {
   const topic = uniqueTopic('backup-leftovers')
   await createTopic(cluster, topic, 2)
   const value = Buffer.from('x'.repeat(900))
@@ -47,7 +55,8 @@ test('the run after a SIGKILLed backup removes its temp files and unindexed segm
   const storage = tempStorage()
   const backupDir = join(storage.location, 'leftovers')
   const partitionDir = (partition: number) => join(backupDir, 'topics', topic, String(partition))
-  const indexOf = (partition: number) => JSON.parse(readFileSync(join(partitionDir(partition), 'index.json'), 'utf8'))
+  const indexFile = (partition: number) => newestRevisionFile(join(partitionDir(partition), 'index'))
+  const indexOf = (partition: number) => JSON.parse(readFileSync(indexFile(partition)!, 'utf8'))
   // One batch per Fetch, each held 300 ms, a segment per batch: a segment upload is nearly
   // always open, so the kill lands inside one (see the kill test in cli.test.ts).
   const slow = writeConfig(
@@ -64,7 +73,7 @@ test('the run after a SIGKILLed backup removes its temp files and unindexed segm
   const child = startCli(['backup', '--config', slow])
   const result = finished(child)
   const killable = () =>
-    existsSync(join(partitionDir(0), 'index.json')) &&
+    indexFile(0) !== undefined &&
     indexOf(0).segments.length > 0 &&
     files(join(backupDir, 'topics')).some(f => isTemp(f.name))
   for (let i = 0; i < 600 && !killable(); i++) {
@@ -95,6 +104,9 @@ test('the run after a SIGKILLed backup removes its temp files and unindexed segm
     '--json'
   ])
   assert.equal(rerun.code, 0, rerun.stderr)
+  assert.ok(existsSync(orphan), 'a backup run deletes no segment')
+  const pruned = await runCli(['prune', '--path', storage.location, '--backup-id', 'leftovers', '--keep-from', '0'])
+  assert.equal(pruned.code, 0, pruned.stderr)
 
   const left = files(backupDir)
   assert.deepEqual(
@@ -102,7 +114,7 @@ test('the run after a SIGKILLed backup removes its temp files and unindexed segm
     [],
     'no temp file is left'
   )
-  assert.equal(existsSync(orphan), false, 'the unindexed segment is gone')
+  assert.equal(existsSync(orphan), false, 'prune removed the unindexed segment')
   let indexed = 0
   for (let partition = 0; partition < 2; partition++) {
     const index = indexOf(partition)
@@ -114,12 +126,14 @@ test('the run after a SIGKILLed backup removes its temp files and unindexed segm
       `partition ${partition}: only indexed segments`
     )
     indexed += index.segments.reduce((sum: number, s: { sizeBytes: number }) => sum + s.sizeBytes, 0)
-    indexed += statSync(join(partitionDir(partition), 'index.json')).size
+    assert.deepEqual(readdirSync(join(partitionDir(partition), 'index')), [indexFile(partition)!.split('/').at(-1)])
+    indexed += statSync(indexFile(partition)!).size
   }
   const onDisk = files(join(backupDir, 'topics')).reduce((sum, f) => sum + f.size, 0)
   assert.equal(onDisk, indexed, 'the bytes on disk are the indexed segments and the indexes')
 
-  const manifest = JSON.parse(readFileSync(join(backupDir, 'manifest.json'), 'utf8'))
+  assert.equal(readdirSync(join(backupDir, 'manifest')).length, 1, 'prune kept only the newest manifest')
+  const manifest = JSON.parse(readFileSync(newestRevisionFile(join(backupDir, 'manifest'))!, 'utf8'))
   assert.deepEqual(
     manifest.runs.map((r: { status: string }) => r.status),
     ['interrupted', 'complete']
@@ -143,4 +157,53 @@ test('the run after a SIGKILLed backup removes its temp files and unindexed segm
       `partition ${partition}: every offset once, in order`
     )
   }
+})
+
+test('a segment a killed run made durable but did not record is taken into the index by the next run, which changes and deletes no stored object', async () => {
+  const topic = uniqueTopic('backup-unrecorded')
+  await createTopic(cluster, topic, 1)
+  const send = async (from: number, count: number) => {
+    for (let start = from; start < from + count; start += 50) {
+      await producer.send({
+        messages: Array.from({ length: 50 }, (_, i) => ({
+          topic,
+          partition: 0,
+          key: Buffer.from(`k${start + i}`),
+          value: Buffer.from(`${start + i}:${'y'.repeat(1500)}`)
+        }))
+      })
+    }
+  }
+  await send(0, 300)
+  const storage = tempStorage()
+  const options = backupOptions(cluster, storage, [topic], { backupId: 'unrecorded', segmentMaxBytes: 64 * 1024 })
+  await runBackup(options)
+  const indexDir = join(storage.location, 'unrecorded', 'topics', topic, '0', 'index')
+  const recorded = JSON.parse(readFileSync(newestRevisionFile(indexDir)!, 'utf8'))
+  assert.ok(recorded.segments.length >= 2, `${recorded.segments.length} segments`)
+  // A run killed after its last segment's upload completed, before the revision recording it.
+  rmSync(newestRevisionFile(indexDir)!)
+  const checkpoint = JSON.parse(readFileSync(newestRevisionFile(indexDir)!, 'utf8'))
+  assert.equal(checkpoint.segments.length, recorded.segments.length - 1)
+  const stored = fingerprint(storage.location)
+  await send(300, 100)
+  const warnings: string[] = []
+  await runBackup({ ...options, onWarning: message => warnings.push(message) })
+
+  const now = fingerprint(storage.location)
+  for (const [path, hash] of stored) {
+    assert.equal(now.get(path), hash, `${path} is unchanged`)
+  }
+  assert.ok(
+    warnings.some(w => w.includes(`recorded segment unrecorded/${recorded.segments.at(-1).key}`)),
+    warnings.join('\n')
+  )
+  const records = await readBackedUpRecords(storage, 'unrecorded', topic)
+  assert.deepEqual(
+    records.map(r => r.offset),
+    Array.from({ length: 400 }, (_, i) => BigInt(i))
+  )
+  const validate = await runCli(['validate', '--path', storage.location, '--backup-id', 'unrecorded', '--json'])
+  assert.equal(validate.code, 0, validate.stdout)
+  assert.deepEqual(JSON.parse(validate.stdout).problems, [])
 })

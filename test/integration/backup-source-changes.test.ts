@@ -16,6 +16,7 @@ import {
   backupOptions,
   fingerprint,
   HookedStorage,
+  newestRevisionFile,
   readBackedUpRecords,
   runBackup,
   tempStorage
@@ -52,7 +53,7 @@ async function recreateTopic(topic: string, partitions: number): Promise<void> {
 }
 
 function indexFile(storage: FilesystemStorage, topic: string, partition: number): string {
-  return join(storage.location, 'test-backup', 'topics', topic, String(partition), 'index.json')
+  return newestRevisionFile(join(storage.location, 'test-backup', 'topics', topic, String(partition), 'index'))!
 }
 
 // One after the other: @platformatic/kafka hands the result of one in-flight Metadata call to
@@ -285,7 +286,7 @@ describe('the source changing under a backup', () => {
     const storage = tempStorage()
     await runBackup(backupOptions(cluster, storage, [topic]))
     // One test broker is one cluster: the manifest is made to name another one instead.
-    const file = join(storage.location, 'test-backup', 'manifest.json')
+    const file = newestRevisionFile(join(storage.location, 'test-backup', 'manifest'))!
     const manifest = JSON.parse(readFileSync(file, 'utf8'))
     const clusterId = manifest.source.clusterId
     assert.ok(clusterId)

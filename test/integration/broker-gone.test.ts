@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { type RunningBroker, restartBroker, startBroker, stopBroker } from '../../scripts/broker.ts'
 import { listOffsets } from '../../src/kafka/admin.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
-import { backupOptions, readBackedUpRecords, runBackup } from '../helpers/backup.ts'
+import { backupOptions, newestRevisionFile, readBackedUpRecords, runBackup } from '../helpers/backup.ts'
 import { newProducer } from '../helpers/cases.ts'
 import { type CliResult, finished, startCli, writeConfig } from '../helpers/cli.ts'
 import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
@@ -106,7 +106,10 @@ test('a backup whose broker stays down logs every retry and ends with KB_KAFKA_U
   await produce(topic)
   const path = mkdtempSync(join(tmpdir(), 'kafka-backup-gone-'))
   const child = startCli(['backup', '--config', backupConfig(topic, path, 6)])
-  const { result, stderr } = await brokerDownDuring(child, () => existsSync(join(path, 'gone', 'manifest.json')))
+  const { result, stderr } = await brokerDownDuring(
+    child,
+    () => newestRevisionFile(join(path, 'gone', 'manifest')) !== undefined
+  )
   const stoppedAt = Date.now()
   const { code } = await result
   broker = await restartBroker(broker)

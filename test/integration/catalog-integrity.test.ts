@@ -8,19 +8,25 @@
 import assert from 'node:assert/strict'
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { crc32c } from '../../src/batch/crc.ts'
 import { validateBackup } from '../../src/catalog/inspect.ts'
-import { indexKey, type Manifest, manifestKey, type PartitionIndex, partitionDir } from '../../src/catalog/manifest.ts'
+import {
+  indexBase,
+  type Manifest,
+  manifestBase,
+  type PartitionIndex,
+  partitionDir
+} from '../../src/catalog/manifest.ts'
 import { isBackupError } from '../../src/errors.ts'
 import { listOffsets, listTopics, partitionKey } from '../../src/kafka/admin.ts'
 import type { RestoreOptions } from '../../src/restore/engine.ts'
-import { type RestoreState, restoreStateKey } from '../../src/restore/state.ts'
+import { type RestoreState, restoreStateBase } from '../../src/restore/state.ts'
 import { FOOTER_SUMMARY_SIZE, RowField, TRAILER_SIZE, TrailerField } from '../../src/segment/format.ts'
 import { bufferSource, readSegmentIndex } from '../../src/segment/reader.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
-import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
+import { backupOptions, newestRevisionFile, runBackup, tempStorage } from '../helpers/backup.ts'
 import { BASE_TIMESTAMP } from '../helpers/cases.ts'
 import { runCli } from '../helpers/cli.ts'
 import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
@@ -85,6 +91,11 @@ function file(storage: FilesystemStorage, key: string): string {
   return join(storage.location, key)
 }
 
+/** The key of a document's newest revision (from its base: revisions.ts). */
+function newestKey(storage: FilesystemStorage, base: string): string {
+  return relative(storage.location, newestRevisionFile(file(storage, base))!)
+}
+
 function editJson<T>(storage: FilesystemStorage, key: string, edit: (document: T) => void): void {
   const document = JSON.parse(readFileSync(file(storage, key), 'utf8')) as T
   edit(document)
@@ -92,13 +103,13 @@ function editJson<T>(storage: FilesystemStorage, key: string, edit: (document: T
 }
 
 const editManifest = (storage: FilesystemStorage, edit: (manifest: Manifest) => void) =>
-  editJson(storage, manifestKey(BACKUP), edit)
+  editJson(storage, newestKey(storage, manifestBase(BACKUP)), edit)
 const editIndex = (
   storage: FilesystemStorage,
   topic: string,
   partition: number,
   edit: (index: PartitionIndex) => void
-) => editJson(storage, indexKey(BACKUP, topic, partition), edit)
+) => editJson(storage, newestKey(storage, indexBase(BACKUP, topic, partition)), edit)
 
 /** A value of the wrong type for the field it is assigned to, on purpose. */
 function wrongType(value: unknown): never {
@@ -106,7 +117,7 @@ function wrongType(value: unknown): never {
 }
 
 function readIndex(storage: FilesystemStorage, topic: string, partition: number): PartitionIndex {
-  return JSON.parse(readFileSync(file(storage, indexKey(BACKUP, topic, partition)), 'utf8'))
+  return JSON.parse(readFileSync(file(storage, newestKey(storage, indexBase(BACKUP, topic, partition))), 'utf8'))
 }
 
 /** Restore refuses with `code` and a message matching `names`, and creates nothing on the target. */
@@ -195,19 +206,15 @@ describe('a lost index or a partition the manifest does not count', () => {
 
   test('one partition index deleted, its segments still there: validate exits 1 naming the folder, restore refuses', async () => {
     const storage = copyOfBackup()
-    rmSync(file(storage, indexKey(BACKUP, orders, 1)))
+    rmSync(file(storage, indexBase(BACKUP, orders, 1)), { recursive: true })
     const validate = await runCli(['validate', '--path', storage.location, '--backup-id', BACKUP, '--deep'])
     assert.equal(validate.code, 1, validate.stdout)
     assert.match(
       validate.stdout,
-      new RegExp(`error +KB_BACKUP_CORRUPT: ${partitionDir(BACKUP, orders, 1)}/ holds 3 segments but no index.json`)
+      new RegExp(`error +KB_BACKUP_CORRUPT: ${partitionDir(BACKUP, orders, 1)}/ holds 3 segments but no index`)
     )
     assert.match(validate.stdout, /is INVALID/)
-    await assertRestoreRefused(
-      storage,
-      'KB_BACKUP_CORRUPT',
-      new RegExp(`${orders}/1/ holds 3 segments but no index.json`)
-    )
+    await assertRestoreRefused(storage, 'KB_BACKUP_CORRUPT', new RegExp(`${orders}/1/ holds 3 segments but no index`))
   })
 
   test('a manifest whose partitionCount is lower or higher than what storage holds, or 0: validate fails, restore refuses', async () => {
@@ -227,7 +234,7 @@ describe('a lost index or a partition the manifest does not count', () => {
       manifest.topics.find(t => t.name === orders)!.partitionCount = 5
     })
     const missing = new RegExp(
-      `${orders} partitions 3..4 of the 5 the manifest lists have no index.json: nothing of them is in the backup`
+      `${orders} partitions 3..4 of the 5 the manifest lists have no index: nothing of them is in the backup`
     )
     await assertInvalid(raised, 'KB_BACKUP_CORRUPT', missing)
     await assertRestoreRefused(raised, 'KB_BACKUP_CORRUPT', missing)
@@ -240,11 +247,15 @@ describe('a lost index or a partition the manifest does not count', () => {
       assert.ok(isBackupError(error, 'KB_BACKUP_CORRUPT'), String(error))
       assert.match(
         error.message,
-        /manifest\.json: topics\[0\]\.partitionCount: Too small: expected number to be >=1 \(found 0\)/
+        /manifest\/\d{12}\.json: topics\[0\]\.partitionCount: Too small: expected number to be >=1 \(found 0\)/
       )
       return true
     })
-    await assertRestoreRefused(zero, 'KB_BACKUP_CORRUPT', /manifest .*manifest\.json: topics\[0\]\.partitionCount: /)
+    await assertRestoreRefused(
+      zero,
+      'KB_BACKUP_CORRUPT',
+      /manifest .*manifest\/\d{12}\.json: topics\[0\]\.partitionCount: /
+    )
   })
 
   test('a topic folder the manifest does not list at all is reported, and refuses a restore that selects it', async () => {
@@ -351,7 +362,7 @@ describe('restore checks what it reads', () => {
       const storage = copyOfBackup()
       editIndex(storage, orders, 0, index => edit(index.segments))
       const names = new RegExp(
-        `partition index .*${indexKey(BACKUP, orders, 0)}: segments\\[1\\]\\.firstOffset: starts before the previous segment ends`
+        `partition index .*${newestKey(storage, indexBase(BACKUP, orders, 0))}: segments\\[1\\]\\.firstOffset: starts before the previous segment ends`
       )
       await assertInvalid(storage, 'KB_BACKUP_CORRUPT', names)
       await assertRestoreRefused(storage, 'KB_BACKUP_CORRUPT', names)
@@ -492,7 +503,7 @@ describe('catalogue documents are checked against their schema', () => {
     test(`index with ${name}: KB_BACKUP_CORRUPT naming the file and field from validate, describe and restore`, async () => {
       const storage = copyOfBackup()
       editIndex(storage, orders, 0, edit)
-      const key = indexKey(BACKUP, orders, 0)
+      const key = newestKey(storage, indexBase(BACKUP, orders, 0))
       await assertInvalid(storage, 'KB_BACKUP_CORRUPT', new RegExp(`partition index .*${key}${names.source}`))
       const describe = await runCli(['describe', '--path', storage.location, '--backup-id', BACKUP])
       assert.equal(describe.code, 1)
@@ -510,7 +521,7 @@ describe('catalogue documents are checked against their schema', () => {
       manifest.topics[0]!.partitionCount = 1_000_000_000
     })
     const names =
-      /manifest .*manifest\.json: topics\[0\]\.partitionCount: Too big: expected number to be <=1000000 \(found 1000000000\)/
+      /manifest .*manifest\/\d{12}\.json: topics\[0\]\.partitionCount: Too big: expected number to be <=1000000 \(found 1000000000\)/
     for (const command of ['validate', 'describe']) {
       const result = await runCli([command, '--path', storage.location, '--backup-id', BACKUP])
       assert.equal(result.code, 1, result.stderr)
@@ -560,11 +571,11 @@ describe('catalogue documents are checked against their schema', () => {
     const storage = copyOfBackup()
     cpSync(file(storage, BACKUP), file(storage, 'broken'), { recursive: true })
     cpSync(file(storage, BACKUP), file(storage, 'headless'), { recursive: true })
-    editJson<Manifest>(storage, manifestKey('broken'), manifest => {
+    editJson<Manifest>(storage, newestKey(storage, manifestBase('broken')), manifest => {
       manifest.backupId = 'broken'
       manifest.runs = wrongType('x')
     })
-    rmSync(file(storage, manifestKey('headless')))
+    rmSync(file(storage, manifestBase('headless')), { recursive: true })
     const json = await runCli(['list', '--path', storage.location, '--json'])
     assert.equal(json.code, 1, json.stderr)
     const listed = JSON.parse(json.stdout)
@@ -578,9 +589,9 @@ describe('catalogue documents are checked against their schema', () => {
     )
     assert.match(
       listed[0].error.message,
-      /broken\/manifest\.json: runs: Invalid input: expected array, received string/
+      /broken\/manifest\/\d{12}\.json: runs: Invalid input: expected array, received string/
     )
-    assert.match(listed[1].error.message, /headless holds topics\/ but no manifest\.json/)
+    assert.match(listed[1].error.message, /headless holds topics\/ but no manifest:/)
     const human = await runCli(['list', '--path', storage.location])
     assert.equal(human.code, 1)
     assert.match(human.stdout, new RegExp(`${BACKUP} +2 `))
@@ -596,7 +607,7 @@ describe('catalogue documents are checked against their schema', () => {
         topicMapping: { [payments]: target }
       })
     )
-    const key = restoreStateKey(BACKUP, summary.restoreId)
+    const key = newestKey(storage, restoreStateBase(BACKUP, summary.restoreId))
     editJson<RestoreState>(storage, key, state => {
       state.partitions[0]!.offsetMap = [['0', 'zero', 300]]
     })

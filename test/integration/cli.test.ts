@@ -3,7 +3,14 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { listOffsets } from '../../src/kafka/admin.ts'
-import { backupOptions, fingerprint, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
+import {
+  backupOptions,
+  fingerprint,
+  newestRevisionFile,
+  readBackedUpRecords,
+  runBackup,
+  tempStorage
+} from '../helpers/backup.ts'
 import { backupYaml, finished, restoreYaml, runCli, startCli, writeConfig } from '../helpers/cli.ts'
 import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { clusterAndProducer } from '../helpers/setup.ts'
@@ -57,14 +64,16 @@ test('a backup killed with SIGKILL and run again holds every record exactly once
   )
   const child = startCli(['backup', '--config', slow])
   const result = finished(child)
-  const indexFile = join(path, 'cli-test', 'topics', topic, '0', 'index.json')
-  const durableSegments = () =>
-    existsSync(indexFile) ? JSON.parse(readFileSync(indexFile, 'utf8')).segments.length : 0
+  const indexFile = () => newestRevisionFile(join(path, 'cli-test', 'topics', topic, '0', 'index'))
+  const durableSegments = () => {
+    const file = indexFile()
+    return file ? JSON.parse(readFileSync(file, 'utf8')).segments.length : 0
+  }
   // Killed once several segments are durable and more batches are on their way.
   await until(() => durableSegments() >= 2, 'the first run to make two segments durable')
   child.kill('SIGKILL')
   assert.equal((await result).signal, 'SIGKILL')
-  const manifest = JSON.parse(readFileSync(join(path, 'cli-test', 'manifest.json'), 'utf8'))
+  const manifest = JSON.parse(readFileSync(newestRevisionFile(join(path, 'cli-test', 'manifest'))!, 'utf8'))
   assert.equal(manifest.runs.at(-1).status, 'running', 'the killed run did not finish')
 
   const rerun = await runCli(['backup', '--config', config, '--json'])
@@ -104,8 +113,8 @@ test('a restore killed with SIGKILL and run again writes every record exactly on
   const restoresDir = join(storage.location, 'test-backup', 'restores')
   const checkpointedRecords = () => {
     const [id] = existsSync(restoresDir) ? readdirSync(restoresDir) : []
-    const file = id && join(restoresDir, id, 'restore.json')
-    if (!file || !existsSync(file)) return 0
+    const file = id && newestRevisionFile(join(restoresDir, id, 'restore'))
+    if (!file) return 0
     const partitions: Array<{ records: number }> = JSON.parse(readFileSync(file, 'utf8')).partitions
     return partitions.reduce((sum, p) => sum + p.records, 0)
   }

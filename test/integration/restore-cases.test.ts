@@ -6,16 +6,23 @@
  * make one.
  */
 import assert from 'node:assert/strict'
-import { readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { before, describe, test } from 'node:test'
 import { validateBackup } from '../../src/catalog/inspect.ts'
 import { readPartitionIndex } from '../../src/catalog/manifest.ts'
 import { isBackupError } from '../../src/errors.ts'
 import { describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../../src/kafka/admin.ts'
-import { restoreStateKey } from '../../src/restore/state.ts'
+import { restoreStateBase } from '../../src/restore/state.ts'
 import type { FilesystemStorage } from '../../src/storage/filesystem.ts'
-import { backupOptions, readBackedUpRecords, runBackup, type StoredRecord, tempStorage } from '../helpers/backup.ts'
+import {
+  backupOptions,
+  newestRevisionFile,
+  readBackedUpRecords,
+  runBackup,
+  type StoredRecord,
+  tempStorage
+} from '../helpers/backup.ts'
 import {
   BASE_TIMESTAMP,
   createCompactedTopic,
@@ -240,7 +247,7 @@ describe('restore data cases', () => {
       ]
     )
     assert.ok(!(await listTopics(cluster)).some(t => t.name === target))
-    assert.equal(await storage.head(restoreStateKey('test-backup', summary.restoreId)), undefined)
+    assert.deepEqual(await storage.list(`${restoreStateBase('test-backup', summary.restoreId)}`), [])
     assert.deepEqual(await storage.list('test-backup/restores/'), statesBefore)
   })
 })
@@ -322,8 +329,9 @@ describe('restore windows, resume and corruption', () => {
     )
     assert.equal(stopped.status, 'stopped')
     assert.ok(stopped.records > 0 && stopped.records < 800, `stopped after ${stopped.records} records`)
-    const stateKey = restoreStateKey('test-backup', stopped.restoreId)
-    const stateFile = join(resumeStorage.location, stateKey)
+    const stateFile = newestRevisionFile(
+      join(resumeStorage.location, restoreStateBase('test-backup', stopped.restoreId))
+    )!
     const checkpointAtStop = readFileSync(stateFile)
 
     const resumed = await runRestore(restoreOptions(cluster, resumeStorage, options))
@@ -336,7 +344,12 @@ describe('restore windows, resume and corruption', () => {
     // the target, maps them instead of writing them again.
     const state = JSON.parse(checkpointAtStop.toString())
     assert.ok(state.partitions.some((p: { done: boolean }) => !p.done))
-    writeFileSync(stateFile, checkpointAtStop)
+    // The revisions written after the stop are the lost checkpoints.
+    for (const name of readdirSync(dirname(stateFile))) {
+      if (join(dirname(stateFile), name) > stateFile) {
+        rmSync(join(dirname(stateFile), name))
+      }
+    }
     const rerun = await runRestore(restoreOptions(cluster, resumeStorage, options))
     assert.equal(rerun.status, 'complete')
     assert.deepEqual(contentOf(await readTopicRecords(cluster, target)), contentOf(source))

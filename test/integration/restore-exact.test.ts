@@ -6,7 +6,7 @@
  * refuses. Against the real broker.
  */
 import assert from 'node:assert/strict'
-import { chmodSync, existsSync, mkdtempSync, readdirSync } from 'node:fs'
+import { chmodSync, mkdtempSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { describe, test } from 'node:test'
@@ -14,8 +14,8 @@ import { pathToFileURL } from 'node:url'
 import { ConfigResourceTypes } from '@platformatic/kafka'
 import { isBackupError } from '../../src/errors.ts'
 import { commitGroupOffsets, describeTopicConfigs, listOffsets, partitionKey } from '../../src/kafka/admin.ts'
-import { restoreStateKey } from '../../src/restore/state.ts'
-import { backupOptions, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
+import { restoreStateBase } from '../../src/restore/state.ts'
+import { backupOptions, newestRevisionFile, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
 import { BASE_TIMESTAMP } from '../helpers/cases.ts'
 import { backupYaml, finished, restoreYaml, runCli, startCli, writeConfig } from '../helpers/cli.ts'
 import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
@@ -382,7 +382,7 @@ describe('issue 11: a restore never reports success with a wrong result', () => 
       contentOf(await readTopicRecords(cluster, target)),
       contentOf(await readTopicRecords(cluster, topic))
     )
-    assert.ok(existsSync(join(statePath, restoreStateKey('test-backup', summary.restoreId))))
+    assert.ok(newestRevisionFile(join(statePath, restoreStateBase('test-backup', summary.restoreId))))
     const rerun = run({ statePath }).summary
     assert.equal(rerun?.restoreId, summary.restoreId)
     assert.equal((await readTopicRecords(cluster, target)).length, 800, 'the rerun found its state and wrote nothing')
@@ -401,7 +401,7 @@ describe('issue 11: a restore never reports success with a wrong result', () => 
     const cli = await runCli(['restore', '--json', '--config', config])
     assert.equal(cli.code, 0, cli.stderr)
     const { restoreId } = JSON.parse(cli.stdout)
-    assert.ok(existsSync(join(cliStatePath, restoreStateKey('test-backup', restoreId))))
+    assert.ok(newestRevisionFile(join(cliStatePath, restoreStateBase('test-backup', restoreId))))
     assert.ok(!readdirSync(join(storage.location, 'test-backup')).includes('restores'), 'nothing written to the backup')
     const offsetMap = await runCli(['offset-map', '--json', '--config', config])
     assert.equal(offsetMap.code, 0, offsetMap.stderr)

@@ -1,6 +1,8 @@
 /** Restore state documents: written and read back, and refused with the file and field when damaged. */
+
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { legacyKey } from '../../src/catalog/revisions.ts'
 import { isBackupError } from '../../src/errors.ts'
 import {
   listRestoreStates,
@@ -8,7 +10,7 @@ import {
   RESTORE_STATE_VERSION,
   type RestoreState,
   readRestoreState,
-  restoreStateKey,
+  restoreStateBase,
   writeRestoreState
 } from '../../src/restore/state.ts'
 import { MemoryStorage } from '../../src/storage/memory.ts'
@@ -51,7 +53,7 @@ test('a written state reads back equal, and every restore of a backup is listed'
   await writeRestoreState(storage, state('restore-1'))
   await writeRestoreState(storage, state('restore-2'))
   const read = await readRestoreState(storage, 'b', 'restore-1')
-  assert.deepEqual({ ...read, updatedAt: '' }, { ...state('restore-1'), updatedAt: '' })
+  assert.deepEqual({ ...read, updatedAt: '' }, { ...state('restore-1'), updatedAt: '', revision: 1 })
   assert.deepEqual(
     (await listRestoreStates(storage, 'b')).map(s => s.restoreId),
     ['restore-1', 'restore-2']
@@ -65,7 +67,7 @@ interface Damageable {
 }
 
 test('a damaged state is refused with KB_BACKUP_CORRUPT naming the file and the field', async () => {
-  const key = restoreStateKey('b', 'restore-1')
+  const key = legacyKey(restoreStateBase('b', 'restore-1'))
   const damaged: Array<[(document: Damageable) => unknown, string]> = [
     [d => Object.assign(d.partitions[0], { targetNextOffset: 100 }), 'partitions.0.targetNextOffset'],
     [d => Object.assign(d.partitions[0], { targetNextOffset: '1e3' }), 'partitions.0.targetNextOffset'],
@@ -99,7 +101,10 @@ test('a damaged state is refused with KB_BACKUP_CORRUPT naming the file and the 
 test('a version-1 state (before topic ids were recorded) is still read', async () => {
   const storage = new MemoryStorage()
   const { targetTopicIds: _ids, ...old } = state()
-  await storage.replace(restoreStateKey('b', 'restore-1'), Buffer.from(JSON.stringify({ ...old, formatVersion: 1 })))
+  await storage.replace(
+    legacyKey(restoreStateBase('b', 'restore-1')),
+    Buffer.from(JSON.stringify({ ...old, formatVersion: 1 }))
+  )
   const read = await readRestoreState(storage, 'b', 'restore-1')
   assert.equal(read?.formatVersion, 1)
   assert.equal(read?.targetTopicIds, undefined)
