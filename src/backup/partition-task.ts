@@ -239,6 +239,14 @@ export class PartitionTask {
       new Promise(resolve => setTimeout(resolve, 5000, undefined).unref())
     ])
     const error = uploadError ?? appendError
+    if (isBackupError(error, 'KB_STORAGE_EXISTS')) {
+      return new BackupError(
+        'KB_BACKUP_BUSY',
+        `segment ${segment.key} of ${this.topic}/${this.partition} was written by another process at the same time: ` +
+          'two processes are writing this backup; this one stops without overwriting it',
+        { cause: error, topic: this.topic, partition: this.partition, key: segment.key }
+      )
+    }
     return isBackupError(error)
       ? error
       : new BackupError(

@@ -8,6 +8,7 @@ import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync }
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { isBackupError } from '../../src/errors.ts'
 import {
   backupOptions,
   fingerprint,
@@ -19,6 +20,7 @@ import {
 import { backupYaml, finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
 import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { clusterAndProducer } from '../helpers/setup.ts'
+import { until } from '../helpers/wait.ts'
 
 const { cluster, producer } = clusterAndProducer()
 
@@ -206,4 +208,58 @@ test('a segment a killed run made durable but did not record is taken into the i
   const validate = await runCli(['validate', '--path', storage.location, '--backup-id', 'unrecorded', '--json'])
   assert.equal(validate.code, 0, validate.stdout)
   assert.deepEqual(JSON.parse(validate.stdout).problems, [])
+})
+
+test('two backup processes on one backup: one stops with KB_BACKUP_BUSY, nothing is written over, and the backup holds every offset once', async () => {
+  const topic = uniqueTopic('backup-two-writers')
+  await createTopic(cluster, topic, 1)
+  const send = async (from: number) => {
+    await producer.send({
+      messages: Array.from({ length: 50 }, (_, i) => ({ topic, partition: 0, value: Buffer.from(`${from + i}`) }))
+    })
+  }
+  await send(0)
+  const storage = tempStorage()
+  const options = backupOptions(cluster, storage, [topic], {
+    backupId: 'two-writers',
+    continuous: true,
+    segmentMaxIntervalMs: 200,
+    checkpointIntervalMs: 200
+  })
+  const controllers = [new AbortController(), new AbortController()]
+  const outcomes: Array<{ error?: unknown; status?: string } | undefined> = [undefined, undefined]
+  const runs = controllers.map((controller, i) =>
+    runBackup({ ...options, signal: controller.signal }).then(
+      summary => {
+        outcomes[i] = { status: summary.status }
+      },
+      error => {
+        outcomes[i] = { error }
+      }
+    )
+  )
+  let produced = 50
+  await until(async () => {
+    await send(produced)
+    produced += 50
+    return outcomes.some(outcome => outcome?.error !== undefined)
+  }, 'one of the two writers to stop')
+  for (const controller of controllers) {
+    controller.abort()
+  }
+  await Promise.all(runs)
+  const failed = outcomes.filter(outcome => outcome?.error !== undefined)
+  assert.equal(failed.length, 1, JSON.stringify(outcomes.map(o => o?.status ?? String(o?.error))))
+  assert.ok(isBackupError(failed[0]!.error, 'KB_BACKUP_BUSY'), String(failed[0]!.error))
+  assert.equal(outcomes.find(outcome => outcome?.error === undefined)?.status, 'stopped')
+
+  // A one-shot run after both continues the backup to the end of the topic.
+  await runBackup({ ...options, continuous: false, signal: undefined })
+  const records = await readBackedUpRecords(storage, 'two-writers', topic)
+  assert.deepEqual(
+    records.map(r => r.offset),
+    Array.from({ length: produced }, (_, i) => BigInt(i))
+  )
+  const validate = await runCli(['validate', '--path', storage.location, '--backup-id', 'two-writers', '--deep'])
+  assert.equal(validate.code, 0, validate.stdout)
 })
