@@ -99,7 +99,8 @@ Examples:
         console.log(
           `backup ${summary.backupId}: ${flags.dryRun ? 'would delete' : 'deleted'} ${summary.segments} segments, ` +
             `${formatCount(summary.records)} records, ${formatBytes(summary.sizeBytes)} (${summary.sizeBytes} bytes); ` +
-            `every record from ${summary.keptFrom} on is kept`
+            `every record from ${summary.keptFrom} on is kept; ${flags.dryRun ? 'would delete' : 'deleted'} ` +
+            `${summary.supersededRevisions} superseded catalogue revisions`
         )
       } finally {
         await storage.close()
