@@ -575,7 +575,7 @@ export const restoreOptionsSchema = z
     state_storage: storageSchema
       .optional()
       .describe(
-        "Where restore progress (`{backup_id}/restores/{restore_id}/restore.json`) is kept, with the same keys as `storage`. Unset: in the backup's own storage. Set it when the backup location is read-only (a snapshot or read-only mount): without it such a restore stops before it writes anything. A rerun resumes only with the same state location."
+        "Where restore progress (`{backup_id}/restores/{restore_id}/restore/{revision}.json`) is kept, with the same keys as `storage`. Unset: in the backup's own storage. Set it when the backup location is read-only (a snapshot or read-only mount): without it such a restore stops before it writes anything. A rerun resumes only with the same state location."
       ),
     checkpoint_interval_secs: z
       .number()

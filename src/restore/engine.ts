@@ -57,7 +57,7 @@ export interface RestoreOptions extends PlanOptions {
   storage: Storage
   /** restore.encryption: decrypts an encrypted backup (docs/encryption.md). */
   keys?: KeyProvider
-  /** Where restore state is kept (restores/{id}/restore.json). Default: `storage`. */
+  /** Where restore state is kept (restores/{id}/restore/{revision}.json). Default: `storage`. */
   stateStorage?: Storage
   cluster: KafkaCluster
   bootstrapServers: string[]

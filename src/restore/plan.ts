@@ -213,7 +213,7 @@ export async function buildPlan(
   if (!manifest) {
     throw new BackupError(
       'KB_BACKUP_NOT_FOUND',
-      `no backup ${options.backupId} at ${storage.location} (no ${options.backupId}/manifest.json)`,
+      `no backup ${options.backupId} at ${storage.location} (no manifest under ${options.backupId}/)`,
       { backupId: options.backupId, location: storage.location }
     )
   }

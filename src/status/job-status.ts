@@ -1,7 +1,7 @@
 /**
  * The progress of a backup and of its restores, running or finished, read from what they
  * checkpoint in storage only: the manifest's runs and each partition's index (backup), and each
- * restore's `restore.json`. Nothing here talks to Kafka, so it works from any machine that can
+ * restore's state (`restore/{revision}.json`). Nothing here talks to Kafka, so it works from any machine that can
  * read the storage, while the job runs elsewhere.
  *
  * What it shows is as fresh as the last checkpoint (`backup.checkpoint_interval_secs`,
