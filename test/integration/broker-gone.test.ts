@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import type { ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { type RunningBroker, restartBroker, startBroker, stopBroker } from '../../scripts/broker.ts'
@@ -193,7 +193,8 @@ test('SIGTERM stops a restore waiting for a stopped broker within seconds, saves
   broker = await restartBroker(broker)
   assert.equal(code, 143, stderr())
   assert.ok(stopMs < 3000, `stopped ${stopMs} ms after SIGTERM`)
-  const [restoreId] = await new FilesystemStorage({ path }).list('test-backup/restores/')
-  const state = JSON.parse(readFileSync(join(path, restoreId!.key), 'utf8')) as { status: string }
+  const [firstRevision] = await new FilesystemStorage({ path }).list('test-backup/restores/')
+  const newest = newestRevisionFile(join(path, dirname(firstRevision!.key)))!
+  const state = JSON.parse(readFileSync(newest, 'utf8')) as { status: string }
   assert.equal(state.status, 'stopped')
 })
