@@ -128,6 +128,9 @@ test('on an S3 Object Lock bucket a first, an incremental and a continuous backu
   )
   controller.abort()
   assert.equal((await continuous).status, 'stopped')
+  // The last rounds may have come after the continuous run's last checkpoint: a one-shot run
+  // takes the backup to the end of the topic.
+  await runBackup(backupOptions(cluster, storage, [topic]))
   const written = await assertEveryKeyWrittenOnce(bucket, 'after the backups')
 
   await runRestore(restoreOptions(cluster, storage, { topicMapping: { [topic]: `${topic}-restored` } }))
