@@ -9,7 +9,6 @@ import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import type { Producer } from '@platformatic/kafka'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import {
   backupOptions,
   fingerprint,
@@ -20,11 +19,11 @@ import {
 } from '../helpers/backup.ts'
 import { newProducer } from '../helpers/cases.ts'
 import { runCli } from '../helpers/cli.ts'
-import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 
-let cluster: KafkaCluster
+let cluster: AdminCluster
 let producer: Producer
 before(() => {
   cluster = testCluster()

@@ -18,10 +18,9 @@ import type { Producer } from '@platformatic/kafka'
 import { validateBackup } from '../../src/catalog/inspect.ts'
 import { indexBase } from '../../src/catalog/manifest.ts'
 import { pruneBackup } from '../../src/catalog/prune.ts'
-import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { backupOptions, runBackup } from '../helpers/backup.ts'
 import { newProducer } from '../helpers/cases.ts'
-import { createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 import { uniqueName, useS3Server } from '../helpers/object-servers.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
@@ -29,7 +28,7 @@ import { until } from '../helpers/wait.ts'
 
 const DAY = 86_400_000
 const s3 = await useS3Server()
-let cluster: KafkaCluster
+let cluster: AdminCluster
 let producer: Producer
 before(() => {
   cluster = testCluster()
