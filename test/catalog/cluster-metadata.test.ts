@@ -3,7 +3,8 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { clusterMetadataKey, readClusterMetadata } from '../../src/catalog/cluster-metadata.ts'
 import { validateBackup } from '../../src/catalog/inspect.ts'
-import { manifestKey } from '../../src/catalog/manifest.ts'
+import { manifestBase } from '../../src/catalog/manifest.ts'
+import { legacyKey } from '../../src/catalog/revisions.ts'
 import { MemoryStorage } from '../../src/storage/memory.ts'
 
 const valid = {
@@ -71,7 +72,7 @@ test('validate reports a damaged metadata/kafka.json as an error naming the file
     consumerGroups: [],
     runs: []
   }
-  await storage.replace(manifestKey('b'), Buffer.from(JSON.stringify(manifest)))
+  await storage.replace(legacyKey(manifestBase('b')), Buffer.from(JSON.stringify(manifest)))
   assert.equal((await validateBackup(storage, 'b')).valid, true, 'a backup without cluster metadata is valid')
   await storage.replace(clusterMetadataKey('b'), Buffer.from('{"format": "kafka-backup-cluster-metadata"'))
   const report = await validateBackup(storage, 'b')

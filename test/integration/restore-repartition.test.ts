@@ -6,13 +6,20 @@
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { test } from 'node:test'
 import { kafkaJavaArgs } from '../../scripts/broker.ts'
 import { listOffsets } from '../../src/kafka/admin.ts'
-import { restoreStateKey } from '../../src/restore/state.ts'
-import { backupOptions, readBackedUpRecords, runBackup, type StoredRecord, tempStorage } from '../helpers/backup.ts'
+import { restoreStateBase } from '../../src/restore/state.ts'
+import {
+  backupOptions,
+  newestRevisionFile,
+  readBackedUpRecords,
+  runBackup,
+  type StoredRecord,
+  tempStorage
+} from '../helpers/backup.ts'
 import { BASE_TIMESTAMP, produceTransactional } from '../helpers/cases.ts'
 import { restoreYaml, runCli, writeConfig } from '../helpers/cli.ts'
 import { consoleConsumeCommitted } from '../helpers/console-consumer.ts'
@@ -227,8 +234,7 @@ test('a re-partitioned restore with erasure of a transactional topic, stopped mi
   )
   assert.equal(stopped.status, 'stopped')
   assert.ok(stopped.records > 0 && stopped.records < expected.length, `stopped after ${stopped.records} records`)
-  const stateFile = join(storage.location, restoreStateKey('test-backup', stopped.restoreId))
-  const checkpointAtStop = readFileSync(stateFile)
+  const stateFile = newestRevisionFile(join(storage.location, restoreStateBase('test-backup', stopped.restoreId)))!
 
   /** The target holds every record not erased once, each key where Java puts it, in order. */
   const assertExact = async (label: string) => {
@@ -264,7 +270,11 @@ test('a re-partitioned restore with erasure of a transactional topic, stopped mi
 
   // A crash that lost every checkpoint after the stop: the records already in the target are
   // found and mapped, not written again, and the erased count stays exact.
-  writeFileSync(stateFile, checkpointAtStop)
+  for (const name of readdirSync(dirname(stateFile))) {
+    if (join(dirname(stateFile), name) > stateFile) {
+      rmSync(join(dirname(stateFile), name))
+    }
+  }
   const rerun = await runRestore(restoreOptions(cluster, storage, options))
   assert.equal(rerun.status, 'complete')
   assert.equal(rerun.records, expected.length)
