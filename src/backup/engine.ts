@@ -571,6 +571,7 @@ export class BackupEngine {
       sizeBytes: source.size,
       uncompressedBytes: footer.uncompressedBytes,
       codec: footer.codec,
+      ...(header.encryption === undefined ? {} : { keyId: header.encryption.keyId }),
       createdAt: new Date(Number(header.createdAtMs)).toISOString()
     }
   }
