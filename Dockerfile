@@ -9,6 +9,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+COPY scripts/bundle-cli.ts ./scripts/
+# Compiles to dist/ and bundles the command into dist/kafka-backup.js.
 RUN npm run build
 
 FROM node:24-slim
@@ -21,5 +23,5 @@ COPY --from=build /app/dist ./dist
 USER node
 # The metrics endpoint (/metrics, /health) when metrics.enabled is true.
 EXPOSE 9090
-ENTRYPOINT ["node", "/app/dist/cli/main.js"]
+ENTRYPOINT ["node", "/app/dist/kafka-backup.js"]
 CMD ["--help"]
