@@ -95,7 +95,7 @@ export interface BackupOptions {
   onFetch?: (durationMs: number, bytes: number) => void
   /** backup.retention: after a run that ends without error, prune what is older than this. */
   retention?: { keepWithinMs: number }
-  /** backup.metadata: the cluster metadata captured into metadata/kafka.json; unset: none. */
+  /** backup.metadata: the cluster metadata captured into metadata/kafka/{revision}.json; unset: none. */
   clusterMetadata?: readonly ClusterMetadataKind[]
 }
 

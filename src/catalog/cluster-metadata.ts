@@ -1,8 +1,10 @@
 /**
- * `{backup_id}/metadata/kafka.json`: the cluster metadata the last backup run captured
- * (docs/cluster-metadata.md). Each kind is present only when `backup.metadata` selected it, so
- * a restore can tell "captured, none" (an empty list) from "not captured" (absent). Replaced
- * whole by every run that captures anything: it describes the cluster as the latest run saw it.
+ * `{backup_id}/metadata/kafka/{revision}.json`: the cluster metadata the last backup run
+ * captured (docs/cluster-metadata.md). Each kind is present only when `backup.metadata` selected
+ * it, so a restore can tell "captured, none" (an empty list) from "not captured" (absent). Every
+ * run that captures anything writes the next revision (revisions.ts: never overwritten, older
+ * revisions go with `prune`); the newest describes the cluster as the latest run saw it. A
+ * `metadata/kafka.json` written before revisions is read as revision 0.
  */
 import { z } from 'zod'
 import {
@@ -14,6 +16,7 @@ import {
 } from '../kafka/cluster-metadata-codes.ts'
 import type { Storage } from '../storage/storage.ts'
 import { type DocumentKind, readDocument } from './document.ts'
+import { legacyKey, newestRevision, writeNextRevision } from './revisions.ts'
 
 export const CLUSTER_METADATA_FORMAT = 'kafka-backup-cluster-metadata'
 export const CLUSTER_METADATA_VERSION = 1
@@ -45,6 +48,7 @@ const scramCredentialSchema = z.object({
 export const clusterMetadataSchema = z.object({
   format: z.literal(CLUSTER_METADATA_FORMAT),
   formatVersion: z.int().min(1).max(CLUSTER_METADATA_VERSION),
+  revision: z.int().nonnegative().optional(),
   capturedAt: z.iso.datetime(),
   clusterId: z.string().nullable(),
   /** Absent: not captured. `authorizer: false`: the source had no authorizer, so no ACLs. */
@@ -55,7 +59,10 @@ export const clusterMetadataSchema = z.object({
 })
 export type ClusterMetadataDocument = z.infer<typeof clusterMetadataSchema>
 
-export const clusterMetadataKey = (backupId: string) => `${backupId}/metadata/kafka.json`
+export const clusterMetadataBase = (backupId: string) => `${backupId}/metadata/kafka`
+
+/** Where the layout before revisions kept the document: still read, as revision 0. */
+export const legacyClusterMetadataKey = (backupId: string) => legacyKey(clusterMetadataBase(backupId))
 
 const kind: DocumentKind<ClusterMetadataDocument> = {
   name: 'cluster metadata',
@@ -64,8 +71,12 @@ const kind: DocumentKind<ClusterMetadataDocument> = {
   schema: clusterMetadataSchema
 }
 
-export function readClusterMetadata(storage: Storage, backupId: string): Promise<ClusterMetadataDocument | undefined> {
-  return readDocument(storage, clusterMetadataKey(backupId), kind)
+export async function readClusterMetadata(
+  storage: Storage,
+  backupId: string
+): Promise<ClusterMetadataDocument | undefined> {
+  const newest = await newestRevision(storage, clusterMetadataBase(backupId))
+  return newest && readDocument(storage, newest.key, kind)
 }
 
 export async function writeClusterMetadata(
@@ -73,5 +84,7 @@ export async function writeClusterMetadata(
   backupId: string,
   document: ClusterMetadataDocument
 ): Promise<void> {
-  await storage.replace(clusterMetadataKey(backupId), Buffer.from(`${JSON.stringify(document, null, 2)}\n`))
+  const base = clusterMetadataBase(backupId)
+  const newest = await newestRevision(storage, base)
+  await writeNextRevision(storage, base, { ...document, revision: newest?.revision ?? 0 }, 'cluster metadata')
 }

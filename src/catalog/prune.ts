@@ -24,6 +24,7 @@ import { hostname } from 'node:os'
 import { BackupError, type ErrorCode, isBackupError } from '../errors.ts'
 import type { Storage } from '../storage/storage.ts'
 import { layoutProblems, scanStoredPartitions, unindexedSegmentProblems } from './audit.ts'
+import { clusterMetadataBase } from './cluster-metadata.ts'
 import { requireManifest } from './inspect.ts'
 import {
   indexBase,
@@ -246,9 +247,12 @@ function prunedIndex(index: PartitionIndex, prune: PartitionPrune, keepFrom: big
   }
 }
 
-/** The manifest's and the restore states' revisions that a newer one superseded. */
+/** The manifest's, the cluster metadata's and the restore states' revisions that a newer one superseded. */
 async function supersededDocumentKeys(storage: Storage, backupId: string): Promise<string[]> {
-  const keys = supersededRevisions(await storedRevisions(storage, manifestBase(backupId))).map(r => r.key)
+  const keys: string[] = []
+  for (const base of [manifestBase(backupId), clusterMetadataBase(backupId)]) {
+    keys.push(...supersededRevisions(await storedRevisions(storage, base)).map(r => r.key))
+  }
   const restores = new Map<string, string[]>()
   for (const { key } of await storage.list(`${backupId}/restores/`)) {
     const match = /^(.+\/restore)(?:\.json|\/\d{12}\.json)$/.exec(key)

@@ -118,7 +118,7 @@ const metadataKindList = z
   .transform(kinds => [...new Set(kinds)])
 
 export const backupMetadataSchema = metadataKindList.describe(
-  'Cluster metadata captured with each run into `metadata/kafka.json` (docs/cluster-metadata.md): `acls` (DescribeAcls), `quotas` (client quotas) and `scram_users` (SCRAM user names, mechanisms and iterations; Kafka never returns the secrets). Each needs the right to describe it on the source cluster (Describe, DescribeConfigs on the cluster). Empty: none captured.'
+  'Cluster metadata captured with each run into `metadata/kafka/{revision}.json` (docs/cluster-metadata.md): `acls` (DescribeAcls), `quotas` (client quotas) and `scram_users` (SCRAM user names, mechanisms and iterations; Kafka never returns the secrets). Each needs the right to describe it on the source cluster (Describe, DescribeConfigs on the cluster). Empty: none captured.'
 )
 
 export const restoreMetadataSchema = metadataKindList.describe(

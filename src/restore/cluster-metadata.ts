@@ -1,5 +1,5 @@
 /**
- * Applies the cluster metadata of a backup (metadata/kafka.json) that `restore.metadata`
+ * Applies the cluster metadata of a backup (metadata/kafka/{revision}.json) that `restore.metadata`
  * selects: ACLs, client quotas, SCRAM credentials (docs/cluster-metadata.md). Planned with the
  * restore's other checks, before anything is written, so a dry run lists exactly what the real
  * run would create and fails where it would. ACLs and SCRAM credentials the target lacks are
@@ -159,7 +159,7 @@ export async function planClusterMetadata(
   if (!backedUp || absent.length > 0) {
     throw new BackupError(
       'KB_CONFIG_INVALID',
-      `restore.metadata asks for ${absent.join(', ')}, which backup ${backupId} did not capture (metadata/kafka.json); a backup captures what backup.metadata names`,
+      `restore.metadata asks for ${absent.join(', ')}, which backup ${backupId} did not capture (metadata/kafka/{revision}.json); a backup captures what backup.metadata names`,
       { path: 'restore.metadata', expected: 'kinds the backup captured', found: absent }
     )
   }

@@ -1,7 +1,11 @@
 /** metadata/kafka.json is checked like every catalogue document before a restore uses it. */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { clusterMetadataKey, readClusterMetadata } from '../../src/catalog/cluster-metadata.ts'
+import {
+  legacyClusterMetadataKey,
+  readClusterMetadata,
+  writeClusterMetadata
+} from '../../src/catalog/cluster-metadata.ts'
 import { validateBackup } from '../../src/catalog/inspect.ts'
 import { manifestBase } from '../../src/catalog/manifest.ts'
 import { legacyKey } from '../../src/catalog/revisions.ts'
@@ -31,7 +35,7 @@ const valid = {
 
 async function read(document: unknown) {
   const storage = new MemoryStorage()
-  await storage.replace(clusterMetadataKey('b'), Buffer.from(JSON.stringify(document)))
+  await storage.replace(legacyClusterMetadataKey('b'), Buffer.from(JSON.stringify(document)))
   return readClusterMetadata(storage, 'b')
 }
 
@@ -74,11 +78,25 @@ test('validate reports a damaged metadata/kafka.json as an error naming the file
   }
   await storage.replace(legacyKey(manifestBase('b')), Buffer.from(JSON.stringify(manifest)))
   assert.equal((await validateBackup(storage, 'b')).valid, true, 'a backup without cluster metadata is valid')
-  await storage.replace(clusterMetadataKey('b'), Buffer.from('{"format": "kafka-backup-cluster-metadata"'))
+  await storage.replace(legacyClusterMetadataKey('b'), Buffer.from('{"format": "kafka-backup-cluster-metadata"'))
   const report = await validateBackup(storage, 'b')
   assert.equal(report.valid, false)
   assert.deepEqual(
     report.problems.map(p => [p.severity, p.code, p.key]),
     [['error', 'KB_BACKUP_CORRUPT', 'b/metadata/kafka.json']]
   )
+})
+
+test('each capture is a new revision beside the older layout file: nothing is overwritten and the newest is read', async () => {
+  const storage = new MemoryStorage()
+  await storage.replace(legacyClusterMetadataKey('b'), Buffer.from(JSON.stringify(valid)))
+  const later = { ...structuredClone(valid), capturedAt: '2026-12-01T12:00:00.000Z', clusterId: 'later' }
+  await writeClusterMetadata(storage, 'b', later as never)
+  await writeClusterMetadata(storage, 'b', { ...later, clusterId: 'latest' } as never)
+  assert.deepEqual(
+    (await storage.list('b/metadata/')).map(o => o.key),
+    ['b/metadata/kafka.json', 'b/metadata/kafka/000000000001.json', 'b/metadata/kafka/000000000002.json']
+  )
+  assert.equal(JSON.parse((await storage.get('b/metadata/kafka.json')).toString()).clusterId, 'abc')
+  assert.equal((await readClusterMetadata(storage, 'b'))?.clusterId, 'latest')
 })

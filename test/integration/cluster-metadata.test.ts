@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { Consumer, Producer } from '@platformatic/kafka'
 import { type RunningBroker, runKafkaTool, startBroker, stopBroker } from '../../scripts/broker.ts'
-import { clusterMetadataKey } from '../../src/catalog/cluster-metadata.ts'
+import { clusterMetadataBase, readClusterMetadata } from '../../src/catalog/cluster-metadata.ts'
 import { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { describeAcls, describeScramCredentials } from '../../src/kafka/cluster-metadata.ts'
 import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
@@ -153,7 +153,13 @@ test('backs up ACLs, quotas and SCRAM users and restores them to an empty cluste
       clusterMetadata: ['acls', 'quotas', 'scram_users']
     })
   )
-  const captured = JSON.parse((await storage.get(clusterMetadataKey('test-backup'))).toString())
+  assert.deepEqual(
+    (await storage.list('test-backup/metadata/')).map(o => o.key),
+    [`${clusterMetadataBase('test-backup')}/000000000001.json`],
+    'captured as the first revision'
+  )
+  const captured = await readClusterMetadata(storage, 'test-backup')
+  assert.ok(captured?.acls && captured.quotas)
   assert.equal(captured.acls.authorizer, true)
   assert.equal(captured.acls.bindings.length, 4)
   assert.deepEqual(captured.scramUsers, [
@@ -161,7 +167,7 @@ test('backs up ACLs, quotas and SCRAM users and restores them to an empty cluste
     { user: 'bob', mechanism: 'SCRAM-SHA-512', iterations: 4096 }
   ])
   assert.deepEqual(
-    captured.quotas.map((q: { values: object }) => q.values),
+    captured.quotas.map(q => q.values),
     [{ request_percentage: 50 }, { producer_byte_rate: 1048576, consumer_byte_rate: 2097152 }]
   )
   assert.doesNotMatch(JSON.stringify(captured), /on-source/, 'no password is in the backup')
@@ -420,7 +426,7 @@ test('a backup whose principal may not describe the ACLs fails naming the right 
         return true
       }
     )
-    assert.equal(await storage.head(clusterMetadataKey('test-backup')), undefined, 'nothing was captured')
+    assert.deepEqual(await storage.list('test-backup/metadata/'), [], 'nothing was captured')
   } finally {
     await dave.close()
   }
