@@ -182,6 +182,21 @@ export interface BrokerOptions {
 }
 
 /** The server.properties lines of `BrokerOptions.authorizer`. */
+/** Topic and group defaults of every single-node test broker (this one and the secured one). */
+export const singleNodeProperties = [
+  'num.partitions=1',
+  'auto.create.topics.enable=false',
+  'offsets.topic.replication.factor=1',
+  // Fewer internal partitions make the first group and transaction calls of a run fast.
+  'offsets.topic.num.partitions=4',
+  'transaction.state.log.replication.factor=1',
+  'transaction.state.log.min.isr=1',
+  'transaction.state.log.num.partitions=4',
+  'share.coordinator.state.topic.replication.factor=1',
+  'share.coordinator.state.topic.min.isr=1',
+  'group.initial.rebalance.delay.ms=0'
+]
+
 function authorizerProperties(): string[] {
   return [
     'authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer',
@@ -217,17 +232,7 @@ export async function startBroker(name = 'broker', options: BrokerOptions = {}):
       'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT',
       ...(saslPort ? authorizerProperties() : []),
       `log.dirs=${join(runDir, 'data')}`,
-      'num.partitions=1',
-      'auto.create.topics.enable=false',
-      'offsets.topic.replication.factor=1',
-      // Fewer internal partitions make the first group and transaction calls of a run fast.
-      'offsets.topic.num.partitions=4',
-      'transaction.state.log.replication.factor=1',
-      'transaction.state.log.min.isr=1',
-      'transaction.state.log.num.partitions=4',
-      'share.coordinator.state.topic.replication.factor=1',
-      'share.coordinator.state.topic.min.isr=1',
-      'group.initial.rebalance.delay.ms=0',
+      ...singleNodeProperties,
       // Tests wait for the log cleaner and retention; make them act within a second. Tests write
       // records with timestamps from years ago, so time retention is off unless a topic sets it.
       'log.cleaner.backoff.ms=500',

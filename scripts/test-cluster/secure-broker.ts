@@ -26,6 +26,7 @@ import {
   kafkaJavaArgs,
   newClusterId,
   runKafkaTool,
+  singleNodeProperties,
   stopBroker,
   waitForBroker,
   writeLog4jConfig
@@ -136,16 +137,7 @@ export async function startSecureBroker(oauth: SecureBrokerOptions): Promise<Sec
       'authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer',
       'super.users=User:ANONYMOUS;User:admin;User:CN=backup-client;User:oauth-admin',
       `log.dirs=${join(runDir, 'data')}`,
-      'num.partitions=1',
-      'auto.create.topics.enable=false',
-      'offsets.topic.replication.factor=1',
-      'offsets.topic.num.partitions=4',
-      'transaction.state.log.replication.factor=1',
-      'transaction.state.log.min.isr=1',
-      'transaction.state.log.num.partitions=4',
-      'share.coordinator.state.topic.replication.factor=1',
-      'share.coordinator.state.topic.min.isr=1',
-      'group.initial.rebalance.delay.ms=0',
+      ...singleNodeProperties,
       'log.retention.ms=-1',
       ''
     ].join('\n')
