@@ -35,8 +35,16 @@ interface OsoKey {
   apply: Apply
 }
 
-function noEffect(reason: string): Apply {
-  return (_value, t, _section, path) => t.warn(path, `${path} has no effect: ${reason}`)
+/**
+ * A key with no effect here: warned about when used, documented as such. `reason` is written
+ * once, in Markdown; the terminal's warning gets it without backticks.
+ */
+function ignored(reason: string): Pick<OsoKey, 'here' | 'apply'> {
+  const plain = reason.replaceAll('`', '')
+  return {
+    here: `No effect (warning): ${reason}.`,
+    apply: (_value, t, _section, path) => t.warn(path, `${path} has no effect: ${plain}`)
+  }
 }
 
 /** Moves the value to our key in the same section (or `target` at another path), refusing two different values. */
@@ -67,8 +75,7 @@ const osoKeys: readonly OsoKey[] = [
   },
   {
     path: ['storage', 'allow_http'],
-    here: 'No effect (warning): the scheme of `storage.endpoint` decides, and `http://` endpoints are accepted.',
-    apply: noEffect('the scheme of storage.endpoint decides; http:// endpoints are accepted')
+    ...ignored('the scheme of `storage.endpoint` decides, and `http://` endpoints are accepted')
   },
   {
     path: ['storage', 'container_name'],
@@ -78,39 +85,34 @@ const osoKeys: readonly OsoKey[] = [
   {
     path: ['backup', 'consumer_group_snapshot'],
     mode: 'backup',
-    here: 'No effect (warning): every backup records the committed offsets of the groups that read its topics in the manifest; a restore commits them only for `restore.consumer_groups`.',
-    apply: noEffect(
-      "every backup records the consumer groups' committed offsets in its manifest; a restore commits them only for restore.consumer_groups"
+    ...ignored(
+      'every backup records the committed offsets of the groups that read its topics in the manifest; a restore commits them only for `restore.consumer_groups`'
     )
   },
   {
     path: ['backup', 'poll_interval_ms'],
     mode: 'backup',
-    here: 'No effect (warning): fetches long-poll the brokers; tune `source.kafka_config.fetch.max.wait.ms`.',
-    apply: noEffect('fetches long-poll the brokers; tune source.kafka_config fetch.max.wait.ms instead')
+    ...ignored('fetches long-poll the brokers; tune `source.kafka_config.fetch.max.wait.ms`')
   },
   {
     path: ['backup', 'sync_interval_secs'],
     mode: 'backup',
-    here: 'No effect (warning): there is no local offset store to sync; progress goes straight to storage every `backup.checkpoint_interval_secs`.',
-    apply: noEffect(
-      'there is no local offset store to sync; progress is written to storage every backup.checkpoint_interval_secs'
+    ...ignored(
+      'there is no local offset store to sync; progress goes straight to storage every `backup.checkpoint_interval_secs`'
     )
   },
   {
     path: ['backup', 'include_offset_headers'],
     mode: 'backup',
-    here: 'No effect (warning): the stored batches keep their source offsets, and a restore translates offsets exactly from the produce acknowledgements, so no offset headers are needed.',
-    apply: noEffect(
-      'the stored batches keep their source offsets and restore translates offsets exactly from produce acknowledgements, so no offset headers are needed'
+    ...ignored(
+      'the stored batches keep their source offsets, and a restore translates offsets exactly from the produce acknowledgements, so no offset headers are needed'
     )
   },
   {
     path: ['backup', 'source_cluster_id'],
     mode: 'backup',
-    here: 'No effect (warning): the cluster id is read from the brokers and recorded in the manifest; a backup refuses to continue from another cluster.',
-    apply: noEffect(
-      'the cluster id is read from the brokers and recorded in the manifest (a backup refuses to continue from another cluster)'
+    ...ignored(
+      'the cluster id is read from the brokers and recorded in the manifest; a backup refuses to continue from another cluster'
     )
   },
   {
@@ -146,36 +148,31 @@ const osoKeys: readonly OsoKey[] = [
   {
     path: ['backup', 'segment_max_records'],
     mode: 'backup',
-    here: 'No effect (warning): segments close by size (`backup.segment_max_bytes`) and age (`backup.segment_max_interval_ms`); the records stored are the same.',
-    apply: noEffect(
-      'segments close by size (backup.segment_max_bytes) and age (backup.segment_max_interval_ms); the records stored are the same'
+    ...ignored(
+      'segments close by size (`backup.segment_max_bytes`) and age (`backup.segment_max_interval_ms`); the records stored are the same'
     )
   },
   {
     path: ['offset_storage'],
-    here: 'No effect (warning): backup and restore progress is kept in the backup storage itself (partition indexes, restore state), not in a local database.',
-    apply: noEffect(
+    ...ignored(
       'backup and restore progress is kept in the backup storage itself (partition indexes, restore state), not in a local database'
     )
   },
   {
     path: ['logging'],
-    here: 'No effect (warning): logs go to stderr (lines for people on a terminal, JSON lines otherwise); set the level with `--log-level`.',
-    apply: noEffect(
-      'logs go to stderr (lines for people on a terminal, JSON lines otherwise); set the level with --log-level'
+    ...ignored(
+      'logs go to stderr (lines for people on a terminal, JSON lines otherwise); set the level with `--log-level`'
     )
   },
   {
     path: ['source', 'connection'],
     mode: 'backup',
-    here: 'No effect (warning): connection settings are fixed here (10 s to connect, 30 s per request).',
-    apply: noEffect('connection settings are fixed here (10 s to connect, 30 s per request)')
+    ...ignored('connection settings are fixed here (10 s to connect, 30 s per request)')
   },
   {
     path: ['target', 'connection'],
     mode: 'restore',
-    here: 'No effect (warning): connection settings are fixed here (10 s to connect, 30 s per request).',
-    apply: noEffect('connection settings are fixed here (10 s to connect, 30 s per request)')
+    ...ignored('connection settings are fixed here (10 s to connect, 30 s per request)')
   },
   {
     path: ['target', 'topics'],
@@ -200,8 +197,7 @@ const osoKeys: readonly OsoKey[] = [
   {
     path: ['restore', 'produce_timeout_ms'],
     mode: 'restore',
-    here: 'No effect (warning): a Produce request waits up to 30 s and is retried until the restore gives up with an error.',
-    apply: noEffect('a Produce request waits up to 30 s and is retried until the restore gives up with an error')
+    ...ignored('a Produce request waits up to 30 s and is retried until the restore gives up with an error')
   },
   {
     path: ['restore', 'consumer_group_strategy'],
@@ -235,17 +231,15 @@ const osoKeys: readonly OsoKey[] = [
   {
     path: ['restore', 'produce_batch_size'],
     mode: 'restore',
-    here: 'No effect (warning): batches are restored as they were backed up; small consecutive batches are merged up to `target.kafka_config.batch.size` bytes.',
-    apply: noEffect(
-      'batches are restored as they were backed up; small consecutive batches are merged up to target.kafka_config batch.size bytes'
+    ...ignored(
+      'batches are restored as they were backed up; small consecutive batches are merged up to `target.kafka_config.batch.size` bytes'
     )
   },
   {
     path: ['restore', 'checkpoint_state'],
     mode: 'restore',
-    here: 'No effect (warning): restore progress is kept in the backup storage (or `restore.state_storage`), and a rerun of the same restore resumes from it.',
-    apply: noEffect(
-      'restore progress is kept in the backup storage (or restore.state_storage) and a rerun of the same restore resumes from it'
+    ...ignored(
+      'restore progress is kept in the backup storage (or `restore.state_storage`), and a rerun of the same restore resumes from it'
     )
   },
   {
@@ -263,9 +257,8 @@ const osoKeys: readonly OsoKey[] = [
   {
     path: ['restore', 'offset_report'],
     mode: 'restore',
-    here: 'No effect (warning): the offset map is kept with the restore state; print it with `kafka-backup offset-map` or plan group offsets with `kafka-backup offsets plan`.',
-    apply: noEffect(
-      'the offset map is kept with the restore state; print it with kafka-backup offset-map, or plan group offsets with kafka-backup offsets plan'
+    ...ignored(
+      'the offset map is kept with the restore state; print it with `kafka-backup offset-map` or plan group offsets with `kafka-backup offsets plan`'
     )
   },
   {
@@ -339,13 +332,11 @@ const osoKeys: readonly OsoKey[] = [
   },
   {
     path: ['metrics', 'update_interval_ms'],
-    here: 'No effect (warning): metric values are current at every scrape.',
-    apply: noEffect('metric values are current at every scrape')
+    ...ignored('metric values are current at every scrape')
   },
   {
     path: ['metrics', 'max_partition_labels'],
-    here: 'No effect (warning): metrics carry topic and partition labels for the partitions of the run.',
-    apply: noEffect('metrics carry topic and partition labels for the partitions of the run')
+    ...ignored('metrics carry topic and partition labels for the partitions of the run')
   }
 ]
 
