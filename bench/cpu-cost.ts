@@ -116,7 +116,7 @@ function printProfile(dir: string, label: string): void {
 async function createTopic(topic: string, partitions: number): Promise<void> {
   await cluster.admin.createTopics({ topics: [topic], partitions, replicas: 1 })
   for (let attempt = 0; attempt < 300; attempt++) {
-    const found = (await cluster.metadata([topic], true).catch(() => undefined))?.topics.get(topic)?.partitions ?? []
+    const found = (await cluster.metadata([topic]).catch(() => undefined))?.topics.get(topic)?.partitions ?? []
     if (found.length === partitions && found.every(p => p.leader >= 0)) {
       return
     }

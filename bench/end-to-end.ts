@@ -144,7 +144,7 @@ const cluster = testCluster(bootstrapServers.split(','))
 async function createTopic(topic: string, partitions: number): Promise<void> {
   await cluster.admin.createTopics({ topics: [topic], partitions, replicas: 1 })
   for (let attempt = 0; attempt < 300; attempt++) {
-    const metadata = await cluster.metadata([topic], true).catch(() => undefined)
+    const metadata = await cluster.metadata([topic]).catch(() => undefined)
     const found = metadata?.topics.get(topic)?.partitions ?? []
     if (found.length === partitions && found.every(p => p.leader >= 0)) {
       return

@@ -163,7 +163,7 @@ export class BackupEngine {
     // Refused before anything is read or written; checked again once the run is on record.
     await refuseWhilePruning(storage, backupId)
     const topics = await this.#selectTopics()
-    const metadata = await cluster.metadata([], false)
+    const metadata = await cluster.metadata([])
     const existingManifest = await readManifest(storage, backupId)
     refuseOtherCluster(existingManifest, metadata.id, options.bootstrapServers)
     refuseRecreatedTopics(existingManifest, topics, backupId)

@@ -182,7 +182,7 @@ export class BackupFetcher {
     const topics = [...new Set(active.map(s => s.task.topic))]
     let metadata: ClusterMetadata
     try {
-      metadata = await this.#cluster.metadata(topics, true)
+      metadata = await this.#cluster.metadata(topics)
     } catch (error) {
       if (isBackupError(error, 'KB_KAFKA_UNREACHABLE')) {
         throw error
@@ -191,7 +191,7 @@ export class BackupFetcher {
       const present: string[] = []
       for (const topic of topics) {
         try {
-          await this.#cluster.metadata([topic], true)
+          await this.#cluster.metadata([topic])
           present.push(topic)
         } catch {
           for (const state of active.filter(s => s.task.topic === topic)) {
@@ -202,7 +202,7 @@ export class BackupFetcher {
       if (present.length === topics.length) {
         throw new TransientError('metadata refresh failed', { cause: error })
       }
-      metadata = await this.#cluster.metadata(present, true)
+      metadata = await this.#cluster.metadata(present)
     }
     for (const { task } of active) {
       const found = metadata.topics.get(task.topic)

@@ -90,7 +90,7 @@ async function describeListedTopics(cluster: KafkaCluster, names: string[]): Pro
     }
     let metadata: Awaited<ReturnType<KafkaCluster['metadata']>>
     try {
-      metadata = await cluster.metadata(wanted, true)
+      metadata = await cluster.metadata(wanted)
     } catch (error) {
       const deleted = unknownTopicOf(error)
       if (deleted === undefined || !wanted.includes(deleted)) {
@@ -149,7 +149,7 @@ export async function listOffsets(
   const acl = () => `Describe on topic ${[...new Set(pending.map(p => p.topic))].join(', ')}`
   const deadline = Date.now() + LIST_OFFSETS_RETRY_MS
   for (let attempt = 1; pending.length > 0; attempt++) {
-    const metadata = await cluster.metadata([...new Set(pending.map(p => p.topic))], true)
+    const metadata = await cluster.metadata([...new Set(pending.map(p => p.topic))])
     const byLeader = new Map<number, ListOffsetsTopic[]>()
     const retry: TopicPartition[] = []
     let lastError: ProtocolError | undefined
@@ -374,7 +374,7 @@ export async function createTopic(
 export async function waitForLeaders(cluster: KafkaCluster, topics: string[], timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
-    const metadata = await cluster.metadata(topics, true).catch(() => undefined)
+    const metadata = await cluster.metadata(topics).catch(() => undefined)
     if (metadata && topics.every(t => metadata.topics.get(t)?.partitions.every(p => p.leader >= 0))) {
       return
     }

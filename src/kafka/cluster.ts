@@ -214,9 +214,9 @@ export class KafkaCluster {
    * Metadata of `topics` (none: brokers and the cluster id only). A topic the broker answers
    * with an error fails the call with that error, naming the topic; retriable ones (a topic
    * just created or deleted, a leader being elected) are asked again a few times first.
-   * Every call asks a broker (there is no cache): `_forceUpdate` is kept for the callers.
+   * Every call asks a broker: there is no cache.
    */
-  async metadata(topics: string[], _forceUpdate = false): Promise<ClusterMetadata> {
+  async metadata(topics: string[]): Promise<ClusterMetadata> {
     for (let attempt = 1; ; attempt++) {
       const response = await this.call('reading metadata', () =>
         this.request('any', METADATA.apiKey, METADATA.version, encodeMetadata(topics), decodeMetadata)

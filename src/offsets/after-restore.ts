@@ -153,7 +153,7 @@ function planTargets(
  * the restore wrote to, whose offsets the plan describes.
  */
 async function currentOffsets(cluster: KafkaCluster, restore: RestoreState, targets: Targets) {
-  const metadata = await cluster.metadata([], true)
+  const metadata = await cluster.metadata([])
   if (restore.target.clusterId !== null && metadata.id !== restore.target.clusterId) {
     throw new BackupError(
       'KB_CONFIG_INVALID',

@@ -134,7 +134,7 @@ export async function summarizeCluster(
   to: bigint
 ): Promise<RecordSummary> {
   const digest = new RecordDigest()
-  const metadata = await cluster.metadata([topic], true)
+  const metadata = await cluster.metadata([topic])
   const topicMetadata = metadata.topics.get(topic)
   const leader = topicMetadata?.partitions[partition]?.leader
   if (!topicMetadata || leader === undefined || leader < 0) {
@@ -221,7 +221,7 @@ export async function reportBackup(
   const [logStart, lastStable, metadata] = await Promise.all([
     listOffsets(cluster, wanted, 'earliest'),
     listOffsets(cluster, wanted, 'lastStable'),
-    cluster.metadata([], false)
+    cluster.metadata([])
   ])
   const partitions: PartitionComparison[] = []
   for (const index of indexes) {
@@ -297,7 +297,7 @@ export async function reportRestore(
       { backupId, restoreId }
     )
   }
-  const metadata = await cluster.metadata([], false)
+  const metadata = await cluster.metadata([])
   const partitions: PartitionComparison[] = []
   for (const p of state.partitions) {
     const index = await readPartitionIndex(storage, backupId, p.sourceTopic, p.sourcePartition)

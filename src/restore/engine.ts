@@ -238,7 +238,7 @@ export class RestoreEngine {
       const key = `${partition.targetTopic}/${partition.targetPartition}`
       this.#plannedByTarget.set(key, (this.#plannedByTarget.get(key) ?? 0) + partition.records)
     }
-    const metadata = await options.cluster.metadata([], false)
+    const metadata = await options.cluster.metadata([])
     const restoreId = restoreIdOf(plan, metadata.id, options.window, this.#eraser?.fingerprint)
     const partitions = plan.topics.flatMap(t => t.partitions)
     const check = await checkTarget(options, this.#stateStorage, plan, restoreId)
@@ -470,7 +470,7 @@ export class RestoreEngine {
       ])
     )
     const ends = await listOffsets(cluster, [...targets.values()], 'latest')
-    const metadata = await cluster.metadata(targetTopics, true)
+    const metadata = await cluster.metadata(targetTopics)
     const anyBroker = metadata.brokers.keys().next().value
     if (anyBroker === undefined) {
       throw new RestartNeeded('the target cluster reported no brokers')

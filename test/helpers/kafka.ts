@@ -57,7 +57,7 @@ export async function createTopic(
   })
   // Metadata answers before every partition has a leader; wait until all do.
   await until(async () => {
-    const metadata = await cluster.metadata([topic], true)
+    const metadata = await cluster.metadata([topic])
     const partitionsMetadata = metadata.topics.get(topic)?.partitions ?? []
     return partitionsMetadata.length === partitions && partitionsMetadata.every(p => p.leader >= 0)
   }, `a leader for every partition of ${topic}`)

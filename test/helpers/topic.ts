@@ -9,7 +9,7 @@ import { IsolationLevel, rawFetch } from '../../src/kafka/raw-fetch.ts'
 import type { StoredRecord } from './backup.ts'
 
 export async function readTopicRecords(cluster: KafkaCluster, topic: string): Promise<StoredRecord[]> {
-  const metadata = await cluster.metadata([topic], true)
+  const metadata = await cluster.metadata([topic])
   const topicMetadata = metadata.topics.get(topic)
   if (!topicMetadata) {
     throw new Error(`no topic ${topic}`)

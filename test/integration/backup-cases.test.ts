@@ -98,7 +98,7 @@ describe('backup data cases', () => {
       internalManifest?.topics.map(t => t.name),
       ['__consumer_offsets']
     )
-    const metadata = await cluster.metadata(['__consumer_offsets'], true)
+    const metadata = await cluster.metadata(['__consumer_offsets'])
     assert.equal(
       internalManifest?.topics[0]?.partitionCount,
       metadata.topics.get('__consumer_offsets')?.partitionsCount

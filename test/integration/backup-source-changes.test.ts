@@ -35,7 +35,7 @@ const { cluster, producer } = clusterAndProducer()
 async function addPartitions(topic: string, count: number): Promise<Producer> {
   await cluster.admin.createPartitions({ topics: [{ name: topic, count }] })
   for (let attempt = 0; ; attempt++) {
-    const partitions = (await cluster.metadata([topic], true)).topics.get(topic)?.partitions ?? []
+    const partitions = (await cluster.metadata([topic])).topics.get(topic)?.partitions ?? []
     if (partitions.length === count && partitions.every(p => p.leader >= 0)) {
       return newProducer()
     }

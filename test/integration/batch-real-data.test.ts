@@ -46,7 +46,7 @@ async function fetchPartition(
   options: { isolationLevel?: 0 | 1; partitionMaxBytes?: number } = {}
 ): Promise<FetchedResponse[]> {
   const isolationLevel = options.isolationLevel ?? IsolationLevel.READ_UNCOMMITTED
-  const metadata = await cluster.metadata([topic], true)
+  const metadata = await cluster.metadata([topic])
   const topicMetadata = metadata.topics.get(topic)!
   const connection = await cluster.connection(metadata, topicMetadata.partitions[partition]!.leader)
   const responses: FetchedResponse[] = []
@@ -332,7 +332,7 @@ test('the broker accepts rebuilt batches: real ones rewritten, holey ones re-enc
   const realBatches = (await fetchPartition(source, 0)).flatMap(r => r.batches)
   assert.equal(realBatches.length, 4)
 
-  const metadata = await cluster.metadata([target], true)
+  const metadata = await cluster.metadata([target])
   const connection = await cluster.connection(metadata, metadata.topics.get(target)!.partitions[0]!.leader)
   const identity = await initProducerId(connection)
   const now = BigInt(Date.now())

@@ -32,7 +32,7 @@ test('raw Fetch returns the record batches each codec produced, with keys, value
     })
   }
 
-  const metadata = await cluster.metadata([topic], true)
+  const metadata = await cluster.metadata([topic])
   const topicMetadata = metadata.topics.get(topic)!
   const leader = topicMetadata.partitions[0]!.leader
   const response = await rawFetch(await cluster.connection(metadata, leader), {

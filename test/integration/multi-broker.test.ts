@@ -50,7 +50,7 @@ async function waitFor(what: string, condition: () => boolean | Promise<boolean>
 }
 
 async function leaderOf(topic: string, partition: number): Promise<number> {
-  const metadata = await client.metadata([topic], true)
+  const metadata = await client.metadata([topic])
   return metadata.topics.get(topic)?.partitions[partition]?.leader ?? -1
 }
 
@@ -59,7 +59,7 @@ async function replicatedTopic(label: string): Promise<string> {
   const topic = uniqueTopic(label)
   await client.admin.createTopics({ topics: [topic], partitions, replicas: 3 })
   await waitFor('leaders of the new topic', async () => {
-    const metadata = await client.metadata([topic], true).catch(() => undefined)
+    const metadata = await client.metadata([topic]).catch(() => undefined)
     const found = metadata?.topics.get(topic)?.partitions ?? []
     return found.length === partitions && found.every(p => p.leader >= 0)
   })
@@ -98,7 +98,7 @@ async function restartLeader(
   await restartNode(cluster, node)
   // The restarted broker must be back in the ISR before it can lead again.
   await waitFor('the restarted broker back in sync', async () => {
-    const metadata = await client.metadata([topic], true)
+    const metadata = await client.metadata([topic])
     return (metadata.topics.get(topic)?.partitions ?? []).every(p => p.isr.length === 3)
   })
   await electPreferredLeaders(cluster)

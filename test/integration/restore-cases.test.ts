@@ -190,12 +190,12 @@ describe('restore data cases', () => {
     assert.deepEqual(partitionContent(restored, 2), partitionContent(source, 0))
     assert.deepEqual(partitionContent(restored, 0), partitionContent(source, 2))
     assert.deepEqual(partitionContent(restored, 1), [])
-    assert.equal((await cluster.metadata([target], true)).topics.get(target)?.partitionsCount, 3)
+    assert.equal((await cluster.metadata([target])).topics.get(target)?.partitionsCount, 3)
   })
 
   test('createTopics recreates the partition count and the topic configs (cleanup.policy=compact, retention.ms)', async () => {
     const { target } = await restoreTopic(topics.configs)
-    assert.equal((await cluster.metadata([target], true)).topics.get(target)?.partitionsCount, 4)
+    assert.equal((await cluster.metadata([target])).topics.get(target)?.partitionsCount, 4)
     const configs = (await describeTopicConfigs(cluster, [target])).get(target)
     assert.equal(configs?.['cleanup.policy'], 'compact')
     assert.equal(configs?.['retention.ms'], '123456789')

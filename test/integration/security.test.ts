@@ -447,7 +447,7 @@ test('a connection re-authenticates with a fresh token when the broker limits it
   const topic = await topicWithRecords('reauth')
   const cluster = securedCluster(broker.listeners.OAUTH, oauthSecurity('oauth-admin'))
   try {
-    const metadata = await cluster.metadata([topic], true)
+    const metadata = await cluster.metadata([topic])
     const found = metadata.topics.get(topic)!
     // One connection for the whole test: the broker closes it if a session outlives its limit.
     const connection = await cluster.connection(metadata, found.partitions[0]!.leader)

@@ -39,7 +39,7 @@ async function fetchAll(
   partitions: number,
   expectedEnd = BigInt(SENDS_PER_PARTITION * RECORDS_PER_SEND)
 ): Promise<Map<number, RecordBatchView[]>> {
-  const metadata = await cluster.metadata([topic], true)
+  const metadata = await cluster.metadata([topic])
   const topicMetadata = metadata.topics.get(topic)!
   const leader = topicMetadata.partitions[0]!.leader
   const connection = await cluster.connection(metadata, leader)
