@@ -255,38 +255,68 @@ export async function startBroker(name = 'broker', options: BrokerOptions = {}):
 
 /** Starts the broker process of a formatted run folder and waits until it answers Metadata. */
 async function launch(broker: RunningBroker): Promise<RunningBroker> {
-  const { runDir, logFile } = broker
+  const { runDir, logFile, bootstrapServers } = broker
+  const pid = await spawnBroker({
+    what: 'Kafka broker',
+    runDir,
+    logFile,
+    propertiesFile: join(runDir, 'server.properties'),
+    jvmOptions: [
+      '-Xms256m',
+      '-Xmx1g',
+      '-XX:+UseG1GC',
+      `-Dlog4j2.configurationFile=${join(runDir, 'log4j2.properties')}`
+    ],
+    bootstrapServers,
+    timeoutMs: 60_000
+  })
+  return { ...broker, pid }
+}
+
+export interface SpawnBrokerOptions {
+  /** Names the broker in the start-up failure. */
+  what: string
+  runDir: string
+  logFile: string
+  propertiesFile: string
+  jvmOptions: string[]
+  /** The listener that must answer Metadata before the broker counts as started. */
+  bootstrapServers: string
+  timeoutMs: number
+}
+
+/**
+ * Starts a broker JVM detached (its output appended to `logFile`, its pid in the run folder)
+ * and waits until `bootstrapServers` answers; a broker that exits or does not answer in time is
+ * stopped, and the error names its log. Returns the pid. Shared by the plain and secured brokers.
+ */
+export async function spawnBroker(options: SpawnBrokerOptions): Promise<number> {
+  const { runDir, logFile, bootstrapServers } = options
   const logFd = openSync(logFile, 'a')
-  const child = spawn(
-    'java',
-    kafkaJavaArgs(
-      'kafka.Kafka',
-      [join(runDir, 'server.properties')],
-      ['-Xms256m', '-Xmx1g', '-XX:+UseG1GC', `-Dlog4j2.configurationFile=${join(runDir, 'log4j2.properties')}`]
-    ),
-    { detached: true, stdio: ['ignore', logFd, logFd] }
-  )
+  const child = spawn('java', kafkaJavaArgs('kafka.Kafka', [options.propertiesFile], options.jvmOptions), {
+    detached: true,
+    stdio: ['ignore', logFd, logFd]
+  })
   child.unref()
   const pid = child.pid
   if (pid === undefined) {
     throw new Error(`java did not start; see ${logFile}`)
   }
   writeFileSync(join(runDir, 'broker.pid'), String(pid))
-  const started = { ...broker, pid }
   let exited = false
   child.once('exit', () => {
     exited = true
   })
   try {
-    await waitForBroker(started.bootstrapServers, 60_000, () => !exited)
+    await waitForBroker(bootstrapServers, options.timeoutMs, () => !exited)
     if (exited) {
       throw new Error('the broker process exited during start-up')
     }
   } catch (error) {
-    await stopBroker(started, { keepLog: true })
-    throw new Error(`Kafka broker failed to start (${(error as Error).message}); log: ${logFile}`, { cause: error })
+    await stopBroker({ pid, runDir, logFile, bootstrapServers }, { keepLog: true })
+    throw new Error(`${options.what} failed to start (${(error as Error).message}); log: ${logFile}`, { cause: error })
   }
-  return started
+  return pid
 }
 
 /**

@@ -17,18 +17,16 @@
  * `restore` and `nobody` get what the tests grant them. Every SASL user has its password for
  * each mechanism: `{user}-secret`.
  */
-import { spawn } from 'node:child_process'
-import { mkdirSync, openSync, writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
   freePort,
   kafkaCacheDir,
-  kafkaJavaArgs,
   newClusterId,
   runKafkaTool,
   singleNodeProperties,
+  spawnBroker,
   stopBroker,
-  waitForBroker,
   writeLog4jConfig
 } from '../broker.ts'
 import { type Certificates, makeCertificates } from './certificates.ts'
@@ -153,44 +151,22 @@ export async function startSecureBroker(oauth: SecureBrokerOptions): Promise<Sec
   const clusterId = newClusterId()
   runKafkaTool('kafka.tools.StorageTool', ['format', '-t', clusterId, '-c', propertiesFile, ...scram])
 
-  const logFd = openSync(logFile, 'a')
-  const child = spawn(
-    'java',
-    kafkaJavaArgs(
-      'kafka.Kafka',
-      [propertiesFile],
-      [
-        '-Xms256m',
-        '-Xmx1g',
-        `-Dlog4j2.configurationFile=${log4jFile}`,
-        // Kafka 4 fetches only JWKS and token URLs it is allowed to.
-        `-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=${oauth.jwksUrl}`
-      ]
-    ),
-    { detached: true, stdio: ['ignore', logFd, logFd] }
-  )
-  child.unref()
-  if (child.pid === undefined) {
-    throw new Error(`java did not start; see ${logFile}`)
-  }
-  writeFileSync(join(runDir, 'broker.pid'), String(child.pid))
-  const broker: SecureBroker = { pid: child.pid, runDir, logFile, certificates, listeners }
-  let exited = false
-  child.once('exit', () => {
-    exited = true
+  const pid = await spawnBroker({
+    what: 'secured Kafka broker',
+    runDir,
+    logFile,
+    propertiesFile,
+    jvmOptions: [
+      '-Xms256m',
+      '-Xmx1g',
+      `-Dlog4j2.configurationFile=${log4jFile}`,
+      // Kafka 4 fetches only JWKS and token URLs it is allowed to.
+      `-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=${oauth.jwksUrl}`
+    ],
+    bootstrapServers: listeners.PLAINTEXT,
+    timeoutMs: 90_000
   })
-  try {
-    await waitForBroker(listeners.PLAINTEXT, 90_000, () => !exited)
-    if (exited) {
-      throw new Error('the broker process exited during start-up')
-    }
-  } catch (error) {
-    await stopSecureBroker(broker, { keepLog: true })
-    throw new Error(`secured Kafka broker failed to start (${(error as Error).message}); log: ${logFile}`, {
-      cause: error
-    })
-  }
-  return broker
+  return { pid, runDir, logFile, certificates, listeners }
 }
 
 export async function stopSecureBroker(broker: SecureBroker, options: { keepLog?: boolean } = {}): Promise<void> {
