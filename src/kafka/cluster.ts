@@ -73,13 +73,16 @@ export class KafkaCluster {
    * Sends one request to `target` and returns its decoded response. `decode` throws a
    * ProtocolError for a top-level error code; retriable ones and broken connections are
    * retried (after a fresh coordinator lookup for a group), other errors are thrown as they are.
+   * `timeoutMs` replaces the request timeout for calls the broker holds on purpose (JoinGroup
+   * waits for the whole group to join).
    */
   async request<T>(
     target: Target,
     apiKey: number,
     version: number,
     encode: (writer: Writer) => void,
-    decode: (reader: Reader) => T
+    decode: (reader: Reader) => T,
+    timeoutMs?: number
   ): Promise<T> {
     let lastError: unknown
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
@@ -88,7 +91,7 @@ export class KafkaCluster {
       }
       try {
         const connection = await this.#connectionTo(target)
-        return await connection.send(apiKey, version, encode, decode)
+        return await connection.send(apiKey, version, encode, decode, timeoutMs)
       } catch (error) {
         if (!isRetriable(error) || this.#closed) {
           throw error
