@@ -26,6 +26,11 @@ export const errorCodes = [
   'KB_TOPIC_RECREATED',
   /** A source partition's log ends below the backup's checkpoint: offsets went backwards. */
   'KB_SOURCE_TRUNCATED',
+  /**
+   * A source partition's log no longer holds the leader epoch of the backup's last batch through
+   * its offset: truncated and written again since (an unclean leader election).
+   */
+  'KB_SOURCE_DIVERGED',
   /** A RecordBatch is malformed or fails its CRC. */
   'KB_BATCH_CORRUPT',
   /** A segment's magic, version, trailer, footer or a frame checksum is wrong. */

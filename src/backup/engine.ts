@@ -48,6 +48,7 @@ import { topicMatcher } from '../topics.ts'
 import { toolVersion } from '../version.ts'
 import { ByteBudget } from './budget.ts'
 import { captureClusterMetadata } from './cluster-metadata.ts'
+import { refuseDivergedPartitions } from './divergence.ts'
 import { BackupFetcher } from './fetcher.ts'
 import { PartitionTask } from './partition-task.ts'
 
@@ -239,6 +240,13 @@ export class BackupEngine {
           lastStable: lastStable.get(key) ?? 0n
         })
       })
+    )
+    await refuseDivergedPartitions(
+      cluster,
+      storage,
+      backupId,
+      checked.map(c => c.index),
+      options.keys
     )
     // One process writes a backup at a time, so uploads and temp files of ours still open are
     // a killed run's. Restores write under restores/ and may run beside us: not ours to clear.

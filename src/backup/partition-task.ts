@@ -337,6 +337,7 @@ export class PartitionTask {
       uncompressedBytes: summary.uncompressedBytes,
       codec: this.#options.codec,
       ...(segment.keyId === undefined ? {} : { keyId: segment.keyId }),
+      lastLeaderEpoch: summary.lastLeaderEpoch,
       createdAt: new Date().toISOString()
     }
     this.index.segments.push(entry)

@@ -72,6 +72,12 @@ export const segmentEntrySchema = z.object({
   codec,
   /** The key id of an encrypted segment (its header says the same); absent when not encrypted. */
   keyId: keyId.optional(),
+  /**
+   * The partitionLeaderEpoch of the segment's last batch (-1 when the broker did not stamp one),
+   * checked against the source at the next run (docs/source-changes.md); absent in indexes of
+   * older versions, where it is read from the segment.
+   */
+  lastLeaderEpoch: z.int().min(-1).optional(),
   createdAt: time
 })
 export type SegmentEntry = z.infer<typeof segmentEntrySchema>

@@ -103,6 +103,8 @@ export interface SegmentSummary extends SegmentTotals {
    * one number pins the whole segment.
    */
   checksum: number
+  /** The partitionLeaderEpoch of the last batch: what a later run checks the source log against (backup/divergence.ts). */
+  lastLeaderEpoch: number
 }
 
 type State = 'open' | 'finished' | 'failed'
@@ -131,6 +133,7 @@ export class SegmentWriter {
   #frameFlags = 0
   #position = 0
   #lastOffset = NONE
+  #lastLeaderEpoch = -1
   #state: State = 'open'
   #busy = false
   #failure: unknown
@@ -256,6 +259,7 @@ export class SegmentWriter {
       }
       this.#stats.add(batch)
       this.#lastOffset = batch.lastOffset
+      this.#lastLeaderEpoch = batch.partitionLeaderEpoch
       if (records !== undefined) {
         this.#frameFlags |= FrameFlag.recordsDecompressed
       }
@@ -320,7 +324,8 @@ export class SegmentWriter {
         codec: this.codec,
         frameCount: this.#rows.length,
         sizeBytes: this.#position,
-        checksum: footerCrc
+        checksum: footerCrc,
+        lastLeaderEpoch: this.#lastLeaderEpoch
       }
     } catch (error) {
       this.#fail(error)

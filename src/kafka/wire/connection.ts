@@ -44,6 +44,7 @@ const firstFlexibleVersion: Record<number, number> = {
   20: 4, // DeleteTopics
   21: 2, // DeleteRecords
   22: 2, // InitProducerId
+  23: 4, // OffsetForLeaderEpoch
   29: 2, // DescribeAcls
   30: 2, // CreateAcls
   31: 2, // DeleteAcls
