@@ -19,9 +19,7 @@
  * indexes and restore states (revisions.ts). It deletes a revision only when a newer one of the
  * same document was in its listing, so what any reader reads stays in place.
  */
-import { randomUUID } from 'node:crypto'
-import { hostname } from 'node:os'
-import { BackupError, type ErrorCode, isBackupError } from '../errors.ts'
+import { BackupError, type ErrorCode } from '../errors.ts'
 import type { Storage } from '../storage/storage.ts'
 import { layoutProblems, scanStoredPartitions, unindexedSegmentProblems } from './audit.ts'
 import { clusterMetadataBase } from './cluster-metadata.ts'
@@ -34,55 +32,10 @@ import {
   readPartitionIndex,
   writePartitionIndex
 } from './manifest.ts'
+import { PruneLock } from './prune-lock.ts'
 import { revisionsIn, storedRevisions, supersededRevisions } from './revisions.ts'
 
-/**
- * Held by a prune while it changes indexes and deletes segments. A backup run refuses to start
- * while it exists, and a prune refuses while the manifest shows a run in progress; each side
- * announces itself before it checks the other (the run in the manifest, the prune in this
- * object), so two that start together cannot both miss each other.
- */
-export const pruneLockKey = (backupId: string) => `${backupId}/locks/prune.json`
-
-interface PruneLock {
-  token: string
-  host: string
-  pid: number
-  startedAt: string
-}
-
-async function readLock(storage: Storage, backupId: string): Promise<PruneLock | undefined> {
-  try {
-    return JSON.parse((await storage.get(pruneLockKey(backupId))).toString('utf8')) as PruneLock
-  } catch (error) {
-    if (isBackupError(error, 'KB_STORAGE_NOT_FOUND')) {
-      return undefined
-    }
-    if (error instanceof SyntaxError) {
-      // Half a lock is still a lock: whoever wrote it may be pruning.
-      return { token: '', host: '?', pid: 0, startedAt: '?' }
-    }
-    throw error
-  }
-}
-
-function busyWithPrune(storage: Storage, backupId: string, lock: PruneLock): BackupError {
-  const key = pruneLockKey(backupId)
-  return new BackupError(
-    'KB_BACKUP_BUSY',
-    `backup ${backupId} is being pruned (lock ${storage.location}/${key}, taken by pid ${lock.pid} on ${lock.host} at ${lock.startedAt}); ` +
-      `wait for the prune to finish, or remove ${key} if that process is gone`,
-    { backupId, key }
-  )
-}
-
-/** Throws KB_BACKUP_BUSY while a prune holds the backup's lock. */
-export async function refuseWhilePruning(storage: Storage, backupId: string): Promise<void> {
-  const lock = await readLock(storage, backupId)
-  if (lock) {
-    throw busyWithPrune(storage, backupId, lock)
-  }
-}
+export { refuseWhilePruning } from './prune-lock.ts'
 
 function refuseWhileRunning(manifest: Manifest): void {
   const running = manifest.runs.find(run => run.status === 'running')
@@ -278,21 +231,9 @@ export async function pruneBackup(options: PruneOptions): Promise<PruneSummary> 
   try {
     let manifest = await requireManifest(storage, backupId)
     if (!dryRun) {
+      // Each side announces itself before it checks the other: the lock, then the manifest again.
       refuseWhileRunning(manifest)
-      await refuseWhilePruning(storage, backupId)
-      lock = { token: randomUUID(), host: hostname(), pid: process.pid, startedAt: new Date().toISOString() }
-      try {
-        await storage.create(pruneLockKey(backupId), Buffer.from(`${JSON.stringify(lock)}\n`))
-      } catch (error) {
-        if (!isBackupError(error, 'KB_STORAGE_EXISTS')) {
-          throw error
-        }
-        // Another prune took the lock between our check and our create.
-        const holder = await readLock(storage, backupId)
-        lock = undefined
-        throw busyWithPrune(storage, backupId, holder ?? { token: '', host: '?', pid: 0, startedAt: '(removed)' })
-      }
-      // A run that announced itself before our lock was visible to it.
+      lock = await PruneLock.acquire(storage, backupId, (message, key) => options.onWarning?.(message, { key }))
       manifest = await requireManifest(storage, backupId)
       refuseWhileRunning(manifest)
     }
@@ -300,15 +241,12 @@ export async function pruneBackup(options: PruneOptions): Promise<PruneSummary> 
     const supersededDocuments = await supersededDocumentKeys(storage, backupId)
     if (!dryRun) {
       for (const { index, prune } of planned) {
-        const holder = await readLock(storage, backupId)
-        if (holder?.token !== lock!.token) {
-          lock = undefined
-          throw busyWithPrune(storage, backupId, holder ?? { token: '', host: '?', pid: 0, startedAt: '(removed)' })
-        }
+        lock!.check()
         if (prune.segments.length > 0) {
           await writePartitionIndex(storage, backupId, prunedIndex(index, prune, keepFrom))
         }
         for (const key of [...prune.segments.map(s => s.key), ...prune.leftovers, ...prune.supersededIndexes]) {
+          lock!.check()
           await storage.delete(key)
         }
         for (const key of prune.leftovers) {
@@ -322,6 +260,7 @@ export async function pruneBackup(options: PruneOptions): Promise<PruneSummary> 
     }
     if (!dryRun) {
       for (const key of supersededDocuments) {
+        lock!.check()
         await storage.delete(key)
       }
     }
@@ -340,8 +279,6 @@ export async function pruneBackup(options: PruneOptions): Promise<PruneSummary> 
         supersededDocuments.length + partitions.reduce((sum, p) => sum + p.supersededIndexes.length, 0)
     }
   } finally {
-    if (lock) {
-      await storage.delete(pruneLockKey(backupId))
-    }
+    await lock?.release()
   }
 }

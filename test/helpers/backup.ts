@@ -7,6 +7,8 @@ import type { Readable } from 'node:stream'
 import { BackupEngine, type BackupOptions } from '../../src/backup/engine.ts'
 import { decodeRecords, recordOffset, recordTimestamp } from '../../src/batch/records.ts'
 import { readManifest, readPartitionIndex } from '../../src/catalog/manifest.ts'
+import { pruneLockBase } from '../../src/catalog/prune-lock.ts'
+import { newestRevision } from '../../src/catalog/revisions.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { readPartitionBatches } from '../../src/restore/source.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
@@ -139,4 +141,13 @@ export function newestRevisionFile(base: string): string | undefined {
     return join(base, revisions.sort().at(-1)!)
   }
   return existsSync(`${base}.json`) ? `${base}.json` : undefined
+}
+
+/** The newest revision of a backup's prune lock (src/catalog/prune-lock.ts), parsed; undefined when none was ever taken. */
+export async function newestPruneLock(
+  storage: Storage,
+  backupId: string
+): Promise<{ pid: number; host: string; expiresAt?: string; released?: boolean } | undefined> {
+  const newest = await newestRevision(storage, pruneLockBase(backupId))
+  return newest && JSON.parse((await storage.get(newest.key)).toString('utf8'))
 }

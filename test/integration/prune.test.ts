@@ -3,12 +3,13 @@ import { after, before, describe, test } from 'node:test'
 import type { Producer } from '@platformatic/kafka'
 import { validateBackup } from '../../src/catalog/inspect.ts'
 import { readManifest, readPartitionIndex } from '../../src/catalog/manifest.ts'
-import { pruneBackup, pruneLockKey } from '../../src/catalog/prune.ts'
+import { pruneBackup } from '../../src/catalog/prune.ts'
+import { legacyPruneLockKey } from '../../src/catalog/prune-lock.ts'
 import { isBackupError } from '../../src/errors.ts'
 import { listOffsets, partitionKey } from '../../src/kafka/admin.ts'
 import { listRestoreStates, writeRestoreState } from '../../src/restore/state.ts'
 import type { Storage } from '../../src/storage/storage.ts'
-import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
+import { backupOptions, newestPruneLock, runBackup, tempStorage } from '../helpers/backup.ts'
 import { newProducer } from '../helpers/cases.ts'
 import { runCli } from '../helpers/cli.ts'
 import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
@@ -118,7 +119,7 @@ async function pruneKeepsRestorePointsExact(storage: Storage, label: string): Pr
     await segmentKeys(storage),
     allKeys.filter(key => !gone.includes(key))
   )
-  assert.equal(await storage.head(pruneLockKey('test-backup')), undefined, 'the lock is released')
+  assert.equal((await newestPruneLock(storage, 'test-backup'))?.released, true, 'the lock is released')
   const index1 = (await readPartitionIndex(storage, 'test-backup', topic, 1))!
   assert.equal(index1.startOffset, String(2 * RECORDS_PER_ROUND))
   assert.equal(index1.pruned?.fromOffset, '0')
@@ -216,14 +217,14 @@ describe('prune on the filesystem', () => {
       assert.match(error.message, /has a run in progress/)
       return true
     })
-    assert.equal(await storage.head(pruneLockKey('test-backup')), undefined)
+    assert.equal(await newestPruneLock(storage, 'test-backup'), undefined, 'the refused prune took no lock')
     controller.abort()
     assert.equal((await continuous).status, 'stopped')
     assert.deepEqual(await segmentKeys(storage), keys, 'the refused prune deleted nothing')
 
-    // A prune in progress, as another process would hold it.
+    // A prune in progress, as another process of an older version would hold it (no lease).
     await storage.replace(
-      pruneLockKey('test-backup'),
+      legacyPruneLockKey('test-backup'),
       Buffer.from(JSON.stringify({ token: 'other', host: 'elsewhere', pid: 4242, startedAt: new Date().toISOString() }))
     )
     const runs = (await readManifest(storage, 'test-backup'))!.runs.length
@@ -234,7 +235,7 @@ describe('prune on the filesystem', () => {
     })
     await assert.rejects(pruneBackup({ storage, backupId: 'test-backup', keepFrom }), /is being pruned/)
     assert.equal((await readManifest(storage, 'test-backup'))!.runs.length, runs, 'the refused run wrote nothing')
-    assert.ok(await storage.head(pruneLockKey('test-backup')), "another prune's lock is left alone")
+    assert.ok(await storage.head(legacyPruneLockKey('test-backup')), "another prune's lock is left alone")
   })
 
   test('a restore stopped before a prune removed what it had still to write refuses to continue instead of skipping those records', async () => {
