@@ -218,6 +218,31 @@ export class RestoreEngine {
   }
 
   async run(): Promise<RestoreSummary> {
+    try {
+      return await this.#run()
+    } catch (error) {
+      await this.#endFailed(error)
+      throw error
+    }
+  }
+
+  /**
+   * A restore whose state is on record as running ends as failed, whatever step failed (creating
+   * topics, applying cluster metadata, sending): status and describe then tell the truth.
+   */
+  async #endFailed(error: unknown): Promise<void> {
+    const state = this.#state
+    if (state?.status !== 'running') {
+      return
+    }
+    state.status = 'failed'
+    state.error = (error as Error).message
+    await this.#saveState().catch(saveError =>
+      this.#options.onWarning?.(`could not save the restore state: ${(saveError as Error).message}`, {})
+    )
+  }
+
+  async #run(): Promise<RestoreSummary> {
     const options = this.#options
     const startedAt = Date.now()
     const signal = options.signal ?? new AbortController().signal

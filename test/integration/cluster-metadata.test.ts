@@ -6,7 +6,7 @@
  * with @platformatic/kafka's admin and a consumer that logs in as a restored SCRAM user.
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { after, before, test } from 'node:test'
@@ -15,6 +15,7 @@ import { type RunningBroker, runKafkaTool, startBroker, stopBroker } from '../..
 import { clusterMetadataBase, readClusterMetadata } from '../../src/catalog/cluster-metadata.ts'
 import { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { describeAcls, describeScramCredentials } from '../../src/kafka/cluster-metadata.ts'
+import { listRestoreStates } from '../../src/restore/state.ts'
 import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
 import { runCli, writeConfig } from '../helpers/cli.ts'
 import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
@@ -430,4 +431,60 @@ test('a backup whose principal may not describe the ACLs fails naming the right 
   } finally {
     await dave.close()
   }
+})
+
+test('a restore whose cluster metadata fails to apply ends its state as failed with the error, which status reports; once the cause is gone a rerun completes', async () => {
+  const topic = uniqueTopic('metadata-fails')
+  await createTopic(sourceCluster, topic, 1)
+  await produce(source.bootstrapServers, topic, 5)
+  kafkaAcls(['--add', '--allow-principal', 'User:erin', '--operation', 'Read', '--topic', topic])
+  const storage = tempStorage()
+  await runBackup(
+    backupOptions(sourceCluster, storage, [topic], {
+      bootstrapServers: [source.bootstrapServers],
+      clusterMetadata: ['acls']
+    })
+  )
+  // A binding the target's controller refuses when it is created (a principal must read
+  // `Type:name`), though it can be planned: the apply fails after the restore is on record.
+  const file = join(storage.location, `${clusterMetadataBase('test-backup')}/000000000001.json`)
+  const captured = readFileSync(file, 'utf8')
+  const document = JSON.parse(captured)
+  const erin = document.acls.bindings.find((b: { principal: string }) => b.principal === 'User:erin')
+  document.acls.bindings.push({ ...erin, principal: 'erin-without-type' })
+  writeFileSync(file, JSON.stringify(document))
+
+  const restoredTopic = `${topic}-restored`
+  const options = restoreOptions(targetCluster, storage, {
+    bootstrapServers: [target.bootstrapServers],
+    topicMapping: { [topic]: restoredTopic },
+    clusterMetadata: ['acls']
+  })
+  const failure = await runRestore(options).then(
+    () => assert.fail('the restore succeeded'),
+    (error: Error) => error
+  )
+  const [state] = await listRestoreStates(storage, 'test-backup')
+  assert.equal(state?.status, 'failed', 'the state says failed, not running')
+  assert.equal(state?.error, failure.message)
+  const status = await runCli(['status', '--path', storage.location, '--backup-id', 'test-backup', '--json'])
+  assert.equal(status.code, 1, status.stderr)
+  assert.deepEqual(
+    JSON.parse(status.stdout).restores.map((r: { status: string; error: string }) => [r.status, r.error]),
+    [['failed', failure.message]]
+  )
+
+  writeFileSync(file, captured)
+  const rerun = await runRestore(options)
+  assert.equal(rerun.status, 'complete')
+  assert.equal(rerun.restoreId, state?.restoreId, 'the rerun continued the failed restore')
+  assert.equal(rerun.records, 5)
+  const [after] = await listRestoreStates(storage, 'test-backup')
+  assert.equal(after?.status, 'complete')
+  assert.ok(
+    (await describeAcls(targetCluster))?.some(
+      acl => acl.principal === 'User:erin' && acl.resourceName === restoredTopic
+    ),
+    'the ACL is on the target, for the restored topic'
+  )
 })
