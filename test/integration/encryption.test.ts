@@ -5,18 +5,19 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { validateBackup } from '../../src/catalog/inspect.ts'
 import { readManifest, readPartitionIndex, writePartitionIndex } from '../../src/catalog/manifest.ts'
+import { pruneBackup } from '../../src/catalog/prune.ts'
 import { parseKeyring } from '../../src/crypto/keys.ts'
 import { isBackupError } from '../../src/errors.ts'
 import { readSegmentIndex } from '../../src/segment/reader.ts'
 import { openRangeSource } from '../../src/storage/range-source.ts'
 import type { Storage } from '../../src/storage/storage.ts'
-import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
+import { backupOptions, newestRevisionFile, runBackup, tempStorage } from '../helpers/backup.ts'
 import { newProducer } from '../helpers/cases.ts'
 import { backupYaml, restoreYaml, runCli, writeConfig } from '../helpers/cli.ts'
 import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
@@ -289,4 +290,68 @@ test('the CLI backs up and restores with a keyring file, fails a wrong key with 
   assert.equal(restored.code, 0, restored.stderr)
   await assertRestoredExactly(topic, `${topic}-restored`)
   assertNoKeyMaterial(output.join('\n'), 'the CLI output')
+})
+
+test('encrypted segments a killed run left outside the index: the next run records the one it finished, restore and validate --deep read it with the key, and prune removes the copy below the checkpoint', async () => {
+  const topic = uniqueTopic('enc-leftovers')
+  await createTopic(cluster, topic, 2)
+  await produce(topic, 1, 1000)
+  const storage = tempStorage()
+  const options = backupOptions(cluster, storage, [topic], {
+    keys: onlyK1,
+    frameMaxBytes: 16 * 1024,
+    segmentMaxBytes: 32 * 1024
+  })
+  await runBackup(options)
+  const partitionDir = (partition: number) => join(storage.location, 'test-backup', 'topics', topic, String(partition))
+
+  // Partition 0: a run killed after its last segment was durable, before the index revision
+  // that records it.
+  const indexDir = join(partitionDir(0), 'index')
+  const recorded = JSON.parse(readFileSync(newestRevisionFile(indexDir)!, 'utf8'))
+  assert.ok(recorded.segments.length >= 2, `${recorded.segments.length} segments`)
+  rmSync(newestRevisionFile(indexDir)!)
+  const unrecorded = `test-backup/${recorded.segments.at(-1).key}`
+  // Partition 1: an encrypted segment below the checkpoint that no index lists (a redundant
+  // copy, as an interrupted run or prune leaves one).
+  const [first] = (await readPartitionIndex(storage, 'test-backup', topic, 1))!.segments
+  const copy = join(partitionDir(1), '00000000000000000001.seg')
+  copyFileSync(join(storage.location, 'test-backup', first!.key), copy)
+  const leftovers = (await validateBackup(storage, 'test-backup')).problems
+  assert.deepEqual(
+    leftovers.map(p => [p.code, p.severity, p.key]),
+    [
+      ['KB_ORPHAN_SEGMENT', 'warning', unrecorded],
+      ['KB_ORPHAN_SEGMENT', 'warning', `test-backup/topics/${topic}/1/00000000000000000001.seg`]
+    ]
+  )
+
+  await produce(topic, 2, 200)
+  const warnings: string[] = []
+  const second = await runBackup({ ...options, onWarning: message => warnings.push(message) })
+  assert.equal(second.records, 200, 'the next run took only the new records')
+  assert.ok(
+    warnings.some(w => w.includes(`recorded segment ${unrecorded}`)),
+    warnings.join('\n')
+  )
+  assert.ok(existsSync(copy), 'a backup run deletes nothing')
+
+  const target = `${topic}-restored`
+  const restored = await runRestore(
+    restoreOptions(cluster, storage, { topicMapping: { [topic]: target }, keys: onlyK1 })
+  )
+  assert.equal(restored.records, 1200, 'the copy is not restored, the recorded segment is')
+  await assertRestoredExactly(topic, target)
+  const deep = await validateBackup(storage, 'test-backup', { deep: true, keys: onlyK1 })
+  assert.deepEqual(
+    deep.problems.map(p => [p.code, p.severity]),
+    [['KB_ORPHAN_SEGMENT', 'warning']],
+    'only the copy, until prune'
+  )
+  assert.equal(deep.records, 1200)
+
+  const pruned = await pruneBackup({ storage, backupId: 'test-backup', keepFrom: 0 })
+  assert.equal(pruned.segments, 0, 'no record is older than the cutoff')
+  assert.equal(existsSync(copy), false, 'prune removed the copy')
+  assert.deepEqual((await validateBackup(storage, 'test-backup', { deep: true, keys: onlyK1 })).problems, [])
 })
