@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { PartitionIndex } from '../catalog/manifest.ts'
 import type { KeyProvider } from '../crypto/keys.ts'
 import { BackupError } from '../errors.ts'
-import { partitionKey } from '../kafka/admin.ts'
+import { addToLeaderRequest, partitionKey } from '../kafka/admin.ts'
 import {
   decodeOffsetForLeaderEpoch,
   type EpochRequestTopic,
@@ -99,14 +99,7 @@ export async function refuseDivergedPartitions(
         retry.add(key)
         continue
       }
-      const requests = byLeader.get(leader) ?? []
-      byLeader.set(leader, requests)
-      let request = requests.find(r => r.name === topic)
-      if (!request) {
-        request = { name: topic, partitions: [] }
-        requests.push(request)
-      }
-      request.partitions.push({
+      addToLeaderRequest(byLeader, leader, topic, {
         partitionIndex: partition,
         currentLeaderEpoch: -1,
         leaderEpoch: stored.get(key)!.leaderEpoch

@@ -159,14 +159,11 @@ export async function listOffsets(
         retry.push({ topic, partition })
         continue
       }
-      const requests = byLeader.get(found.leader) ?? []
-      byLeader.set(found.leader, requests)
-      let request = requests.find(r => r.name === topic)
-      if (!request) {
-        request = { name: topic, partitions: [] }
-        requests.push(request)
-      }
-      request.partitions.push({ partitionIndex: partition, currentLeaderEpoch: found.leaderEpoch, timestamp })
+      addToLeaderRequest(byLeader, found.leader, topic, {
+        partitionIndex: partition,
+        currentLeaderEpoch: found.leaderEpoch,
+        timestamp
+      })
     }
     const responses = await Promise.all(
       [...byLeader].map(([leader, topics]) =>
@@ -212,6 +209,23 @@ export async function listOffsets(
     }
   }
   return offsets
+}
+
+/** Files a partition's entry in the request to its leader, one entry per topic: how per-partition APIs are sent. */
+export function addToLeaderRequest<P>(
+  byLeader: Map<number, Array<{ name: string; partitions: P[] }>>,
+  leader: number,
+  topic: string,
+  entry: P
+): void {
+  const requests = byLeader.get(leader) ?? []
+  byLeader.set(leader, requests)
+  let request = requests.find(r => r.name === topic)
+  if (!request) {
+    request = { name: topic, partitions: [] }
+    requests.push(request)
+  }
+  request.partitions.push(entry)
 }
 
 export function partitionKey(topic: string, partition: number): string {

@@ -1,6 +1,8 @@
 /** Shared helpers for integration tests against the run's real broker (test/global-setup.ts). */
 import { randomUUID } from 'node:crypto'
+import { after, before } from 'node:test'
 import { Admin } from '@platformatic/kafka'
+import { type RunningBroker, restartBroker, startBroker, stopBroker } from '../../scripts/broker.ts'
 import { type ClusterOptions, KafkaCluster } from '../../src/kafka/cluster.ts'
 import { until } from './wait.ts'
 
@@ -61,4 +63,53 @@ export async function createTopic(
     const partitionsMetadata = metadata.topics.get(topic)?.partitions ?? []
     return partitionsMetadata.length === partitions && partitionsMetadata.every(p => p.leader >= 0)
   }, `a leader for every partition of ${topic}`)
+}
+
+/**
+ * A broker of the calling test file's own, to stop and restart it: started before the file's
+ * tests, stopped after them.
+ */
+export class OwnBroker {
+  #broker: RunningBroker | undefined
+  #cluster: AdminCluster | undefined
+
+  constructor(name: string) {
+    before(async () => {
+      this.#broker = await startBroker(name)
+      this.#cluster = testCluster([this.#broker.bootstrapServers])
+    })
+    after(async () => {
+      await this.#cluster?.close()
+      if (this.#broker) {
+        await stopBroker(this.#broker)
+      }
+    })
+  }
+
+  get bootstrapServers(): string {
+    return this.#running().bootstrapServers
+  }
+
+  /** Our cluster client (with an Admin) on it. */
+  get cluster(): AdminCluster {
+    this.#running()
+    return this.#cluster!
+  }
+
+  /** Stops it (SIGTERM, a controlled shutdown), keeping its data for `restart`. */
+  async stop(): Promise<void> {
+    await stopBroker(this.#running(), { keepData: true })
+  }
+
+  /** Stops it if it runs and starts it again on the same data and ports after `downMs`. */
+  async restart(downMs = 0): Promise<void> {
+    this.#broker = await restartBroker(this.#running(), downMs)
+  }
+
+  #running(): RunningBroker {
+    if (!this.#broker) {
+      throw new Error('the broker starts in before(): use it inside a test')
+    }
+    return this.#broker
+  }
 }

@@ -10,8 +10,7 @@
 import assert from 'node:assert/strict'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
-import { type RunningBroker, restartBroker, startBroker, stopBroker } from '../../scripts/broker.ts'
+import { test } from 'node:test'
 import { readManifest, readPartitionIndex } from '../../src/catalog/manifest.ts'
 import { isBackupError } from '../../src/errors.ts'
 import {
@@ -24,25 +23,15 @@ import {
 } from '../helpers/backup.ts'
 import { newProducer } from '../helpers/cases.ts'
 import { runCli, writeConfig } from '../helpers/cli.ts'
-import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { createTopic, OwnBroker, uniqueTopic } from '../helpers/kafka.ts'
 import { produceNumbered } from '../helpers/setup.ts'
 import { readTopicRecords } from '../helpers/topic.ts'
 import { until } from '../helpers/wait.ts'
 
-let broker: RunningBroker
-let cluster: AdminCluster
-
-before(async () => {
-  broker = await startBroker('divergence')
-  cluster = testCluster([broker.bootstrapServers])
-})
-after(async () => {
-  await cluster.close()
-  await stopBroker(broker)
-})
+const own = new OwnBroker('divergence')
 
 async function produce(topic: string, from: number, count: number, label: string): Promise<void> {
-  const producer = newProducer({ bootstrapBrokers: [broker.bootstrapServers] })
+  const producer = newProducer({ bootstrapBrokers: [own.bootstrapServers] })
   try {
     for (let at = from; at < from + count; at += 50) {
       await produceNumbered(producer, topic, 0, at, 50, { label })
@@ -55,7 +44,7 @@ async function produce(topic: string, from: number, count: number, label: string
 async function leaderEpoch(topic: string): Promise<number> {
   let epoch = -1
   await until(async () => {
-    const partition = (await cluster.metadata([topic]).catch(() => undefined))?.topics.get(topic)?.partitions[0]
+    const partition = (await own.cluster.metadata([topic]).catch(() => undefined))?.topics.get(topic)?.partitions[0]
     epoch = partition && partition.leader >= 0 ? partition.leaderEpoch : -1
     return epoch >= 0
   }, `a leader of ${topic}/0`)
@@ -64,16 +53,16 @@ async function leaderEpoch(topic: string): Promise<number> {
 
 test('a log truncated and written again past the checkpoint is refused with KB_SOURCE_DIVERGED naming the partition, offset and epoch; the backup is left as it was', async () => {
   const topic = uniqueTopic('diverged')
-  await createTopic(cluster, topic, 1)
+  await createTopic(own.cluster, topic, 1)
   await produce(topic, 0, 100, 'first-')
   const storage = tempStorage()
-  const options = () => backupOptions(cluster, storage, [topic], { bootstrapServers: [broker.bootstrapServers] })
+  const options = () => backupOptions(own.cluster, storage, [topic], { bootstrapServers: [own.bootstrapServers] })
   assert.equal((await runBackup(options())).records, 100)
 
   // A new leader epoch with the same history: the next run continues, the boundary (the epoch
   // ending exactly at the checkpoint) is no divergence.
   const firstEpoch = await leaderEpoch(topic)
-  broker = await restartBroker(broker)
+  await own.restart()
   const secondEpoch = await leaderEpoch(topic)
   assert.ok(
     secondEpoch > firstEpoch,
@@ -86,16 +75,16 @@ test('a log truncated and written again past the checkpoint is refused with KB_S
     index?.segments.map(s => s.lastLeaderEpoch),
     [firstEpoch, secondEpoch]
   )
-  const history = await readTopicRecords(cluster, topic)
+  const history = await readTopicRecords(own.cluster, topic)
 
   // The other history: offsets 0-299 again, other records, all in epochs below the stored one.
-  await cluster.admin.deleteTopics({ topics: [topic] })
-  await until(async () => !(await cluster.admin.listTopics()).includes(topic), `${topic} to be deleted`)
-  await createTopic(cluster, topic, 1)
+  await own.cluster.admin.deleteTopics({ topics: [topic] })
+  await until(async () => !(await own.cluster.admin.listTopics()).includes(topic), `${topic} to be deleted`)
+  await createTopic(own.cluster, topic, 1)
   await produce(topic, 0, 300, 'second-')
   const manifestFile = newestRevisionFile(join(storage.location, 'test-backup', 'manifest'))!
   const manifest = JSON.parse(readFileSync(manifestFile, 'utf8'))
-  manifest.topics[0].topicId = (await cluster.metadata([topic])).topics.get(topic)!.id
+  manifest.topics[0].topicId = (await own.cluster.metadata([topic])).topics.get(topic)!.id
   writeFileSync(manifestFile, JSON.stringify(manifest))
   const stored = fingerprint(storage.location)
 
@@ -116,7 +105,7 @@ test('a log truncated and written again past the checkpoint is refused with KB_S
     'backup',
     '--config',
     writeConfig(
-      `mode: backup\nbackup_id: test-backup\nsource:\n  bootstrap_servers: ${broker.bootstrapServers}\n  topics:\n    include: [${topic}]\n` +
+      `mode: backup\nbackup_id: test-backup\nsource:\n  bootstrap_servers: ${own.bootstrapServers}\n  topics:\n    include: [${topic}]\n` +
         `storage:\n  backend: filesystem\n  path: ${storage.location}\n`
     )
   ])

@@ -10,34 +10,23 @@ import type { ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { type RunningBroker, restartBroker, startBroker, stopBroker } from '../../scripts/broker.ts'
 import { listOffsets } from '../../src/kafka/admin.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import { backupOptions, newestRevisionFile, readBackedUpRecords, runBackup } from '../helpers/backup.ts'
 import { newProducer } from '../helpers/cases.ts'
 import { type CliResult, finished, startCli, writeConfig } from '../helpers/cli.ts'
-import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { createTopic, OwnBroker, uniqueTopic } from '../helpers/kafka.ts'
 import { produceBatches } from '../helpers/setup.ts'
 
-let broker: RunningBroker
-let cluster: AdminCluster
+const own = new OwnBroker('gone')
 const recordsPerPartition = 10_000
-
-before(async () => {
-  broker = await startBroker('gone')
-  cluster = testCluster([broker.bootstrapServers])
-})
-after(async () => {
-  await cluster.close()
-  await stopBroker(broker)
-})
 
 /** Two partitions of 100-record batches. */
 async function produce(topic: string): Promise<void> {
-  await createTopic(cluster, topic, 2)
-  const producer = newProducer({ bootstrapBrokers: [broker.bootstrapServers] })
+  await createTopic(own.cluster, topic, 2)
+  const producer = newProducer({ bootstrapBrokers: [own.bootstrapServers] })
   await produceBatches(producer, topic, { partitions: 2, recordsPerPartition, valueBytes: 100 })
   await producer.close()
 }
@@ -66,7 +55,7 @@ function backupConfig(topic: string, path: string, unreachableTimeoutSecs: numbe
   return writeConfig(`mode: backup
 backup_id: gone
 source:
-  bootstrap_servers: ${broker.bootstrapServers}
+  bootstrap_servers: ${own.bootstrapServers}
   unreachable_timeout_secs: ${unreachableTimeoutSecs}
   topics: { include: [${topic}] }
   kafka_config: { max.partition.fetch.bytes: 1, fetch.min.bytes: 16000000, fetch.max.bytes: 16000000, fetch.max.wait.ms: 100 }
@@ -79,7 +68,7 @@ function restoreConfig(topic: string, path: string, unreachableTimeoutSecs: numb
   return writeConfig(`mode: restore
 backup_id: test-backup
 target:
-  bootstrap_servers: ${broker.bootstrapServers}
+  bootstrap_servers: ${own.bootstrapServers}
   unreachable_timeout_secs: ${unreachableTimeoutSecs}
 storage: { backend: filesystem, path: ${path} }
 restore:
@@ -91,13 +80,13 @@ restore:
 
 const retryLine = (key: string) =>
   new RegExp(
-    `no answer from Kafka at ${broker.bootstrapServers}.*; retrying in [\\d.]+ s, giving up in [\\d.]+ s \\(${key}\\)`
+    `no answer from Kafka at ${own.bootstrapServers}.*; retrying in [\\d.]+ s, giving up in [\\d.]+ s \\(${key}\\)`
   )
 
 async function brokerDownDuring(child: ChildProcess, started: () => boolean | Promise<boolean>) {
   const watched = watch(child)
   await waitFor('the run to be under way', started)
-  await stopBroker(broker, { keepData: true })
+  await own.stop()
   return watched
 }
 
@@ -112,7 +101,7 @@ test('a backup whose broker stays down logs every retry and ends with KB_KAFKA_U
   )
   const stoppedAt = Date.now()
   const { code } = await result
-  broker = await restartBroker(broker)
+  await own.restart()
   assert.match(stderr(), retryLine('source.unreachable_timeout_secs'))
   assert.match(
     stderr(),
@@ -134,7 +123,7 @@ test('SIGTERM stops a backup waiting for a stopped broker within seconds, keeps 
   child.kill('SIGTERM')
   const { code } = await result
   const stopMs = Date.now() - signalledAt
-  broker = await restartBroker(broker)
+  await own.restart()
   assert.equal(code, 143, stderr())
   assert.ok(stopMs < 3000, `stopped ${stopMs} ms after SIGTERM`)
   const records = await readBackedUpRecords(new FilesystemStorage({ path }), 'gone', topic)
@@ -152,14 +141,14 @@ async function backedUp(topic: string): Promise<string> {
   await produce(topic)
   const path = mkdtempSync(join(tmpdir(), 'kafka-backup-gone-'))
   await runBackup(
-    backupOptions(cluster, new FilesystemStorage({ path }), [topic], { bootstrapServers: [broker.bootstrapServers] })
+    backupOptions(own.cluster, new FilesystemStorage({ path }), [topic], { bootstrapServers: [own.bootstrapServers] })
   )
   return path
 }
 
 /** True once the target topic holds records. */
 const restoreStarted = (topic: string) => async () => {
-  const ends = await listOffsets(cluster, [{ topic: `${topic}-restored`, partition: 0 }], 'latest').catch(
+  const ends = await listOffsets(own.cluster, [{ topic: `${topic}-restored`, partition: 0 }], 'latest').catch(
     () => undefined
   )
   return (ends?.get(`${topic}-restored/0`) ?? 0n) > 0n
@@ -171,7 +160,7 @@ test('a restore whose broker stays down logs every retry and ends with KB_KAFKA_
   const child = startCli(['restore', '--config', restoreConfig(topic, path, 6)])
   const { result, stderr } = await brokerDownDuring(child, restoreStarted(topic))
   const { code } = await result
-  broker = await restartBroker(broker)
+  await own.restart()
   assert.match(stderr(), retryLine('target.unreachable_timeout_secs'))
   assert.match(
     stderr(),
@@ -190,7 +179,7 @@ test('SIGTERM stops a restore waiting for a stopped broker within seconds, saves
   child.kill('SIGTERM')
   const { code } = await result
   const stopMs = Date.now() - signalledAt
-  broker = await restartBroker(broker)
+  await own.restart()
   assert.equal(code, 143, stderr())
   assert.ok(stopMs < 3000, `stopped ${stopMs} ms after SIGTERM`)
   const [firstRevision] = await new FilesystemStorage({ path }).list('test-backup/restores/')

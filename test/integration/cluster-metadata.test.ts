@@ -13,9 +13,11 @@ import { after, before, test } from 'node:test'
 import { Consumer, Producer } from '@platformatic/kafka'
 import { type RunningBroker, runKafkaTool, startBroker, stopBroker } from '../../scripts/broker.ts'
 import { clusterMetadataBase, readClusterMetadata } from '../../src/catalog/cluster-metadata.ts'
+import type { ClusterMetadataKind } from '../../src/config/schema-parts.ts'
 import { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { describeAcls, describeScramCredentials } from '../../src/kafka/cluster-metadata.ts'
 import { listRestoreStates } from '../../src/restore/state.ts'
+import type { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
 import { runCli, writeConfig } from '../helpers/cli.ts'
 import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
@@ -49,6 +51,32 @@ function kafkaAcls(args: string[], broker = source): void {
 }
 function kafkaConfigs(args: string[], broker = source): void {
   runKafkaTool('kafka.admin.ConfigCommand', ['--bootstrap-server', broker.bootstrapServers, '--alter', ...args])
+}
+
+/** A backup `test-backup` of `topic` on the source, capturing the cluster metadata `kinds`, in a new folder. */
+async function backUpSource(topic: string, kinds: ClusterMetadataKind[]): Promise<FilesystemStorage> {
+  const storage = tempStorage()
+  await runBackup(
+    backupOptions(sourceCluster, storage, [topic], {
+      bootstrapServers: [source.bootstrapServers],
+      clusterMetadata: kinds
+    })
+  )
+  return storage
+}
+
+/** kafka-configs.sh --entity-type users: a SCRAM credential or quotas of `user`. */
+function userConfig(user: string, config: string, broker = source): void {
+  kafkaConfigs(['--entity-type', 'users', '--entity-name', user, '--add-config', config], broker)
+}
+
+/** Our cluster client on the SASL listener of `broker`, logged in as a SCRAM-SHA-256 user. */
+function scramClient(broker: RunningBroker, username: string, password: string): KafkaCluster {
+  return new KafkaCluster({
+    bootstrapServers: [broker.saslBootstrapServers!],
+    clientId: 'kafka-backup-test',
+    sasl: { mechanism: 'SCRAM-SHA-256', username, password }
+  })
 }
 
 /** ACLs other than those of the restore's own principal. */
@@ -98,30 +126,9 @@ test('backs up ACLs, quotas and SCRAM users and restores them to an empty cluste
   const group = uniqueTopic('acl-group')
   await createTopic(sourceCluster, topic, 1)
   await produce(source.bootstrapServers, topic, 20)
-  kafkaConfigs([
-    '--entity-type',
-    'users',
-    '--entity-name',
-    'alice',
-    '--add-config',
-    'SCRAM-SHA-256=[iterations=8192,password=alice-on-source]'
-  ])
-  kafkaConfigs([
-    '--entity-type',
-    'users',
-    '--entity-name',
-    'bob',
-    '--add-config',
-    'SCRAM-SHA-512=[iterations=4096,password=bob-on-source]'
-  ])
-  kafkaConfigs([
-    '--entity-type',
-    'users',
-    '--entity-name',
-    'alice',
-    '--add-config',
-    'producer_byte_rate=1048576,consumer_byte_rate=2097152'
-  ])
+  userConfig('alice', 'SCRAM-SHA-256=[iterations=8192,password=alice-on-source]')
+  userConfig('bob', 'SCRAM-SHA-512=[iterations=4096,password=bob-on-source]')
+  userConfig('alice', 'producer_byte_rate=1048576,consumer_byte_rate=2097152')
   kafkaConfigs(['--entity-type', 'clients', '--entity-default', '--add-config', 'request_percentage=50'])
   kafkaAcls([
     '--add',
@@ -147,13 +154,7 @@ test('backs up ACLs, quotas and SCRAM users and restores them to an empty cluste
     'prefixed'
   ])
 
-  const storage = tempStorage()
-  await runBackup(
-    backupOptions(sourceCluster, storage, [topic], {
-      bootstrapServers: [source.bootstrapServers],
-      clusterMetadata: ['acls', 'quotas', 'scram_users']
-    })
-  )
+  const storage = await backUpSource(topic, ['acls', 'quotas', 'scram_users'])
   assert.deepEqual(
     (await storage.list('test-backup/metadata/')).map(o => o.key),
     [`${clusterMetadataBase('test-backup')}/000000000001.json`],
@@ -176,10 +177,7 @@ test('backs up ACLs, quotas and SCRAM users and restores them to an empty cluste
   const passwords = join(mkdtempSync(join(tmpdir(), 'kafka-backup-scram-')), 'scram-users.yaml')
   writeFileSync(passwords, 'alice: alice-on-target\nbob: bob-on-target\n')
   // The restore runs as a principal with only the rights README.md lists for it.
-  kafkaConfigs(
-    ['--entity-type', 'users', '--entity-name', 'restorer', '--add-config', 'SCRAM-SHA-256=[password=restorer-secret]'],
-    target
-  )
+  userConfig('restorer', 'SCRAM-SHA-256=[password=restorer-secret]', target)
   const rights = (...operations: string[]) => operations.flatMap(operation => ['--operation', operation])
   kafkaAcls(
     [
@@ -202,11 +200,7 @@ test('backs up ACLs, quotas and SCRAM users and restores them to an empty cluste
     ],
     target
   )
-  const restorer = new KafkaCluster({
-    bootstrapServers: [target.saslBootstrapServers!],
-    clientId: 'kafka-backup-test',
-    sasl: { mechanism: 'SCRAM-SHA-256', username: 'restorer', password: 'restorer-secret' }
-  })
+  const restorer = scramClient(target, 'restorer', 'restorer-secret')
   after(() => restorer.close())
   const options = restoreOptions(restorer, storage, {
     bootstrapServers: [target.saslBootstrapServers!],
@@ -327,21 +321,8 @@ test('refuses to restore SCRAM users without a password for each, before it writ
   const topic = uniqueTopic('scram-refused')
   await createTopic(sourceCluster, topic, 1)
   await produce(source.bootstrapServers, topic, 3)
-  kafkaConfigs([
-    '--entity-type',
-    'users',
-    '--entity-name',
-    'carol',
-    '--add-config',
-    'SCRAM-SHA-512=[iterations=4096,password=carol-on-source]'
-  ])
-  const storage = tempStorage()
-  await runBackup(
-    backupOptions(sourceCluster, storage, [topic], {
-      bootstrapServers: [source.bootstrapServers],
-      clusterMetadata: ['scram_users']
-    })
-  )
+  userConfig('carol', 'SCRAM-SHA-512=[iterations=4096,password=carol-on-source]')
+  const storage = await backUpSource(topic, ['scram_users'])
   // A relative scram_users_file is found next to the config file.
   const config = writeConfig(`mode: restore
 backup_id: test-backup
@@ -383,14 +364,7 @@ storage:
 test('a backup whose principal may not describe the ACLs fails naming the right it needs', async () => {
   const topic = uniqueTopic('acl-denied')
   await createTopic(sourceCluster, topic, 1)
-  kafkaConfigs([
-    '--entity-type',
-    'users',
-    '--entity-name',
-    'dave',
-    '--add-config',
-    'SCRAM-SHA-256=[iterations=4096,password=dave-secret]'
-  ])
+  userConfig('dave', 'SCRAM-SHA-256=[iterations=4096,password=dave-secret]')
   kafkaAcls([
     '--add',
     '--allow-principal',
@@ -404,11 +378,7 @@ test('a backup whose principal may not describe the ACLs fails naming the right 
     '--topic',
     topic
   ])
-  const dave = new KafkaCluster({
-    bootstrapServers: [source.saslBootstrapServers!],
-    clientId: 'kafka-backup-test',
-    sasl: { mechanism: 'SCRAM-SHA-256', username: 'dave', password: 'dave-secret' }
-  })
+  const dave = scramClient(source, 'dave', 'dave-secret')
   try {
     const storage = tempStorage()
     await assert.rejects(
@@ -438,13 +408,7 @@ test('a restore whose cluster metadata fails to apply ends its state as failed w
   await createTopic(sourceCluster, topic, 1)
   await produce(source.bootstrapServers, topic, 5)
   kafkaAcls(['--add', '--allow-principal', 'User:erin', '--operation', 'Read', '--topic', topic])
-  const storage = tempStorage()
-  await runBackup(
-    backupOptions(sourceCluster, storage, [topic], {
-      bootstrapServers: [source.bootstrapServers],
-      clusterMetadata: ['acls']
-    })
-  )
+  const storage = await backUpSource(topic, ['acls'])
   // A binding the target's controller refuses when it is created (a principal must read
   // `Type:name`), though it can be planned: the apply fails after the restore is on record.
   const file = join(storage.location, `${clusterMetadataBase('test-backup')}/000000000001.json`)

@@ -7,8 +7,7 @@
 import assert from 'node:assert/strict'
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
-import type { Producer } from '@platformatic/kafka'
+import { test } from 'node:test'
 import {
   backupOptions,
   fingerprint,
@@ -17,22 +16,13 @@ import {
   runBackup,
   tempStorage
 } from '../helpers/backup.ts'
-import { newProducer } from '../helpers/cases.ts'
 import { runCli } from '../helpers/cli.ts'
-import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { clusterAndProducer } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 
-let cluster: AdminCluster
-let producer: Producer
-before(() => {
-  cluster = testCluster()
-  producer = newProducer()
-})
-after(async () => {
-  await producer.close()
-  await cluster.close()
-})
+const { cluster, producer } = clusterAndProducer()
 
 async function produce(topic: string, from: number, count: number): Promise<void> {
   for (const partition of [0, 1]) {

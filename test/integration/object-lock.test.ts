@@ -6,7 +6,7 @@
  * the locked versions stay until their retention ends).
  */
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 import {
   CreateBucketCommand,
   DeleteObjectCommand,
@@ -14,30 +14,20 @@ import {
   type ListObjectVersionsCommandOutput,
   PutObjectLockConfigurationCommand
 } from '@aws-sdk/client-s3'
-import type { Producer } from '@platformatic/kafka'
 import { validateBackup } from '../../src/catalog/inspect.ts'
 import { indexBase } from '../../src/catalog/manifest.ts'
 import { pruneBackup } from '../../src/catalog/prune.ts'
 import { backupOptions, runBackup } from '../helpers/backup.ts'
-import { newProducer } from '../helpers/cases.ts'
-import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { uniqueName, useS3Server } from '../helpers/object-servers.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { clusterAndProducer } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 import { until } from '../helpers/wait.ts'
 
 const DAY = 86_400_000
 const s3 = await useS3Server()
-let cluster: AdminCluster
-let producer: Producer
-before(() => {
-  cluster = testCluster()
-  producer = newProducer()
-})
-after(async () => {
-  await producer.close()
-  await cluster.close()
-})
+const { cluster, producer } = clusterAndProducer()
 
 async function produceRound(topic: string, round: number, daysAgo: number): Promise<void> {
   for (const partition of [0, 1]) {

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
-import type { Producer } from '@platformatic/kafka'
+import { describe, test } from 'node:test'
 import { validateBackup } from '../../src/catalog/inspect.ts'
 import { readManifest, readPartitionIndex } from '../../src/catalog/manifest.ts'
 import { pruneBackup } from '../../src/catalog/prune.ts'
@@ -10,26 +9,17 @@ import { listOffsets, partitionKey } from '../../src/kafka/admin.ts'
 import { listRestoreStates, writeRestoreState } from '../../src/restore/state.ts'
 import type { Storage } from '../../src/storage/storage.ts'
 import { backupOptions, newestPruneLock, runBackup, tempStorage } from '../helpers/backup.ts'
-import { newProducer } from '../helpers/cases.ts'
 import { runCli } from '../helpers/cli.ts'
-import { type AdminCluster, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { useS3Server } from '../helpers/object-servers.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { clusterAndProducer } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 import { until } from '../helpers/wait.ts'
 
 const DAY = 86_400_000
 const RECORDS_PER_ROUND = 40
-let cluster: AdminCluster
-let producer: Producer
-before(() => {
-  cluster = testCluster()
-  producer = newProducer()
-})
-after(async () => {
-  await producer.close()
-  await cluster.close()
-})
+const { cluster, producer } = clusterAndProducer()
 
 /**
  * One round of records per partition, all `daysAgo` old, and when given one more record in

@@ -3,29 +3,20 @@ import { createPrivateKey, generateKeyPairSync } from 'node:crypto'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, before, describe, test } from 'node:test'
-import type { Producer } from '@platformatic/kafka'
+import { describe, test } from 'node:test'
 import { isBackupError } from '../../src/errors.ts'
 import { checkReportContents } from '../../src/report/check.ts'
 import { reportBackup, reportRestore } from '../../src/report/compare.ts'
 import { checkSignature, type SignedReport, signReport } from '../../src/report/sign.ts'
 import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
-import { newProducer, produceTransactional } from '../helpers/cases.ts'
-import { runCli, writeConfig } from '../helpers/cli.ts'
-import { type AdminCluster, bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
+import { produceTransactional } from '../helpers/cases.ts'
+import { type CliResult, runCli, writeConfig } from '../helpers/cli.ts'
+import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { useS3Server } from '../helpers/object-servers.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { clusterAndProducer } from '../helpers/setup.ts'
 
-let cluster: AdminCluster
-let producer: Producer
-before(() => {
-  cluster = testCluster()
-  producer = newProducer()
-})
-after(async () => {
-  await producer.close()
-  await cluster.close()
-})
+const { cluster, producer } = clusterAndProducer()
 
 /** An Ed25519 key pair in PEM files, as `openssl genpkey -algorithm ed25519` writes them. */
 function keyFiles(): { privateKey: string; publicKey: string } {
@@ -35,6 +26,27 @@ function keyFiles(): { privateKey: string; publicKey: string } {
   writeFileSync(files.privateKey, privateKey.export({ type: 'pkcs8', format: 'pem' }))
   writeFileSync(files.publicKey, publicKey.export({ type: 'spki', format: 'pem' }))
   return files
+}
+
+/** The config of the backup `test-backup` of `topic` in a filesystem folder. */
+function backupConfig(topic: string, path: string): string {
+  return `mode: backup
+backup_id: test-backup
+source:
+  bootstrap_servers: ${bootstrapServers()}
+  topics: { include: [${topic}] }
+storage: { backend: filesystem, path: ${path} }
+`
+}
+
+/** `kafka-backup report` on the job a config describes, signed with a new key pair, into a new file. */
+async function reportCli(
+  config: string
+): Promise<{ made: CliResult; output: string; keys: { privateKey: string; publicKey: string } }> {
+  const keys = keyFiles()
+  const output = join(mkdtempSync(join(tmpdir(), 'kafka-backup-report-')), 'report.json')
+  const made = await runCli(['report', '--config', writeConfig(config), '--key', keys.privateKey, '--output', output])
+  return { made, output, keys }
 }
 
 /** A topic with committed and aborted transactions and plain writes on two partitions. */
@@ -49,16 +61,7 @@ describe('verification report on the filesystem', () => {
     const storage = tempStorage()
     const { topic, committed } = await transactionalTopic('report-backup')
     await runBackup(backupOptions(cluster, storage, [topic]))
-    const keys = keyFiles()
-    const config = writeConfig(`mode: backup
-backup_id: test-backup
-source:
-  bootstrap_servers: ${bootstrapServers()}
-  topics: { include: [${topic}] }
-storage: { backend: filesystem, path: ${storage.location} }
-`)
-    const output = join(mkdtempSync(join(tmpdir(), 'kafka-backup-report-')), 'report.json')
-    const made = await runCli(['report', '--config', config, '--key', keys.privateKey, '--output', output])
+    const { made, output, keys } = await reportCli(backupConfig(topic, storage.location))
     assert.equal(made.code, 0, made.stderr)
     assert.match(made.stdout, /backup of test-backup: 2 partitions, \d+ records compared with .*: MATCH/)
     const signed = JSON.parse(readFileSync(output, 'utf8')) as SignedReport
@@ -128,16 +131,7 @@ storage: { backend: filesystem, path: ${storage.location} }
         value: Buffer.from('not the backed-up record')
       }))
     })
-    const keys = keyFiles()
-    const config = writeConfig(`mode: backup
-backup_id: test-backup
-source:
-  bootstrap_servers: ${bootstrapServers()}
-  topics: { include: [${topic}] }
-storage: { backend: filesystem, path: ${storage.location} }
-`)
-    const output = join(mkdtempSync(join(tmpdir(), 'kafka-backup-report-')), 'report.json')
-    const made = await runCli(['report', '--config', config, '--key', keys.privateKey, '--output', output])
+    const { made, output, keys } = await reportCli(backupConfig(topic, storage.location))
     assert.equal(made.code, 1, made.stdout)
     assert.match(
       made.stderr,
@@ -156,8 +150,7 @@ storage: { backend: filesystem, path: ${storage.location} }
     await runBackup(backupOptions(cluster, storage, [topic]))
     const target = `${topic}-restored`
     await runRestore(restoreOptions(cluster, storage, { topicMapping: { [topic]: target } }))
-    const keys = keyFiles()
-    const config = writeConfig(`mode: restore
+    const { made, output, keys } = await reportCli(`mode: restore
 backup_id: test-backup
 target:
   bootstrap_servers: ${bootstrapServers()}
@@ -165,8 +158,6 @@ restore:
   topic_mapping: { ${topic}: ${target} }
 storage: { backend: filesystem, path: ${storage.location} }
 `)
-    const output = join(mkdtempSync(join(tmpdir(), 'kafka-backup-report-')), 'report.json')
-    const made = await runCli(['report', '--config', config, '--key', keys.privateKey, '--output', output])
     assert.equal(made.code, 0, made.stderr)
     const signed = JSON.parse(readFileSync(output, 'utf8')) as SignedReport
     assert.equal(signed.report.kind, 'restore')
