@@ -15,8 +15,9 @@
  * A holder that could not renew (storage unreachable, the process paused) stops before its next
  * change once its own lease is close to running out, and a holder whose next revision another
  * prune wrote (it took the lock over) stops at once: a lock taken over never has two prunes
- * working under it. `{backup_id}/locks/prune.json`, the lock of older versions, is revision 0; it
- * has no lease, so it binds until it is removed by hand (as those versions documented).
+ * working under it. `{backup_id}/locks/prune.json`, the lock of older versions, has no lease and
+ * knows no chain: while it exists it binds, whatever revisions stand beside it, until it is
+ * removed by hand (as those versions documented).
  */
 import { randomUUID } from 'node:crypto'
 import { readlinkSync } from 'node:fs'
@@ -33,6 +34,8 @@ import {
 } from './revisions.ts'
 
 export const pruneLockBase = (backupId: string) => `${backupId}/locks/prune`
+/** The lock object of older versions: revision 0 of the chain, which it binds beside. */
+export const legacyPruneLockKey = (backupId: string) => legacyKey(pruneLockBase(backupId))
 
 /** How long a lock binds without renewal; long against storage latency and clock skew between hosts. */
 export const LEASE_MS = 5 * 60_000
@@ -76,7 +79,11 @@ function isRunning(pid: number): boolean {
 }
 
 async function readLock(storage: Storage, backupId: string): Promise<StoredLock | undefined> {
-  const newest = await newestRevision(storage, pruneLockBase(backupId))
+  // The lock of an older version binds whatever the chain beside it says (it knows no chain).
+  const legacy = legacyPruneLockKey(backupId)
+  const newest = (await storage.head(legacy))
+    ? { key: legacy, revision: 0 }
+    : await newestRevision(storage, pruneLockBase(backupId))
   if (newest === undefined) {
     return undefined
   }
@@ -270,6 +277,3 @@ export class PruneLock {
     }
   }
 }
-
-/** The lock object of older versions (revision 0 of the chain). */
-export const legacyPruneLockKey = (backupId: string) => legacyKey(pruneLockBase(backupId))

@@ -10,7 +10,7 @@ import { test } from 'node:test'
 import { validateBackup } from '../../src/catalog/inspect.ts'
 import { readPartitionIndex } from '../../src/catalog/manifest.ts'
 import { pruneBackup } from '../../src/catalog/prune.ts'
-import { pruneLockBase } from '../../src/catalog/prune-lock.ts'
+import { legacyPruneLockKey, pruneLockBase } from '../../src/catalog/prune-lock.ts'
 import { revisionKey } from '../../src/catalog/revisions.ts'
 import { isBackupError } from '../../src/errors.ts'
 import { backupOptions, newestPruneLock, runBackup, tempStorage } from '../helpers/backup.ts'
@@ -114,4 +114,11 @@ test('a lock held from another host binds a backup run and a prune until its lea
   assert.equal(summary.segments, 2 * PARTITIONS)
   assert.match(warnings.join('\n'), /took over the prune lock .* \(pid \d+ on elsewhere.*lease ran out/)
   assert.equal((await newestPruneLock(storage, 'test-backup'))?.released, true)
+
+  // A prune of an older version (its lock has no lease, and it knows no chain) binds beside a released chain.
+  await storage.create(
+    legacyPruneLockKey('test-backup'),
+    Buffer.from(JSON.stringify({ ...held(Date.now()), expiresAt: undefined }))
+  )
+  await assert.rejects(runBackup(backupOptions(cluster, storage, [topic])), /is being pruned .*locks\/prune\.json/)
 })
