@@ -11,7 +11,8 @@
  *
  * Left outside the bundle, loaded from node_modules as before: the native codecs (they load a
  * .node file next to their own), the storage SDKs and prom-client (imported only for their
- * backend and for metrics), cli-progress (only on a terminal).
+ * backend and for metrics), cli-progress (only on a terminal), pino (only by the first log line
+ * at the run's level, src/cli/logger.ts).
  */
 import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -26,6 +27,7 @@ const bundleExternals = [
   '@aws-sdk/*',
   '@azure/*',
   '@google-cloud/*',
+  'pino',
   'prom-client',
   'cli-progress'
 ]

@@ -1,14 +1,13 @@
 /** What every command shares: the global options, the logger, config loading, the backup location. */
 
 import type { Command } from 'commander'
-import type { Logger } from 'pino'
 import { type ConfigOverrides, loadConfig, storageFromLocation } from '../config/load.ts'
 import { type Config, type StorageConfig, storageSchema } from '../config/schema.ts'
 import type { KeyringSource } from '../crypto/keys.ts'
 import { BackupError } from '../errors.ts'
 import { openStorage } from '../storage/open.ts'
 import type { Storage } from '../storage/storage.ts'
-import { createLogger, type LogLevel } from './logger.ts'
+import { createLogger, type Log, type LogLevel } from './logger.ts'
 
 export interface GlobalOptions {
   logLevel: LogLevel
@@ -19,7 +18,7 @@ export function globalOptions(command: Command): GlobalOptions {
   return command.optsWithGlobals() as GlobalOptions
 }
 
-export function loggerFor(command: Command): Logger {
+export function loggerFor(command: Command): Log {
   return createLogger(globalOptions(command).logLevel)
 }
 
@@ -27,7 +26,7 @@ export async function loadModeConfig<M extends Config['mode']>(
   file: string,
   mode: M,
   overrides: ConfigOverrides,
-  log: Logger
+  log: Log
 ): Promise<Extract<Config, { mode: M }>> {
   const config = await loadConfig(file, overrides, {
     onWarning: warning => log.warn({ key: warning.path }, warning.message)
@@ -63,11 +62,11 @@ export interface Location {
  */
 export async function openLocation(
   flags: LocationFlags,
-  log: Logger,
+  log: Log,
   needsBackupId: true
 ): Promise<Location & { backupId: string }>
-export async function openLocation(flags: LocationFlags, log: Logger, needsBackupId?: false): Promise<Location>
-export async function openLocation(flags: LocationFlags, log: Logger, needsBackupId = false): Promise<Location> {
+export async function openLocation(flags: LocationFlags, log: Log, needsBackupId?: false): Promise<Location>
+export async function openLocation(flags: LocationFlags, log: Log, needsBackupId = false): Promise<Location> {
   if (flags.config) {
     const config = await loadConfig(flags.config, flags.path ? { path: flags.path } : {}, {
       onWarning: warning => log.debug({ key: warning.path }, warning.message)

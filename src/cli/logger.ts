@@ -1,10 +1,22 @@
 /**
  * Logs go to stderr (stdout carries results, e.g. `--json`): JSON lines from pino when stderr
  * is not a terminal (cron, Kubernetes, log shippers), short human lines on a terminal.
+ *
+ * pino is loaded by the first line written at the logger's level, not when the logger is made:
+ * with the built-ins it brings (worker_threads, assert) it cost ~6 ms of CPU before a backup's
+ * first Fetch or a restore's first Produce (docs/benchmarks.md, "Start-up"), and a run at
+ * `--log-level warn` that meets nothing to warn about writes no line at all.
  */
-import { type Logger, pino } from 'pino'
+import { createRequire } from 'node:module'
+import type { Logger, pino as Pino } from 'pino'
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug'
+
+/** The logging calls kafka-backup makes, with pino's arguments: `log.warn(context, message)` or `log.warn(message)`. */
+type LogMethod = (contextOrMessage: object | string | undefined, message?: string) => void
+export type Log = Record<LogLevel, LogMethod>
+
+const levelValues: Record<LogLevel, number> = { debug: 20, info: 30, warn: 40, error: 50 }
 
 const levelNames: Record<number, string> = {
   10: 'trace',
@@ -37,7 +49,11 @@ const humanStream = {
   }
 }
 
-export function createLogger(level: LogLevel, human = Boolean(process.stderr.isTTY)): Logger {
+// Left outside the CLI's bundle (scripts/bundle-cli.ts), so nothing loads it until this call.
+const loadPackage = createRequire(import.meta.url)
+
+function pinoLogger(level: LogLevel, human: boolean): Logger {
+  const { pino } = loadPackage('pino') as { pino: typeof Pino }
   return pino(
     {
       level,
@@ -47,4 +63,20 @@ export function createLogger(level: LogLevel, human = Boolean(process.stderr.isT
     },
     human ? humanStream : pino.destination({ fd: 2, sync: true })
   )
+}
+
+export function createLogger(level: LogLevel, human = Boolean(process.stderr.isTTY)): Log {
+  let logger: Logger | undefined
+  const method = (name: LogLevel): LogMethod =>
+    levelValues[name] < levelValues[level]
+      ? () => {}
+      : (contextOrMessage, message) => {
+          logger ??= pinoLogger(level, human)
+          if (typeof contextOrMessage === 'string') {
+            logger[name](contextOrMessage)
+          } else {
+            logger[name](contextOrMessage, message)
+          }
+        }
+  return { error: method('error'), warn: method('warn'), info: method('info'), debug: method('debug') }
 }

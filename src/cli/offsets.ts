@@ -1,6 +1,5 @@
 /** `offsets plan|apply|rollback`: consumer-group offsets after a completed restore. */
 import { Command, Option } from 'commander'
-import type { Logger } from 'pino'
 import type { RestoreConfig } from '../config/schema.ts'
 import { connectCluster } from '../kafka/connect.ts'
 import {
@@ -14,6 +13,7 @@ import {
 } from '../offsets/after-restore.ts'
 import { openStorage } from '../storage/open.ts'
 import { loadModeConfig, loggerFor } from './context.ts'
+import type { Log } from './logger.ts'
 import { printJson, table } from './output.ts'
 
 interface OffsetsFlags {
@@ -26,7 +26,7 @@ interface OffsetsFlags {
 /** Storage, state storage and the target cluster of a restore config, closed by `run`'s end. */
 async function withRestore<T>(
   flags: OffsetsFlags,
-  log: Logger,
+  log: Log,
   run: (
     options: PlanOffsetsOptions & { cluster: ReturnType<typeof connectCluster> },
     config: RestoreConfig

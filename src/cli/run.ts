@@ -6,7 +6,6 @@
  */
 import { constants } from 'node:os'
 import { Command } from 'commander'
-import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import type { ConfigOverrides } from '../config/load.ts'
 import type { Config, MetricsConfig } from '../config/schema.ts'
@@ -16,6 +15,7 @@ import { locationHelp } from '../storage/backends.ts'
 import { openStorage } from '../storage/open.ts'
 import type { Storage } from '../storage/storage.ts'
 import { loadModeConfig, loggerFor } from './context.ts'
+import type { Log } from './logger.ts'
 import { printJson } from './output.ts'
 import { type ProgressSnapshot, startProgress } from './progress.ts'
 
@@ -156,7 +156,7 @@ export async function runEngine<M extends Mode, Summary extends { status: string
  * checkpoint); a second one exits at once. `exitCode` is the shell's code for the signal that
  * stopped the run (130 for SIGINT, 143 for SIGTERM), for runs that end before their work is done.
  */
-export function stopSignal(log: Logger): { signal: AbortSignal; exitCode: () => number; dispose: () => void } {
+export function stopSignal(log: Log): { signal: AbortSignal; exitCode: () => number; dispose: () => void } {
   const controller = new AbortController()
   let exitCode = 0
   const onSignal = (name: NodeJS.Signals) => {
@@ -189,7 +189,7 @@ export interface RunMetrics {
 }
 
 /** The Prometheus endpoint of a run when `metrics.enabled`, or undefined. */
-export async function startMetrics(config: MetricsConfig, log: Logger): Promise<RunMetrics | undefined> {
+export async function startMetrics(config: MetricsConfig, log: Log): Promise<RunMetrics | undefined> {
   if (!config.enabled) {
     return undefined
   }
