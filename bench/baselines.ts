@@ -10,7 +10,7 @@ import { closeSync, openSync, rmSync, statSync } from 'node:fs'
 import { runKafkaTool } from '../scripts/broker.ts'
 
 export interface ProducerSettings {
-  compression: 'none' | 'lz4'
+  compression: 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd'
   batchBytes: number
   lingerMs: number
 }

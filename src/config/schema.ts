@@ -372,7 +372,7 @@ export const backupOptionsSchema = z
     frame_max_bytes: byteCount()
       .optional()
       .describe(
-        'Uncompressed size of one frame, the unit of compression and of range reads during restore. A frame holds at least one batch, so a larger batch makes a frame of its own. At most `segment_max_bytes`. Unset: 1 MiB, or `segment_max_bytes` when that is smaller.'
+        'Uncompressed size of one frame, the unit of compression and of range reads during restore. A frame holds at least one batch, so a larger batch makes a frame of its own. At most `segment_max_bytes`. Unset: 4 MiB, or `segment_max_bytes` when that is smaller. Larger frames compress better (zstd finds values that recur further apart) but make a restore that starts inside a frame (a time window) read and decompress more, and hold more memory per partition.'
       ),
     continuous: z
       .boolean()
@@ -451,7 +451,7 @@ export const backupOptionsSchema = z
   // frames of their size instead of a refusal of a key the file does not set.
   .transform(backup => ({
     ...backup,
-    frame_max_bytes: backup.frame_max_bytes ?? Math.min(MiB, backup.segment_max_bytes)
+    frame_max_bytes: backup.frame_max_bytes ?? Math.min(4 * MiB, backup.segment_max_bytes)
   }))
   .describe('How backups are written (mode: backup).')
 

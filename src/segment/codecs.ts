@@ -51,11 +51,23 @@ const none: FrameCodec = {
 /**
  * zlib's one-shot calls hand output back in `chunkSize` pieces, one threadpool round trip each
  * (16 KiB by default: 64 round trips to inflate a 1 MiB frame). A compressed frame of this data
- * fits in one 256 KiB chunk, a decompressed one in a chunk of its known length; measured in
- * docs/benchmarks.md, this roughly doubles compression and multiplies decompression speed.
+ * (JSON events, about 4:1 at zstd-3) fits in one chunk of a quarter of its input, at least
+ * 256 KiB; a decompressed one in a chunk of its known length; measured in docs/benchmarks.md,
+ * this roughly doubles compression and multiplies decompression speed.
  */
 function compressChunkSize(inputLength: number): number {
-  return Math.min(256 * 1024, inputLength + 1024)
+  return Math.min(Math.max(256 * 1024, Math.ceil(inputLength / 4)), inputLength + 1024)
+}
+
+/**
+ * A zstd window as large as the frame (2^10 to 2^27 bytes), so that a value that recurs anywhere
+ * in the frame is found: level 3 keeps a 2 MiB window, which leaves the second half of a 4 MiB
+ * frame blind to the first (docs/benchmarks.md, "Stored bytes beside OSO"). Frames of 2 MiB or
+ * less get the window zstd would pick itself. 2^27 is the largest window a zstd decoder accepts
+ * without being told to (the format's default limit), so any standard tool still reads a frame.
+ */
+export function zstdWindowLog(frameLength: number): number {
+  return Math.min(27, Math.max(10, Math.ceil(Math.log2(Math.max(1, frameLength)))))
 }
 
 function decompressChunkSize(uncompressedLength: number): number {
@@ -71,6 +83,7 @@ const zstd: FrameCodec = {
       chunkSize: compressChunkSize(frame.length),
       params: {
         [zlib.constants.ZSTD_c_compressionLevel]: level,
+        [zlib.constants.ZSTD_c_windowLog]: zstdWindowLog(frame.length),
         // The decompressor learns the size up front and allocates once.
         [zlib.constants.ZSTD_c_contentSizeFlag]: 1
       }

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { test } from 'node:test'
 import zlib from 'node:zlib'
 import { isBackupError } from '../../src/errors.ts'
-import { frameCodec, resolveLevel } from '../../src/segment/codecs.ts'
+import { frameCodec, resolveLevel, zstdWindowLog } from '../../src/segment/codecs.ts'
 import { jsonValue, segmentCodecs } from './batches.ts'
 
 const sample = Buffer.concat(Array.from({ length: 200 }, (_, i) => jsonValue(BigInt(i), 500)))
@@ -39,6 +40,34 @@ test('zstd frames use the level asked for and are plain zstd (readable by any zs
   assert.ok(strong.length < fast.length)
   assert.deepEqual(zlib.zstdDecompressSync(strong), sample)
   assert.equal(fast.readUInt32LE(0), 0xfd2fb528, 'zstd frame magic')
+})
+
+test('a zstd frame finds a value that recurs further apart than the level 3 window (2 MiB)', async () => {
+  // 3 MiB of JSON-like values with random ids, then its first 512 KiB again: only a window that
+  // covers the whole frame stores the repeat as references instead of compressing it again.
+  const unique = Buffer.concat(
+    Array.from({ length: 6300 }, (_, i) =>
+      Buffer.concat([jsonValue(BigInt(i), 400), Buffer.from(randomBytes(50).toString('hex'))])
+    )
+  )
+  const frame = Buffer.concat([unique, unique.subarray(0, 512 * 1024)])
+  const codec = frameCodec('zstd')
+  const whole = await codec.compress(frame, 3)
+  const once = await codec.compress(unique, 3)
+  assert.ok(
+    whole.length - once.length < 4096,
+    `the repeated 512 KiB cost ${whole.length - once.length} bytes; a reference costs a few`
+  )
+  assert.deepEqual(zlib.zstdDecompressSync(whole), frame, 'a standard zstd decoder reads it')
+})
+
+test('zstd windows cover the frame, from 1 KiB up to the 128 MiB every decoder accepts', () => {
+  assert.equal(zstdWindowLog(0), 10)
+  assert.equal(zstdWindowLog(1000), 10)
+  assert.equal(zstdWindowLog(1024 * 1024), 20)
+  assert.equal(zstdWindowLog(1024 * 1024 + 1), 21)
+  assert.equal(zstdWindowLog(4 * 1024 * 1024), 22)
+  assert.equal(zstdWindowLog(2 ** 31 - 1), 27)
 })
 
 test('gzip and lz4 frames are standard gzip members and LZ4 frames', async () => {
