@@ -3,7 +3,7 @@
  * segment writer and reader with `store_records` as_fetched and decompressed, without a broker:
  * `node bench/recompress.ts` (BENCH_MB [64], BENCH_RECORDS_PER_BATCH [50], about 50 KiB batches
  * like the lz4 producer batches of the end-to-end benchmark; BENCH_LEVEL [3], the zstd level of
- * the frames).
+ * the frames; BENCH_FRAME_MB [4], the frame size, the config's default).
  *
  * Per producer codec: stored bytes both ways, and CPU seconds (user + system of the process, so
  * the libuv pool's compression counts too) to write the segment (backup side) and to read it back
@@ -22,7 +22,7 @@ import { buildDataset } from './data.ts'
 const totalMiB = Number(process.env.BENCH_MB ?? 64)
 const recordsPerBatch = Number(process.env.BENCH_RECORDS_PER_BATCH ?? 50)
 const level = Number(process.env.BENCH_LEVEL ?? 3)
-const FRAME_BYTES = 1024 * 1024
+const FRAME_BYTES = Number(process.env.BENCH_FRAME_MB ?? 4) * 1024 * 1024
 const MB = 1e6
 
 function cpuMs(since: NodeJS.CpuUsage): number {
@@ -90,7 +90,7 @@ for (const [name, codec] of [
 
 process.stdout.write(
   [
-    `Data: ${dataset.batches.length} batches of ${recordsPerBatch} records (bench/data.ts), ${(recordBytes / MB).toFixed(1)} MB of records uncompressed; zstd-${level} frames of 1 MiB.`,
+    `Data: ${dataset.batches.length} batches of ${recordsPerBatch} records (bench/data.ts), ${(recordBytes / MB).toFixed(1)} MB of records uncompressed; zstd-${level} frames of ${FRAME_BYTES / 1024 / 1024} MiB.`,
     '',
     '| producer codec | topic batches | stored as_fetched | stored decompressed | saved | backup MB/s per CPU s, as_fetched / decompressed | restore read MB/s per CPU s, as_fetched / decompressed | read back = the topic bytes |',
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
