@@ -69,6 +69,23 @@ function documentCorrupt(
   )
 }
 
+/**
+ * zod compiles a parser for an object schema on its first parse (`new Function`): 8–13 ms of CPU
+ * for the manifest and partition index schemas, against 3–5 ms to check both without it, before a
+ * restore's first Produce. Compiled parsing is ~1.8× faster per document (a 200-segment index),
+ * which repays the compiling after a few tens of documents; so each schema checks its first
+ * documents without compiling, and later ones (a restore plan of many partitions) compiled
+ * (docs/benchmarks.md, "Start-up").
+ */
+const parsesBeforeCompiling = 16
+const parsesBySchema = new WeakMap<object, number>()
+
+function parseOptions(schema: object): { jitless: boolean } {
+  const parses = parsesBySchema.get(schema) ?? 0
+  parsesBySchema.set(schema, parses + 1)
+  return { jitless: parses < parsesBeforeCompiling }
+}
+
 /** The checked document at `key`, or undefined when there is none. */
 export async function readDocument<T>(storage: Storage, key: string, kind: DocumentKind<T>): Promise<T | undefined> {
   if ((await storage.head(key)) === undefined) {
@@ -99,7 +116,7 @@ export async function readDocument<T>(storage: Storage, key: string, kind: Docum
       { key, expected: kind.formatVersion, found: header.formatVersion }
     )
   }
-  const parsed = kind.schema.safeParse(input)
+  const parsed = kind.schema.safeParse(input, parseOptions(kind.schema))
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!
     throw documentCorrupt(kind, storage.location, key, fieldPath(issue.path), issue.message, valueAt(input, issue.path))

@@ -136,7 +136,9 @@ async function readStateAt(storage: Storage, base: string): Promise<RestoreState
   } catch (error) {
     throw new BackupError('KB_BACKUP_CORRUPT', `restore state ${where} is not valid JSON`, { cause: error, key })
   }
-  const parsed = restoreStateSchema.safeParse(document)
+  // Read once or twice per run: compiling zod's parser for it (new Function) would cost more CPU
+  // before the first Produce than checking it without (src/catalog/document.ts, parseOptions).
+  const parsed = restoreStateSchema.safeParse(document, { jitless: true })
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!
     const field = issue.path.join('.') || '(top level)'
