@@ -49,7 +49,8 @@ const humanStream = {
   }
 }
 
-// Left outside the CLI's bundle (scripts/bundle-cli.ts), so nothing loads it until this call.
+// The CLI's bundle points this at pino bundled in a file of its own (scripts/bundle-cli.ts),
+// evaluated by this call only.
 const loadPackage = createRequire(import.meta.url)
 
 function pinoLogger(level: LogLevel, human: boolean): Logger {

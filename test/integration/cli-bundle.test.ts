@@ -110,3 +110,29 @@ backup:
   assert.ok(JSON.parse(bundled.stdout).error.issues.length >= 6, bundled.stdout)
   assert.deepEqual(bundled, sources)
 })
+
+test('the bundled command logs through pino, loaded by its first line, as the sources do', async () => {
+  // A warning of the config (a key with no effect), then an error: the backup does not exist.
+  const path = mkdtempSync(join(repoRoot, '.cache', 'bundle-empty-'))
+  try {
+    const config = writeConfig(
+      restoreYaml('orders', 'orders-copy', path).replace('target:\n', 'target:\n  kafka_config:\n    linger.ms: 5\n')
+    )
+    const warning = (result: CliResult) => {
+      const { level, key, msg } = JSON.parse(result.stderr.split('\n')[0]!) as Record<string, unknown>
+      return { level, key, msg }
+    }
+    const bundled = await runBundle(['--log-level', 'warn', 'restore', '--config', config])
+    const sources = await runCli(['--log-level', 'warn', 'restore', '--config', config])
+    assert.notEqual(bundled.code, 0, bundled.stderr)
+    assert.deepEqual(warning(bundled), {
+      level: 40,
+      key: 'target.kafka_config.linger.ms',
+      msg: 'target.kafka_config.linger.ms has no effect: restore sends each Produce request as soon as it is full or the data runs out'
+    })
+    assert.deepEqual(warning(bundled), warning(sources))
+    assert.equal(bundled.code, sources.code)
+  } finally {
+    rmSync(path, { recursive: true, force: true })
+  }
+})
