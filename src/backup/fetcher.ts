@@ -17,6 +17,7 @@ import { listOffsets, partitionKey } from '../kafka/admin.ts'
 import type { ClusterMetadata, Connection, KafkaCluster } from '../kafka/cluster.ts'
 import { IsolationLevel, type RawFetchPartition, type RawFetchResponse, rawFetch } from '../kafka/raw-fetch.ts'
 import { Outage, untilAborted } from '../kafka/retry.ts'
+import { responseBuffers } from '../kafka/wire/buffer-pool.ts'
 import { errorName, isRetriable } from '../kafka/wire/errors.ts'
 import type { ByteBudget } from './budget.ts'
 import type { PartitionTask } from './partition-task.ts'
@@ -328,10 +329,23 @@ export class BackupFetcher {
         // (KIP-74 guarantees one whole batch to the first partition of a response).
         order = [...order.slice(1), ...order.slice(0, 1)]
       }
-      // Handing over only queues the writes: they run while the next Fetch is in flight.
+      // Handing over only queues the writes: they run while the next Fetch is in flight. The
+      // whole response counts against the budget until its last record set is written, then
+      // its buffer is reused for a later response.
+      const frame = response.frame
+      budget.acquire(frame.length)
+      let unwritten = work.items.length
+      const written = () => {
+        if (--unwritten <= 0) {
+          budget.release(frame.length)
+          responseBuffers.release(frame)
+        }
+      }
       for (const item of work.items) {
-        budget.acquire(item.bytes)
-        item.state.task.enqueue(item.batches, item.positionAfter, () => budget.release(item.bytes))
+        item.state.task.enqueue(item.batches, item.positionAfter, written)
+      }
+      if (work.items.length === 0) {
+        written()
       }
       if (stop) {
         return
@@ -380,13 +394,17 @@ export class BackupFetcher {
       ])
     }
     try {
-      const fetched = rawFetch(connection, {
-        maxWaitMs,
-        minBytes,
-        maxBytes,
-        isolationLevel: IsolationLevel.READ_COMMITTED,
-        topics: [...topics].map(([topicId, partitions]) => ({ topicId, partitions }))
-      })
+      const fetched = rawFetch(
+        connection,
+        {
+          maxWaitMs,
+          minBytes,
+          maxBytes,
+          isolationLevel: IsolationLevel.READ_COMMITTED,
+          topics: [...topics].map(([topicId, partitions]) => ({ topicId, partitions }))
+        },
+        { pooledResponse: true }
+      )
       // A stop drops a response still on its way: positions advance only in #process.
       const response = await untilAborted(fetched, this.#options.signal)
       return { response, requested }

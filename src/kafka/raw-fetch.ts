@@ -50,6 +50,8 @@ export interface RawFetchResponse {
   throttleTimeMs: number
   errorCode: number
   topics: Array<{ topicId: string; partitions: RawFetchPartition[] }>
+  /** The response frame that `records` are views of (see rawFetch's `pooledResponse`). */
+  frame: Buffer
 }
 
 function parseRawFetchResponse(reader: Reader): RawFetchResponse {
@@ -78,7 +80,7 @@ function parseRawFetchResponse(reader: Reader): RawFetchResponse {
     )
   }))
   skipTaggedFields(reader)
-  return { throttleTimeMs, errorCode, topics } satisfies RawFetchResponse
+  return { throttleTimeMs, errorCode, topics, frame: reader.buffer } satisfies RawFetchResponse
 }
 
 function encodeRawFetchRequest(request: RawFetchRequest): (w: Writer) => void {
@@ -105,13 +107,18 @@ function encodeRawFetchRequest(request: RawFetchRequest): (w: Writer) => void {
       .appendTaggedFields()
 }
 
-export function rawFetch(connection: Connection, request: RawFetchRequest): Promise<RawFetchResponse> {
-  // A long poll is not a broker that stopped answering: the wait counts on top of the timeout.
-  return connection.send(
-    FETCH_API_KEY,
-    FETCH_API_VERSION,
-    encodeRawFetchRequest(request),
-    parseRawFetchResponse,
-    connection.requestTimeoutMs + request.maxWaitMs
-  )
+/**
+ * `pooledResponse`: the frame comes from `responseBuffers` (wire/buffer-pool.ts); the caller
+ * gives `response.frame` back there once nothing reads its record sets any more.
+ */
+export function rawFetch(
+  connection: Connection,
+  request: RawFetchRequest,
+  options: { pooledResponse?: boolean } = {}
+): Promise<RawFetchResponse> {
+  return connection.send(FETCH_API_KEY, FETCH_API_VERSION, encodeRawFetchRequest(request), parseRawFetchResponse, {
+    // A long poll is not a broker that stopped answering: the wait counts on top of the timeout.
+    timeoutMs: connection.requestTimeoutMs + request.maxWaitMs,
+    pooledResponse: options.pooledResponse
+  })
 }

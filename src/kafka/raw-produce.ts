@@ -100,7 +100,7 @@ export function rawProduce(connection: Connection, request: RawProduceRequest): 
     PRODUCE_API_VERSION,
     encodeRawProduceRequest(request),
     parseRawProduceResponse,
-    connection.requestTimeoutMs + request.timeoutMs
+    { timeoutMs: connection.requestTimeoutMs + request.timeoutMs }
   )
 }
 

@@ -244,7 +244,9 @@ export async function sendToLeader(connection: Connection, feeds: PartitionFeed[
       // Sequences wrap at 2^31, as Kafka's producer wraps them.
       feed.nextSequence = (feed.nextSequence + head.batch.recordCount) % 2 ** 31
       feed.inFlight++
-      const bytes = rewriteForRestore(head.batch, { ...options.producer, baseSequence }).bytes
+      // In place: the batch is this entry's alone from here (a retry re-reads the backup), and a
+      // copy per batch was as many bytes again for the garbage collector as the restore moves.
+      const bytes = rewriteForRestore(head.batch, { ...options.producer, baseSequence }, head.batch.bytes).bytes
       entries.push({ feed, outgoing: head, bytes })
       size += bytes.length
     }

@@ -8,6 +8,7 @@
 import { connect as connectTcp, type Socket } from 'node:net'
 import type { ConnectionOptions as TlsOptions } from 'node:tls'
 import { toolVersion } from '../../version.ts'
+import { POOLED_MIN_BYTES, responseBuffers } from './buffer-pool.ts'
 import { checkErrorCode, NetworkError } from './errors.ts'
 import { Reader } from './reader.ts'
 import type { SaslOptions } from './sasl.ts'
@@ -66,6 +67,9 @@ const firstFlexibleVersion: Record<number, number> = {
 
 const API_VERSIONS = 18
 
+/** One socket read at most: the size of Node's own read buffers. */
+const READ_BUFFER_BYTES = 64 * 1024
+
 export function isFlexible(apiKey: number, version: number): boolean {
   const first = firstFlexibleVersion[apiKey]
   if (first === undefined) {
@@ -81,6 +85,16 @@ interface Pending {
   resolve: (value: unknown) => void
   reject: (error: unknown) => void
   timer: NodeJS.Timeout
+  pooledResponse: boolean
+}
+
+export interface SendOptions {
+  timeoutMs?: number
+  /**
+   * The response frame comes from `responseBuffers` (buffer-pool.ts) and the decoded response
+   * may hold views into it: the caller gives `Reader.buffer` back once it is done with them.
+   */
+  pooledResponse?: boolean
 }
 
 export class Connection {
@@ -90,12 +104,12 @@ export class Connection {
   readonly #socket: Socket
   readonly #inFlight = new Map<number, Pending>()
   #correlationId = 0
-  #pending: Buffer[] = []
-  #pendingLength = 0
-  #frameSize = -1
-  /** The frame being received when it is larger than what has arrived, and how much of it has. */
-  #partial: Buffer | undefined
-  #partialFilled = 0
+  /** The size field of the next frame, as far as it has arrived. */
+  readonly #sizeBytes = Buffer.alloc(4)
+  #sizeFilled = 0
+  /** The frame being received, and how much of it has arrived. */
+  #frame: Buffer | undefined
+  #frameFilled = 0
   /** What ended the connection, once it has ended. */
   #failure: NetworkError | undefined
   #socketError: unknown
@@ -114,7 +128,6 @@ export class Connection {
     this.#options = options
     this.#socket = socket
     socket.setNoDelay(true)
-    socket.on('data', chunk => this.#onData(chunk))
     socket.on('error', error => {
       this.#socketError ??= error
     })
@@ -128,8 +141,10 @@ export class Connection {
 
   /** Connects, learns the broker's API versions and authenticates. */
   static async open(options: ConnectionOptions): Promise<Connection> {
-    const socket = await connectSocket(options)
-    const connection = new Connection(options, socket)
+    // The broker sends nothing before our first request, so no chunk arrives before `connection` is set.
+    let connection: Connection | undefined
+    const socket = await connectSocket(options, chunk => connection!.#onData(chunk))
+    connection = new Connection(options, socket)
     try {
       await connection.#negotiateVersions()
       if (options.sasl !== undefined) {
@@ -167,7 +182,7 @@ export class Connection {
     version: number,
     encode: (writer: Writer) => void,
     decode: (reader: Reader) => T,
-    timeoutMs = this.#options.requestTimeoutMs
+    options: SendOptions = {}
   ): Promise<T> {
     if (this.#reauthenticateAt > 0 && Date.now() >= this.#reauthenticateAt) {
       this.#reauthentication ??= this.#reauthenticate().finally(() => {
@@ -177,7 +192,7 @@ export class Connection {
     if (this.#reauthentication !== undefined) {
       await this.#reauthentication
     }
-    return this.#send(apiKey, version, encode, decode, timeoutMs)
+    return this.#send(apiKey, version, encode, decode, options)
   }
 
   #send<T>(
@@ -185,8 +200,9 @@ export class Connection {
     version: number,
     encode: (writer: Writer) => void,
     decode: (reader: Reader) => T,
-    timeoutMs: number
+    options: SendOptions = {}
   ): Promise<T> {
+    const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs
     if (this.#failure !== undefined) {
       return Promise.reject(this.#failure)
     }
@@ -226,7 +242,8 @@ export class Connection {
       decode,
       resolve: resolve as (value: unknown) => void,
       reject,
-      timer
+      timer,
+      pooledResponse: options.pooledResponse === true
     })
     // The first chunk holds the size field and the header (a client id over 256 bytes aside).
     const chunks = writer.buffers
@@ -239,82 +256,57 @@ export class Connection {
     return promise
   }
 
-  #onData(data: Buffer): void {
-    let chunk = data
-    if (this.#partial !== undefined) {
-      const used = Math.min(chunk.length, this.#partial.length - this.#partialFilled)
-      chunk.copy(this.#partial, this.#partialFilled, 0, used)
-      this.#partialFilled += used
-      if (this.#partialFilled < this.#partial.length) {
-        return
-      }
-      const frame = this.#partial
-      this.#partial = undefined
-      this.#frameSize = -1
-      this.#dispatch(frame)
-      chunk = chunk.subarray(used)
-      if (chunk.length === 0) {
-        return
-      }
-    } else if (this.#frameSize < 0 && this.#pendingLength === 0 && chunk[0] === 0x15 && chunk[1] === 0x03) {
-      // A TLS alert record where a frame size belongs: the listener speaks TLS.
-      this.#socketError ??= new Error('Broker requires TLS.')
-      this.#socket.destroy()
-      return
-    }
-    this.#pending.push(chunk)
-    this.#pendingLength += chunk.length
-    for (;;) {
-      if (this.#frameSize < 0) {
-        if (this.#pendingLength < 4) {
+  /**
+   * Copies a received chunk into the frames it belongs to. The chunk is not kept: on a plain
+   * TCP connection it is one reused read buffer (connectSocket's `onread`), so receiving
+   * allocates nothing but each frame's own buffer.
+   */
+  #onData(chunk: Buffer): void {
+    let at = 0
+    while (at < chunk.length) {
+      if (this.#frame === undefined) {
+        if (this.#sizeFilled === 0 && chunk[at] === 0x15 && chunk[at + 1] === 0x03) {
+          // A TLS alert record where a frame size belongs: the listener speaks TLS.
+          this.#socketError ??= new Error('Broker requires TLS.')
+          this.#socket.destroy()
           return
         }
-        this.#frameSize = this.#take(4).readInt32BE(0)
-      }
-      if (this.#pendingLength < this.#frameSize) {
-        // A frame still arriving (a large Fetch response) gets its own buffer now and each chunk
-        // is copied in as it comes, so that the chunks do not pile up beside the whole frame.
-        this.#partial = Buffer.allocUnsafe(this.#frameSize)
-        this.#partialFilled = 0
-        for (const pending of this.#pending) {
-          this.#partialFilled += pending.copy(this.#partial, this.#partialFilled)
+        const used = Math.min(4 - this.#sizeFilled, chunk.length - at)
+        chunk.copy(this.#sizeBytes, this.#sizeFilled, at, at + used)
+        this.#sizeFilled += used
+        at += used
+        if (this.#sizeFilled < 4) {
+          return
         }
-        this.#pending = []
-        this.#pendingLength = 0
-        return
+        this.#sizeFilled = 0
+        this.#frame = this.#frameBuffer(this.#sizeBytes.readInt32BE(0))
+        this.#frameFilled = 0
+        if (this.#frame === undefined) {
+          return
+        }
       }
-      const frame = this.#take(this.#frameSize)
-      this.#frameSize = -1
-      this.#dispatch(frame)
+      const frame = this.#frame
+      const used = Math.min(frame.length - this.#frameFilled, chunk.length - at)
+      chunk.copy(frame, this.#frameFilled, at, at + used)
+      this.#frameFilled += used
+      at += used
+      if (this.#frameFilled === frame.length) {
+        this.#frame = undefined
+        this.#dispatch(frame)
+      }
     }
   }
 
-  /** The next `size` bytes received (all there): a view when they lie in one chunk, else one copy. */
-  #take(size: number): Buffer {
-    this.#pendingLength -= size
-    const first = this.#pending[0]!
-    if (first.length >= size) {
-      if (first.length === size) {
-        this.#pending.shift()
-      } else {
-        this.#pending[0] = first.subarray(size)
-      }
-      return first.subarray(0, size)
+  /** The buffer of the next frame: from the response pool when the oldest request asked for it. */
+  #frameBuffer(size: number): Buffer | undefined {
+    if (size < 4) {
+      this.#fail(new NetworkError(`${this.#address} sent a frame of ${size} bytes`, this.#where))
+      this.#socket.destroy()
+      return undefined
     }
-    const out = Buffer.allocUnsafe(size)
-    let filled = 0
-    while (filled < size) {
-      const chunk = this.#pending[0]!
-      const used = Math.min(chunk.length, size - filled)
-      chunk.copy(out, filled, 0, used)
-      filled += used
-      if (used === chunk.length) {
-        this.#pending.shift()
-      } else {
-        this.#pending[0] = chunk.subarray(used)
-      }
-    }
-    return out
+    // The broker answers in order: the next frame is the oldest request's response.
+    const oldest = this.#inFlight.values().next().value
+    return oldest?.pooledResponse && size >= POOLED_MIN_BYTES ? responseBuffers.acquire(size) : Buffer.allocUnsafe(size)
   }
 
   #dispatch(frame: Buffer): void {
@@ -370,8 +362,7 @@ export class Connection {
         const errorCode = r.readInt16()
         checkErrorCode(errorCode, 'ApiVersions')
         return r.readArray(r => ({ apiKey: r.readInt16(), min: r.readInt16(), max: r.readInt16() }))
-      },
-      this.#options.requestTimeoutMs
+      }
     )
     this.#versions = new Map(versions.map(v => [v.apiKey, v.max]))
   }
@@ -380,7 +371,7 @@ export class Connection {
     // Loaded on first use, with node:crypto: most clusters need neither (start-up, docs/benchmarks.md).
     const { authenticate } = await import('./sasl.ts')
     const sessionLifetimeMs = await authenticate(this.#options.sasl!, (apiKey, version, encode, decode) =>
-      this.#send(apiKey, version, encode, decode, this.#options.requestTimeoutMs)
+      this.#send(apiKey, version, encode, decode)
     )
     // Renew well before the broker's deadline (connections.max.reauth.ms), as Kafka's clients do.
     this.#reauthenticateAt = sessionLifetimeMs > 0 ? Date.now() + sessionLifetimeMs * 0.85 : 0
@@ -411,15 +402,31 @@ export class Connection {
 }
 
 /** A connected socket (TLS handshake done), or a NetworkError whose cause says why not. */
-async function connectSocket(options: ConnectionOptions): Promise<Socket> {
+async function connectSocket(options: ConnectionOptions, onData: (chunk: Buffer) => void): Promise<Socket> {
   const { host, port, tls, connectTimeoutMs } = options
   const address = `${host}:${port}`
   // node:tls (with node:crypto) costs ~15 ms of start-up: loaded only for a TLS listener.
   const connectTls = tls ? (await import('node:tls')).connect : undefined
   const { promise, resolve, reject } = Promise.withResolvers<Socket>()
+  const readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES)
   const socket = connectTls
     ? connectTls({ host, port, servername: isIp(host) ? undefined : host, ...tls })
-    : connectTcp({ host, port })
+    : // Reads go into one buffer per connection that onData copies out of, instead of a new
+      // buffer per read for the garbage collector (TLS sockets take no `onread`).
+      connectTcp({
+        host,
+        port,
+        onread: {
+          buffer: readBuffer,
+          callback: size => {
+            onData(readBuffer.subarray(0, size))
+            return true
+          }
+        }
+      })
+  if (connectTls) {
+    socket.on('data', onData)
+  }
   const fail = (cause: unknown) => {
     clearTimeout(timer)
     socket.destroy()
