@@ -362,6 +362,8 @@ interface TopicResult {
 
 interface SideRun {
   wallMs: number
+  /** User + system CPU time of the whole process (every thread). */
+  cpuMs: number
   peakRssBytes: number
   storedBytes?: number
 }
@@ -453,6 +455,7 @@ async function measureTopic(sizeMiB: number, producerCodec: 'none' | 'lz4', part
       if (codec === restoreSourceCodec) {
         side.oursBackup.push({
           wallMs: backup.wallMs,
+          cpuMs: backup.memory.cpuMicros / 1000,
           peakRssBytes: backup.memory.peakRssBytes,
           storedBytes: backup.summary.storedBytes
         })
@@ -518,7 +521,11 @@ async function measureTopic(sizeMiB: number, producerCodec: 'none' | 'lz4', part
         throw new Error(`restore of ${topic} wrote ${restore.summary.records} of ${records} records`)
       }
       sampleRun(RESTORE, restore)
-      side.oursRestore.push({ wallMs: restore.wallMs, peakRssBytes: restore.memory.peakRssBytes })
+      side.oursRestore.push({
+        wallMs: restore.wallMs,
+        cpuMs: restore.memory.cpuMicros / 1000,
+        peakRssBytes: restore.memory.peakRssBytes
+      })
       await deleteTopic(targetTopic)
       if (oso.path !== undefined) {
         const osoTarget = `${topic}-oso-restore${run}`
@@ -688,8 +695,8 @@ function latencyTable(sizeResults: TopicResult[]): string[] {
 /** Ours (zstd-3, the default) beside OSO's engines, wall-clock from the same interleaved runs. */
 function osoTable(sizeResults: TopicResult[]): string[] {
   const lines = [
-    '| topic | backup wall ours / OSO | OSO ÷ ours (goal ≥ 1.5) | restore wall ours / OSO | OSO ÷ ours (goal ≥ 1.5) | peak RSS backup ours / OSO | peak RSS restore ours / OSO | stored bytes ours / OSO |',
-    '|---|---|---|---|---|---|---|---|'
+    '| topic | backup wall ours / OSO | OSO ÷ ours (goal ≥ 1.5) | restore wall ours / OSO | OSO ÷ ours (goal ≥ 1.5) | CPU backup ours / OSO | CPU restore ours / OSO | peak RSS backup ours / OSO | peak RSS restore ours / OSO | stored bytes ours / OSO |',
+    '|---|---|---|---|---|---|---|---|---|---|'
   ]
   const med = (runs: SideRun[], pick: (run: SideRun) => number | undefined) =>
     figure(runs.flatMap(run => pick(run) ?? [])).median
@@ -700,10 +707,11 @@ function osoTable(sizeResults: TopicResult[]): string[] {
       continue
     }
     const wall = (runs: SideRun[]) => med(runs, run => run.wallMs)
+    const cpu = (runs: SideRun[]) => med(runs, run => run.cpuMs)
     const rss = (runs: SideRun[]) => med(runs, run => run.peakRssBytes)
     const stored = (runs: SideRun[]) => med(runs, run => run.storedBytes)
     lines.push(
-      `| ${topicLabel(r)} | ${seconds(wall(side.oursBackup))} / ${seconds(wall(side.osoBackup))} | ${ratioCell(wall(side.osoBackup) / wall(side.oursBackup), 1.5)} | ${seconds(wall(side.oursRestore))} / ${seconds(wall(side.osoRestore))} | ${ratioCell(wall(side.osoRestore) / wall(side.oursRestore), 1.5)} | ${fmtMiB(rss(side.oursBackup))} / ${fmtMiB(rss(side.osoBackup))} | ${fmtMiB(rss(side.oursRestore))} / ${fmtMiB(rss(side.osoRestore))} | ${fmt(stored(side.oursBackup) / MB, 1)} / ${fmt(stored(side.osoBackup) / MB, 1)} MB |`
+      `| ${topicLabel(r)} | ${seconds(wall(side.oursBackup))} / ${seconds(wall(side.osoBackup))} | ${ratioCell(wall(side.osoBackup) / wall(side.oursBackup), 1.5)} | ${seconds(wall(side.oursRestore))} / ${seconds(wall(side.osoRestore))} | ${ratioCell(wall(side.osoRestore) / wall(side.oursRestore), 1.5)} | ${seconds(cpu(side.oursBackup))} / ${seconds(cpu(side.osoBackup))} | ${seconds(cpu(side.oursRestore))} / ${seconds(cpu(side.osoRestore))} | ${fmtMiB(rss(side.oursBackup))} / ${fmtMiB(rss(side.osoBackup))} | ${fmtMiB(rss(side.oursRestore))} / ${fmtMiB(rss(side.osoRestore))} | ${fmt(stored(side.oursBackup) / MB, 1)} / ${fmt(stored(side.osoBackup) / MB, 1)} MB |`
     )
   }
   return lines.length > 2 ? lines : []
@@ -771,7 +779,7 @@ for (const sizeMiB of sizesMiB) {
   const besideOso = osoTable(sizeResults)
   if (besideOso.length > 0) {
     lines.push(
-      `Beside OSO (${oso.path === undefined ? '' : oso.version}, zstd level 3, one pass to the current end offsets, offset headers off, run by bench/oso-driver; its wall and VmHWM sampled from /proc every 10 ms; ours: wall of the CLI process, start-up included):`,
+      `Beside OSO (${oso.path === undefined ? '' : oso.version}, zstd level 3, one pass to the current end offsets, offset headers off, run by bench/oso-driver; its wall, VmHWM and CPU time sampled from /proc every 10 ms; ours: wall and CPU of the CLI process, start-up included; medians):`,
       '',
       ...besideOso,
       ''

@@ -163,6 +163,7 @@ for (let run = 1; run <= runs; run++) {
     const backup = await runOso(oso.path, backupFile)
     results.oso!.push({
       wallSeconds: backup.wallMs / 1000,
+      cpuSeconds: backup.cpuMs / 1000,
       peakRssBytes: backup.peakRssBytes,
       storedBytes: storedBytes(join(osoPath, 'data'))
     })
@@ -173,7 +174,12 @@ for (let run = 1; run <= runs; run++) {
     )
     log(`run ${run}/${runs}: OSO restore`)
     const restore = await runOso(oso.path, restoreFile)
-    results.osoRestore!.push({ wallSeconds: restore.wallMs / 1000, peakRssBytes: restore.peakRssBytes, storedBytes: 0 })
+    results.osoRestore!.push({
+      wallSeconds: restore.wallMs / 1000,
+      cpuSeconds: restore.cpuMs / 1000,
+      peakRssBytes: restore.peakRssBytes,
+      storedBytes: 0
+    })
     const restored = await listOffsets(
       cluster,
       Array.from({ length: partitions }, (_, partition) => ({ topic: `${topic}-oso${run}`, partition })),

@@ -50,7 +50,15 @@ export interface OsoRun {
   wallMs: number
   /** Largest VmHWM read from /proc while the process ran (sampled every 10 ms). */
   peakRssBytes: number
+  /**
+   * User + system CPU time of the process, all its threads, at the last sample before it exited
+   * (at most 10 ms short): on a shared machine a steadier figure than wall time.
+   */
+  cpuMs: number
 }
+
+/** Clock ticks per second of /proc/PID/stat's times: 100 on Linux (USER_HZ). */
+const TICKS_PER_SECOND = 100
 
 /**
  * Runs the driver on a config file; throws with its stderr when it fails. It runs in the config's
@@ -64,10 +72,14 @@ export async function runOso(driverPath: string, configFile: string): Promise<Os
     stderr += chunk
   })
   let peakRssBytes = 0
+  let cpuMs = 0
   const sample = () => {
     try {
       const kiB = /^VmHWM:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]
       peakRssBytes = Math.max(peakRssBytes, Number(kiB ?? 0) * 1024)
+      // Fields 14 and 15 (utime, stime), counted after the command name, which may hold spaces.
+      const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+      cpuMs = Math.max(cpuMs, ((Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND) * 1000)
     } catch {
       // The process has exited between two samples.
     }
@@ -79,7 +91,7 @@ export async function runOso(driverPath: string, configFile: string): Promise<Os
   if (code !== 0) {
     throw new Error(`OSO driver failed on ${configFile} (exit ${code}):\n${stderr.slice(-2000)}`)
   }
-  return { wallMs, peakRssBytes }
+  return { wallMs, peakRssBytes, cpuMs }
 }
 
 /** OSO's backup config for one topic, zstd at `level`, one pass up to the current end offsets. */
