@@ -245,8 +245,9 @@ const unreachableTimeoutSecs = z
 export const sourceKafkaConfigSchema = z
   .strictObject({
     'fetch.max.bytes': byteCount()
-      // Below Kafka's 50 MiB: measured in bench/, 16 MiB keeps throughput and halves peak memory.
-      .default(16 * MiB)
+      // Below Kafka's 50 MiB: two responses in max_bytes_in_flight keep fetching and writing
+      // overlapped; 8 MiB keeps throughput and peak memory under 150 MiB (docs/benchmarks.md, "Peak RSS").
+      .default(8 * MiB)
       .describe(
         'Most bytes one Fetch response may carry (all partitions of one broker). The broker still returns a first batch larger than this, so a large message never blocks the backup.'
       ),
@@ -400,9 +401,9 @@ export const backupOptionsSchema = z
         'Per-partition cap on bytes held in memory (fetched, not yet written to storage): a partition at the cap is left out of Fetch requests until it drains, so one busy partition cannot take all of `max_bytes_in_flight`. Unset: no per-partition cap.'
       ),
     max_bytes_in_flight: byteCount()
-      .default(32 * MiB)
+      .default(16 * MiB)
       .describe(
-        'Cap on bytes fetched but not yet written to storage, across all partitions: fetching pauses at the cap, so memory stays bounded whatever the size of the backup. At least `source.kafka_config.fetch.max.bytes`, so one Fetch response fits.'
+        'Cap on bytes fetched but not yet written to storage, across all partitions (whole Fetch responses, counted until their last record set is written): fetching pauses at the cap, so memory stays bounded whatever the size of the backup and the number of partitions. At least `source.kafka_config.fetch.max.bytes`, so one Fetch response fits; twice that lets the next Fetch overlap the writing of the last.'
       ),
     start_offset: z
       .enum(['earliest', 'latest'])

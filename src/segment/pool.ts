@@ -11,7 +11,9 @@ export class FrameBufferPool {
   allocatedCount = 0
   readonly #idle: Buffer[] = []
 
-  constructor(bufferBytes: number, maxIdle = 8) {
+  // Frames go back to the pool as their compression ends and come out as writers flush, so a
+  // few idle ones cover the compressions in flight (writer.ts, COMPRESSIONS_AT_ONCE).
+  constructor(bufferBytes: number, maxIdle = 4) {
     this.bufferBytes = bufferBytes
     this.maxIdle = maxIdle
   }

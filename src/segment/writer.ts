@@ -8,6 +8,7 @@
  * `readable`. `append` waits once FRAMES_IN_FLIGHT frames are in flight and the oldest one has
  * no room in `readable`, so a slow storage upload slows the fetcher instead of growing a buffer.
  */
+import os from 'node:os'
 import { Readable } from 'node:stream'
 import { crc32c } from '../batch/crc.ts'
 import { BATCH_HEADER_SIZE, BATCH_LOG_OVERHEAD, type RecordBatchView } from '../batch/header.ts'
@@ -37,8 +38,15 @@ export const DEFAULT_FRAME_MAX_BYTES = 1024 * 1024
 /** Frames of one writer compressing at once (the frame filling is one more buffer). */
 const FRAMES_IN_FLIGHT = 2
 
-/** Frame compressions at once across all writers: the libuv pool's threads (4 unless UV_THREADPOOL_SIZE says otherwise). */
-const COMPRESSIONS_AT_ONCE = Math.max(1, Number(process.env.UV_THREADPOOL_SIZE) || 4)
+/**
+ * Frame compressions at once across all writers: the libuv pool's threads (4 unless
+ * UV_THREADPOOL_SIZE says otherwise), but no more than the machine has cores, since each one
+ * holds a frame buffer and a compression context of a few MiB (docs/benchmarks.md, "Peak RSS").
+ */
+const COMPRESSIONS_AT_ONCE = Math.max(
+  1,
+  Math.min(Number(process.env.UV_THREADPOOL_SIZE) || 4, os.availableParallelism())
+)
 
 class Slots {
   #free: number

@@ -426,7 +426,7 @@ const cases: Case[] = [
     code: 'KB_CONFIG_INVALID',
     path: 'backup.max_bytes_in_flight',
     message:
-      /backup\.max_bytes_in_flight: expected at least source\.kafka_config\.fetch\.max\.bytes \(104857600\) .*, found 33554432 \(the default\)/
+      /backup\.max_bytes_in_flight: expected at least source\.kafka_config\.fetch\.max\.bytes \(104857600\) .*, found 16777216 \(the default\)/
   },
   {
     name: 'a password of the wrong type is not echoed',

@@ -196,7 +196,7 @@ describe('parseConfig', () => {
         unreachable_timeout_secs: 300,
         topics: { include: ['*'], exclude: [] },
         kafka_config: {
-          'fetch.max.bytes': 16777216,
+          'fetch.max.bytes': 8388608,
           'max.partition.fetch.bytes': 2097152,
           'fetch.min.bytes': 1,
           'fetch.max.wait.ms': 500
@@ -212,7 +212,7 @@ describe('parseConfig', () => {
         frame_max_bytes: 4 * 1024 * 1024,
         continuous: false,
         checkpoint_interval_secs: 5,
-        max_bytes_in_flight: 32 * 1024 * 1024,
+        max_bytes_in_flight: 16 * 1024 * 1024,
         start_offset: 'earliest',
         include_internal_topics: false,
         metadata: []
