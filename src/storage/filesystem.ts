@@ -29,6 +29,23 @@ import {
 } from './keys.ts'
 import type { ObjectInfo, Storage } from './storage.ts'
 
+/** Range-read handles kept open at once (a restore reads one segment per partition at a time). */
+const MAX_OPEN_READERS = 64
+
+/** A range-read handle nobody used for this long is closed. */
+const READER_IDLE_MS = 2000
+
+interface CachedReader {
+  opened: Promise<{ handle: FileHandle; size: number }>
+  /** Reads using the handle now; it is closed only when none is. */
+  users: number
+  idle?: NodeJS.Timeout
+}
+
+function closeReader(reader: CachedReader): void {
+  reader.opened.then(({ handle }) => handle.close()).catch(() => undefined)
+}
+
 export interface FilesystemStorageOptions {
   /** The root directory; created (with its parents) on the first write. */
   path: string
@@ -50,6 +67,7 @@ export class FilesystemStorage implements Storage {
   readonly #root: string
   /** Directories known to exist with a durable entry in their parent, or being made so. */
   readonly #readyDirs = new Map<string, Promise<void>>()
+  readonly #readers = new Map<string, CachedReader>()
 
   constructor({ path, prefix }: FilesystemStorageOptions) {
     if (typeof path !== 'string' || path === '') {
@@ -94,9 +112,9 @@ export class FilesystemStorage implements Storage {
   async getRange(key: string, offset: number, length: number): Promise<Buffer> {
     checkKey(key, this.location, 'getRange')
     checkRange(key, offset, length, this.location, 'getRange')
-    const handle = await this.#openForRead(key, 'getRange')
+    const reader = this.#reader(key)
     try {
-      const { size } = await handle.stat()
+      const { handle, size } = await reader.opened
       if (offset + length > size) {
         throw rangePastEnd(key, offset, length, size, this.location, 'getRange')
       }
@@ -114,7 +132,81 @@ export class FilesystemStorage implements Storage {
     } catch (error) {
       throw this.#failure(error, key, 'getRange')
     } finally {
-      await handle.close()
+      this.#doneReading(key, reader)
+    }
+  }
+
+  /**
+   * The open handle of `key` for range reads, opened (and its size read) once for all the
+   * reads of a segment rather than per frame: open, fstat and close per read were 15% of a
+   * restore's event loop (docs/benchmarks.md). Safe because objects are never modified in
+   * place; our own writes and deletes of a key drop its handle (#forgetReader).
+   */
+  #reader(key: string): CachedReader {
+    let reader = this.#readers.get(key)
+    if (reader !== undefined) {
+      clearTimeout(reader.idle)
+      // Most recently used last, so the first idle entry is the one to close.
+      this.#readers.delete(key)
+    } else {
+      reader = {
+        opened: this.#openForRead(key, 'getRange').then(async handle => {
+          try {
+            return { handle, size: (await handle.stat()).size }
+          } catch (error) {
+            await handle.close()
+            throw this.#failure(error, key, 'getRange')
+          }
+        }),
+        users: 0
+      }
+      const failed = reader
+      reader.opened.catch(() => {
+        if (this.#readers.get(key) === failed) {
+          this.#readers.delete(key)
+        }
+      })
+    }
+    reader.users++
+    this.#readers.set(key, reader)
+    for (const [other, idle] of this.#readers) {
+      if (this.#readers.size <= MAX_OPEN_READERS) {
+        break
+      }
+      if (idle.users === 0) {
+        this.#readers.delete(other)
+        closeReader(idle)
+      }
+    }
+    return reader
+  }
+
+  #doneReading(key: string, reader: CachedReader): void {
+    reader.users--
+    if (reader.users > 0) {
+      return
+    }
+    if (this.#readers.get(key) !== reader) {
+      // Dropped (written, deleted, evicted) while this read used it.
+      closeReader(reader)
+      return
+    }
+    reader.idle = setTimeout(() => {
+      if (this.#readers.get(key) === reader && reader.users === 0) {
+        this.#readers.delete(key)
+        closeReader(reader)
+      }
+    }, READER_IDLE_MS)
+    reader.idle.unref()
+  }
+
+  #forgetReader(key: string): void {
+    const reader = this.#readers.get(key)
+    if (reader !== undefined) {
+      this.#readers.delete(key)
+      if (reader.users === 0) {
+        closeReader(reader)
+      }
     }
   }
 
@@ -150,6 +242,7 @@ export class FilesystemStorage implements Storage {
 
   async delete(key: string): Promise<void> {
     checkKey(key, this.location, 'delete')
+    this.#forgetReader(key)
     const path = this.#pathOf(key)
     try {
       await unlink(path)
@@ -206,6 +299,10 @@ export class FilesystemStorage implements Storage {
 
   async close(): Promise<void> {
     this.#readyDirs.clear()
+    for (const [key, reader] of this.#readers) {
+      clearTimeout(reader.idle)
+      this.#forgetReader(key)
+    }
   }
 
   async #modifiedBefore(path: string, time: Date, prefix: string): Promise<boolean> {
@@ -225,6 +322,7 @@ export class FilesystemStorage implements Storage {
 
   async #write(key: string, body: Readable | Buffer, operation: Operation): Promise<void> {
     checkKey(key, this.location, operation)
+    this.#forgetReader(key)
     const target = this.#pathOf(key)
     const directory = dirname(target)
     const temp = join(directory, tempNameFor(basename(target), randomBytes(8).toString('hex')))
@@ -263,6 +361,8 @@ export class FilesystemStorage implements Storage {
       await rm(temp, { force: true }).catch(() => undefined)
       throw error
     }
+    // A read between the start of this write and the rename may have opened the old file.
+    this.#forgetReader(key)
     await this.#syncDirectory(directory, key, operation)
   }
 

@@ -68,6 +68,31 @@ describe('filesystem storage', () => {
     await rm(root, { recursive: true, force: true })
   })
 
+  test('range reads of one object share one open file, and a write or delete of the key is seen by the next read', async () => {
+    const storage = new FilesystemStorage({ path: join(root, 'ranges') })
+    const openFiles = async () => (await readdir('/proc/self/fd')).length
+    await storage.put('b1/a.seg', Buffer.from('0123456789'))
+    const before = await openFiles()
+    const reads = await Promise.all(Array.from({ length: 8 }, (_, i) => storage.getRange('b1/a.seg', i, 2)))
+    assert.deepEqual(
+      reads.map(r => r.toString()),
+      ['01', '12', '23', '34', '45', '56', '67', '78']
+    )
+    assert.equal(await openFiles(), before + 1, 'one handle stays open for the next reads')
+    await storage.replace('b1/a.seg', Buffer.from('abcdefghij'))
+    assert.equal((await storage.getRange('b1/a.seg', 8, 2)).toString(), 'ij')
+    await assert.rejects(
+      storage.getRange('b1/a.seg', 8, 4),
+      (error: unknown) => isBackupError(error, 'KB_STORAGE') && /past the end/.test((error as Error).message)
+    )
+    await storage.delete('b1/a.seg')
+    await assert.rejects(storage.getRange('b1/a.seg', 0, 2), (error: unknown) =>
+      isBackupError(error, 'KB_STORAGE_NOT_FOUND')
+    )
+    await storage.close()
+    await until(async () => (await openFiles()) <= before, 'the handle is closed with the storage')
+  })
+
   test('stores each key as a file under path/prefix, with / as directory separators', async () => {
     const storage = new FilesystemStorage({ path: join(root, 'layout'), prefix: 'kb' })
     await storage.put('b1/topics/orders/0/00000000000000000000.seg', Buffer.from('segment'))
