@@ -91,7 +91,7 @@ export class KafkaCluster {
       }
       try {
         const connection = await this.#connectionTo(target)
-        return await connection.send(apiKey, version, encode, decode, timeoutMs)
+        return await connection.send(apiKey, version, encode, decode, { timeoutMs })
       } catch (error) {
         if (!isRetriable(error) || this.#closed) {
           throw error

@@ -35,6 +35,9 @@ function noop(): void {}
 
 export const DEFAULT_FRAME_MAX_BYTES = 1024 * 1024
 
+/** The first frame buffer of a writer, at least (#reserve). */
+const MIN_FRAME_BUFFER_BYTES = 16 * 1024
+
 /** Frames of one writer compressing at once (the frame filling is one more buffer). */
 const FRAMES_IN_FLIGHT = 2
 
@@ -135,6 +138,8 @@ export class SegmentWriter {
   readonly #stats = new FrameStats()
   #frame: Buffer | undefined
   #frameUsed = 0
+  /** Set once a frame was flushed full: later frames start at full size (#reserve). */
+  #fillsFrames = false
   /** Frames being compressed or pushed, oldest first. */
   readonly #inFlight: Array<Promise<void>> = []
   /** Flags of the open frame that the batches' own attributes do not give (FrameStats does those). */
@@ -263,6 +268,7 @@ export class SegmentWriter {
       const records = this.storeRecords === 'decompressed' ? decompressedRecords(batch) : undefined
       const size = records === undefined ? bytes.length : BATCH_HEADER_SIZE + records.length
       if (this.#frameUsed > 0 && this.#frameUsed + size > this.frameMaxBytes) {
+        this.#fillsFrames = true
         await this.#flushFrame()
       }
       this.#stats.add(batch)
@@ -283,11 +289,11 @@ export class SegmentWriter {
         await this.#framesDone()
         return
       }
-      this.#frame ??= this.#pool.acquire()
+      const frame = this.#reserve(size)
       if (records === undefined) {
-        bytes.copy(this.#frame, this.#frameUsed)
+        bytes.copy(frame, this.#frameUsed)
       } else {
-        writeWithRecords(batch, records, this.#frame, this.#frameUsed)
+        writeWithRecords(batch, records, frame, this.#frameUsed)
       }
       this.#frameUsed += size
     } catch (error) {
@@ -391,6 +397,29 @@ export class SegmentWriter {
     if (!this.#busy) {
       this.#releaseFrame()
     }
+  }
+
+  /**
+   * Room for `size` more bytes in the open frame. A writer starts with a small frame buffer that
+   * doubles as batches come, and takes full-size pooled buffers once it has filled a frame: a
+   * partition with a few records then holds kilobytes, not a 1 MiB buffer, until its segment
+   * closes (2,000 such partitions held 2 GiB of buffers, docs/benchmarks.md, "Many partitions").
+   */
+  #reserve(size: number): Buffer {
+    const needed = this.#frameUsed + size
+    if (this.#frame !== undefined && needed <= this.#frame.length) {
+      return this.#frame
+    }
+    const capacity = this.#fillsFrames
+      ? this.frameMaxBytes
+      : Math.min(this.frameMaxBytes, 2 ** Math.ceil(Math.log2(Math.max(needed, MIN_FRAME_BUFFER_BYTES))))
+    const frame = capacity === this.frameMaxBytes ? this.#pool.acquire() : Buffer.allocUnsafeSlow(capacity)
+    if (this.#frame !== undefined) {
+      this.#frame.copy(frame, 0, 0, this.#frameUsed)
+      this.#pool.release(this.#frame)
+    }
+    this.#frame = frame
+    return frame
   }
 
   #releaseFrame(): void {

@@ -53,6 +53,29 @@ for (const codec of segmentCodecs) {
   }
 }
 
+test('a writer with a few small batches holds a small frame buffer; one that fills frames takes full-size pooled ones', async () => {
+  const pool = new FrameBufferPool(256 * 1024)
+  const small = new SegmentWriter({ topic: 't', partition: 0, name: 'small.seg', frameMaxBytes: 256 * 1024, pool })
+  const smallOutput = collect(small.readable)
+  for (const batch of makeBatches(5, 5)) {
+    await small.append(batch)
+  }
+  assert.equal(pool.allocatedCount, 0, 'a few KiB of batches take no 256 KiB buffer')
+  await small.finish()
+  await smallOutput
+
+  const busy = new SegmentWriter({ topic: 't', partition: 0, name: 'busy.seg', frameMaxBytes: 256 * 1024, pool })
+  const busyOutput = collect(busy.readable)
+  for (const batch of makeBatches(200, 10, 0n, 1000)) {
+    await busy.append(batch)
+  }
+  const summary = await busy.finish()
+  await busyOutput
+  assert.ok(summary.frameCount >= 4, `${summary.frameCount} frames`)
+  // The filling frame and the frames compressing, reused from then on.
+  assert.ok(pool.allocatedCount >= 1 && pool.allocatedCount <= 4, `${pool.allocatedCount} pooled buffers`)
+})
+
 test('an empty segment has a footer with no frames and -1 offsets', async () => {
   const { source, summary } = await writeSegment([])
   assert.equal(summary.frameCount, 0)
