@@ -110,6 +110,7 @@ export class Connection {
   /** The frame being received, and how much of it has arrived. */
   #frame: Buffer | undefined
   #frameFilled = 0
+  #anyFrame = false
   /** What ended the connection, once it has ended. */
   #failure: NetworkError | undefined
   #socketError: unknown
@@ -265,8 +266,8 @@ export class Connection {
     let at = 0
     while (at < chunk.length) {
       if (this.#frame === undefined) {
-        if (this.#sizeFilled === 0 && chunk[at] === 0x15 && chunk[at + 1] === 0x03) {
-          // A TLS alert record where a frame size belongs: the listener speaks TLS.
+        if (!this.#anyFrame && this.#sizeFilled === 0 && chunk[at] === 0x15 && chunk[at + 1] === 0x03) {
+          // A TLS alert record where the first frame size belongs: the listener speaks TLS.
           this.#socketError ??= new Error('Broker requires TLS.')
           this.#socket.destroy()
           return
@@ -292,6 +293,7 @@ export class Connection {
       at += used
       if (this.#frameFilled === frame.length) {
         this.#frame = undefined
+        this.#anyFrame = true
         this.#dispatch(frame)
       }
     }
