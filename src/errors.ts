@@ -61,6 +61,12 @@ export const errorCodes = [
    * and a backup run refuses while a prune holds the backup's lock.
    */
   'KB_BACKUP_BUSY',
+  /**
+   * With workers (backup.workers): another worker claimed a partition this one was writing (it
+   * lost the partition in the group, e.g. after a pause past its session timeout). Its write was
+   * refused; the worker drops the partition and rejoins the group.
+   */
+  'KB_PARTITION_FENCED',
   /** A stopped restore cannot continue: the backup was pruned past the offset it stopped at. */
   'KB_BACKUP_PRUNED',
   /** A backup or restore differs from the cluster it was compared with (verification report). */

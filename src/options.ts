@@ -44,6 +44,7 @@ export function backupOptionsFromConfig(config: BackupConfig, { storage, cluster
     maxConcurrentPartitions: backup.max_concurrent_partitions,
     maxPartitionBufferedBytes: backup.max_batch_bytes,
     clusterMetadata: backup.metadata,
+    rateLimitBytesPerSec: backup.rate_limit_bytes_per_sec || undefined,
     ...(backup.retention && {
       retention: { keepWithinMs: parseDuration(backup.retention.keep_within, 'backup.retention.keep_within') }
     }),

@@ -17,28 +17,35 @@
  * left for `prune` to delete.
  */
 
-import { unindexedSegmentProblems } from '../catalog/audit.ts'
+import { once } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { isFencedLeftover, unindexedSegmentProblems } from '../catalog/audit.ts'
 import { writeClusterMetadata } from '../catalog/cluster-metadata.ts'
 import {
   FORMAT,
   FORMAT_VERSION,
   type Manifest,
   type PartitionIndex,
+  parseSegmentKey,
   partitionDir,
   type RunEntry,
   readManifest,
   readPartitionIndex,
+  SEGMENT_NAME,
   type SegmentEntry,
   type TopicEntry,
+  updateManifest,
   writeManifest,
   writePartitionIndex
 } from '../catalog/manifest.ts'
 import { pruneBackup, refuseWhilePruning } from '../catalog/prune.ts'
 import type { ClusterMetadataKind } from '../config/schema-parts.ts'
 import type { KeyProvider } from '../crypto/keys.ts'
-import { BackupError, type ErrorCode } from '../errors.ts'
+import { BackupError, type ErrorCode, isBackupError } from '../errors.ts'
+import { type Assignment, groupMemberClients, runWorkGroup, type WorkGroupLogger } from '../group/work-group.ts'
 import { captureGroupOffsets, describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
+import { throttleOf } from '../restore/producer.ts'
 import type { SegmentCodec } from '../segment/codecs.ts'
 import { readSegmentIndex } from '../segment/reader.ts'
 import type { StoreRecords } from '../segment/writer.ts'
@@ -98,6 +105,22 @@ export interface BackupOptions {
   retention?: { keepWithinMs: number }
   /** backup.metadata: the cluster metadata captured into metadata/kafka/{revision}.json; unset: none. */
   clusterMetadata?: readonly ClusterMetadataKind[]
+  /** backup.rate_limit_bytes_per_sec: cap on bytes written per second by this process; unset: none. */
+  rateLimitBytesPerSec?: number
+  /** backup.workers: run as one worker of a group sharing the backup; unset: one process does all. */
+  workers?: WorkersOptions
+}
+
+export interface WorkersOptions {
+  /** The group's own connections (src/group/work-group.ts says why), not `cluster`. */
+  cluster: KafkaCluster
+  groupId: string
+  /** Names this worker in run records and claims; also the group connection's client id, so live workers can be told from killed ones. */
+  workerId: string
+  sessionTimeoutMs: number
+  heartbeatIntervalMs: number
+  rebalanceTimeoutMs: number
+  logger?: WorkGroupLogger
 }
 
 export interface PartitionProgress {
@@ -135,9 +158,12 @@ export class BackupEngine {
   readonly #options: BackupOptions
   #tasks: PartitionTask[] = []
   #storedBytes = 0
+  /** backup.rate_limit_bytes_per_sec, shared by every partition of the run. */
+  readonly #throttle: ((bytes: number) => Promise<void>) | undefined
 
   constructor(options: BackupOptions) {
     this.#options = options
+    this.#throttle = throttleOf(options.rateLimitBytesPerSec)
   }
 
   progress(): PartitionProgress[] {
@@ -157,12 +183,20 @@ export class BackupEngine {
 
   async run(): Promise<BackupSummary> {
     const options = this.#options
-    const { storage, cluster, backupId } = options
     const startedAt = Date.now()
     const signal = options.signal ?? new AbortController().signal
-
     // Refused before anything is read or written; checked again once the run is on record.
-    await refuseWhilePruning(storage, backupId)
+    await refuseWhilePruning(options.storage, options.backupId)
+    const captured = await this.#capture()
+    return options.workers
+      ? this.#runAsWorker(options.workers, captured, startedAt, signal)
+      : this.#runAlone(captured, startedAt, signal)
+  }
+
+  /** What every run reads from the cluster before it writes anything, with the refusals it implies. */
+  async #capture(): Promise<Captured> {
+    const options = this.#options
+    const { storage, cluster, backupId } = options
     const topics = await this.#selectTopics()
     const metadata = await cluster.metadata([])
     const existingManifest = await readManifest(storage, backupId)
@@ -201,23 +235,38 @@ export class BackupEngine {
         ? undefined
         : captureClusterMetadata(cluster, metadataKinds, metadata.id, options.onWarning)
     ])
+    return {
+      topics,
+      clusterId: metadata.id,
+      existingManifest,
+      partitions,
+      configs,
+      logStart,
+      highWatermark,
+      lastStable,
+      groups,
+      clusterMetadata,
+      capturedAt: new Date().toISOString()
+    }
+  }
 
-    const manifest = existingManifest ?? this.#newManifest(metadata.id)
-    if (options.keys) {
+  /** Puts what the run captured into the manifest: topics with their configs, group offsets, key ids. */
+  #applyCapture(manifest: Manifest, captured: Captured): void {
+    const { keys } = this.#options
+    if (keys) {
       const keyIds = manifest.encryption?.keyIds ?? []
       manifest.encryption = {
-        keyIds: keyIds.includes(options.keys.activeKeyId) ? keyIds : [...keyIds, options.keys.activeKeyId]
+        keyIds: keyIds.includes(keys.activeKeyId) ? keyIds : [...keyIds, keys.activeKeyId]
       }
     }
-    for (const earlier of manifest.runs) {
-      if (earlier.status === 'running') {
-        earlier.status = 'interrupted'
-      }
-    }
-    const capturedAt = new Date().toISOString()
-    for (const topic of topics) {
-      const entry: TopicEntry = { ...topic, configs: configs.get(topic.name) ?? {} }
+    for (const topic of captured.topics) {
       const existing = manifest.topics.findIndex(t => t.name === topic.name)
+      const entry: TopicEntry = {
+        ...topic,
+        // A worker that saw the topic grow may have counted more partitions than this capture.
+        partitionCount: Math.max(topic.partitionCount, existing >= 0 ? manifest.topics[existing]!.partitionCount : 0),
+        configs: captured.configs.get(topic.name) ?? {}
+      }
       if (existing >= 0) {
         manifest.topics[existing] = entry
       } else {
@@ -225,12 +274,26 @@ export class BackupEngine {
       }
     }
     manifest.topics.sort((a, b) => a.name.localeCompare(b.name))
-    manifest.consumerGroups = groups.map(g => ({
+    manifest.consumerGroups = captured.groups.map(g => ({
       groupId: g.groupId,
       state: g.state,
-      capturedAt,
+      capturedAt: captured.capturedAt,
       offsets: g.offsets.map(o => ({ ...o, offset: o.offset.toString() }))
     }))
+  }
+
+  /** The run of one process that backs up every selected partition itself. */
+  async #runAlone(captured: Captured, startedAt: number, signal: AbortSignal): Promise<BackupSummary> {
+    const options = this.#options
+    const { storage, cluster, backupId } = options
+    const { topics, partitions, logStart, highWatermark, lastStable, clusterMetadata } = captured
+    const manifest = captured.existingManifest ?? this.#newManifest(captured.clusterId)
+    for (const earlier of manifest.runs) {
+      if (earlier.status === 'running') {
+        earlier.status = 'interrupted'
+      }
+    }
+    this.#applyCapture(manifest, captured)
     const checked = await Promise.all(
       partitions.map(({ topic, partition }) => {
         const key = partitionKey(topic, partition)
@@ -364,9 +427,400 @@ export class BackupEngine {
     }
   }
 
-  #newTask(index: PartitionIndex, topicId: string, lastStable: bigint | undefined): PartitionTask {
+  /**
+   * The run of one worker of several (backup.workers, docs/architecture.md "Workers"): it joins
+   * the backup's work group and backs up the partitions the group assigns it, claiming each in
+   * its index first, until it is stopped (continuous) or every partition of the backup reached
+   * the last stable offset it had when this worker started, whoever backed it up (one-shot).
+   */
+  async #runAsWorker(
+    workers: WorkersOptions,
+    captured: Captured,
+    startedAt: number,
+    signal: AbortSignal
+  ): Promise<BackupSummary> {
+    const options = this.#options
+    const { storage, backupId } = options
+    const run: RunEntry = {
+      startedAt: new Date(startedAt).toISOString(),
+      status: 'running',
+      worker: workers.workerId,
+      records: 0,
+      bytes: 0
+    }
+    const newManifest = () => this.#newManifest(captured.clusterId)
+    await updateManifest(storage, backupId, newManifest, manifest => {
+      for (const earlier of manifest.runs) {
+        // A lone process's run still marked running was killed; other workers' runs may be live.
+        if (earlier.status === 'running' && earlier.worker === undefined) {
+          earlier.status = 'interrupted'
+        }
+      }
+      this.#applyCapture(manifest, captured)
+      upsertRun(manifest, run)
+    })
+    if (captured.clusterMetadata) {
+      await writeClusterMetadata(storage, backupId, captured.clusterMetadata).catch(error => {
+        // Workers starting together capture the same thing: one revision of it is enough.
+        if (!isBackupError(error, 'KB_BACKUP_BUSY')) {
+          throw error
+        }
+      })
+    }
+    const worker: WorkerState = {
+      workers,
+      captured,
+      items: captured.partitions.map(p => itemOf(p.topic, p.partition)),
+      pending: new Map(
+        captured.partitions.map(p => [
+          itemOf(p.topic, p.partition),
+          captured.lastStable.get(partitionKey(p.topic, p.partition)) ?? 0n
+        ])
+      ),
+      budget: new ByteBudget(options.maxBytesInFlight),
+      records: 0,
+      bytes: 0,
+      partitions: new Set(),
+      gaps: [],
+      deletedTopics: new Set()
+    }
+    try {
+      await refuseWhilePruning(storage, backupId)
+      await runWorkGroup(
+        {
+          cluster: workers.cluster,
+          groupId: workers.groupId,
+          items: () => worker.items,
+          sessionTimeoutMs: workers.sessionTimeoutMs,
+          heartbeatIntervalMs: workers.heartbeatIntervalMs,
+          rebalanceTimeoutMs: workers.rebalanceTimeoutMs,
+          signal,
+          logger: workers.logger
+        },
+        (assignment, revoked) => this.#work(worker, assignment, revoked)
+      )
+    } catch (error) {
+      Object.assign(run, {
+        status: 'failed',
+        error: (error as Error).message,
+        records: worker.records,
+        bytes: worker.bytes,
+        finishedAt: new Date().toISOString()
+      })
+      await updateManifest(storage, backupId, newManifest, manifest => upsertRun(manifest, run)).catch(() => {})
+      throw error
+    }
+    const status = signal.aborted ? 'stopped' : 'complete'
+    Object.assign(run, { status, records: worker.records, bytes: worker.bytes, finishedAt: new Date().toISOString() })
+    // Workers still in the group are live; a run still marked running by any other was killed.
+    const live = await groupMemberClients(workers.cluster, workers.groupId).then(
+      clients => new Set(clients),
+      () => undefined
+    )
+    await updateManifest(storage, backupId, newManifest, manifest => {
+      for (const earlier of manifest.runs) {
+        if (
+          live !== undefined &&
+          earlier.status === 'running' &&
+          earlier.worker !== workers.workerId &&
+          !live.has(earlier.worker ?? '')
+        ) {
+          earlier.status = 'interrupted'
+        }
+      }
+      upsertRun(manifest, run)
+      for (const topic of manifest.topics) {
+        if (worker.deletedTopics.has(topic.name)) {
+          topic.deletedDuringBackup = true
+        }
+      }
+    })
+    return {
+      backupId,
+      location: `${storage.location}/${backupId}`,
+      status,
+      topics: captured.topics.length,
+      partitions: worker.partitions.size,
+      records: worker.records,
+      bytes: worker.bytes,
+      storedBytes: this.#storedBytes,
+      durationMs: Date.now() - startedAt,
+      gaps: worker.gaps,
+      deletedTopics: [...worker.deletedTopics]
+    }
+  }
+
+  /**
+   * One generation of the group: claims the assigned partitions, backs them up until the
+   * assignment is revoked (or, one-shot, until they reach their stop offsets), makes what was
+   * appended durable, and says whether the worker is done. A partition another worker claimed
+   * meanwhile (KB_PARTITION_FENCED: this worker lost it without noticing) is dropped with a
+   * warning and the worker joins the group again.
+   */
+  async #work(worker: WorkerState, assignment: Assignment, revoked: AbortSignal): Promise<'done' | 'continue'> {
+    const options = this.#options
+    const assignedAt = Date.now()
+    const regroup = new AbortController()
+    const stop = AbortSignal.any([revoked, regroup.signal])
+    const tasks = await this.#claim(worker, assignment, assignedAt, stop)
+    if (tasks === undefined) {
+      return 'continue'
+    }
+    this.#tasks = tasks
+    const gapsBefore = new Map(tasks.map(t => [t, t.index.gaps.length]))
+    const fetcher = new BackupFetcher(options.cluster, tasks, {
+      ...options.fetch,
+      maxConcurrentPartitions: options.maxConcurrentPartitions,
+      maxPartitionBufferedBytes: options.maxPartitionBufferedBytes,
+      budget: worker.budget,
+      signal: stop,
+      onFetch: options.onFetch,
+      metadataRefreshIntervalMs: options.continuous ? (options.metadataRefreshIntervalMs ?? 30_000) : undefined,
+      // The fetcher counts its own tasks, a share of the topic: only more than the backup's items is growth.
+      onPartitionsAdded: async (topic, partitionCount) => {
+        if (await this.#topicGrew(worker, topic, partitionCount)) {
+          // The group hands the new partitions out: join again with them among this worker's items.
+          regroup.abort()
+        }
+        return []
+      },
+      onRetry: options.onWarning,
+      onTopicDeleted: task => {
+        worker.deletedTopics.add(task.topic)
+        options.onWarning?.(`topic ${task.topic} was deleted during the backup; its partitions stop here`, {
+          topic: task.topic,
+          partition: task.partition
+        })
+      }
+    })
+    const ticker = setInterval(() => {
+      for (const task of tasks) {
+        task.tick()
+      }
+    }, 1000)
+    const failures: unknown[] = []
+    try {
+      await fetcher.run()
+    } catch (error) {
+      failures.push(error)
+    } finally {
+      clearInterval(ticker)
+    }
+    // Whatever stopped the fetch, what was appended becomes durable (a fenced partition's
+    // write is refused by the claim of its new owner, so flushing is always safe).
+    for (const flushed of await Promise.allSettled(tasks.map(task => task.flush()))) {
+      if (flushed.status === 'rejected') {
+        failures.push(flushed.reason)
+      }
+    }
+    for (const task of tasks) {
+      worker.records += task.recordsWritten
+      worker.bytes += task.bytesWritten
+      worker.gaps.push(
+        ...task.index.gaps
+          .slice(gapsBefore.get(task))
+          .map(g => ({ topic: task.topic, partition: task.partition, ...g }))
+      )
+    }
+    this.#tasks = []
+    const fatal = failures.find(error => !isBackupError(error, 'KB_PARTITION_FENCED'))
+    if (fatal !== undefined) {
+      await Promise.all(tasks.map(task => task.abort(fatal)))
+      throw fatal
+    }
+    const fenced = [...new Set(failures)] as BackupError[]
+    for (const error of fenced) {
+      options.onWarning?.(error.message, {
+        code: error.code,
+        topic: error.topic,
+        partition: error.partition,
+        key: error.key
+      })
+    }
+    if (fenced.length > 0 || stop.aborted) {
+      return 'continue'
+    }
+    if (options.continuous) {
+      // A continuous worker with nothing to do waits for the group to change.
+      await once(revoked, 'abort')
+      return 'continue'
+    }
+    return this.#waitForBackupEnd(worker, revoked)
+  }
+
+  /**
+   * Claims each assigned partition for this worker: reads its index (taking in the segment a
+   * killed owner finished but did not record) and writes the next revision naming this worker
+   * and its epoch. From then on the previous owner's writes of the partition are refused: its
+   * next index revision is taken. Returns the tasks, or undefined when the assignment was revoked
+   * meanwhile.
+   */
+  async #claim(
+    worker: WorkerState,
+    assignment: Assignment,
+    assignedAt: number,
+    stop: AbortSignal
+  ): Promise<PartitionTask[] | undefined> {
+    const options = this.#options
+    const { storage, cluster, backupId } = options
+    const partitions = assignment.items.map(parseItem)
+    if (partitions.length === 0) {
+      return []
+    }
+    const [logStart, highWatermark, lastStable] = await Promise.all([
+      listOffsets(cluster, partitions, 'earliest'),
+      listOffsets(cluster, partitions, 'latest'),
+      listOffsets(cluster, partitions, 'lastStable')
+    ])
+    const claimedAt = Date.now()
+    const tasks: PartitionTask[] = []
+    for (const { topic, partition } of partitions) {
+      const key = partitionKey(topic, partition)
+      const topicId = worker.captured.topics.find(t => t.name === topic)?.topicId
+      if (topicId === undefined) {
+        continue
+      }
+      for (let attempt = 1; ; attempt++) {
+        if (stop.aborted) {
+          return undefined
+        }
+        let opened: OpenedIndex
+        try {
+          opened = await this.#readIndex(topic, partition, {
+            logStart: logStart.get(key) ?? 0n,
+            highWatermark: highWatermark.get(key) ?? 0n,
+            lastStable: lastStable.get(key) ?? 0n
+          })
+        } catch (error) {
+          // The previous owner may have checkpointed past the end we read before its index.
+          if (isBackupError(error, 'KB_SOURCE_TRUNCATED') && attempt === 1) {
+            const latest = await listOffsets(cluster, [{ topic, partition }], 'latest')
+            highWatermark.set(key, latest.get(key) ?? 0n)
+            continue
+          }
+          throw error
+        }
+        const { index } = opened
+        if (claimedSince(index, assignment, assignedAt)) {
+          // Another member claimed it in a later generation than ours: this worker's assignment
+          // is stale (it was paused or cut off); it must not take the partition back.
+          options.onWarning?.(
+            `${topic}/${partition} was claimed by ${index.owner!.worker} in generation ${index.owner!.generation} after this worker's generation ${assignment.generation}; joining the group again`,
+            { topic, partition, generation: assignment.generation }
+          )
+          return undefined
+        }
+        index.owner = {
+          epoch: (index.revision ?? 0) + 1,
+          worker: worker.workers.workerId,
+          memberId: assignment.memberId,
+          generation: assignment.generation,
+          claimedAt: new Date(claimedAt).toISOString()
+        }
+        try {
+          await writePartitionIndex(storage, backupId, index)
+        } catch (error) {
+          // The previous owner wrote a checkpoint between our read and our claim: read again.
+          if (isBackupError(error, 'KB_BACKUP_BUSY') && attempt < 20) {
+            continue
+          }
+          throw error
+        }
+        if (opened.adopted) {
+          options.onWarning?.(
+            `recorded segment ${backupId}/${opened.adopted} in its partition index: its previous owner wrote it and stopped before recording it`,
+            { topic, partition, key: `${backupId}/${opened.adopted}` }
+          )
+        }
+        worker.partitions.add(key)
+        tasks.push(this.#newTask(index, topicId, lastStable.get(key), index.owner.epoch))
+        break
+      }
+    }
+    return tasks
+  }
+
+  /**
+   * One-shot: this worker is done once every partition of the backup is in storage up to the
+   * last stable offset it had when this worker started, so a partition whose owner died is
+   * still finished by whoever the group gives it to. Polls the indexes until then, or until the
+   * group changes.
+   */
+  async #waitForBackupEnd(worker: WorkerState, revoked: AbortSignal): Promise<'done' | 'continue'> {
+    const { storage, backupId } = this.#options
+    while (!revoked.aborted) {
+      for (const [item, stopOffset] of worker.pending) {
+        const { topic, partition } = parseItem(item)
+        const index = await readPartitionIndex(storage, backupId, topic, partition)
+        if (worker.deletedTopics.has(topic) || (index !== undefined && BigInt(index.nextOffset) >= stopOffset)) {
+          worker.pending.delete(item)
+        }
+      }
+      if (worker.pending.size === 0) {
+        return 'done'
+      }
+      await sleep(worker.workers.heartbeatIntervalMs, undefined, { signal: revoked }).catch(() => {})
+    }
+    return 'continue'
+  }
+
+  /**
+   * A topic grew while a continuous worker follows it: the new partitions get an index (from
+   * their log start) and the manifest names the new count before any of their segments exists,
+   * then the worker joins the group again with them among its items.
+   */
+  async #topicGrew(worker: WorkerState, topic: string, partitionCount: number): Promise<boolean> {
+    const { cluster, storage, backupId } = this.#options
+    const known = worker.items.filter(item => parseItem(item).topic === topic).length
+    if (!this.#options.continuous || partitionCount <= known) {
+      return false
+    }
+    const added = Array.from({ length: partitionCount - known }, (_, i) => ({ topic, partition: known + i }))
+    const [logStart, highWatermark] = await Promise.all([
+      listOffsets(cluster, added, 'earliest'),
+      listOffsets(cluster, added, 'latest')
+    ])
+    for (const { partition } of added) {
+      const key = partitionKey(topic, partition)
+      const start = logStart.get(key) ?? 0n
+      const opened = await this.#readIndex(topic, partition, {
+        logStart: start,
+        highWatermark: highWatermark.get(key) ?? 0n,
+        lastStable: start
+      })
+      if (opened.isNew) {
+        await writePartitionIndex(storage, backupId, opened.index).catch(error => {
+          // Another worker saw the same partitions appear and wrote the index first.
+          if (!isBackupError(error, 'KB_BACKUP_BUSY')) {
+            throw error
+          }
+        })
+      }
+    }
+    await updateManifest(
+      storage,
+      backupId,
+      () => this.#newManifest(worker.captured.clusterId),
+      manifest => {
+        const entry = manifest.topics.find(t => t.name === topic)
+        if (entry && entry.partitionCount < partitionCount) {
+          entry.partitionCount = partitionCount
+        }
+      }
+    )
+    worker.items = [...worker.items, ...added.map(p => itemOf(p.topic, p.partition))]
+    this.#options.onWarning?.(`topic ${topic} grew to ${partitionCount} partitions; backing up the new ones too`, {
+      topic,
+      partitions: added.map(p => p.partition)
+    })
+    return true
+  }
+
+  #newTask(index: PartitionIndex, topicId: string, lastStable: bigint | undefined, ownerEpoch?: number): PartitionTask {
     const options = this.#options
     const task = new PartitionTask({
+      ...(ownerEpoch !== undefined && { ownerEpoch }),
+      ...(this.#throttle && { throttle: this.#throttle }),
       storage: options.storage,
       backupId: options.backupId,
       index,
@@ -479,7 +933,7 @@ export class BackupEngine {
     const { storage, backupId, startOffset } = this.#options
     const existing = await readPartitionIndex(storage, backupId, topic, partition)
     const segmentObjects = (await storage.list(`${partitionDir(backupId, topic, partition)}/`))
-      .filter(object => /\/\d{20}\.seg$/.test(object.key))
+      .filter(object => SEGMENT_NAME.test(object.key))
       .sort((a, b) => (a.key < b.key ? -1 : 1))
     const segmentKeys = segmentObjects.map(object => object.key)
     const where = `${storage.location}/${partitionDir(backupId, topic, partition)}`
@@ -521,8 +975,12 @@ export class BackupEngine {
         key: lost.key
       })
     }
+    // A segment an earlier owner wrote after another worker claimed the partition is never taken in.
     const unfinished = problems.find(
-      problem => problem.key !== undefined && firstOffsetOf(problem.key) >= BigInt(existing.nextOffset)
+      problem =>
+        problem.key !== undefined &&
+        !isFencedLeftover(existing, problem.key) &&
+        firstOffsetOf(problem.key) >= BigInt(existing.nextOffset)
     )
     const adopted = unfinished && (await this.#unrecordedSegment(existing, unfinished.key!))
     if (adopted) {
@@ -604,6 +1062,72 @@ export class BackupEngine {
   }
 }
 
+/** What a run read from the cluster before writing (BackupEngine.#capture). */
+interface Captured {
+  topics: Array<{ name: string; topicId: string; partitionCount: number }>
+  clusterId: string | null
+  existingManifest: Manifest | undefined
+  partitions: Array<{ topic: string; partition: number }>
+  configs: Map<string, Record<string, string>>
+  logStart: Map<string, bigint>
+  highWatermark: Map<string, bigint>
+  lastStable: Map<string, bigint>
+  groups: Awaited<ReturnType<typeof captureGroupOffsets>>
+  clusterMetadata: Awaited<ReturnType<typeof captureClusterMetadata>> | undefined
+  capturedAt: string
+}
+
+/** A worker's state across the generations of its group. */
+interface WorkerState {
+  workers: WorkersOptions
+  captured: Captured
+  /** The backup's partitions as work items (`topic/partition`), grown when a topic grows. */
+  items: string[]
+  /** One-shot: the partitions not yet seen complete in storage, with the offset they must reach. */
+  pending: Map<string, bigint>
+  budget: ByteBudget
+  records: number
+  bytes: number
+  /** Every partition this worker claimed during the run. */
+  partitions: Set<string>
+  gaps: BackupSummary['gaps']
+  deletedTopics: Set<string>
+}
+
+/**
+ * Whether another member claimed the partition after this worker got its assignment, in a later
+ * generation: then this worker's assignment is stale. Both conditions, because a group that
+ * emptied and expired starts its generations again at 1 (older claims then carry higher ones),
+ * while a claim made after our assignment can only come from a later generation.
+ */
+function claimedSince(index: PartitionIndex, assignment: Assignment, assignedAt: number): boolean {
+  const owner = index.owner
+  return (
+    owner !== undefined &&
+    owner.memberId !== assignment.memberId &&
+    owner.generation > assignment.generation &&
+    Date.parse(owner.claimedAt) > assignedAt
+  )
+}
+
+const itemOf = (topic: string, partition: number) => `${topic}/${partition}`
+
+/** Topic names cannot hold a `/` (Kafka allows a-z A-Z 0-9 . _ -). */
+function parseItem(item: string): { topic: string; partition: number } {
+  const slash = item.lastIndexOf('/')
+  return { topic: item.slice(0, slash), partition: Number(item.slice(slash + 1)) }
+}
+
+/** Sets this worker's run entry in a manifest revision: replaced when present, added otherwise. */
+function upsertRun(manifest: Manifest, run: RunEntry): void {
+  const at = manifest.runs.findIndex(r => r.worker === run.worker && r.startedAt === run.startedAt)
+  if (at >= 0) {
+    manifest.runs[at] = { ...run }
+  } else {
+    manifest.runs.push({ ...run })
+  }
+}
+
 interface SourceOffsets {
   logStart: bigint
   highWatermark: bigint
@@ -617,9 +1141,9 @@ interface OpenedIndex {
   adopted?: string | undefined
 }
 
-/** The first offset a segment key names (`.../{20 digits}.seg`). */
+/** The first offset a segment key names (`.../{20 digits}.seg`, or `-{owner epoch}.seg` from a worker). */
 function firstOffsetOf(key: string): bigint {
-  return BigInt(key.slice(-'00000000000000000000.seg'.length, -'.seg'.length))
+  return parseSegmentKey(key)?.firstOffset ?? -1n
 }
 
 /**

@@ -28,6 +28,14 @@ export interface PartitionTaskOptions {
   segmentMaxBytes: number
   /** A segment with data is closed after this long, bounding how long fetched data stays non-durable. */
   segmentMaxIntervalMs: number
+  /**
+   * With workers: the epoch of this worker's claim on the partition (the index's owner.epoch).
+   * Segments carry it in their names, and a write the claim of another worker refused ends the
+   * task with KB_PARTITION_FENCED.
+   */
+  ownerEpoch?: number
+  /** Waits until `bytes` more may be written (backup.rate_limit_bytes_per_sec, shared by all tasks). */
+  throttle?: (bytes: number) => Promise<void>
   /** A segment became durable; `durationMs` is how long finishing and uploading its end took. */
   onSegmentDurable?: (task: PartitionTask, entry: SegmentEntry, durationMs: number) => void
   /** One fetched record set was appended to the segment, `durationMs` after it was handed over. */
@@ -115,6 +123,7 @@ export class PartitionTask {
     this.#run(
       async () => {
         try {
+          await this.#options.throttle?.(bytes)
           let records = 0
           for (const batch of batches) {
             await this.#append(batch)
@@ -239,6 +248,9 @@ export class PartitionTask {
       new Promise(resolve => setTimeout(resolve, 5000, undefined).unref())
     ])
     const error = uploadError ?? appendError
+    if (isBackupError(error, 'KB_STORAGE_EXISTS') && this.#options.ownerEpoch !== undefined) {
+      return this.#fenced(segment.key, error)
+    }
     if (isBackupError(error, 'KB_STORAGE_EXISTS')) {
       return new BackupError(
         'KB_BACKUP_BUSY',
@@ -258,7 +270,7 @@ export class PartitionTask {
 
   async #openSegment(firstOffset: bigint): Promise<OpenSegment> {
     const { storage, backupId, codec, compressionLevel, frameMaxBytes, storeRecords, keys } = this.#options
-    const key = segmentKey(backupId, this.topic, this.partition, firstOffset)
+    const key = segmentKey(backupId, this.topic, this.partition, firstOffset, this.#options.ownerEpoch)
     // A segment is never written over: whatever led here (a checkpoint gone backwards, a second
     // writer), the data already stored is what a restore would read.
     const last = this.index.segments.at(-1)
@@ -349,7 +361,22 @@ export class PartitionTask {
   }
 
   async #writeIndex(): Promise<void> {
-    await writePartitionIndex(this.#options.storage, this.#options.backupId, this.index)
+    try {
+      await writePartitionIndex(this.#options.storage, this.#options.backupId, this.index)
+    } catch (error) {
+      if (isBackupError(error, 'KB_BACKUP_BUSY') && this.#options.ownerEpoch !== undefined) {
+        throw this.#fenced(error.key as string, error)
+      }
+      throw error
+    }
     this.#indexDirty = false
+  }
+
+  #fenced(key: string, cause: unknown): BackupError {
+    return new BackupError(
+      'KB_PARTITION_FENCED',
+      `${this.topic}/${this.partition} moved to another worker: ${key} was written by its new owner, so this worker's write (owner epoch ${this.#options.ownerEpoch}) was refused and it drops the partition`,
+      { cause, topic: this.topic, partition: this.partition, key, epoch: this.#options.ownerEpoch }
+    )
   }
 }

@@ -10,7 +10,7 @@ import { BackupError, isBackupError } from '../errors.ts'
 import { readSegmentIndex, type SegmentIndex } from '../segment/reader.ts'
 import { openRangeSource, type StorageRangeSource } from '../storage/range-source.ts'
 import type { Storage } from '../storage/storage.ts'
-import { type Manifest, type PartitionIndex, partitionDir, type SegmentEntry } from './manifest.ts'
+import { type Manifest, type PartitionIndex, parseSegmentKey, partitionDir, type SegmentEntry } from './manifest.ts'
 
 export interface CatalogProblem {
   severity: 'error' | 'warning'
@@ -33,7 +33,8 @@ export interface StoredPartition {
 export type StoredPartitions = Map<string, Map<number, StoredPartition>>
 
 /** A partition's index (a revision, or the index.json of older versions) or one of its segments. */
-const PARTITION_FILE = /^topics\/([^/]+)\/(0|[1-9]\d{0,9})\/(?:index\.json|index\/\d{12}\.json|(\d{20})\.seg)$/
+const PARTITION_FILE =
+  /^topics\/([^/]+)\/(0|[1-9]\d{0,9})\/(?:index\.json|index\/\d{12}\.json|(\d{20})(?:-[1-9]\d{0,11})?\.seg)$/
 
 /** One listing of the backup's topics/ folder. Files that are not ours are ignored. */
 export async function scanStoredPartitions(storage: Storage, backupId: string): Promise<StoredPartitions> {
@@ -175,7 +176,9 @@ export async function unindexedSegmentProblems(
       problems.push({ severity: 'error', code: error.code, message: error.message, ...where, key })
     }
   }
-  const pastCheckpoint = outside.filter(o => o.segment.footer.firstOffset >= checkpoint)
+  const pastCheckpoint = outside.filter(
+    o => o.segment.footer.firstOffset >= checkpoint && !isFencedLeftover(index, o.key)
+  )
   const orphan = (key: string, why: string) =>
     problems.push({ severity: 'warning', code: 'KB_ORPHAN_SEGMENT', message: `${key} ${why}`, ...where, key })
   const lost = (key: string, why: string) =>
@@ -184,7 +187,12 @@ export async function unindexedSegmentProblems(
     const { firstOffset, lastOffset } = segment.footer
     const copyOf = index.segments.find(s => BigInt(s.firstOffset) <= firstOffset && lastOffset <= BigInt(s.lastOffset))
     const createdAt = new Date(Number(segment.header.createdAtMs))
-    if (isPrunedLeftover(index, firstOffset, lastOffset)) {
+    if (isFencedLeftover(index, key)) {
+      orphan(
+        key,
+        `holds offsets ${firstOffset}..${lastOffset} written by an earlier owner of the partition (epoch ${parseSegmentKey(key)?.epoch}, now ${index.owner?.epoch}) after another worker claimed it; it is not part of the backup (the next prune removes it)`
+      )
+    } else if (isPrunedLeftover(index, firstOffset, lastOffset)) {
       orphan(
         key,
         `holds offsets ${firstOffset}..${lastOffset}, below the index's startOffset ${index.startOffset}: a prune removed it from the index and stopped before deleting it (the next prune removes it)`
@@ -217,6 +225,16 @@ export async function unindexedSegmentProblems(
     }
   }
   return problems
+}
+
+/**
+ * A segment a worker wrote after another worker claimed its partition (docs/architecture.md,
+ * "Workers"): its name carries an owner epoch below the one of the index's newest claim. The
+ * claim fenced its writer off, so no index ever lists it.
+ */
+export function isFencedLeftover(index: PartitionIndex, key: string): boolean {
+  const epoch = parseSegmentKey(key)?.epoch
+  return epoch !== undefined && index.owner !== undefined && epoch < index.owner.epoch
 }
 
 /**

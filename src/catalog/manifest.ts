@@ -5,6 +5,7 @@
  *   {backup_id}/manifest/{revision, 12 digits}.json            (or manifest.json, older versions)
  *   {backup_id}/topics/{topic}/{partition}/index/{revision}.json  (or index.json, older versions)
  *   {backup_id}/topics/{topic}/{partition}/{first offset, 20 digits}.seg
+ *   {backup_id}/topics/{topic}/{partition}/{first offset, 20 digits}-{owner epoch}.seg   (workers)
  *
  * The manifest and the indexes are chains of revisions, each a new object (revisions.ts).
  *
@@ -14,6 +15,7 @@
  * to its schema here; fields the schema does not name are dropped when the document is read.
  */
 import { z } from 'zod'
+import { isBackupError } from '../errors.ts'
 import { SegmentCodecIds } from '../segment/format.ts'
 import type { Storage } from '../storage/storage.ts'
 import { type DocumentKind, readDocument } from './document.ts'
@@ -121,6 +123,21 @@ export const partitionIndexSchema = z.object({
   segments: z.array(segmentEntrySchema),
   gaps: z.array(offsetGapSchema),
   pruned: prunedRangeSchema.optional(),
+  /**
+   * With workers (backup.workers): the worker that claimed the partition. `epoch` is the revision
+   * of the claim; the owner names its segments with it, and a segment outside the index with a
+   * lower epoch is what an earlier owner wrote after it lost the partition (docs/architecture.md,
+   * "Workers").
+   */
+  owner: z
+    .object({
+      epoch: z.int().positive(),
+      worker: z.string(),
+      memberId: z.string(),
+      generation: z.int(),
+      claimedAt: time
+    })
+    .optional(),
   updatedAt: time,
   /** The revision this document is (revisions.ts); absent in an index.json of older versions. */
   revision: z.int().nonnegative().optional()
@@ -159,6 +176,8 @@ export const runEntrySchema = z.object({
   finishedAt: time.optional(),
   /** `interrupted`: the process ended without finishing the run (killed); set by the next run. */
   status: z.enum(['running', 'complete', 'stopped', 'failed', 'interrupted']),
+  /** The worker that ran it, when several share the backup (backup.workers); absent for a lone process. */
+  worker: z.string().optional(),
   records: count,
   bytes: count,
   error: z.string().optional()
@@ -194,8 +213,20 @@ export const partitionDir = (backupId: string, topic: string, partition: number)
 /** Where a partition index's revisions live, as manifestBase. */
 export const indexBase = (backupId: string, topic: string, partition: number) =>
   `${partitionDir(backupId, topic, partition)}/index`
-export const segmentKey = (backupId: string, topic: string, partition: number, firstOffset: bigint) =>
-  `${partitionDir(backupId, topic, partition)}/${firstOffset.toString().padStart(20, '0')}.seg`
+/** `epoch`: the owner's epoch, for segments written by a worker (see `owner` above). */
+export const segmentKey = (backupId: string, topic: string, partition: number, firstOffset: bigint, epoch?: number) =>
+  `${partitionDir(backupId, topic, partition)}/${firstOffset.toString().padStart(20, '0')}${epoch === undefined ? '' : `-${epoch}`}.seg`
+
+/** A segment's file name: its first offset, and the owner epoch of a worker's segment. */
+export const SEGMENT_NAME = /(\d{20})(?:-([1-9]\d{0,11}))?\.seg$/
+
+/** The first offset and owner epoch a segment key names, or undefined for any other key. */
+export function parseSegmentKey(key: string): { firstOffset: bigint; epoch: number | undefined } | undefined {
+  const match = SEGMENT_NAME.exec(key)
+  return match
+    ? { firstOffset: BigInt(match[1]!), epoch: match[2] === undefined ? undefined : Number(match[2]) }
+    : undefined
+}
 
 function manifestKind(backupId: string): DocumentKind<Manifest> {
   return {
@@ -249,7 +280,13 @@ function partitionIndexKind(backupId: string, topic: string, partition: number):
         const field = `segments[${i}]`
         const firstOffset = BigInt(segment.firstOffset)
         const lastOffset = BigInt(segment.lastOffset)
-        const expectedKey = segmentKey(backupId, topic, partition, firstOffset).slice(backupId.length + 1)
+        const expectedKey = segmentKey(
+          backupId,
+          topic,
+          partition,
+          firstOffset,
+          parseSegmentKey(segment.key)?.epoch
+        ).slice(backupId.length + 1)
         if (segment.key !== expectedKey) {
           fail(
             `${field}.key`,
@@ -341,6 +378,34 @@ export function readPartitionIndex(
 export async function writeManifest(storage: Storage, manifest: Manifest): Promise<void> {
   manifest.updatedAt = new Date().toISOString()
   await writeNextRevision(storage, manifestBase(manifest.backupId), manifest, 'manifest')
+}
+
+/**
+ * Applies `change` to the newest manifest (or to `create()` when there is none) and writes it as
+ * the next revision, again from the newest one when another worker wrote first: the manifest of
+ * a backup several workers share (backup.workers). `change` must give the same result applied
+ * to any revision (set this worker's entries, never append blindly).
+ */
+export async function updateManifest(
+  storage: Storage,
+  backupId: string,
+  create: () => Manifest,
+  change: (manifest: Manifest) => void
+): Promise<Manifest> {
+  for (let attempt = 1; ; attempt++) {
+    const manifest = (await readManifest(storage, backupId)) ?? create()
+    change(manifest)
+    try {
+      await writeManifest(storage, manifest)
+      return manifest
+    } catch (error) {
+      // Workers write the manifest a few times per run each: a handful of losses in a row
+      // means something else is wrong.
+      if (!isBackupError(error, 'KB_BACKUP_BUSY') || attempt >= 20) {
+        throw error
+      }
+    }
+  }
 }
 
 /** Writes the index's next revision: the partition's new checkpoint (KB_BACKUP_BUSY as above). */

@@ -1,11 +1,17 @@
 /** `kafka-backup backup`: run a backup described by a config file. */
 
+import { randomUUID } from 'node:crypto'
+import { hostname } from 'node:os'
 import type { Command } from 'commander'
+import type { WorkersOptions } from '../backup/engine.ts'
 import { BackupEngine, type BackupSummary } from '../backup/engine.ts'
 import { summarizeProgress } from '../backup/progress.ts'
+import type { BackupConfig } from '../config/schema.ts'
 import { loadKeyring } from '../crypto/keys.ts'
+import { connectCluster } from '../kafka/connect.ts'
 import type { BackupMetrics } from '../metrics/registry.ts'
 import { backupOptionsFromConfig } from '../options.ts'
+import { loggerFor } from './context.ts'
 import { formatBytes, formatCount, formatRate } from './output.ts'
 import { type RunFlags, runCommand, runEngine } from './run.ts'
 
@@ -29,7 +35,7 @@ Examples:
           config.backup.continuous
             ? undefined
             : 'the one-shot backup was stopped before its end: it is incomplete; run it again to continue',
-        engine: async ({ config, storage, cluster, signal, onWarning }) => {
+        engine: async ({ config, storage, cluster, signal, onWarning, closeWithRun }) => {
           let metrics: BackupMetrics | undefined
           const engine: BackupEngine = new BackupEngine({
             ...backupOptionsFromConfig(config, {
@@ -37,6 +43,7 @@ Examples:
               cluster,
               keys: config.backup.encryption && (await loadKeyring(config.backup.encryption, onWarning))
             }),
+            ...(config.backup.workers.enabled && { workers: workersOptions(config, command, closeWithRun) }),
             signal,
             onWarning,
             onFetch: durationMs => metrics?.fetchDuration.observe(durationMs / 1000),
@@ -86,4 +93,28 @@ Examples:
         }
       })
     )
+}
+
+/**
+ * backup.workers: the group gets its own connections (src/group/work-group.ts says why), under a
+ * client id naming this worker, so that other workers can tell it is alive (DescribeGroups).
+ */
+function workersOptions(
+  config: BackupConfig,
+  command: Command,
+  closeWithRun: (resource: { close(): Promise<void> }) => void
+): WorkersOptions {
+  const workers = config.backup.workers
+  const workerId = `kafka-backup-worker-${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`
+  const cluster = connectCluster({ ...config.source, client_id: workerId })
+  closeWithRun(cluster)
+  return {
+    cluster,
+    groupId: workers.group_id ?? `kafka-backup.${config.backup_id}`,
+    workerId,
+    sessionTimeoutMs: workers.session_timeout_ms,
+    heartbeatIntervalMs: workers.heartbeat_interval_ms,
+    rebalanceTimeoutMs: workers.rebalance_timeout_ms ?? 60_000,
+    logger: loggerFor(command)
+  }
 }

@@ -165,3 +165,58 @@ export const encryptionSchema = z
       refuse(ctx, [], 'expected exactly one of keyring_file and keyring_env')
     }
   })
+
+// ---- workers in a Kafka group (backup.workers; restore can reuse it) ----------------------------
+
+/**
+ * Several processes with the same config sharing one job through a Kafka group
+ * (src/group/work-group.ts). `what` names the job in the descriptions ("backup", "restore");
+ * `defaultGroup` says how the group id is derived when it is not set.
+ */
+export function workersSchema(what: string, defaultGroup: string) {
+  return z
+    .strictObject({
+      enabled: z
+        .boolean()
+        .default(false)
+        .describe(
+          `Run this ${what} as one of several workers: every process started with this config joins the group and the broker's group coordinator splits the work among them. false: one process does all of it, and a second one on the same ${what} is refused.`
+        ),
+      group_id: z
+        .string()
+        .min(1)
+        .max(249)
+        .optional()
+        .describe(`The Kafka group the workers join. Unset: \`${defaultGroup}\`.`),
+      session_timeout_ms: z
+        .int()
+        .min(1000)
+        .default(10_000)
+        .describe(
+          "A worker not heard from for this long is dropped and its share moves to the others (it continues from the last checkpoint). Must lie within the broker's `group.min.session.timeout.ms` (default 6000) and `group.max.session.timeout.ms` (default 1800000)."
+        ),
+      heartbeat_interval_ms: z
+        .int()
+        .min(100)
+        .default(3000)
+        .describe(
+          'How often a worker tells the coordinator it is alive; also how soon it learns that the group changed. Below `session_timeout_ms`.'
+        ),
+      rebalance_timeout_ms: z
+        .int()
+        .min(1000)
+        .optional()
+        .describe(
+          'How long the coordinator waits for every worker to rejoin when the group changes (a worker first makes its open segments durable). Unset: 60000.'
+        )
+    })
+    .superRefine((workers, ctx) => {
+      if (workers.heartbeat_interval_ms >= workers.session_timeout_ms) {
+        fail(ctx, ['heartbeat_interval_ms'], `less than session_timeout_ms (${workers.session_timeout_ms})`)
+      }
+    }, whenValid)
+    .prefault({})
+    .describe(`Workers in a Kafka group sharing this ${what} (README, "Running several workers").`)
+}
+
+export type WorkersConfig = z.infer<ReturnType<typeof workersSchema>>

@@ -35,7 +35,8 @@ import {
   restoreMetadataSchema,
   scramUsersFileSchema,
   storeRecordsSchema,
-  whenValid
+  whenValid,
+  workersSchema
 } from './schema-parts.ts'
 
 /** Codecs for segment frames (docs/segment-format.md). */
@@ -422,6 +423,12 @@ export const backupOptionsSchema = z
       .min(1)
       .optional()
       .describe('Most partitions backed up at once. Unset: all selected partitions.'),
+    rate_limit_bytes_per_sec: byteCount(0)
+      .default(0)
+      .describe(
+        'Cap on bytes fetched per second across all partitions of this process (with workers: per worker). 0: no limit.'
+      ),
+    workers: workersSchema('backup', 'kafka-backup.{backup_id}'),
     retention: z
       .strictObject({
         keep_within: z
@@ -446,6 +453,13 @@ export const backupOptionsSchema = z
     }
     if (backup.frame_max_bytes !== undefined && backup.frame_max_bytes > backup.segment_max_bytes) {
       fail(ctx, ['frame_max_bytes'], `at most segment_max_bytes (${backup.segment_max_bytes})`, backup.frame_max_bytes)
+    }
+    if (backup.workers.enabled && backup.retention !== undefined) {
+      refuse(
+        ctx,
+        ['retention'],
+        'backup.retention cannot be combined with backup.workers: a worker would prune while the others write; run `kafka-backup prune` on a schedule instead'
+      )
     }
   }, whenValid)
   // A default that depends on another key: small segments (OSO-style configs set 64 KiB) get

@@ -18,7 +18,9 @@
  * time, so it would stall every other call sharing that connection.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
+import { DESCRIBE_GROUPS, encodeDescribeGroups } from '../kafka/api/groups.ts'
 import {
+  decodeGroupMemberClients,
   decodeHeartbeat,
   decodeJoinGroup,
   decodeLeaveGroup,
@@ -451,4 +453,15 @@ export function assignItems(
     items.sort()
   }
   return assigned
+}
+
+/** The client ids of the group's members now (DescribeGroups): who is alive in it. */
+export async function groupMemberClients(cluster: KafkaCluster, groupId: string): Promise<string[]> {
+  return cluster.request(
+    { group: groupId },
+    DESCRIBE_GROUPS.apiKey,
+    DESCRIBE_GROUPS.version,
+    encodeDescribeGroups([groupId]),
+    decodeGroupMemberClients
+  )
 }

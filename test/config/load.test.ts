@@ -87,6 +87,8 @@ describe('loadConfig', () => {
         start_offset: 'earliest',
         include_internal_topics: false,
         max_concurrent_partitions: 64,
+        rate_limit_bytes_per_sec: 0,
+        workers: { enabled: false, session_timeout_ms: 10000, heartbeat_interval_ms: 3000 },
         metadata: []
       },
       metrics: { enabled: true, port: 9090, host: '0.0.0.0', keep_alive_seconds: 30 }

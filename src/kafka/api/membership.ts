@@ -155,3 +155,30 @@ function throwRetriable(errorCode: number, what: string): number {
   }
   return errorCode
 }
+
+/** DescribeGroups v5 (encodeDescribeGroups in groups.ts) read for one group's members' client ids. */
+export function decodeGroupMemberClients(r: Reader): string[] {
+  r.readInt32() // throttle time
+  const clients: string[] = []
+  r.readArray(r => {
+    const errorCode = r.readInt16()
+    const groupId = r.readString()
+    r.readString() // state
+    r.readString() // protocol type
+    r.readString() // protocol data
+    r.readArray(r => {
+      r.readString() // member id
+      r.readNullableString() // group instance id
+      clients.push(r.readString())
+      r.readString() // client host
+      r.readBytes() // metadata
+      r.readBytes() // assignment
+    })
+    r.readInt32() // authorized operations
+    if (errorCode !== 0) {
+      throw new ProtocolError(errorCode, `DescribeGroups of ${groupId}`)
+    }
+  })
+  r.skipTaggedFields()
+  return clients
+}
