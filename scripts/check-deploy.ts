@@ -92,7 +92,10 @@ export async function checkDeployFolder(folder: string): Promise<string[]> {
   for (const { object } of secrets) {
     Object.assign(env, object.stringData ?? {})
   }
-  const configs = new Map<string, { backupId: string; mode: string; metricsPort: number | undefined }>()
+  const configs = new Map<
+    string,
+    { backupId: string; mode: string; metricsPort: number | undefined; workers: boolean }
+  >()
   for (const { file, object } of manifests.filter(m => m.object.kind === 'ConfigMap')) {
     for (const [key, text] of Object.entries((object.data ?? {}) as Record<string, string>)) {
       try {
@@ -100,7 +103,8 @@ export async function checkDeployFolder(folder: string): Promise<string[]> {
         configs.set(key, {
           backupId: config.backup_id,
           mode: config.mode,
-          metricsPort: config.metrics?.enabled ? config.metrics.port : undefined
+          metricsPort: config.metrics?.enabled ? config.metrics.port : undefined,
+          workers: config.mode === 'backup' && config.backup.workers.enabled
         })
       } catch (error) {
         problems.push(`${file}: data.${key}: ${(error as Error).message}`)
@@ -116,8 +120,19 @@ export async function checkDeployFolder(folder: string): Promise<string[]> {
     }
     const where = `${file}: ${String(object.kind)}`
     const spec = object.spec as Json
-    if (object.kind === 'Deployment' && (spec.replicas !== 1 || (spec.strategy as Json)?.type !== 'Recreate')) {
-      problems.push(`${where}: expected replicas: 1 and strategy Recreate (one process writes a backup)`)
+    const configOf = (container: Container) =>
+      configs.get(container.args?.[container.args.indexOf('--config') + 1]?.split('/').at(-1) ?? '')
+    // Workers of one backup share it through their Kafka group: any number of replicas, and a
+    // rolling update only moves partitions between them.
+    const workers = containers.every(container => configOf(container)?.workers === true)
+    if (
+      object.kind === 'Deployment' &&
+      !workers &&
+      (spec.replicas !== 1 || (spec.strategy as Json)?.type !== 'Recreate')
+    ) {
+      problems.push(
+        `${where}: expected replicas: 1 and strategy Recreate (one process writes a backup), or backup.workers.enabled in its config`
+      )
     }
     if (object.kind === 'Job' && spec.parallelism !== 1) {
       problems.push(`${where}: expected parallelism: 1 (one process runs a restore)`)

@@ -23,7 +23,8 @@ test('the check refuses a wrong Kubernetes type, a second replica, a bad config 
     assert.ok(text.includes(from), `${file} holds ${from}`)
     writeFileSync(join(folder, file), text.replace(from, to))
   }
-  edit('deployment.yaml', '\n  replicas: 1\n', '\n  replicas: 2\n')
+  // A second replica is refused once its config no longer makes the replicas workers of one group.
+  edit('configmap.yaml', 'workers:\n        enabled: true', 'workers:\n        enabled: false')
   edit('restore-job.yaml', 'containerPort: 9090', 'containerPort: "9090"')
   edit('configmap.yaml', 'checkpoint_interval_secs: 60', 'checkpoint_interval_secs: soon')
   edit('cronjob.yaml', 'path: /health', 'path: /healthz')

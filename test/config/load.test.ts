@@ -217,6 +217,8 @@ describe('parseConfig', () => {
         max_bytes_in_flight: 16 * 1024 * 1024,
         start_offset: 'earliest',
         include_internal_topics: false,
+        rate_limit_bytes_per_sec: 0,
+        workers: { enabled: false, session_timeout_ms: 10000, heartbeat_interval_ms: 3000 },
         metadata: []
       },
       metrics: { enabled: false, port: 9090, host: '0.0.0.0', keep_alive_seconds: 0 }

@@ -14,9 +14,9 @@ import { readManifest, readPartitionIndex } from '../../src/catalog/manifest.ts'
 import { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import { readBackedUpRecords } from '../helpers/backup.ts'
 import { backupYaml, type CliResult, finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
-import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
+import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { clusterAndProducer, produceBatches } from '../helpers/setup.ts'
-import { readTopicRecords } from '../helpers/topic.ts'
+import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 import { until } from '../helpers/wait.ts'
 
 const { cluster, producer } = clusterAndProducer()
@@ -121,6 +121,57 @@ test('three workers share a one-shot backup of 24 partitions: every record once,
   )
   const describe = JSON.parse((await runCli(['describe', '--path', path, '--backup-id', BACKUP_ID, '--json'])).stdout)
   assert.equal(describe.records, PARTITIONS * 300, 'describe sees one backup with every record')
+  const target = `${topic}-restored`
+  const restore = await runCli([
+    'restore',
+    '--config',
+    writeConfig(`mode: restore
+backup_id: ${BACKUP_ID}
+target:
+  bootstrap_servers: ${bootstrapServers()}
+restore:
+  topic_mapping:
+    ${topic}: ${target}
+storage:
+  backend: filesystem
+  path: ${path}
+`)
+  ])
+  assert.equal(restore.code, 0, restore.stderr)
+  assert.deepEqual(
+    contentOf(await readTopicRecords(cluster, target)),
+    contentOf(await readTopicRecords(cluster, topic)),
+    'the restore of the backup the workers shared equals the source topic'
+  )
+})
+
+test('backup.rate_limit_bytes_per_sec caps what one process backs up per second', async () => {
+  const topic = uniqueTopic('rate-limit')
+  await createTopic(cluster, topic, 2)
+  await produceBatches(producer, topic, { partitions: 2, recordsPerPartition: 500, batchRecords: 10, valueBytes: 200 })
+  const path = mkdtempSync(join(tmpdir(), 'kafka-backup-rate-'))
+  const rate = 50_000
+  const chunk = 16_384
+  const startedAt = Date.now()
+  const result = await runCli([
+    'backup',
+    '--json',
+    '--config',
+    writeConfig(
+      backupYaml('rate', topic, path, `backup:\n  rate_limit_bytes_per_sec: ${rate}\n`).replace(
+        'source:\n',
+        `source:\n  kafka_config:\n    fetch.max.bytes: ${chunk}\n    max.partition.fetch.bytes: ${chunk}\n`
+      )
+    )
+  ])
+  const elapsedMs = Date.now() - startedAt
+  assert.equal(result.code, 0, result.stderr)
+  const { bytes, records } = JSON.parse(result.stdout)
+  assert.equal(records, 1000)
+  // A token bucket with one second of burst, and the last fetched chunk taken on credit: the
+  // rest of the bytes take (bytes - rate - chunk) / rate.
+  const floorMs = ((bytes - rate - chunk) / rate) * 1000
+  assert.ok(elapsedMs >= floorMs, `${bytes} bytes at ${rate} B/s took ${elapsedMs} ms, at least ${floorMs} expected`)
 })
 
 test('a worker killed with SIGKILL mid-backup: the others take its partitions over and the backup is exact', async () => {
