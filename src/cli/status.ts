@@ -25,6 +25,7 @@ export function formatJobStatus(status: JobStatus, now = Date.now()): string {
   const run = backup.run
   const lines = [
     `backup ${backup.backupId}: ${run === null ? 'no run yet' : `${run.status} (run started ${run.startedAt}${run.finishedAt ? `, finished ${run.finishedAt}` : ''})`}${run?.error ? `: ${run.error}` : ''}`,
+    ...(backup.workers.length > 0 ? [`  ${backup.workers.length} workers running (backup.workers)`] : []),
     `  ${formatCount(backup.records)} records, ${formatBytes(backup.bytes)} stored, last checkpoint ${age(backup.updatedAt)}`,
     table(
       ['partition', 'start', 'checkpoint', 'records', 'stored', 'segments', 'checkpointed'],

@@ -30,6 +30,8 @@ export interface BackupStatus {
   backupId: string
   /** The newest run: `running` until it ends (or, if killed, until the next run marks it `interrupted`). */
   run: RunEntry | null
+  /** With workers (backup.workers): the runs of the workers still running, one per worker. */
+  workers: RunEntry[]
   partitions: BackupPartitionStatus[]
   records: number
   bytes: number
@@ -104,6 +106,7 @@ export async function readJobStatus(options: StatusOptions): Promise<JobStatus> 
   const backup: BackupStatus = {
     backupId: options.backupId,
     run: manifest.runs.at(-1) ?? null,
+    workers: manifest.runs.filter(r => r.worker !== undefined && r.status === 'running'),
     partitions,
     records: partitions.reduce((sum, p) => sum + p.records, 0),
     bytes: partitions.reduce((sum, p) => sum + p.bytes, 0),
@@ -164,7 +167,11 @@ function percentOf(index: PartitionIndex, position: bigint): number {
 
 /** True while the backup's newest run or any restore shown is still running. */
 export function isRunning(status: JobStatus): boolean {
-  return status.backup.run?.status === 'running' || status.restores.some(r => r.status === 'running')
+  return (
+    status.backup.run?.status === 'running' ||
+    status.backup.workers.length > 0 ||
+    status.restores.some(r => r.status === 'running')
+  )
 }
 
 /** True when the newest backup run or a restore shown ended without completing its work. */

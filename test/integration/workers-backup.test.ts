@@ -197,6 +197,15 @@ test('a worker killed with SIGKILL mid-backup: the others take its partitions ov
   }
   assert.equal((await victim.result).signal, 'SIGKILL')
   await assertExact(storage, path, topic)
+  const runs = (await readManifest(storage, BACKUP_ID))!.runs
+  assert.equal(
+    runs.find(r => r.worker?.includes(`-${victimPid}-`))?.status,
+    'interrupted',
+    'a worker ending its run marked the killed one, gone from the group, interrupted'
+  )
+  assert.equal(runs.filter(r => r.status === 'complete').length, 2)
+  const status = await runCli(['status', '--path', path, '--backup-id', BACKUP_ID, '--json'])
+  assert.deepEqual(JSON.parse(status.stdout).backup.workers, [], 'status shows no worker still running')
   console.log(`# takeover after SIGKILL: ${takeoverMs} ms (session timeout 6000 ms)`)
 })
 
