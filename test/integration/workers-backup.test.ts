@@ -15,7 +15,7 @@ import { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import { readBackedUpRecords } from '../helpers/backup.ts'
 import { backupYaml, type CliResult, finished, runCli, startCli, writeConfig } from '../helpers/cli.ts'
 import { bootstrapServers, createTopic, uniqueTopic } from '../helpers/kafka.ts'
-import { clusterAndProducer, produceBatches } from '../helpers/setup.ts'
+import { clusterAndProducer, produceBatches, produceNumbered } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 import { until } from '../helpers/wait.ts'
 
@@ -265,5 +265,56 @@ test('a worker paused past its session timeout is fenced: its partitions move, i
   }
   console.log(
     `# takeover after SIGSTOP: ${takeoverMs} ms (session timeout 6000 ms); ${leftovers.length} late segments left unindexed`
+  )
+})
+
+test('continuous workers follow the topic between them until SIGTERM, then leave an exact backup', async () => {
+  const topic = uniqueTopic('workers-continuous')
+  const partitions = 6
+  await createTopic(cluster, topic, partitions)
+  await produceBatches(producer, topic, { partitions, recordsPerPartition: 100, batchRecords: 10 })
+  const path = mkdtempSync(join(tmpdir(), 'kafka-backup-workers-'))
+  const storage = new FilesystemStorage({ path })
+  const config = writeConfig(
+    backupYaml(
+      BACKUP_ID,
+      topic,
+      path,
+      `backup:
+  continuous: true
+  checkpoint_interval_secs: 1
+  workers:
+    enabled: true
+    session_timeout_ms: 6000
+    heartbeat_interval_ms: 500
+`
+    )
+  )
+  const checkpointsAt = async (offset: bigint) =>
+    (
+      await Promise.all(Array.from({ length: partitions }, (_, p) => readPartitionIndex(storage, BACKUP_ID, topic, p)))
+    ).every(index => index !== undefined && BigInt(index.nextOffset) === offset)
+  const workers = [0, 1].map(() => startWorker(config))
+  await until(() => checkpointsAt(100n), 'the workers checkpointing every partition at its end')
+  for (let partition = 0; partition < partitions; partition++) {
+    await produceNumbered(producer, topic, partition, 100, 50)
+  }
+  await until(() => checkpointsAt(150n), 'the workers following what was produced after they started')
+  const owners = new Set(
+    (
+      await Promise.all(Array.from({ length: partitions }, (_, p) => readPartitionIndex(storage, BACKUP_ID, topic, p)))
+    ).map(index => index?.owner?.worker)
+  )
+  assert.equal(owners.size, 2, 'both workers hold partitions')
+  for (const worker of workers) {
+    worker.child.kill('SIGTERM')
+  }
+  for (const result of await Promise.all(workers.map(w => w.result))) {
+    assert.equal(result.code, 0, result.stderr)
+  }
+  await assertExact(storage, path, topic)
+  assert.deepEqual(
+    (await readManifest(storage, BACKUP_ID))!.runs.map(r => r.status),
+    ['stopped', 'stopped']
   )
 })
