@@ -8,8 +8,10 @@
  * after checking that the source still continues it: same topic id, log not truncated below
  * the checkpoint (docs/source-changes.md). One process writes a backup at a time: two runs on
  * the same backup_id are coordinated only by the catalogue's revisions: the second to write a
- * checkpoint stops with KB_BACKUP_BUSY. A run and a prune are: a run refuses while a prune
- * holds the backup's lock (catalog/prune.ts).
+ * checkpoint stops with KB_BACKUP_BUSY. With backup.workers, several processes share the backup
+ * instead: a Kafka group assigns each its partitions, and each claims them in their indexes
+ * before writing (docs/architecture.md, "Workers"). A run and a prune are coordinated by the
+ * prune's lock: a run refuses while a prune holds it (catalog/prune.ts).
  *
  * A run never overwrites or deletes an object (docs/architecture.md, "Never overwrite"): every
  * segment, checkpoint and manifest is a new object, and what an interrupted run or prune left

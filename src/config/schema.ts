@@ -426,7 +426,7 @@ export const backupOptionsSchema = z
     rate_limit_bytes_per_sec: byteCount(0)
       .default(0)
       .describe(
-        'Cap on bytes fetched per second across all partitions of this process (with workers: per worker). 0: no limit.'
+        'Cap on bytes backed up per second (record batches written to segments) across all partitions of this process (with workers: per worker); fetching waits while it holds `max_bytes_in_flight`. 0: no limit.'
       ),
     workers: workersSchema('backup', 'kafka-backup.{backup_id}'),
     retention: z
