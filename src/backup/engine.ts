@@ -655,7 +655,7 @@ export class BackupEngine {
    * killed owner finished but did not record) and writes the next revision naming this worker
    * and its epoch. From then on the previous owner's writes of the partition are refused: its
    * next index revision is taken. Returns the tasks, or undefined when the assignment was revoked
-   * meanwhile.
+   * meanwhile or proved stale (another member claimed a partition in a later generation).
    */
   async #claim(
     worker: WorkerState,
@@ -675,16 +675,15 @@ export class BackupEngine {
       listOffsets(cluster, partitions, 'lastStable')
     ])
     const claimedAt = Date.now()
-    const tasks: PartitionTask[] = []
-    for (const { topic, partition } of partitions) {
+    const claimOne = async ({ topic, partition }: { topic: string; partition: number }) => {
       const key = partitionKey(topic, partition)
       const topicId = worker.captured.topics.find(t => t.name === topic)?.topicId
       if (topicId === undefined) {
-        continue
+        return undefined
       }
       for (let attempt = 1; ; attempt++) {
         if (stop.aborted) {
-          return undefined
+          return 'stale'
         }
         let opened: OpenedIndex
         try {
@@ -710,7 +709,7 @@ export class BackupEngine {
             `${topic}/${partition} was claimed by ${index.owner!.worker} in generation ${index.owner!.generation} after this worker's generation ${assignment.generation}; joining the group again`,
             { topic, partition, generation: assignment.generation }
           )
-          return undefined
+          return 'stale'
         }
         index.owner = {
           epoch: (index.revision ?? 0) + 1,
@@ -735,11 +734,15 @@ export class BackupEngine {
           )
         }
         worker.partitions.add(key)
-        tasks.push(this.#newTask(index, topicId, lastStable.get(key), index.owner.epoch))
-        break
+        return this.#newTask(index, topicId, lastStable.get(key), index.owner.epoch)
       }
     }
-    return tasks
+    // Claimed side by side, as a lone run reads its indexes: a worker may hold hundreds.
+    const claimed = await Promise.all(partitions.map(claimOne))
+    if (claimed.includes('stale')) {
+      return undefined
+    }
+    return claimed.filter((task): task is PartitionTask => task instanceof PartitionTask)
   }
 
   /**
@@ -751,13 +754,15 @@ export class BackupEngine {
   async #waitForBackupEnd(worker: WorkerState, revoked: AbortSignal): Promise<'done' | 'continue'> {
     const { storage, backupId } = this.#options
     while (!revoked.aborted) {
-      for (const [item, stopOffset] of worker.pending) {
-        const { topic, partition } = parseItem(item)
-        const index = await readPartitionIndex(storage, backupId, topic, partition)
-        if (worker.deletedTopics.has(topic) || (index !== undefined && BigInt(index.nextOffset) >= stopOffset)) {
-          worker.pending.delete(item)
-        }
-      }
+      await Promise.all(
+        [...worker.pending].map(async ([item, stopOffset]) => {
+          const { topic, partition } = parseItem(item)
+          const index = await readPartitionIndex(storage, backupId, topic, partition)
+          if (worker.deletedTopics.has(topic) || (index !== undefined && BigInt(index.nextOffset) >= stopOffset)) {
+            worker.pending.delete(item)
+          }
+        })
+      )
       if (worker.pending.size === 0) {
         return 'done'
       }

@@ -214,21 +214,25 @@ test('a worker paused past its session timeout is fenced: its partitions move, i
   const workers = [0, 1, 2].map(() => startWorker(config))
   const stale = workers[2]!
   const stalePid = stale.child.pid!
-  // Paused mid-stream: it holds partitions and has made a segment of one durable under its claim,
-  // so it has fetched data in open segments that it will try to write when it wakes up.
+  // Paused mid-stream: all partitions claimed in one generation by the three, and the one to pause
+  // has made a segment durable under its claim, so it has fetched data queued or in open segments
+  // that it will try to write when it wakes up.
   await until(async () => {
-    const held = await owners(storage, topic)
-    if (new Set(held.filter(o => o !== undefined)).size !== 3) {
-      return false
-    }
-    for (const [partition, owner] of held.entries()) {
-      const index = owner === stalePid ? await readPartitionIndex(storage, BACKUP_ID, topic, partition) : undefined
-      if (index?.segments.some(s => s.key.endsWith(`-${index.owner!.epoch}.seg`))) {
-        return true
-      }
-    }
-    return false
-  }, 'all three workers holding partitions, the one to pause writing')
+    const indexes = await Promise.all(
+      Array.from({ length: PARTITIONS }, (_, p) => readPartitionIndex(storage, BACKUP_ID, topic, p))
+    )
+    const claims = indexes.map(index => index?.owner)
+    return (
+      claims.every(owner => owner !== undefined) &&
+      new Set(claims.map(owner => owner!.generation)).size === 1 &&
+      new Set(claims.map(owner => owner!.worker)).size === 3 &&
+      indexes.some(
+        index =>
+          index!.owner!.worker.includes(`-${stalePid}-`) &&
+          index!.segments.some(s => s.key.endsWith(`-${index!.owner!.epoch}.seg`))
+      )
+    )
+  }, 'the three workers holding all partitions in one generation, the one to pause writing')
   const held = (await owners(storage, topic)).flatMap((o, partition) => (o === stalePid ? [partition] : []))
   stale.child.kill('SIGSTOP')
   const stoppedAt = Date.now()
