@@ -742,7 +742,16 @@ export class BackupEngine {
     if (claimed.includes('stale')) {
       return undefined
     }
-    return claimed.filter((task): task is PartitionTask => task instanceof PartitionTask)
+    const tasks = claimed.filter((task): task is PartitionTask => task instanceof PartitionTask)
+    // As a lone run does before its first Fetch: the source must still continue what is stored.
+    await refuseDivergedPartitions(
+      cluster,
+      storage,
+      backupId,
+      tasks.map(task => task.index),
+      options.keys
+    )
+    return tasks
   }
 
   /**
