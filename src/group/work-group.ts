@@ -312,17 +312,20 @@ function startHeartbeat(options: WorkGroupOptions, assignment: Assignment): Hear
   const stopped = new AbortController()
   let lost = false
   const revokeWith = (reason: RevokeReason, detail: string) => {
+    lost ||= reason === 'lost'
     if (!revoke.signal.aborted) {
-      lost ||= reason === 'lost'
       logger?.info({ groupId, memberId: assignment.memberId, generation: assignment.generation, reason }, detail)
       revoke.abort(new AssignmentRevoked(reason, detail))
     }
   }
   const onStop = () => revokeWith('stopped', 'the run is stopping')
   signal.addEventListener('abort', onStop, { once: true })
+  // Heartbeats go on after a rebalance or stop revoked the assignment, until the callback has
+  // returned: the coordinator keeps a member that is still giving its items up (making its data
+  // durable can outlast the session timeout) only while it hears from it.
   const loop = async () => {
     let lastSuccess = Date.now()
-    const stop = AbortSignal.any([stopped.signal, revoke.signal])
+    const stop = stopped.signal
     while (!stop.aborted) {
       await sleep(heartbeatIntervalMs, undefined, { signal: stop }).catch(() => {})
       if (stop.aborted) {
@@ -350,14 +353,19 @@ function startHeartbeat(options: WorkGroupOptions, assignment: Assignment): Hear
         logger?.warn({ groupId, error: (error as Error).message }, 'work group heartbeat failed; retrying')
         continue
       }
-      if (code === 0) {
+      if (code === 0 || errorName(code) === 'REBALANCE_IN_PROGRESS') {
         lastSuccess = Date.now()
-      } else if (errorName(code) === 'REBALANCE_IN_PROGRESS') {
+      }
+      if (errorName(code) === 'REBALANCE_IN_PROGRESS') {
         revokeWith('rebalance', 'the work group is rebalancing')
-      } else if (forgetsMember(code)) {
-        revokeWith('lost', `the coordinator dropped this member (${errorName(code)})`)
-      } else {
-        revokeWith('lost', `heartbeat failed with ${errorName(code)}`)
+      } else if (code !== 0) {
+        revokeWith(
+          'lost',
+          forgetsMember(code)
+            ? `the coordinator dropped this member (${errorName(code)})`
+            : `heartbeat failed with ${errorName(code)}`
+        )
+        return
       }
     }
   }
