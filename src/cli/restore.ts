@@ -4,10 +4,12 @@ import type { Command } from 'commander'
 import type { RestoreConfig } from '../config/schema.ts'
 import { loadKeyring } from '../crypto/keys.ts'
 import { aclName, quotaEntityName } from '../kafka/cluster-metadata-codes.ts'
+import { connectCluster } from '../kafka/connect.ts'
 import type { RestoreMetrics } from '../metrics/registry.ts'
 import { restoreOptionsFromConfig } from '../options.ts'
-import { RestoreEngine, type RestoreSummary } from '../restore/engine.ts'
+import { RestoreEngine, type RestoreSummary, type RestoreWorkers } from '../restore/engine.ts'
 import { openStorage } from '../storage/open.ts'
+import { loggerFor } from './context.ts'
 import { formatBytes, formatCount, formatRate, table } from './output.ts'
 import { type RunFlags, runCommand, runEngine } from './run.ts'
 
@@ -56,6 +58,32 @@ Examples:
           if (stateStorage) {
             closeWithRun(stateStorage)
           }
+          const workers = config.restore.workers
+          let workGroup: RestoreWorkers | undefined
+          if (workers.enabled && !config.restore.dry_run) {
+            const { runWorkGroup } = await import('../group/work-group.ts')
+            // The group needs connections of its own: JoinGroup is held at the coordinator.
+            const groupCluster = connectCluster(config.target)
+            closeWithRun(groupCluster)
+            const logger = loggerFor(command)
+            workGroup = {
+              groupId: workers.group_id,
+              join: (groupId, items, onAssignment) =>
+                runWorkGroup(
+                  {
+                    cluster: groupCluster,
+                    groupId,
+                    items,
+                    sessionTimeoutMs: workers.session_timeout_ms,
+                    heartbeatIntervalMs: workers.heartbeat_interval_ms,
+                    rebalanceTimeoutMs: workers.rebalance_timeout_ms ?? 60_000,
+                    signal,
+                    logger
+                  },
+                  onAssignment
+                )
+            }
+          }
           let metrics: RestoreMetrics | undefined
           const engine: RestoreEngine = new RestoreEngine({
             ...restoreOptionsFromConfig(config, {
@@ -64,6 +92,7 @@ Examples:
               stateStorage,
               keys: config.restore.encryption && (await loadKeyring(config.restore.encryption, onWarning))
             }),
+            workers: workGroup,
             signal,
             onWarning,
             onRequest: durationMs => metrics?.produceDuration.observe(durationMs / 1000),
@@ -122,6 +151,12 @@ function printSummary(summary: RestoreSummary, restore: RestoreConfig['restore']
       `(${formatRate(summary.bytes, summary.durationMs)})` +
       (restore.erase ? `; ${formatCount(summary.erasedRecords)} records erased (restore.erase)` : '')
   )
+  if (summary.worker) {
+    console.log(
+      `  this worker (group ${summary.worker.groupId}) restored ${summary.worker.partitions.length} of the partitions: ` +
+        `${formatCount(summary.worker.records)} records, ${formatBytes(summary.worker.bytes)}`
+    )
+  }
   for (const group of summary.consumerGroups) {
     console.log(`  consumer group ${group.groupId}: ${group.offsets.length} partition offsets committed`)
   }

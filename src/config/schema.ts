@@ -607,7 +607,10 @@ export const restoreOptionsSchema = z
       .describe(
         'Produce requests in flight per partition. At most 5: the idempotent producer only keeps order within 5.'
       ),
-    ...rebuildingRestoreKeys(topicName)
+    ...rebuildingRestoreKeys(topicName),
+    workers: workersSchema('restore', 'kafka-backup.restore.{backup_id}.{restore_id}').describe(
+      'Several restore processes share one restore (docs/architecture.md, "Sharded restore"): each runs the same config, the group coordinator of the target cluster splits the backed-up partitions between them, a worker that dies has its partitions taken over, and the consumer-group offsets are committed once, when every partition is restored. Every worker waits for the whole restore and exits 0 only when all of it is complete. The group id defaults to `kafka-backup.restore.{backup_id}.{restore_id}`. Not with `repartition.enabled`.'
+    )
   })
   .extend({ metadata: restoreMetadataSchema, scram_users_file: scramUsersFileSchema })
   .superRefine((restore, ctx) => {
@@ -617,6 +620,15 @@ export const restoreOptionsSchema = z
     }
     if (restore.reset_consumer_offsets && restore.consumer_groups.length === 0) {
       fail(ctx, ['consumer_groups'], 'at least one group because reset_consumer_offsets is true')
+    }
+    if (restore.workers.enabled && restore.repartition.enabled) {
+      // A re-partitioned target partition is filled from every source partition in turn, so
+      // the source partitions of a topic cannot be split between workers.
+      refuse(
+        ctx,
+        ['workers', 'enabled'],
+        'cannot be true with repartition.enabled: a re-partitioned topic is written from all its source partitions in turn by one process; restore it with one worker'
+      )
     }
     const targets = new Map<string, string>()
     for (const [source, target] of Object.entries(restore.topic_mapping)) {

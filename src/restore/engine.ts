@@ -17,10 +17,12 @@
  * Everything that can refuse a restore is checked before anything is written, and a dry run
  * runs the same checks, so it fails where the real run would.
  */
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { ConsumerGroupEntry } from '../catalog/manifest.ts'
 import type { ClusterMetadataKind } from '../config/schema-parts.ts'
 import type { KeyProvider } from '../crypto/keys.ts'
 import { BackupError, isBackupError } from '../errors.ts'
-import { findTopics, listOffsets, partitionKey } from '../kafka/admin.ts'
+import { findTopics, listOffsets, partitionKey, type TopicInfo } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
 import { initProducerId } from '../kafka/raw-produce.ts'
 import { Outage, untilAborted } from '../kafka/retry.ts'
@@ -42,15 +44,34 @@ import { TopicRouter } from './repartition.ts'
 import { checkBackupKeys, readPartitionBatches } from './source.ts'
 import {
   type CommittedGroup,
+  listDoneRecords,
+  PARTITION_STATE_FORMAT,
+  type PartitionDocument,
   type PartitionState,
+  partitionStateBase,
   RESTORE_STATE_FORMAT,
   RESTORE_STATE_VERSION,
   type RestoreState,
+  readDoneRecord,
+  readPartitionDocument,
+  readRestoreState,
   restoreIdOf,
   restoreStateBase,
+  writeDoneRecord,
+  writePartitionDocument,
   writeRestoreState
 } from './state.ts'
-import { checkTarget, coalesceLimits, createTargetTopics } from './target.ts'
+import {
+  checkTarget,
+  checkTargetTopics,
+  coalesceLimits,
+  createTargetTopics,
+  discardedMessage,
+  pairKey,
+  reconcilePartition,
+  type TargetCheck,
+  targetOffsets
+} from './target.ts'
 import { mayOverlap } from './window.ts'
 
 export interface RestoreOptions extends PlanOptions {
@@ -91,6 +112,11 @@ export interface RestoreOptions extends PlanOptions {
   clusterMetadata?: readonly ClusterMetadataKind[]
   /** restore.scram_users_file: passwords of the SCRAM users to create. */
   scramUsersFile?: string
+  /**
+   * restore.workers: this process is one of several that share the restore through a group
+   * (docs/architecture.md, "Sharded restore"); unset: it restores every planned partition.
+   */
+  workers?: RestoreWorkers
   signal?: AbortSignal
   onWarning?: (message: string, context: Record<string, unknown>) => void
   onRequest?: (durationMs: number, bytes: number) => void
@@ -99,6 +125,29 @@ export interface RestoreOptions extends PlanOptions {
    * out on the way (restore.erase).
    */
   onAcknowledged?: (records: number, bytes: number, erased: number) => void
+}
+
+/** One assignment of a work group: the items this member owns until `revoked` aborts. */
+export interface WorkAssignment {
+  generation: number
+  memberId: string
+  items: string[]
+}
+
+/**
+ * Joins group `groupId` sharing `items` and calls `onAssignment` with each assignment; resolves
+ * once `onAssignment` says 'done' (the member then leaves) or the run's signal aborts.
+ */
+export type JoinWorkGroup = (
+  groupId: string,
+  items: string[],
+  onAssignment: (assignment: WorkAssignment, revoked: AbortSignal) => Promise<'done' | 'continue'>
+) => Promise<void>
+
+export interface RestoreWorkers {
+  /** Unset: `kafka-backup.restore.{backup id}.{restore id}`. */
+  groupId?: string
+  join: JoinWorkGroup
 }
 
 export interface RestoreSummary {
@@ -125,6 +174,11 @@ export interface RestoreSummary {
   consumerGroups: CommittedGroup[]
   /** With restore.metadata: the ACLs, quotas and SCRAM credentials created (a dry run: to create). */
   metadata?: ClusterMetadataChanges
+  /**
+   * With restore.workers: what this worker restored itself (the rest of the summary is the
+   * whole restore, all workers together).
+   */
+  worker?: { groupId: string; partitions: string[]; records: number; bytes: number }
 }
 
 /** The plan's changes without the passwords, for the summary. */
@@ -137,6 +191,41 @@ function metadataChanges(plan: ClusterMetadataPlan | undefined): ClusterMetadata
       unchanged: plan.unchanged
     }
   )
+}
+
+/** What the sharded run takes over from the preparation that every run shares. */
+interface ShardedRun {
+  plan: RestorePlan
+  restoreId: string
+  clusterId: string | null
+  check: TargetCheck
+  groups: ConsumerGroupEntry[]
+  metadataPlan: ClusterMetadataPlan | undefined
+  applyMetadata: () => Promise<unknown>
+  notes: string[]
+  startedAt: number
+  signal: AbortSignal
+}
+
+/**
+ * The work item besides the partitions: its holder ends the restore (#finish). Topic names
+ * cannot hold '/', partition items always do, so it never names a partition.
+ */
+const FINISH_ITEM = 'finish'
+/** How often a worker whose share is done looks for the done records of the others. */
+const SHARE_POLL_MS = 1000
+/** Partition states read and claimed at once when an assignment starts. */
+const CLAIM_CONCURRENCY = 16
+
+/** Runs `work` for each item, at most `limit` at a time. */
+async function forEachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const lane = async () => {
+    while (next < items.length) {
+      await work(items[next++]!)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane))
 }
 
 const MAX_RESTARTS = 30
@@ -190,8 +279,9 @@ export class RestoreEngine {
     this.#stateStorage = options.stateStorage ?? options.storage
   }
 
+  /** The partitions this process is restoring (with workers: its current share). */
   progress(): PartitionState[] {
-    return this.#state?.partitions ?? []
+    return this.#progress.map(p => p.state)
   }
 
   /** Records in the segments the plan reads (an upper bound with a time window). */
@@ -266,7 +356,10 @@ export class RestoreEngine {
     const metadata = await options.cluster.metadata([])
     const restoreId = restoreIdOf(plan, metadata.id, options.window, this.#eraser?.fingerprint)
     const partitions = plan.topics.flatMap(t => t.partitions)
-    const check = await checkTarget(options, this.#stateStorage, plan, restoreId)
+    // With workers, saved progress is per partition and reconciled when a worker claims one.
+    const check: TargetCheck = options.workers
+      ? { ...(await checkTargetTopics(options, plan)), partitions: [], previous: undefined }
+      : await checkTarget(options, this.#stateStorage, plan, restoreId)
     for (const topic of plan.topics.filter(t => t.repartitioned)) {
       check.notes.push(
         `${topic.sourceTopic} is re-partitioned by key from ${topic.manifestPartitionCount} into the ${topic.partitionCount} partitions of ${topic.targetTopic} (restore.repartition): its batches are decoded and rebuilt`
@@ -316,6 +409,21 @@ export class RestoreEngine {
         consumerGroups: [],
         metadata: metadataChanges(metadataPlan)
       }
+    }
+
+    if (options.workers) {
+      return this.#runSharded(options.workers, {
+        plan,
+        restoreId,
+        clusterId: metadata.id,
+        check,
+        groups,
+        metadataPlan,
+        applyMetadata: () => (metadataPlan ? applyClusterMetadata(metadataOptions, metadataPlan) : Promise.resolve()),
+        notes,
+        startedAt,
+        signal
+      })
     }
 
     const now = new Date().toISOString()
@@ -375,50 +483,8 @@ export class RestoreEngine {
         options.onWarning?.(`could not save the restore state: ${(error as Error).message}`, {})
       )
     }, options.checkpointIntervalMs)
-    const outage = new Outage({
-      what: 'restore',
-      deadlineMs: options.cluster.unreachableTimeoutMs,
-      deadlineKey: options.cluster.unreachableTimeoutKey,
-      signal,
-      onRetry: options.onWarning
-    })
-    const acknowledged = () => state.partitions.reduce((sum, p) => sum + p.records, 0)
     try {
-      for (let restarts = 0; ; ) {
-        const active = this.#progress.filter(p => !p.state.done)
-        if (active.length === 0 || signal.aborted) {
-          break
-        }
-        const acknowledgedBefore = acknowledged()
-        try {
-          // A stop does not wait for a broker that does not answer: what the target acknowledged
-          // is saved below, and a rerun reconciles with the target's end offsets.
-          await untilAborted(this.#sendAll(active, byTarget, signal), signal)
-        } catch (error) {
-          if (signal.aborted) {
-            break
-          }
-          if (acknowledged() > acknowledgedBefore) {
-            outage.recovered()
-          }
-          // A pass starts by reading end offsets and metadata: brokers that are away (stopped,
-          // restarting) are waited for until the cluster's unreachable timeout.
-          if (isBackupError(error, 'KB_KAFKA_UNREACHABLE')) {
-            await outage.retry(error)
-            continue
-          }
-          if (!(error instanceof RestartNeeded)) {
-            throw error
-          }
-          if (restarts++ >= MAX_RESTARTS) {
-            throw new BackupError('KB_KAFKA', `restore gave up after ${restarts} restarts: ${error.message}`, {
-              cause: error
-            })
-          }
-          options.onWarning?.(`restarting the restore from its acknowledged position: ${error.message}`, {})
-          await outage.retry(undefined)
-        }
-      }
+      await this.#restoreUntilDone(byTarget, signal)
       if (!signal.aborted && options.resetConsumerOffsets) {
         state.consumerGroups = await commitTranslatedOffsets(options.cluster, groups, this.#progress)
       }
@@ -452,6 +518,444 @@ export class RestoreEngine {
       durationMs: Date.now() - startedAt,
       consumerGroups: state.consumerGroups,
       metadata: metadataChanges(metadataPlan)
+    }
+  }
+
+  /**
+   * This process is one of several workers of the restore (docs/architecture.md, "Sharded
+   * restore"): it joins the group, restores the source partitions the coordinator assigns it,
+   * each claimed in its own state chain before anything is produced, and then waits until every
+   * partition of the restore is done, taking over those of workers that leave or die. The member
+   * that holds FINISH_ITEM checks the target, commits the group offsets and writes the merged
+   * restore state, which every worker waits for before it reports the restore complete.
+   */
+  async #runSharded(workers: RestoreWorkers, run: ShardedRun): Promise<RestoreSummary> {
+    const options = this.#options
+    const { plan, restoreId, signal } = run
+    if (plan.topics.some(t => t.repartitioned)) {
+      throw new BackupError(
+        'KB_CONFIG_INVALID',
+        'restore.workers cannot share a re-partitioned restore (restore.repartition): a re-partitioned topic is written from all its source partitions in turn by one process',
+        { path: 'restore.workers.enabled' }
+      )
+    }
+    const topicsCreated = await createTargetTopics(
+      options.cluster,
+      run.check.toCreate,
+      options.defaultReplicationFactor,
+      true
+    )
+    const topics = await findTopics(
+      options.cluster,
+      plan.topics.map(t => t.targetTopic)
+    )
+    const targetTopicIds: Record<string, string> = {}
+    for (const topic of plan.topics) {
+      const found = topics.get(topic.targetTopic)
+      if (!found) {
+        throw new BackupError('KB_KAFKA', `target topic ${topic.targetTopic} is missing from the cluster metadata`, {
+          topic: topic.targetTopic
+        })
+      }
+      targetTopicIds[topic.targetTopic] = found.topicId
+    }
+    this.#coalesceLimits = await coalesceLimits(options, plan)
+    const byItem = new Map(
+      plan.topics.flatMap(t => t.partitions).map(p => [`${p.sourceTopic}/${p.sourcePartition}`, p])
+    )
+    const groupId = workers.groupId ?? `kafka-backup.restore.${options.backupId}.${restoreId}`
+    const share = new Map<string, PartitionState>()
+    let finished: RestoreState | undefined
+    await workers.join(groupId, [FINISH_ITEM, ...byItem.keys()], async (assignment, revoked) => {
+      const assigned = AbortSignal.any([signal, revoked])
+      finished ??= await this.#finishedState(restoreId)
+      if (finished) {
+        return 'done'
+      }
+      const items = assignment.items.filter(item => item !== FINISH_ITEM)
+      const fence = new AbortController()
+      const working = AbortSignal.any([assigned, fence.signal])
+      const claimed = await this.#claim(
+        items.map(item => byItem.get(item)!),
+        { restoreId, assignment, targetTopicIds, topics },
+        working
+      )
+      await this.#restoreShare(claimed, fence, working, signal)
+      for (const document of claimed) {
+        if (document.partition.done) {
+          share.set(`${document.partition.sourceTopic}/${document.partition.sourcePartition}`, document.partition)
+        }
+      }
+      if (working.aborted) {
+        return 'continue'
+      }
+      if (!(await this.#waitFor(() => this.#allDone(restoreId), assigned))) {
+        return 'continue'
+      }
+      finished = assignment.items.includes(FINISH_ITEM)
+        ? await this.#finish(run, targetTopicIds)
+        : await this.#waitFor(() => this.#finishedState(restoreId), assigned)
+      return finished ? 'done' : 'continue'
+    })
+    const restored = [...share.values()]
+    const worker = {
+      groupId,
+      partitions: [...share.keys()],
+      records: restored.reduce((sum, p) => sum + p.records, 0),
+      bytes: restored.reduce((sum, p) => sum + p.bytes, 0)
+    }
+    if (!finished && !signal.aborted) {
+      throw new BackupError(
+        'KB_KAFKA',
+        `this worker left group ${groupId} before restore ${restoreId} was complete; run it again to continue`,
+        { groupId }
+      )
+    }
+    const partitions = finished?.partitions ?? restored
+    return {
+      restoreId,
+      backupId: options.backupId,
+      status: finished ? 'complete' : 'stopped',
+      dryRun: false,
+      partitions: partitions.map(p => ({
+        source: `${p.sourceTopic}/${p.sourcePartition}`,
+        target: `${p.targetTopic}/${p.targetPartition}`,
+        records: p.records,
+        bytes: p.bytes,
+        erasedRecords: p.erasedRecords
+      })),
+      topicsCreated,
+      notes: run.notes,
+      records: partitions.reduce((sum, p) => sum + p.records, 0),
+      bytes: partitions.reduce((sum, p) => sum + p.bytes, 0),
+      erasedRecords: partitions.reduce((sum, p) => sum + p.erasedRecords, 0),
+      durationMs: Date.now() - run.startedAt,
+      consumerGroups: finished?.consumerGroups ?? [],
+      metadata: metadataChanges(run.metadataPlan),
+      worker
+    }
+  }
+
+  /**
+   * Claims the assigned partitions that are not done yet: reconciles each one's saved state with
+   * the target and writes its next revision under this member's name, before anything is
+   * produced. A partition whose next revision another worker took meanwhile is left to it.
+   */
+  async #claim(
+    assigned: PartitionPlan[],
+    context: {
+      restoreId: string
+      assignment: WorkAssignment
+      targetTopicIds: Record<string, string>
+      topics: Map<string, TopicInfo>
+    },
+    signal: AbortSignal
+  ): Promise<PartitionDocument[]> {
+    const options = this.#options
+    const { restoreId, assignment, targetTopicIds } = context
+    const storage = this.#stateStorage
+    const done = await listDoneRecords(storage, options.backupId, restoreId)
+    const open = assigned.filter(
+      p => (done.get(`${p.sourceTopic}/${p.sourcePartition}`)?.end ?? -1n) < BigInt(p.index.nextOffset)
+    )
+    const { logStart, highWatermark } = await targetOffsets(options.cluster, open, context.topics)
+    const claimed: PartitionDocument[] = []
+    await forEachLimited(open, CLAIM_CONCURRENCY, async p => {
+      if (signal.aborted) {
+        return
+      }
+      const saved = await readPartitionDocument(storage, options.backupId, restoreId, p.sourceTopic, p.sourcePartition)
+      const targetTopicId = targetTopicIds[p.targetTopic]!
+      const target = partitionKey(p.targetTopic, p.targetPartition)
+      const stateFile = `${storage.location}/${partitionStateBase(options.backupId, restoreId, p.sourceTopic, p.sourcePartition)}`
+      const state = reconcilePartition(p, saved?.partition, {
+        sameTopic: saved?.targetTopicId === targetTopicId,
+        logStart: logStart.get(target) ?? 0n,
+        highWatermark: highWatermark.get(target) ?? 0n,
+        stateFile,
+        allowNonEmptyTarget: options.allowNonEmptyTarget,
+        repartitioned: false
+      })
+      if (saved && state !== saved.partition && (saved.partition.records > 0 || saved.partition.done)) {
+        options.onWarning?.(discardedMessage(stateFile, p.targetTopic, targetTopicId), { topic: p.targetTopic })
+      }
+      const document: PartitionDocument = {
+        format: PARTITION_STATE_FORMAT,
+        formatVersion: 1,
+        toolVersion,
+        restoreId,
+        backupId: options.backupId,
+        owner: { memberId: assignment.memberId, generation: assignment.generation },
+        targetTopicId,
+        updatedAt: new Date().toISOString(),
+        revision: saved?.revision,
+        partition: state
+      }
+      try {
+        await writePartitionDocument(storage, document)
+      } catch (error) {
+        if (!isBackupError(error, 'KB_BACKUP_BUSY')) {
+          throw error
+        }
+        options.onWarning?.(
+          `${p.sourceTopic}/${p.sourcePartition} was claimed by another worker meanwhile; leaving it to that worker`,
+          { topic: p.sourceTopic, partition: p.sourcePartition }
+        )
+        return
+      }
+      claimed.push(document)
+    })
+    return claimed
+  }
+
+  /**
+   * Restores the claimed partitions, saving each one's revision chain at every checkpoint and a
+   * done record once it is done. A revision another worker wrote first means the partition was
+   * given to that worker: `fence` aborts this share at once, and nothing more is written.
+   */
+  async #restoreShare(
+    claimed: PartitionDocument[],
+    fence: AbortController,
+    signal: AbortSignal,
+    stop: AbortSignal
+  ): Promise<void> {
+    const options = this.#options
+    const storage = this.#stateStorage
+    const plans = new Map(this.#plan!.topics.flatMap(t => t.partitions).map(p => [pairKey(p), p]))
+    const byTarget = new Map(
+      claimed.map(d => {
+        const p = plans.get(pairKey(d.partition))!
+        return [`${p.targetTopic}/${p.targetPartition}`, p]
+      })
+    )
+    this.#progress = claimed.map(d => new PartitionProgress(d.partition))
+    const entries = claimed.map((document, i) => ({ document, progress: this.#progress[i]!, saved: '' }))
+    const changeOf = (state: PartitionState) => `${state.records}:${state.sourceNextOffset}:${state.done}`
+    for (const entry of entries) {
+      entry.saved = changeOf(entry.document.partition)
+    }
+    let saving = Promise.resolve()
+    const save = () => {
+      saving = saving.then(async () => {
+        for (const entry of entries) {
+          const state = entry.document.partition
+          if (fence.signal.aborted || changeOf(state) === entry.saved) {
+            continue
+          }
+          entry.progress.sync()
+          try {
+            await writePartitionDocument(storage, entry.document)
+          } catch (error) {
+            if (isBackupError(error, 'KB_BACKUP_BUSY')) {
+              options.onWarning?.(
+                `${state.sourceTopic}/${state.sourcePartition} was taken over by another worker (${(error as Error).message}); this worker stops its share`,
+                { topic: state.sourceTopic, partition: state.sourcePartition }
+              )
+              fence.abort()
+              return
+            }
+            throw error
+          }
+          entry.saved = changeOf(state)
+          if (state.done) {
+            await writeDoneRecord(storage, entry.document)
+          }
+        }
+      })
+      return saving
+    }
+    const checkpointTimer = setInterval(() => {
+      save().catch(error => options.onWarning?.(`could not save the restore state: ${(error as Error).message}`, {}))
+    }, options.checkpointIntervalMs)
+    try {
+      await this.#restoreUntilDone(byTarget, signal, stop)
+    } finally {
+      clearInterval(checkpointTimer)
+      await saving.catch(() => {})
+      await save()
+    }
+    // Done before this claim (killed between its last revision and its done record).
+    for (const entry of entries.filter(e => e.document.partition.done && !fence.signal.aborted)) {
+      await writeDoneRecord(storage, entry.document)
+    }
+  }
+
+  /** Every planned partition has a done record at (or past) the end the plan restores to. */
+  async #allDone(restoreId: string): Promise<boolean> {
+    const done = await listDoneRecords(this.#stateStorage, this.#options.backupId, restoreId)
+    return this.#plan!.topics.every(t =>
+      t.partitions.every(
+        p => (done.get(`${p.sourceTopic}/${p.sourcePartition}`)?.end ?? -1n) >= BigInt(p.index.nextOffset)
+      )
+    )
+  }
+
+  /** The merged restore state when it says that all of this plan is restored, else undefined. */
+  async #finishedState(restoreId: string): Promise<RestoreState | undefined> {
+    const state = await readRestoreState(this.#stateStorage, this.#options.backupId, restoreId)
+    if (state?.status !== 'complete') {
+      return undefined
+    }
+    const saved = new Map(state.partitions.map(p => [pairKey(p), p]))
+    const covered = this.#plan!.topics.every(t =>
+      t.partitions.every(p => {
+        const partition = saved.get(pairKey(p))
+        return partition?.done === true && BigInt(partition.sourceNextOffset) >= BigInt(p.index.nextOffset)
+      })
+    )
+    return covered ? state : undefined
+  }
+
+  /**
+   * Polls `check` until it returns a value (true counts) or `signal` aborts (then undefined):
+   * workers learn that others are done from storage, where the done records are.
+   */
+  async #waitFor<T>(check: () => Promise<T | undefined | false>, signal: AbortSignal): Promise<T | undefined> {
+    while (!signal.aborted) {
+      const result = await check()
+      if (result) {
+        return result
+      }
+      await sleep(SHARE_POLL_MS, undefined, { signal }).catch(() => {})
+    }
+    return undefined
+  }
+
+  /**
+   * The end of a sharded restore, done once by the member holding FINISH_ITEM: checks that each
+   * target partition ends where its done record says (a worker that lost a partition but kept
+   * writing, or another writer, would show there), applies the cluster metadata, commits the
+   * translated group offsets and writes the merged restore state, which marks the restore
+   * complete for every worker, for reruns (no second commit) and for the offsets, report and
+   * status commands. A merged state already there (another finisher) is taken as it is.
+   */
+  async #finish(run: ShardedRun, targetTopicIds: Record<string, string>): Promise<RestoreState> {
+    const options = this.#options
+    const storage = this.#stateStorage
+    const { restoreId } = run
+    const previous = await readRestoreState(storage, options.backupId, restoreId)
+    const already = await this.#finishedState(restoreId)
+    if (already) {
+      return already
+    }
+    const done = await listDoneRecords(storage, options.backupId, restoreId)
+    const planned = run.plan.topics.flatMap(t => t.partitions)
+    const documents = await Promise.all(
+      planned.map(p => readDoneRecord(storage, done.get(`${p.sourceTopic}/${p.sourcePartition}`)!.key))
+    )
+    const ends = await listOffsets(
+      options.cluster,
+      planned.map(p => ({ topic: p.targetTopic, partition: p.targetPartition })),
+      'latest'
+    )
+    for (const { partition: state } of documents) {
+      const end = ends.get(partitionKey(state.targetTopic, state.targetPartition)) ?? 0n
+      if (end !== BigInt(state.targetNextOffset)) {
+        throw new BackupError(
+          'KB_TARGET_CHANGED',
+          `target partition ${state.targetTopic}/${state.targetPartition} ends at ${end}, but the restore of ${state.sourceTopic}/${state.sourcePartition} ended it at ${state.targetNextOffset}: ` +
+            'something else wrote to it during the restore (or a worker that lost it kept writing); no consumer group offsets were committed',
+          {
+            topic: state.targetTopic,
+            partition: state.targetPartition,
+            offset: state.targetNextOffset,
+            found: end.toString()
+          }
+        )
+      }
+    }
+    await run.applyMetadata()
+    const progress = documents.map(d => new PartitionProgress(d.partition))
+    const now = new Date().toISOString()
+    const state: RestoreState = {
+      format: RESTORE_STATE_FORMAT,
+      formatVersion: RESTORE_STATE_VERSION,
+      toolVersion,
+      restoreId,
+      backupId: options.backupId,
+      status: 'complete',
+      startedAt: previous?.startedAt ?? new Date(run.startedAt).toISOString(),
+      updatedAt: now,
+      finishedAt: now,
+      target: { clusterId: run.clusterId, bootstrapServers: options.bootstrapServers },
+      targetTopicIds,
+      window: {
+        start: options.window.start?.toString() ?? null,
+        end: options.window.end?.toString() ?? null
+      },
+      partitions: documents.map(d => d.partition),
+      consumerGroups: options.resetConsumerOffsets
+        ? await commitTranslatedOffsets(options.cluster, run.groups, progress)
+        : [],
+      revision: previous?.revision
+    }
+    try {
+      await writeRestoreState(storage, state)
+    } catch (error) {
+      const other = isBackupError(error, 'KB_BACKUP_BUSY') && (await this.#finishedState(restoreId))
+      if (!other) {
+        throw error
+      }
+      return other
+    }
+    return state
+  }
+
+  /**
+   * Restores the partitions of `#progress` until each is done or `signal` aborts, starting over
+   * from what the target acknowledged when a leader moves, and waiting out a cluster that is
+   * away (until its unreachable timeout). When `stop` (default: `signal`) aborts, the requests
+   * in flight are abandoned; when only `signal` does (a worker giving its partitions up), they
+   * are waited for, so that nothing this worker sent lands after the next owner took over.
+   */
+  async #restoreUntilDone(
+    byTarget: Map<string, PartitionPlan>,
+    signal: AbortSignal,
+    stop: AbortSignal = signal
+  ): Promise<void> {
+    const options = this.#options
+    const outage = new Outage({
+      what: 'restore',
+      deadlineMs: options.cluster.unreachableTimeoutMs,
+      deadlineKey: options.cluster.unreachableTimeoutKey,
+      signal,
+      onRetry: options.onWarning
+    })
+    const acknowledged = () => this.#progress.reduce((sum, p) => sum + p.state.records, 0)
+    for (let restarts = 0; ; ) {
+      const active = this.#progress.filter(p => !p.state.done)
+      if (active.length === 0 || signal.aborted) {
+        return
+      }
+      const acknowledgedBefore = acknowledged()
+      try {
+        // A stop does not wait for a broker that does not answer: what the target acknowledged
+        // is saved by the caller, and a rerun reconciles with the target's end offsets.
+        await untilAborted(this.#sendAll(active, byTarget, signal), stop)
+      } catch (error) {
+        if (signal.aborted) {
+          return
+        }
+        if (acknowledged() > acknowledgedBefore) {
+          outage.recovered()
+        }
+        // A pass starts by reading end offsets and metadata: brokers that are away (stopped,
+        // restarting) are waited for until the cluster's unreachable timeout.
+        if (isBackupError(error, 'KB_KAFKA_UNREACHABLE')) {
+          await outage.retry(error)
+          continue
+        }
+        if (!(error instanceof RestartNeeded)) {
+          throw error
+        }
+        if (restarts++ >= MAX_RESTARTS) {
+          throw new BackupError('KB_KAFKA', `restore gave up after ${restarts} restarts: ${error.message}`, {
+            cause: error
+          })
+        }
+        options.onWarning?.(`restarting the restore from its acknowledged position: ${error.message}`, {})
+        await outage.retry(undefined)
+      }
     }
   }
 

@@ -269,7 +269,9 @@ export async function sendToLeader(connection: Connection, feeds: PartitionFeed[
       if (requestsInFlight === 0 && feeds.every(f => f.finished)) {
         return
       }
-      while (requestsInFlight < maxInFlightPerPartition && failure === undefined) {
+      // No new request once stopped: a restore worker giving its partitions up waits for what is
+      // in flight, and must not keep sending (a throttled loop would otherwise run on).
+      while (requestsInFlight < maxInFlightPerPartition && failure === undefined && !signal.aborted) {
         const entries = nextRequest()
         if (entries.length === 0) {
           break

@@ -14,6 +14,7 @@ import {
   waitForLeaders
 } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
+import { ProtocolError } from '../kafka/wire/errors.ts'
 import type { Storage } from '../storage/storage.ts'
 import type { RestoreOptions } from './engine.ts'
 import type { PartitionPlan, RestorePlan, TopicPlan } from './plan.ts'
@@ -89,6 +90,16 @@ export async function checkTarget(
   plan: RestorePlan,
   restoreId: string
 ): Promise<TargetCheck> {
+  const topics = await checkTargetTopics(options, plan)
+  const { partitions, previous } = await reconcileState(options, stateStorage, plan, restoreId, topics.existing)
+  return { ...topics, partitions, previous }
+}
+
+/** The target topics' part of checkTarget: every refusal but those of saved progress. */
+export async function checkTargetTopics(
+  options: RestoreOptions,
+  plan: RestorePlan
+): Promise<Pick<TargetCheck, 'existing' | 'toCreate' | 'notes'>> {
   const { cluster, createTopics, allowLogAppendTimeTarget, window } = options
   const existing = await findTopics(
     cluster,
@@ -152,33 +163,23 @@ export async function checkTarget(
       `${name} has ${TIMESTAMP_TYPE}=LogAppendTime: restored records get the time of the restore as their timestamp (restore.allow_log_append_time_target)`
     )
   }
-  const { partitions, previous } = await reconcileState(options, stateStorage, plan, restoreId, existing)
-  return { existing, partitions, previous, toCreate, notes }
+  return { existing, toCreate, notes }
 }
 
-/**
- * The saved state of each planned partition if it still describes the target, else a fresh
- * one. Saved progress is for one target topic (its id): a topic deleted and recreated since
- * (or never created before a kill) starts over, as does a partition of a version-2 state that
- * names no id for its topic (nothing was produced to it). The target must still hold what the
- * restore wrote.
- */
-async function reconcileState(
-  options: RestoreOptions,
-  stateStorage: Storage,
-  plan: RestorePlan,
-  restoreId: string,
-  existing: Map<string, TopicInfo>
-): Promise<{ partitions: PartitionState[]; previous: RestoreState | undefined }> {
-  const { cluster, backupId, allowNonEmptyTarget, onWarning } = options
-  const previous = await readRestoreState(stateStorage, backupId, restoreId)
-  const stateFile = `${stateStorage.location}/${restoreStateBase(backupId, restoreId)}`
-  // Keyed by source and target: a re-partitioned topic has one state per pair of them.
-  const pairKey = (p: { sourceTopic: string; sourcePartition: number; targetTopic: string; targetPartition: number }) =>
-    `${p.sourceTopic}/${p.sourcePartition}>${p.targetTopic}/${p.targetPartition}`
-  const saved = new Map((previous?.partitions ?? []).map(p => [pairKey(p), p]))
-  const planned = plan.topics.flatMap(t => t.partitions)
-  const repartitioned = new Set(plan.topics.filter(t => t.repartitioned).map(t => t.targetTopic))
+/** Keyed by source and target: a re-partitioned topic has one state per pair of them. */
+export const pairKey = (p: {
+  sourceTopic: string
+  sourcePartition: number
+  targetTopic: string
+  targetPartition: number
+}) => `${p.sourceTopic}/${p.sourcePartition}>${p.targetTopic}/${p.targetPartition}`
+
+/** The target's log start and end offsets of `planned` partitions in existing topics. */
+export async function targetOffsets(
+  cluster: RestoreOptions['cluster'],
+  planned: PartitionPlan[],
+  existing: ReadonlyMap<string, TopicInfo>
+): Promise<{ logStart: Map<string, bigint>; highWatermark: Map<string, bigint> }> {
   // Once each: the pairs of a re-partitioned topic share their target partitions.
   const targets = [
     ...new Map(
@@ -194,36 +195,79 @@ async function reconcileState(
     listOffsets(cluster, targets, 'earliest'),
     listOffsets(cluster, targets, 'latest')
   ])
-  const discarded = new Set<string>()
-  const partitions: PartitionState[] = []
-  for (const p of planned) {
-    const target = partitionKey(p.targetTopic, p.targetPartition)
-    const end = highWatermark.get(target) ?? 0n
-    const state = saved.get(pairKey(p))
-    const topicId = existing.get(p.targetTopic)?.topicId
-    const sameTopic =
-      topicId !== undefined && (previous?.formatVersion === 1 || previous?.targetTopicIds?.[p.targetTopic] === topicId)
-    const start = logStart.get(target) ?? 0n
-    if (state && sameTopic) {
-      refusePrunedPastState(p, state, stateFile)
-      if (start > BigInt(state.targetStartOffset) && state.records > 0) {
+  return { logStart, highWatermark }
+}
+
+/** What one partition's reconciliation needs to know besides its plan and saved state. */
+export interface PartitionTarget {
+  /** The saved state was made on the target topic that exists now (same topic id). */
+  sameTopic: boolean
+  logStart: bigint
+  highWatermark: bigint
+  /** Where the saved state is, for messages. */
+  stateFile: string
+  allowNonEmptyTarget: boolean
+  repartitioned: boolean
+}
+
+/**
+ * The saved state of planned partition `p` if it still describes the target, else a fresh one
+ * (`saved` is then discarded: the caller warns). Saved progress is for one target topic (its
+ * id): a topic deleted and recreated since (or never created before a kill) starts over. The
+ * target must still hold what the restore wrote.
+ */
+export function reconcilePartition(
+  p: PartitionPlan,
+  state: PartitionState | undefined,
+  target: PartitionTarget
+): PartitionState {
+  const { sameTopic, logStart: start, highWatermark: end, stateFile } = target
+  const key = partitionKey(p.targetTopic, p.targetPartition)
+  if (state && sameTopic) {
+    refusePrunedPastState(p, state, stateFile)
+    if (start > BigInt(state.targetStartOffset) && state.records > 0) {
+      throw new BackupError(
+        'KB_TARGET_CHANGED',
+        `target partition ${key} starts at offset ${start}, but restore state ${stateFile} records restored records from ${state.targetStartOffset}: records this restore wrote were deleted (retention or DeleteRecords); ` +
+          `delete topic ${p.targetTopic} and run the restore again (a recreated topic is restored from the start)`,
+        {
+          topic: p.targetTopic,
+          partition: p.targetPartition,
+          offset: state.targetStartOffset,
+          found: start.toString()
+        }
+      )
+    }
+    if (end < BigInt(state.targetNextOffset)) {
+      throw new BackupError(
+        'KB_TARGET_CHANGED',
+        `target partition ${key} ends at ${end}, but restore state ${stateFile} records restored records up to ${state.targetNextOffset}: records this restore wrote are gone; ` +
+          `delete topic ${p.targetTopic} and run the restore again (a recreated topic is restored from the start)`,
+        {
+          topic: p.targetTopic,
+          partition: p.targetPartition,
+          offset: state.targetNextOffset,
+          found: end.toString()
+        }
+      )
+    }
+    if (state.done && BigInt(p.index.nextOffset) > BigInt(state.sourceNextOffset) && state.repartitioned) {
+      // The pairs of a re-partitioned topic fill each target partition one source after the
+      // other: new records of one source cannot be appended after those of the next.
+      throw new BackupError(
+        'KB_TARGET_CHANGED',
+        `the backup of ${p.sourceTopic}/${p.sourcePartition} grew to offset ${p.index.nextOffset} since restore state ${stateFile} completed its re-partitioned restore into ${p.targetTopic}; restore into a new topic (restore.topic_mapping)`,
+        { topic: p.targetTopic, partition: p.targetPartition, offset: state.sourceNextOffset }
+      )
+    }
+    if (state.done && BigInt(p.index.nextOffset) > BigInt(state.sourceNextOffset)) {
+      // The backup grew since this restore completed: the new records continue the partition,
+      // unless something else wrote to it in between.
+      if (end > BigInt(state.targetNextOffset)) {
         throw new BackupError(
           'KB_TARGET_CHANGED',
-          `target partition ${target} starts at offset ${start}, but restore state ${stateFile} records restored records from ${state.targetStartOffset}: records this restore wrote were deleted (retention or DeleteRecords); ` +
-            `delete topic ${p.targetTopic} and run the restore again (a recreated topic is restored from the start)`,
-          {
-            topic: p.targetTopic,
-            partition: p.targetPartition,
-            offset: state.targetStartOffset,
-            found: start.toString()
-          }
-        )
-      }
-      if (end < BigInt(state.targetNextOffset)) {
-        throw new BackupError(
-          'KB_TARGET_CHANGED',
-          `target partition ${target} ends at ${end}, but restore state ${stateFile} records restored records up to ${state.targetNextOffset}: records this restore wrote are gone; ` +
-            `delete topic ${p.targetTopic} and run the restore again (a recreated topic is restored from the start)`,
+          `the backup of ${p.sourceTopic}/${p.sourcePartition} grew to offset ${p.index.nextOffset} since restore state ${stateFile} completed at ${state.sourceNextOffset}, ` +
+            `but target partition ${key} received ${end - BigInt(state.targetNextOffset)} other records since; restore into a new topic (restore.topic_mapping)`,
           {
             topic: p.targetTopic,
             partition: p.targetPartition,
@@ -232,69 +276,120 @@ async function reconcileState(
           }
         )
       }
-      if (state.done && BigInt(p.index.nextOffset) > BigInt(state.sourceNextOffset) && state.repartitioned) {
-        // The pairs of a re-partitioned topic fill each target partition one source after the
-        // other: new records of one source cannot be appended after those of the next.
-        throw new BackupError(
-          'KB_TARGET_CHANGED',
-          `the backup of ${p.sourceTopic}/${p.sourcePartition} grew to offset ${p.index.nextOffset} since restore state ${stateFile} completed its re-partitioned restore into ${p.targetTopic}; restore into a new topic (restore.topic_mapping)`,
-          { topic: p.targetTopic, partition: p.targetPartition, offset: state.sourceNextOffset }
-        )
-      }
-      if (state.done && BigInt(p.index.nextOffset) > BigInt(state.sourceNextOffset)) {
-        // The backup grew since this restore completed: the new records continue the partition,
-        // unless something else wrote to it in between.
-        if (end > BigInt(state.targetNextOffset)) {
-          throw new BackupError(
-            'KB_TARGET_CHANGED',
-            `the backup of ${p.sourceTopic}/${p.sourcePartition} grew to offset ${p.index.nextOffset} since restore state ${stateFile} completed at ${state.sourceNextOffset}, ` +
-              `but target partition ${target} received ${end - BigInt(state.targetNextOffset)} other records since; restore into a new topic (restore.topic_mapping)`,
-            {
-              topic: p.targetTopic,
-              partition: p.targetPartition,
-              offset: state.targetNextOffset,
-              found: end.toString()
-            }
-          )
-        }
-        state.done = false
-      }
-      partitions.push(state)
-      continue
+      state.done = false
     }
-    if (state && (state.records > 0 || state.done) && !discarded.has(p.targetTopic)) {
+    return state
+  }
+  if (end > start && !target.allowNonEmptyTarget) {
+    throw new BackupError(
+      'KB_TARGET_NOT_EMPTY',
+      `target partition ${key} already holds ${end - start} records; restore into an empty topic, or set restore.allow_non_empty_target: true to append after them`,
+      { topic: p.targetTopic, partition: p.targetPartition, found: (end - start).toString() }
+    )
+  }
+  return freshState(p, end, target.repartitioned)
+}
+
+/**
+ * The saved state of each planned partition if it still describes the target, else a fresh
+ * one (reconcilePartition). A partition of a version-2 state that names no id for its topic
+ * starts over (nothing was produced to it).
+ */
+async function reconcileState(
+  options: RestoreOptions,
+  stateStorage: Storage,
+  plan: RestorePlan,
+  restoreId: string,
+  existing: Map<string, TopicInfo>
+): Promise<{ partitions: PartitionState[]; previous: RestoreState | undefined }> {
+  const { cluster, backupId, allowNonEmptyTarget, onWarning } = options
+  const previous = await readRestoreState(stateStorage, backupId, restoreId)
+  const stateFile = `${stateStorage.location}/${restoreStateBase(backupId, restoreId)}`
+  const saved = new Map((previous?.partitions ?? []).map(p => [pairKey(p), p]))
+  const planned = plan.topics.flatMap(t => t.partitions)
+  const repartitioned = new Set(plan.topics.filter(t => t.repartitioned).map(t => t.targetTopic))
+  const { logStart, highWatermark } = await targetOffsets(cluster, planned, existing)
+  const discarded = new Set<string>()
+  const partitions: PartitionState[] = []
+  for (const p of planned) {
+    const target = partitionKey(p.targetTopic, p.targetPartition)
+    const state = saved.get(pairKey(p))
+    const topicId = existing.get(p.targetTopic)?.topicId
+    const sameTopic =
+      topicId !== undefined && (previous?.formatVersion === 1 || previous?.targetTopicIds?.[p.targetTopic] === topicId)
+    const reconciled = reconcilePartition(p, state, {
+      sameTopic,
+      logStart: logStart.get(target) ?? 0n,
+      highWatermark: highWatermark.get(target) ?? 0n,
+      stateFile,
+      allowNonEmptyTarget,
+      repartitioned: repartitioned.has(p.targetTopic)
+    })
+    if (state && reconciled !== state && (state.records > 0 || state.done) && !discarded.has(p.targetTopic)) {
       discarded.add(p.targetTopic)
-      onWarning?.(
-        `restore state ${stateFile} records progress on target topic ${p.targetTopic} ${topicId === undefined ? 'which no longer exists' : 'under another topic id (deleted and recreated since)'}: restoring it again from the start`,
-        { topic: p.targetTopic }
-      )
+      onWarning?.(discardedMessage(stateFile, p.targetTopic, topicId), { topic: p.targetTopic })
     }
-    if (end > start && !allowNonEmptyTarget) {
-      throw new BackupError(
-        'KB_TARGET_NOT_EMPTY',
-        `target partition ${target} already holds ${end - start} records; restore into an empty topic, or set restore.allow_non_empty_target: true to append after them`,
-        { topic: p.targetTopic, partition: p.targetPartition, found: (end - start).toString() }
-      )
-    }
-    partitions.push(freshState(p, end, repartitioned.has(p.targetTopic)))
+    partitions.push(reconciled)
   }
   return { partitions, previous }
 }
 
-/** Creates the target topics and waits until each partition has a leader. */
+/** The warning when saved progress is for a target topic that is gone or was recreated. */
+export function discardedMessage(stateFile: string, topic: string, topicId: string | undefined): string {
+  return `restore state ${stateFile} records progress on target topic ${topic} ${topicId === undefined ? 'which no longer exists' : 'under another topic id (deleted and recreated since)'}: restoring it again from the start`
+}
+
+/**
+ * Creates the target topics and waits until each partition has a leader. With `concurrent`
+ * (restore workers all create the topics they need at once), a topic another worker created
+ * first is fine when it is what this one would create: same partition count and the same
+ * values of the configs it would set; otherwise the restore is refused. Returns the topics
+ * this call created.
+ */
 export async function createTargetTopics(
   cluster: KafkaCluster,
   topics: TopicToCreate[],
-  replicationFactor: number
+  replicationFactor: number,
+  concurrent = false
 ): Promise<string[]> {
+  const created: string[] = []
   for (const topic of topics) {
-    await createTopic(cluster, { ...topic, replicationFactor })
+    try {
+      await createTopic(cluster, { ...topic, replicationFactor })
+      created.push(topic.name)
+    } catch (error) {
+      const cause = (error as Error).cause
+      if (!concurrent || !(cause instanceof ProtocolError) || cause.errorName !== 'TOPIC_ALREADY_EXISTS') {
+        throw error
+      }
+      await assertCreatedAlike(cluster, topic)
+    }
   }
-  const created = topics.map(t => t.name)
-  if (created.length > 0) {
-    await waitForLeaders(cluster, created)
+  if (topics.length > 0) {
+    await waitForLeaders(
+      cluster,
+      topics.map(t => t.name)
+    )
   }
   return created
+}
+
+/** `topic`, created meanwhile by someone else, is what this restore would have created. */
+async function assertCreatedAlike(cluster: KafkaCluster, topic: TopicToCreate): Promise<void> {
+  const found = (await findTopics(cluster, [topic.name])).get(topic.name)
+  const configs = (await topicConfigValues(cluster, [topic.name], Object.keys(topic.configs))).get(topic.name) ?? {}
+  const differs = Object.entries(topic.configs).find(([key, value]) => configs[key] !== value)
+  if (found?.partitionCount === topic.partitions && !differs) {
+    return
+  }
+  const what = differs
+    ? `${differs[0]}=${configs[differs[0]]}, not ${differs[1]}`
+    : `${found?.partitionCount ?? 'no'} partitions, not ${topic.partitions}`
+  throw new BackupError(
+    'KB_TARGET_CHANGED',
+    `target topic ${topic.name} was created by someone else while this restore was creating it, with ${what}; delete it and run the restore again, or restore into a new topic (restore.topic_mapping)`,
+    { topic: topic.name }
+  )
 }
 
 /**

@@ -132,6 +132,12 @@ describe('loadConfig', () => {
         checkpoint_interval_secs: 5,
         produce_max_in_flight: 5,
         repartition: { enabled: false, partitions: {} },
+        workers: {
+          enabled: false,
+          session_timeout_ms: 10_000,
+          heartbeat_interval_ms: 3000,
+          rebalance_timeout_ms: 30_000
+        },
         metadata: []
       },
       metrics: { enabled: true, port: 9464, host: '127.0.0.1', keep_alive_seconds: 0 }
