@@ -563,7 +563,9 @@ export const restoreOptionsSchema = z
       .describe('Most partitions restored at once. Unset: all selected partitions.'),
     rate_limit_bytes_per_sec: byteCount(0)
       .default(0)
-      .describe('Cap on bytes produced per second across all partitions. 0: no limit.'),
+      .describe(
+        'Cap on bytes produced per second across all partitions of this process (with `workers`: of each worker). 0: no limit.'
+      ),
     reset_consumer_offsets: z
       .boolean()
       .default(false)
@@ -609,7 +611,7 @@ export const restoreOptionsSchema = z
       ),
     ...rebuildingRestoreKeys(topicName),
     workers: workersSchema('restore', 'kafka-backup.restore.{backup_id}.{restore_id}').describe(
-      'Several restore processes share one restore (docs/architecture.md, "Sharded restore"): each runs the same config, the group coordinator of the target cluster splits the backed-up partitions between them, a worker that dies has its partitions taken over, and the consumer-group offsets are committed once, when every partition is restored. Every worker waits for the whole restore and exits 0 only when all of it is complete. The group id defaults to `kafka-backup.restore.{backup_id}.{restore_id}`. Not with `repartition.enabled`.'
+      'Several restore processes share one restore (docs/architecture.md, "Sharded restore"): each runs this config, the target cluster\'s group coordinator splits the backed-up partitions between them, and the partitions of a worker that dies move to the others. Group offsets are committed once, at the end; every worker exits 0 only when the whole restore is complete. Not with `repartition.enabled`.'
     )
   })
   .extend({ metadata: restoreMetadataSchema, scram_users_file: scramUsersFileSchema })

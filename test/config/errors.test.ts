@@ -110,6 +110,24 @@ const cases: Case[] = [
     message: /backup\.encryption: expected exactly one of keyring_file and keyring_env/
   },
   {
+    name: 'restore workers with a re-partitioned restore are refused',
+    text: edit(restoreConfig(), c => {
+      c.restore = { workers: { enabled: true }, repartition: { enabled: true } }
+    }),
+    code: 'KB_CONFIG_INVALID',
+    path: 'restore.workers.enabled',
+    message: /restore\.workers\.enabled: cannot be true with repartition\.enabled/
+  },
+  {
+    name: 'restore workers heartbeating less often than a third of the session timeout',
+    text: edit(restoreConfig(), c => {
+      c.restore = { workers: { enabled: true, session_timeout_ms: 6000, heartbeat_interval_ms: 3000 } }
+    }),
+    code: 'KB_CONFIG_INVALID',
+    path: 'restore.workers.heartbeat_interval_ms',
+    message: /restore\.workers\.heartbeat_interval_ms: expected at most a third of session_timeout_ms \(6000\)/
+  },
+  {
     name: 'an encryption block with neither',
     text: edit(restoreConfig(), c => {
       c.restore = { encryption: {} }

@@ -252,6 +252,12 @@ describe('parseConfig', () => {
       checkpoint_interval_secs: 5,
       produce_max_in_flight: 5,
       repartition: { enabled: false, partitions: {} },
+      workers: {
+        enabled: false,
+        session_timeout_ms: 10_000,
+        heartbeat_interval_ms: 3000,
+        rebalance_timeout_ms: 30_000
+      },
       metadata: []
     })
     assert.deepEqual(config.target.kafka_config, { 'batch.size': 512 * 1024 })

@@ -5,12 +5,19 @@ import { test } from 'node:test'
 import { legacyKey } from '../../src/catalog/revisions.ts'
 import { isBackupError } from '../../src/errors.ts'
 import {
+  listDoneRecords,
   listRestoreStates,
+  PARTITION_STATE_FORMAT,
+  type PartitionDocument,
   RESTORE_STATE_FORMAT,
   RESTORE_STATE_VERSION,
   type RestoreState,
+  readDoneRecord,
+  readPartitionDocument,
   readRestoreState,
   restoreStateBase,
+  writeDoneRecord,
+  writePartitionDocument,
   writeRestoreState
 } from '../../src/restore/state.ts'
 import { MemoryStorage } from '../../src/storage/memory.ts'
@@ -108,4 +115,58 @@ test('a version-1 state (before topic ids were recorded) is still read', async (
   const read = await readRestoreState(storage, 'b', 'restore-1')
   assert.equal(read?.formatVersion, 1)
   assert.equal(read?.targetTopicIds, undefined)
+})
+
+function partitionDocument(owner: string, partition = 0): PartitionDocument {
+  return {
+    format: PARTITION_STATE_FORMAT,
+    formatVersion: 1,
+    toolVersion: 'test',
+    restoreId: 'restore-1',
+    backupId: 'b',
+    owner: { memberId: owner, generation: 1 },
+    targetTopicId: 'id-1',
+    updatedAt: '2026-01-01T00:00:00.000Z',
+    partition: { ...state().partitions[0]!, sourcePartition: partition, targetPartition: partition }
+  }
+}
+
+test('a worker that lost a partition finds its next state revision taken by the new owner', async () => {
+  const storage = new MemoryStorage()
+  const old = partitionDocument('worker-a')
+  await writePartitionDocument(storage, old)
+  const taken = { ...(await readPartitionDocument(storage, 'b', 'restore-1', 'orders', 0))! }
+  taken.owner = { memberId: 'worker-b', generation: 2 }
+  await writePartitionDocument(storage, taken)
+  old.partition.records = 110
+  await assert.rejects(writePartitionDocument(storage, old), (error: unknown) => isBackupError(error, 'KB_BACKUP_BUSY'))
+  const newest = await readPartitionDocument(storage, 'b', 'restore-1', 'orders', 0)
+  assert.equal(newest?.owner.memberId, 'worker-b')
+  assert.equal(newest?.revision, 2)
+})
+
+test('done records: one listing gives the furthest source end each partition was restored to', async () => {
+  const storage = new MemoryStorage()
+  const done = (partition: number, end: string) => {
+    const document = partitionDocument('w', partition)
+    document.partition = { ...document.partition, done: true, sourceNextOffset: end }
+    return document
+  }
+  await writeDoneRecord(storage, done(0, '120'))
+  // A rerun after the backup grew records the new end beside the old one; a retried create is fine.
+  await writeDoneRecord(storage, done(0, '1000'))
+  await writeDoneRecord(storage, done(0, '1000'))
+  await writeDoneRecord(storage, done(11, '7'))
+  const listed = await listDoneRecords(storage, 'b', 'restore-1')
+  assert.deepEqual(
+    [...listed].map(([partition, { end }]) => [partition, end]),
+    [
+      ['orders/0', 1000n],
+      ['orders/11', 7n]
+    ]
+  )
+  const record = await readDoneRecord(storage, listed.get('orders/0')!.key)
+  assert.equal(record.partition.sourceNextOffset, '1000')
+  // Not restore states of their own.
+  assert.deepEqual(await listRestoreStates(storage, 'b'), [])
 })
