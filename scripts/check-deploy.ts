@@ -9,7 +9,9 @@
  *   keys as the environment its `${VAR}`s read;
  * - what this tool needs of its workloads: the `--config` file they run is in the ConfigMap,
  *   their probes ask `/health` on the metrics port the config sets, one process per backup id
- *   (replicas 1 with strategy Recreate, restore parallelism 1, CronJob concurrencyPolicy Forbid,
+ *   (replicas 1 with strategy Recreate unless `backup.workers` share the backup; restore
+ *   parallelism 1 unless `restore.workers` share the restore, then no `completions`; CronJob
+ *   concurrencyPolicy Forbid,
  *   no backup id shared by two workloads).
  *
  * Prints one line per problem and exits 1 when there is one.
@@ -94,7 +96,7 @@ export async function checkDeployFolder(folder: string): Promise<string[]> {
   }
   const configs = new Map<
     string,
-    { backupId: string; mode: string; metricsPort: number | undefined; workers: boolean }
+    { backupId: string; mode: string; metricsPort: number | undefined; workers: boolean; restoreWorkers: boolean }
   >()
   for (const { file, object } of manifests.filter(m => m.object.kind === 'ConfigMap')) {
     for (const [key, text] of Object.entries((object.data ?? {}) as Record<string, string>)) {
@@ -104,7 +106,8 @@ export async function checkDeployFolder(folder: string): Promise<string[]> {
           backupId: config.backup_id,
           mode: config.mode,
           metricsPort: config.metrics?.enabled ? config.metrics.port : undefined,
-          workers: config.mode === 'backup' && config.backup.workers.enabled
+          workers: config.mode === 'backup' && config.backup.workers.enabled,
+          restoreWorkers: config.mode === 'restore' && config.restore.workers.enabled
         })
       } catch (error) {
         problems.push(`${file}: data.${key}: ${(error as Error).message}`)
@@ -134,9 +137,6 @@ export async function checkDeployFolder(folder: string): Promise<string[]> {
         `${where}: expected replicas: 1 and strategy Recreate (one process writes a backup), or backup.workers.enabled in its config`
       )
     }
-    if (object.kind === 'Job' && spec.parallelism !== 1) {
-      problems.push(`${where}: expected parallelism: 1 (one process runs a restore)`)
-    }
     if (object.kind === 'CronJob' && spec.concurrencyPolicy !== 'Forbid') {
       problems.push(`${where}: expected concurrencyPolicy: Forbid (one run writes a backup at a time)`)
     }
@@ -147,6 +147,16 @@ export async function checkDeployFolder(folder: string): Promise<string[]> {
       if (!config) {
         problems.push(`${where}: --config ${String(configFile)} is not a file of the ConfigMap`)
         continue
+      }
+      if (object.kind === 'Job' && !config.restoreWorkers && spec.parallelism !== 1) {
+        problems.push(`${where}: expected parallelism: 1 (one process runs a restore without restore.workers)`)
+      }
+      if (object.kind === 'Job' && config.restoreWorkers && spec.completions !== undefined) {
+        // Every worker exits 0 only once the whole restore is complete: the Job is done when one
+        // pod succeeds (the work-queue pattern), not after a count of completions.
+        problems.push(
+          `${where}: expected no completions with restore.workers (each worker ends with the whole restore)`
+        )
       }
       if (config.mode === 'backup') {
         const other = writers.get(config.backupId)

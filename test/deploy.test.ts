@@ -15,7 +15,7 @@ test('the manifests in deploy/ pass the Kubernetes schema and the checks of thei
   assert.deepEqual(await checkDeployFolder(deploy), [])
 })
 
-test('the check refuses a wrong Kubernetes type, a second replica, a bad config key and a probe off /health', async () => {
+test('the check refuses a wrong Kubernetes type, a second replica, a bad config key, a probe off /health and a parallel restore without workers', async () => {
   const folder = mkdtempSync(join(tmpdir(), 'kafka-backup-deploy-'))
   cpSync(deploy, folder, { recursive: true })
   const edit = (file: string, from: string, to: string) => {
@@ -28,12 +28,14 @@ test('the check refuses a wrong Kubernetes type, a second replica, a bad config 
   edit('restore-job.yaml', 'containerPort: 9090', 'containerPort: "9090"')
   edit('configmap.yaml', 'checkpoint_interval_secs: 60', 'checkpoint_interval_secs: soon')
   edit('cronjob.yaml', 'path: /health', 'path: /healthz')
+  edit('configmap.yaml', 'workers:\n        enabled: true', 'workers:\n        enabled: false')
   const problems = await checkDeployFolder(folder)
   const expected = [
     /cronjob\.yaml: CronJob: a probe must ask \/health on the metrics port/,
     /deployment\.yaml: Deployment: expected replicas: 1 and strategy Recreate/,
     /restore-job\.yaml: Job kafka-restore: .*containerPort must be integer/,
-    /configmap\.yaml: data\.backup-continuous\.yaml: .*checkpoint_interval_secs/
+    /configmap\.yaml: data\.backup-continuous\.yaml: .*checkpoint_interval_secs/,
+    /restore-job\.yaml: Job: expected parallelism: 1 \(one process runs a restore without restore\.workers\)/
   ]
   for (const pattern of expected) {
     assert.ok(
