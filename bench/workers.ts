@@ -1,0 +1,270 @@
+/**
+ * Restore workers (restore.workers, docs/architecture.md "Sharded restore"):
+ *
+ * 1. Aggregate restore throughput with 1, 2, 3 workers, each capped by
+ *    restore.rate_limit_bytes_per_sec, so that the scaling is measurable on a machine with
+ *    fewer cores than workers: wall time from starting the workers to the last one's exit, over
+ *    the bytes the restore wrote, and its ratio to one worker's.
+ * 2. Peak RSS of one worker of BENCH_RSS_WORKERS sharing the restore of a topic of
+ *    BENCH_RSS_PARTITIONS partitions (2,000 and 20: each owns 100), beside one process restoring
+ *    all of it.
+ *
+ *   node bench/workers.ts        (npm run bench:workers)
+ *
+ * Env (defaults in brackets):
+ *   KAFKA_BOOTSTRAP_SERVERS   use this broker instead of starting one
+ *   BENCH_WORKERS [1,2,3]     worker counts of part 1
+ *   BENCH_RATE_MIB [1]        each worker's rate limit, MiB/s
+ *   BENCH_DATA_MIB [60]       data of part 1 (1 KiB records in 24 partitions)
+ *   BENCH_RUNS [1]            runs per worker count (median)
+ *   BENCH_RSS_PARTITIONS [2000], BENCH_RSS_WORKERS [20]   part 2; BENCH_RSS_WORKERS=0 skips it
+ *   BENCH_CLI [dist]          src, or a compiled main.js (bench/build-cli.ts)
+ *
+ * Backup workers (backup.workers) are not measured here yet.
+ */
+import { spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { join } from 'node:path'
+import { type RunningBroker, runKafkaTool, startBroker, stopBroker } from '../scripts/broker.ts'
+import { listOffsets } from '../src/kafka/admin.ts'
+import { testCluster } from '../test/helpers/kafka.ts'
+import { buildCli, compiledPreload } from './build-cli.ts'
+import { writePayloadFile } from './data.ts'
+import type { PeakMemory } from './peak-rss.ts'
+import { median } from './stats.ts'
+
+const MiB = 2 ** 20
+const workerCounts = (process.env.BENCH_WORKERS ?? '1,2,3').split(',').map(Number)
+const rateMiB = Number(process.env.BENCH_RATE_MIB ?? 1)
+const dataMiB = Number(process.env.BENCH_DATA_MIB ?? 60)
+const runs = Number(process.env.BENCH_RUNS ?? 1)
+const rssPartitions = Number(process.env.BENCH_RSS_PARTITIONS ?? 2000)
+const rssWorkers = Number(process.env.BENCH_RSS_WORKERS ?? 20)
+const THROUGHPUT_PARTITIONS = 24
+
+function log(line: string): void {
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`)
+}
+
+const workDir = mkdtempSync(join(os.tmpdir(), 'kafka-backup-workers-'))
+const payloadFile = join(workDir, 'payload.txt')
+writePayloadFile(payloadFile, 20_000, 1024)
+const cli = buildCli('bench-workers', log)
+const preload = compiledPreload('bench-workers', 'peak-rss.ts')
+let broker: RunningBroker | undefined
+let bootstrapServers = process.env.KAFKA_BOOTSTRAP_SERVERS
+if (!bootstrapServers) {
+  broker = await startBroker('bench-workers')
+  bootstrapServers = broker.bootstrapServers
+  // startBroker() prunes all but the 5 most recently modified run folders: keep ours recent.
+  const runDir = broker.runDir
+  setInterval(() => utimesSync(runDir, new Date(), new Date()), 1000).unref()
+}
+const cluster = testCluster(bootstrapServers.split(','))
+
+async function createTopic(topic: string, partitions: number): Promise<void> {
+  await cluster.admin.createTopics({ topics: [topic], partitions, replicas: 1 })
+  for (let attempt = 0; attempt < 1200; attempt++) {
+    const found = (await cluster.metadata([topic]).catch(() => undefined))?.topics.get(topic)?.partitions ?? []
+    if (found.length === partitions && found.every(p => p.leader >= 0)) {
+      return
+    }
+    await new Promise(done => setTimeout(done, 100))
+  }
+  throw new Error(`topic ${topic} has no leader for every partition after 120 s`)
+}
+
+/** `records` 1 KiB records spread round-robin over `topic`'s partitions. */
+function produce(topic: string, records: number): void {
+  runKafkaTool('org.apache.kafka.tools.ProducerPerformance', [
+    '--bootstrap-server',
+    bootstrapServers!,
+    '--topic',
+    topic,
+    '--num-records',
+    String(records),
+    '--throughput',
+    '-1',
+    '--payload-file',
+    payloadFile,
+    '--command-property',
+    'acks=all',
+    'partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner'
+  ])
+}
+
+interface CliRun {
+  summary: {
+    status: string
+    bytes: number
+    records: number
+    worker?: { partitions: string[] }
+  }
+  memory: PeakMemory
+}
+
+let configs = 0
+/** Runs the CLI with `yaml`, resolving once it exits 0 with its --json summary and peak memory. */
+function runCli(command: 'backup' | 'restore', yaml: string): Promise<CliRun> {
+  const id = ++configs
+  const configFile = join(workDir, `config-${id}.yaml`)
+  const memoryFile = join(workDir, `memory-${id}.json`)
+  writeFileSync(configFile, yaml)
+  const child = spawn(
+    process.execPath,
+    ['--import', preload, cli.cliPath, command, '--config', configFile, '--json', '--log-level', 'warn'],
+    { env: { ...process.env, BENCH_PEAK_RSS_FILE: memoryFile }, stdio: ['ignore', 'pipe', 'pipe'] }
+  )
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', chunk => {
+    stdout += chunk
+  })
+  child.stderr.setEncoding('utf8').on('data', chunk => {
+    stderr += chunk
+  })
+  return new Promise((resolve, reject) =>
+    child.on('close', code => {
+      if (code !== 0) {
+        reject(new Error(`kafka-backup ${command} failed (exit ${code}):\n${stderr}`))
+        return
+      }
+      resolve({
+        summary: JSON.parse(stdout),
+        memory: JSON.parse(readFileSync(memoryFile, 'utf8')) as PeakMemory
+      })
+    })
+  )
+}
+
+function backupYaml(topic: string, path: string): string {
+  return `mode: backup\nbackup_id: b\nsource:\n  bootstrap_servers: ${bootstrapServers}\n  topics:\n    include: [${topic}]\nstorage:\n  backend: filesystem\n  path: ${path}\n`
+}
+
+function restoreYaml(topic: string, target: string, path: string, restore: string): string {
+  return `mode: restore\nbackup_id: b\ntarget:\n  bootstrap_servers: ${bootstrapServers}\nstorage:\n  backend: filesystem\n  path: ${path}\nrestore:\n  topics:\n    include: [${topic}]\n  topic_mapping:\n    ${topic}: ${target}\n${restore}`
+}
+
+const WORKERS = '  workers:\n    enabled: true\n    session_timeout_ms: 6000\n    heartbeat_interval_ms: 1000\n'
+
+/** `workers` workers restoring `topic` from `path` into `target`; every one must report the whole restore complete. */
+async function restoreWithWorkers(topic: string, target: string, path: string, workers: number, restore: string) {
+  const startedAt = performance.now()
+  const results = await Promise.all(
+    Array.from({ length: workers }, () => runCli('restore', restoreYaml(topic, target, path, `${WORKERS}${restore}`)))
+  )
+  const wallSeconds = (performance.now() - startedAt) / 1000
+  for (const { summary } of results) {
+    if (summary.status !== 'complete') {
+      throw new Error(`a worker reported the restore ${summary.status}`)
+    }
+  }
+  return { wallSeconds, results }
+}
+
+async function endOffsetsSum(topic: string, partitions: number): Promise<bigint> {
+  const ends = await listOffsets(
+    cluster,
+    Array.from({ length: partitions }, (_, partition) => ({ topic, partition })),
+    'latest'
+  )
+  return [...ends.values()].reduce((sum, end) => sum + end, 0n)
+}
+
+const lines: string[] = []
+
+// ---- 1. aggregate throughput -------------------------------------------------------------
+const topic = `workers-${Date.now()}`
+const records = Math.round((dataMiB * MiB) / 1024)
+log(`creating ${topic}: ${THROUGHPUT_PARTITIONS} partitions, ${records} records of 1 KiB`)
+await createTopic(topic, THROUGHPUT_PARTITIONS)
+produce(topic, records)
+const backupPath = mkdtempSync(join(workDir, 'backup-'))
+await runCli('backup', backupYaml(topic, backupPath))
+const rows: Array<{ workers: number; wall: number; mbPerSec: number; shares: string }> = []
+for (const workers of workerCounts) {
+  const walls: number[] = []
+  const rates: number[] = []
+  let shares = ''
+  for (let run = 1; run <= runs; run++) {
+    const target = `${topic}-w${workers}-r${run}`
+    log(`restore with ${workers} workers (run ${run}/${runs}), each at most ${rateMiB} MiB/s`)
+    const { wallSeconds, results } = await restoreWithWorkers(
+      topic,
+      target,
+      backupPath,
+      workers,
+      `  rate_limit_bytes_per_sec: ${Math.round(rateMiB * MiB)}\n`
+    )
+    const restored = await endOffsetsSum(target, THROUGHPUT_PARTITIONS)
+    if (restored !== BigInt(records)) {
+      throw new Error(`${target} holds ${restored} records, not ${records}`)
+    }
+    walls.push(wallSeconds)
+    rates.push(results[0]!.summary.bytes / MiB / wallSeconds)
+    shares = results.map(r => r.summary.worker?.partitions.length ?? 0).join(' + ')
+    await cluster.admin.deleteTopics({ topics: [target] }).catch(() => {})
+    rmSync(join(backupPath, 'b', 'restores'), { recursive: true, force: true })
+  }
+  rows.push({ workers, wall: median(walls), mbPerSec: median(rates), shares })
+}
+const single = rows.find(r => r.workers === 1)
+lines.push(
+  `### Aggregate restore throughput, each worker capped at ${rateMiB} MiB/s`,
+  '',
+  `${records} records of 1 KiB (${dataMiB} MiB) in ${THROUGHPUT_PARTITIONS} partitions, restored from a filesystem backup by N workers started together; wall time from their start to the last exit (process start-up, joining the group and the end included); ${runs} run(s) per N, median.`,
+  '',
+  '| workers | wall | aggregate | vs 1 worker | ratio / N | partitions per worker |',
+  '| --- | --- | --- | --- | --- | --- |',
+  ...rows.map(r => {
+    const speedup = single ? r.mbPerSec / single.mbPerSec : Number.NaN
+    return `| ${r.workers} | ${r.wall.toFixed(1)} s | ${r.mbPerSec.toFixed(2)} MiB/s | ${speedup.toFixed(2)} x | ${(speedup / r.workers).toFixed(2)} | ${r.shares} |`
+  }),
+  ''
+)
+
+// ---- 2. peak RSS of one worker owning 100 of 2,000 partitions ----------------------------
+if (rssWorkers > 0) {
+  const manyTopic = `workers-many-${Date.now()}`
+  log(`creating ${manyTopic}: ${rssPartitions} partitions, 5 records each`)
+  await createTopic(manyTopic, rssPartitions)
+  produce(manyTopic, rssPartitions * 5)
+  const manyPath = mkdtempSync(join(workDir, 'many-'))
+  await runCli('backup', backupYaml(manyTopic, manyPath))
+  log(`restore with ${rssWorkers} workers`)
+  const sharded = await restoreWithWorkers(manyTopic, `${manyTopic}-w`, manyPath, rssWorkers, '')
+  const restored = await endOffsetsSum(`${manyTopic}-w`, rssPartitions)
+  if (restored !== BigInt(rssPartitions * 5)) {
+    throw new Error(`${manyTopic}-w holds ${restored} records, not ${rssPartitions * 5}`)
+  }
+  log('restore with one process')
+  const startedAt = performance.now()
+  const alone = await runCli('restore', restoreYaml(manyTopic, `${manyTopic}-1`, manyPath, ''))
+  const aloneSeconds = (performance.now() - startedAt) / 1000
+  const rss = sharded.results.map(r => r.memory.peakRssBytes / MiB)
+  const owned = sharded.results.map(r => r.summary.worker?.partitions.length ?? 0)
+  lines.push(
+    `### Peak RSS of one worker of ${rssWorkers} sharing ${rssPartitions} partitions`,
+    '',
+    `${rssPartitions * 5} records of 1 KiB in ${rssPartitions} partitions; ${rssWorkers} workers started together (${Math.min(...owned)} to ${Math.max(...owned)} partitions restored by each), beside one process restoring all of them.`,
+    '',
+    '| what | wall | peak RSS |',
+    '| --- | --- | --- |',
+    `| one worker of ${rssWorkers} (median) | ${sharded.wallSeconds.toFixed(1)} s (all) | ${median(rss).toFixed(0)} MiB |`,
+    `| one worker of ${rssWorkers} (largest) | | ${Math.max(...rss).toFixed(0)} MiB |`,
+    `| one process, all ${rssPartitions} partitions | ${aloneSeconds.toFixed(1)} s | ${(alone.memory.peakRssBytes / MiB).toFixed(0)} MiB |`,
+    ''
+  )
+  await cluster.admin.deleteTopics({ topics: [manyTopic, `${manyTopic}-w`, `${manyTopic}-1`] }).catch(() => {})
+}
+
+process.stdout.write(
+  `CLI: ${cli.how}; ${os.cpus().length} cores; 1-minute load average ${os.loadavg()[0]!.toFixed(1)} at the end.\n\n${lines.join('\n')}`
+)
+await cluster.admin.deleteTopics({ topics: [topic] }).catch(() => {})
+await cluster.close()
+rmSync(workDir, { recursive: true, force: true })
+if (broker) {
+  await stopBroker(broker)
+}
