@@ -27,7 +27,7 @@ import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'no
 import os from 'node:os'
 import { join } from 'node:path'
 import { type RunningBroker, runKafkaTool, startBroker, stopBroker } from '../scripts/broker.ts'
-import { listOffsets } from '../src/kafka/admin.ts'
+import { groupState, listOffsets } from '../src/kafka/admin.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { writePayloadFile } from './data.ts'
@@ -62,6 +62,19 @@ if (!bootstrapServers) {
   setInterval(() => utimesSync(runDir, new Date(), new Date()), 1000).unref()
 }
 const cluster = testCluster(bootstrapServers.split(','))
+// A fresh broker creates its group coordinator's topic on the first FindCoordinator and answers
+// COORDINATOR_NOT_AVAILABLE until it is there; the workers' first join would fail on it.
+for (let attempt = 0; ; attempt++) {
+  try {
+    await groupState(cluster, 'kafka-backup-bench-warm-up')
+    break
+  } catch (error) {
+    if (attempt === 600) {
+      throw error
+    }
+    await new Promise(done => setTimeout(done, 100))
+  }
+}
 
 async function createTopic(topic: string, partitions: number): Promise<void> {
   await cluster.admin.createTopics({ topics: [topic], partitions, replicas: 1 })

@@ -59,31 +59,31 @@ Examples:
             closeWithRun(stateStorage)
           }
           const workers = config.restore.workers
-          let workGroup: RestoreWorkers | undefined
-          if (workers.enabled && !config.restore.dry_run) {
-            const { runWorkGroup } = await import('../group/work-group.ts')
-            // The group needs connections of its own: JoinGroup is held at the coordinator.
-            const groupCluster = connectCluster(config.target)
-            closeWithRun(groupCluster)
-            const logger = loggerFor(command)
-            workGroup = {
-              groupId: workers.group_id,
-              join: (groupId, items, onAssignment) =>
-                runWorkGroup(
-                  {
-                    cluster: groupCluster,
-                    groupId,
-                    items,
-                    sessionTimeoutMs: workers.session_timeout_ms,
-                    heartbeatIntervalMs: workers.heartbeat_interval_ms,
-                    rebalanceTimeoutMs: workers.rebalance_timeout_ms ?? 60_000,
-                    signal,
-                    logger
-                  },
-                  onAssignment
-                )
-            }
-          }
+          // Set in a dry run too, which then checks what a sharded run checks (and joins nothing).
+          const workGroup: RestoreWorkers | undefined = workers.enabled
+            ? {
+                groupId: workers.group_id,
+                join: async (groupId, items, onAssignment) => {
+                  const { runWorkGroup } = await import('../group/work-group.ts')
+                  // The group needs connections of its own: JoinGroup is held at the coordinator.
+                  const groupCluster = connectCluster(config.target)
+                  closeWithRun(groupCluster)
+                  await runWorkGroup(
+                    {
+                      cluster: groupCluster,
+                      groupId,
+                      items,
+                      sessionTimeoutMs: workers.session_timeout_ms,
+                      heartbeatIntervalMs: workers.heartbeat_interval_ms,
+                      rebalanceTimeoutMs: workers.rebalance_timeout_ms ?? 60_000,
+                      signal,
+                      logger: loggerFor(command)
+                    },
+                    onAssignment
+                  )
+                }
+              }
+            : undefined
           let metrics: RestoreMetrics | undefined
           const engine: RestoreEngine = new RestoreEngine({
             ...restoreOptionsFromConfig(config, {

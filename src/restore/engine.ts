@@ -573,6 +573,14 @@ export class RestoreEngine {
         return 'done'
       }
       const items = assignment.items.filter(item => item !== FINISH_ITEM)
+      const foreign = items.find(item => !byItem.has(item))
+      if (foreign !== undefined) {
+        throw new BackupError(
+          'KB_CONFIG_INVALID',
+          `work group ${groupId} gave this worker ${foreign}, which restore ${restoreId} does not plan: every worker of a group must run the same restore (same config and backup); check restore.workers.group_id`,
+          { path: 'restore.workers.group_id', found: foreign }
+        )
+      }
       const fence = new AbortController()
       const working = AbortSignal.any([assigned, fence.signal])
       const claimed = await this.#claim(
