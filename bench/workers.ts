@@ -13,7 +13,7 @@
  *
  * Env (defaults in brackets):
  *   KAFKA_BOOTSTRAP_SERVERS   use this broker instead of starting one
- *   BENCH_WORKERS [1,2,3]     worker counts of part 1
+ *   BENCH_WORKERS [1,2,3]     worker counts of part 1; 0 skips it
  *   BENCH_RATE_MIB [1]        each worker's rate limit, MiB/s
  *   BENCH_DATA_MIB [60]       data of part 1 (1 KiB records in 24 partitions)
  *   BENCH_RUNS [1]            runs per worker count (median)
@@ -35,7 +35,10 @@ import type { PeakMemory } from './peak-rss.ts'
 import { median } from './stats.ts'
 
 const MiB = 2 ** 20
-const workerCounts = (process.env.BENCH_WORKERS ?? '1,2,3').split(',').map(Number)
+const workerCounts = (process.env.BENCH_WORKERS ?? '1,2,3')
+  .split(',')
+  .map(Number)
+  .filter(n => n > 0)
 const rateMiB = Number(process.env.BENCH_RATE_MIB ?? 1)
 const dataMiB = Number(process.env.BENCH_DATA_MIB ?? 60)
 const runs = Number(process.env.BENCH_RUNS ?? 1)
@@ -155,17 +158,27 @@ function backupYaml(topic: string, path: string): string {
   return `mode: backup\nbackup_id: b\nsource:\n  bootstrap_servers: ${bootstrapServers}\n  topics:\n    include: [${topic}]\nstorage:\n  backend: filesystem\n  path: ${path}\n`
 }
 
-function restoreYaml(topic: string, target: string, path: string, restore: string): string {
-  return `mode: restore\nbackup_id: b\ntarget:\n  bootstrap_servers: ${bootstrapServers}\nstorage:\n  backend: filesystem\n  path: ${path}\nrestore:\n  topics:\n    include: [${topic}]\n  topic_mapping:\n    ${topic}: ${target}\n${restore}`
+/** `target` is YAML under `target:`, `restore` under `restore:`. */
+function restoreYaml(topic: string, target: string, path: string, restore: string, targetKeys = ''): string {
+  return `mode: restore\nbackup_id: b\ntarget:\n  bootstrap_servers: ${bootstrapServers}\n${targetKeys}storage:\n  backend: filesystem\n  path: ${path}\nrestore:\n  topics:\n    include: [${topic}]\n  topic_mapping:\n    ${topic}: ${target}\n${restore}`
 }
 
 const WORKERS = '  workers:\n    enabled: true\n    session_timeout_ms: 6000\n    heartbeat_interval_ms: 1000\n'
 
 /** `workers` workers restoring `topic` from `path` into `target`; every one must report the whole restore complete. */
-async function restoreWithWorkers(topic: string, target: string, path: string, workers: number, restore: string) {
+async function restoreWithWorkers(
+  topic: string,
+  target: string,
+  path: string,
+  workers: number,
+  restore: string,
+  targetKeys = ''
+) {
   const startedAt = performance.now()
   const results = await Promise.all(
-    Array.from({ length: workers }, () => runCli('restore', restoreYaml(topic, target, path, `${WORKERS}${restore}`)))
+    Array.from({ length: workers }, () =>
+      runCli('restore', restoreYaml(topic, target, path, `${WORKERS}${restore}`, targetKeys))
+    )
   )
   const wallSeconds = (performance.now() - startedAt) / 1000
   for (const { summary } of results) {
@@ -188,54 +201,61 @@ async function endOffsetsSum(topic: string, partitions: number): Promise<bigint>
 const lines: string[] = []
 
 // ---- 1. aggregate throughput -------------------------------------------------------------
-const topic = `workers-${Date.now()}`
-const records = Math.round((dataMiB * MiB) / 1024)
-log(`creating ${topic}: ${THROUGHPUT_PARTITIONS} partitions, ${records} records of 1 KiB`)
-await createTopic(topic, THROUGHPUT_PARTITIONS)
-produce(topic, records)
-const backupPath = mkdtempSync(join(workDir, 'backup-'))
-await runCli('backup', backupYaml(topic, backupPath))
-const rows: Array<{ workers: number; wall: number; mbPerSec: number; shares: string }> = []
-for (const workers of workerCounts) {
-  const walls: number[] = []
-  const rates: number[] = []
-  let shares = ''
-  for (let run = 1; run <= runs; run++) {
-    const target = `${topic}-w${workers}-r${run}`
-    log(`restore with ${workers} workers (run ${run}/${runs}), each at most ${rateMiB} MiB/s`)
-    const { wallSeconds, results } = await restoreWithWorkers(
-      topic,
-      target,
-      backupPath,
-      workers,
-      `  rate_limit_bytes_per_sec: ${Math.round(rateMiB * MiB)}\n`
-    )
-    const restored = await endOffsetsSum(target, THROUGHPUT_PARTITIONS)
-    if (restored !== BigInt(records)) {
-      throw new Error(`${target} holds ${restored} records, not ${records}`)
+if (workerCounts.length > 0) {
+  const topic = `workers-${Date.now()}`
+  const records = Math.round((dataMiB * MiB) / 1024)
+  log(`creating ${topic}: ${THROUGHPUT_PARTITIONS} partitions, ${records} records of 1 KiB`)
+  await createTopic(topic, THROUGHPUT_PARTITIONS)
+  produce(topic, records)
+  const backupPath = mkdtempSync(join(workDir, 'backup-'))
+  await runCli('backup', backupYaml(topic, backupPath))
+  const rows: Array<{ workers: number; wall: number; mbPerSec: number; shares: string }> = []
+  for (const workers of workerCounts) {
+    const walls: number[] = []
+    const rates: number[] = []
+    let shares = ''
+    for (let run = 1; run <= runs; run++) {
+      const target = `${topic}-w${workers}-r${run}`
+      log(`restore with ${workers} workers (run ${run}/${runs}), each at most ${rateMiB} MiB/s`)
+      const { wallSeconds, results } = await restoreWithWorkers(
+        topic,
+        target,
+        backupPath,
+        workers,
+        `  rate_limit_bytes_per_sec: ${Math.round(rateMiB * MiB)}\n`,
+        // The producer's 16 KiB batches are not merged into larger ones, so that a Produce request
+        // stays small beside the rate limit: its token bucket lets one request and one second of
+        // bytes through at once, which would flatter short runs of several workers.
+        '  kafka_config:\n    batch.size: 16384\n'
+      )
+      const restored = await endOffsetsSum(target, THROUGHPUT_PARTITIONS)
+      if (restored !== BigInt(records)) {
+        throw new Error(`${target} holds ${restored} records, not ${records}`)
+      }
+      walls.push(wallSeconds)
+      rates.push(results[0]!.summary.bytes / MiB / wallSeconds)
+      shares = results.map(r => r.summary.worker?.partitions.length ?? 0).join(' + ')
+      await cluster.admin.deleteTopics({ topics: [target] }).catch(() => {})
+      rmSync(join(backupPath, 'b', 'restores'), { recursive: true, force: true })
     }
-    walls.push(wallSeconds)
-    rates.push(results[0]!.summary.bytes / MiB / wallSeconds)
-    shares = results.map(r => r.summary.worker?.partitions.length ?? 0).join(' + ')
-    await cluster.admin.deleteTopics({ topics: [target] }).catch(() => {})
-    rmSync(join(backupPath, 'b', 'restores'), { recursive: true, force: true })
+    rows.push({ workers, wall: median(walls), mbPerSec: median(rates), shares })
   }
-  rows.push({ workers, wall: median(walls), mbPerSec: median(rates), shares })
+  const single = rows.find(r => r.workers === 1)
+  lines.push(
+    `### Aggregate restore throughput, each worker capped at ${rateMiB} MiB/s`,
+    '',
+    `${records} records of 1 KiB (${dataMiB} MiB) in ${THROUGHPUT_PARTITIONS} partitions, restored from a filesystem backup by N workers started together; wall time from their start to the last exit (process start-up, joining the group and the end included); ${runs} run(s) per N, median.`,
+    '',
+    '| workers | wall | aggregate | vs 1 worker | ratio / N | partitions per worker |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...rows.map(r => {
+      const speedup = single ? r.mbPerSec / single.mbPerSec : Number.NaN
+      return `| ${r.workers} | ${r.wall.toFixed(1)} s | ${r.mbPerSec.toFixed(2)} MiB/s | ${speedup.toFixed(2)} x | ${(speedup / r.workers).toFixed(2)} | ${r.shares} |`
+    }),
+    ''
+  )
+  await cluster.admin.deleteTopics({ topics: [topic] }).catch(() => {})
 }
-const single = rows.find(r => r.workers === 1)
-lines.push(
-  `### Aggregate restore throughput, each worker capped at ${rateMiB} MiB/s`,
-  '',
-  `${records} records of 1 KiB (${dataMiB} MiB) in ${THROUGHPUT_PARTITIONS} partitions, restored from a filesystem backup by N workers started together; wall time from their start to the last exit (process start-up, joining the group and the end included); ${runs} run(s) per N, median.`,
-  '',
-  '| workers | wall | aggregate | vs 1 worker | ratio / N | partitions per worker |',
-  '| --- | --- | --- | --- | --- | --- |',
-  ...rows.map(r => {
-    const speedup = single ? r.mbPerSec / single.mbPerSec : Number.NaN
-    return `| ${r.workers} | ${r.wall.toFixed(1)} s | ${r.mbPerSec.toFixed(2)} MiB/s | ${speedup.toFixed(2)} x | ${(speedup / r.workers).toFixed(2)} | ${r.shares} |`
-  }),
-  ''
-)
 
 // ---- 2. peak RSS of one worker owning 100 of 2,000 partitions ----------------------------
 if (rssWorkers > 0) {
@@ -275,7 +295,6 @@ if (rssWorkers > 0) {
 process.stdout.write(
   `CLI: ${cli.how}; ${os.cpus().length} cores; 1-minute load average ${os.loadavg()[0]!.toFixed(1)} at the end.\n\n${lines.join('\n')}`
 )
-await cluster.admin.deleteTopics({ topics: [topic] }).catch(() => {})
 await cluster.close()
 rmSync(workDir, { recursive: true, force: true })
 if (broker) {

@@ -208,10 +208,21 @@ interface ShardedRun {
 }
 
 /**
- * The work item besides the partitions: its holder ends the restore (#finish). Topic names
- * cannot hold '/', partition items always do, so it never names a partition.
+ * The work item besides the partitions: its holder ends the restore (#finish). Partition items
+ * always hold a '/', so it never names a partition.
  */
 const FINISH_ITEM = 'finish'
+
+/**
+ * The work items of a plan's partitions: `{topic's index in the plan}/{source partition}`, by
+ * item. Short on purpose: every member sends the whole list with each join, and the coordinator
+ * keeps all members' lists in one record of __consumer_offsets (1 MB at most by default): 20
+ * workers sharing 2,000 partitions named `topic/partition` overflowed it (UNKNOWN_SERVER_ERROR
+ * on SyncGroup). Every worker of one restore id has the same plan, so the same items.
+ */
+function workItems(plan: RestorePlan): Map<string, PartitionPlan> {
+  return new Map(plan.topics.flatMap((t, i) => t.partitions.map(p => [`${i}/${p.sourcePartition}`, p])))
+}
 /** How often a worker whose share is done looks for the done records of the others. */
 const SHARE_POLL_MS = 1000
 /** Partition states read and claimed at once when an assignment starts. */
@@ -284,7 +295,7 @@ export class RestoreEngine {
     return this.#progress.map(p => p.state)
   }
 
-  /** Records in the segments the plan reads (an upper bound with a time window). */
+  /** Records in the segments the plan reads (an upper bound with a time window); with workers, of this worker's share. */
   plannedRecords(): number {
     return this.#plannedRecords
   }
@@ -560,9 +571,7 @@ export class RestoreEngine {
       targetTopicIds[topic.targetTopic] = found.topicId
     }
     this.#coalesceLimits = await coalesceLimits(options, plan)
-    const byItem = new Map(
-      plan.topics.flatMap(t => t.partitions).map(p => [`${p.sourceTopic}/${p.sourcePartition}`, p])
-    )
+    const byItem = workItems(plan)
     const groupId = workers.groupId ?? `kafka-backup.restore.${options.backupId}.${restoreId}`
     const share = new Map<string, PartitionState>()
     let finished: RestoreState | undefined
@@ -737,6 +746,8 @@ export class RestoreEngine {
       })
     )
     this.#progress = claimed.map(d => new PartitionProgress(d.partition))
+    // The progress shown is this worker's share.
+    this.#plannedRecords = [...byTarget.values()].reduce((sum, p) => sum + p.records, 0)
     const entries = claimed.map((document, i) => ({ document, progress: this.#progress[i]!, saved: '' }))
     const changeOf = (state: PartitionState) => `${state.records}:${state.sourceNextOffset}:${state.done}`
     for (const entry of entries) {
