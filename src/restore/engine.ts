@@ -225,7 +225,7 @@ function workItems(plan: RestorePlan): Map<string, PartitionPlan> {
 }
 /** How often a worker whose share is done looks for the done records of the others. */
 const SHARE_POLL_MS = 1000
-/** Partition states read and claimed at once when an assignment starts. */
+/** Partition states (or done records) read and written at once. */
 const CLAIM_CONCURRENCY = 16
 
 /** Runs `work` for each item, at most `limit` at a time. */
@@ -859,9 +859,11 @@ export class RestoreEngine {
     }
     const done = await listDoneRecords(storage, options.backupId, restoreId)
     const planned = run.plan.topics.flatMap(t => t.partitions)
-    const documents = await Promise.all(
-      planned.map(p => readDoneRecord(storage, done.get(`${p.sourceTopic}/${p.sourcePartition}`)!.key))
-    )
+    const documents: PartitionDocument[] = new Array(planned.length)
+    await forEachLimited([...planned.keys()], CLAIM_CONCURRENCY, async i => {
+      const p = planned[i]!
+      documents[i] = await readDoneRecord(storage, done.get(`${p.sourceTopic}/${p.sourcePartition}`)!.key)
+    })
     const ends = await listOffsets(
       options.cluster,
       planned.map(p => ({ topic: p.targetTopic, partition: p.targetPartition })),
