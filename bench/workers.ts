@@ -198,108 +198,119 @@ async function endOffsetsSum(topic: string, partitions: number): Promise<bigint>
   return [...ends.values()].reduce((sum, end) => sum + end, 0n)
 }
 
-const lines: string[] = []
+/** Prints a section as soon as it is measured, so that a later failure does not lose it. */
+function printSection(lines: string[]): void {
+  process.stdout.write(
+    `${lines.join('\n')}\n1-minute load average ${os.loadavg()[0]!.toFixed(1)} at the end of this part.\n\n`
+  )
+}
 
-// ---- 1. aggregate throughput -------------------------------------------------------------
-if (workerCounts.length > 0) {
-  const topic = `workers-${Date.now()}`
-  const records = Math.round((dataMiB * MiB) / 1024)
-  log(`creating ${topic}: ${THROUGHPUT_PARTITIONS} partitions, ${records} records of 1 KiB`)
-  await createTopic(topic, THROUGHPUT_PARTITIONS)
-  produce(topic, records)
-  // What the producer got in (it may lose a few on a loaded broker), which the restore must equal.
-  const produced = await endOffsetsSum(topic, THROUGHPUT_PARTITIONS)
-  const backupPath = mkdtempSync(join(workDir, 'backup-'))
-  await runCli('backup', backupYaml(topic, backupPath))
-  const rows: Array<{ workers: number; wall: number; mbPerSec: number; shares: string }> = []
-  for (const workers of workerCounts) {
-    const walls: number[] = []
-    const rates: number[] = []
-    let shares = ''
-    for (let run = 1; run <= runs; run++) {
-      const target = `${topic}-w${workers}-r${run}`
-      log(`restore with ${workers} workers (run ${run}/${runs}), each at most ${rateMiB} MiB/s`)
-      const { wallSeconds, results } = await restoreWithWorkers(
-        topic,
-        target,
-        backupPath,
-        workers,
-        `  rate_limit_bytes_per_sec: ${Math.round(rateMiB * MiB)}\n`,
-        // The producer's 16 KiB batches are not merged into larger ones, so that a Produce request
-        // stays small beside the rate limit: its token bucket lets one request and one second of
-        // bytes through at once, which would flatter short runs of several workers.
-        '  kafka_config:\n    batch.size: 16384\n'
-      )
-      const restored = await endOffsetsSum(target, THROUGHPUT_PARTITIONS)
-      if (restored !== produced) {
-        throw new Error(`${target} holds ${restored} records, not the ${produced} of ${topic}`)
+process.stdout.write(`CLI: ${cli.how}; ${os.cpus().length} cores.\n\n`)
+
+// A failed run stops the broker it started too.
+try {
+  // ---- 1. aggregate throughput -------------------------------------------------------------
+  if (workerCounts.length > 0) {
+    const topic = `workers-${Date.now()}`
+    const records = Math.round((dataMiB * MiB) / 1024)
+    log(`creating ${topic}: ${THROUGHPUT_PARTITIONS} partitions, ${records} records of 1 KiB`)
+    await createTopic(topic, THROUGHPUT_PARTITIONS)
+    produce(topic, records)
+    // What the producer got in (it may lose a few on a loaded broker), which the restore must equal.
+    const produced = await endOffsetsSum(topic, THROUGHPUT_PARTITIONS)
+    const backupPath = mkdtempSync(join(workDir, 'backup-'))
+    await runCli('backup', backupYaml(topic, backupPath))
+    const rows: Array<{ workers: number; wall: number; mbPerSec: number; shares: string }> = []
+    for (const workers of workerCounts) {
+      const walls: number[] = []
+      const rates: number[] = []
+      let shares = ''
+      for (let run = 1; run <= runs; run++) {
+        const target = `${topic}-w${workers}-r${run}`
+        log(`restore with ${workers} workers (run ${run}/${runs}), each at most ${rateMiB} MiB/s`)
+        const { wallSeconds, results } = await restoreWithWorkers(
+          topic,
+          target,
+          backupPath,
+          workers,
+          `  rate_limit_bytes_per_sec: ${Math.round(rateMiB * MiB)}\n`,
+          // The producer's 16 KiB batches are not merged into larger ones, so that a Produce request
+          // stays small beside the rate limit: its token bucket lets one request and one second of
+          // bytes through at once, which would flatter short runs of several workers.
+          '  kafka_config:\n    batch.size: 16384\n'
+        )
+        const restored = await endOffsetsSum(target, THROUGHPUT_PARTITIONS)
+        if (restored !== produced) {
+          throw new Error(`${target} holds ${restored} records, not the ${produced} of ${topic}`)
+        }
+        walls.push(wallSeconds)
+        rates.push(results[0]!.summary.bytes / MiB / wallSeconds)
+        shares = results.map(r => r.summary.worker?.partitions.length ?? 0).join(' + ')
+        await cluster.admin.deleteTopics({ topics: [target] }).catch(() => {})
+        rmSync(join(backupPath, 'b', 'restores'), { recursive: true, force: true })
       }
-      walls.push(wallSeconds)
-      rates.push(results[0]!.summary.bytes / MiB / wallSeconds)
-      shares = results.map(r => r.summary.worker?.partitions.length ?? 0).join(' + ')
-      await cluster.admin.deleteTopics({ topics: [target] }).catch(() => {})
-      rmSync(join(backupPath, 'b', 'restores'), { recursive: true, force: true })
+      rows.push({ workers, wall: median(walls), mbPerSec: median(rates), shares })
     }
-    rows.push({ workers, wall: median(walls), mbPerSec: median(rates), shares })
+    const single = rows.find(r => r.workers === 1)
+    printSection([
+      `### Aggregate restore throughput, each worker capped at ${rateMiB} MiB/s`,
+      '',
+      `${records} records of 1 KiB (${dataMiB} MiB) in ${THROUGHPUT_PARTITIONS} partitions, restored from a filesystem backup by N workers started together; wall time from their start to the last exit (process start-up, joining the group and the end included); ${runs} run(s) per N, median.`,
+      '',
+      '| workers | wall | aggregate | vs 1 worker | ratio / N | partitions per worker |',
+      '| --- | --- | --- | --- | --- | --- |',
+      ...rows.map(r => {
+        const speedup = single ? r.mbPerSec / single.mbPerSec : Number.NaN
+        return `| ${r.workers} | ${r.wall.toFixed(1)} s | ${r.mbPerSec.toFixed(2)} MiB/s | ${speedup.toFixed(2)} x | ${(speedup / r.workers).toFixed(2)} | ${r.shares} |`
+      }),
+      ''
+    ])
+    await cluster.admin.deleteTopics({ topics: [topic] }).catch(() => {})
   }
-  const single = rows.find(r => r.workers === 1)
-  lines.push(
-    `### Aggregate restore throughput, each worker capped at ${rateMiB} MiB/s`,
-    '',
-    `${records} records of 1 KiB (${dataMiB} MiB) in ${THROUGHPUT_PARTITIONS} partitions, restored from a filesystem backup by N workers started together; wall time from their start to the last exit (process start-up, joining the group and the end included); ${runs} run(s) per N, median.`,
-    '',
-    '| workers | wall | aggregate | vs 1 worker | ratio / N | partitions per worker |',
-    '| --- | --- | --- | --- | --- | --- |',
-    ...rows.map(r => {
-      const speedup = single ? r.mbPerSec / single.mbPerSec : Number.NaN
-      return `| ${r.workers} | ${r.wall.toFixed(1)} s | ${r.mbPerSec.toFixed(2)} MiB/s | ${speedup.toFixed(2)} x | ${(speedup / r.workers).toFixed(2)} | ${r.shares} |`
-    }),
-    ''
-  )
-  await cluster.admin.deleteTopics({ topics: [topic] }).catch(() => {})
-}
 
-// ---- 2. peak RSS of one worker owning 100 of 2,000 partitions ----------------------------
-if (rssWorkers > 0) {
-  const manyTopic = `workers-many-${Date.now()}`
-  log(`creating ${manyTopic}: ${rssPartitions} partitions, 5 records each`)
-  await createTopic(manyTopic, rssPartitions)
-  produce(manyTopic, rssPartitions * 5)
-  const manyPath = mkdtempSync(join(workDir, 'many-'))
-  await runCli('backup', backupYaml(manyTopic, manyPath))
-  log(`restore with ${rssWorkers} workers`)
-  const sharded = await restoreWithWorkers(manyTopic, `${manyTopic}-w`, manyPath, rssWorkers, '')
-  const produced = await endOffsetsSum(manyTopic, rssPartitions)
-  const restored = await endOffsetsSum(`${manyTopic}-w`, rssPartitions)
-  if (restored !== produced) {
-    throw new Error(`${manyTopic}-w holds ${restored} records, not the ${produced} of ${manyTopic}`)
+  // ---- 2. peak RSS of one worker owning 100 of 2,000 partitions ----------------------------
+  if (rssWorkers > 0) {
+    const manyTopic = `workers-many-${Date.now()}`
+    log(`creating ${manyTopic}: ${rssPartitions} partitions, 5 records each`)
+    await createTopic(manyTopic, rssPartitions)
+    produce(manyTopic, rssPartitions * 5)
+    const manyPath = mkdtempSync(join(workDir, 'many-'))
+    await runCli('backup', backupYaml(manyTopic, manyPath))
+    // The target topics exist before the restores: creating 2,000 partitions while 20 workers ask
+    // for their offsets is a measurement of the broker's leader elections, not of the workers.
+    await createTopic(`${manyTopic}-w`, rssPartitions)
+    await createTopic(`${manyTopic}-1`, rssPartitions)
+    log(`restore with ${rssWorkers} workers`)
+    const sharded = await restoreWithWorkers(manyTopic, `${manyTopic}-w`, manyPath, rssWorkers, '')
+    const produced = await endOffsetsSum(manyTopic, rssPartitions)
+    const restored = await endOffsetsSum(`${manyTopic}-w`, rssPartitions)
+    if (restored !== produced) {
+      throw new Error(`${manyTopic}-w holds ${restored} records, not the ${produced} of ${manyTopic}`)
+    }
+    log('restore with one process')
+    const startedAt = performance.now()
+    const alone = await runCli('restore', restoreYaml(manyTopic, `${manyTopic}-1`, manyPath, ''))
+    const aloneSeconds = (performance.now() - startedAt) / 1000
+    const rss = sharded.results.map(r => r.memory.peakRssBytes / MiB)
+    const owned = sharded.results.map(r => r.summary.worker?.partitions.length ?? 0)
+    printSection([
+      `### Peak RSS of one worker of ${rssWorkers} sharing ${rssPartitions} partitions`,
+      '',
+      `${produced} records of 1 KiB in ${rssPartitions} partitions; ${rssWorkers} workers started together (${Math.min(...owned)} to ${Math.max(...owned)} partitions restored by each), beside one process restoring all of them; the target topics created beforehand.`,
+      '',
+      '| what | wall | peak RSS |',
+      '| --- | --- | --- |',
+      `| one worker of ${rssWorkers} (median) | ${sharded.wallSeconds.toFixed(1)} s (all) | ${median(rss).toFixed(0)} MiB |`,
+      `| one worker of ${rssWorkers} (largest) | | ${Math.max(...rss).toFixed(0)} MiB |`,
+      `| one process, all ${rssPartitions} partitions | ${aloneSeconds.toFixed(1)} s | ${(alone.memory.peakRssBytes / MiB).toFixed(0)} MiB |`,
+      ''
+    ])
+    await cluster.admin.deleteTopics({ topics: [manyTopic, `${manyTopic}-w`, `${manyTopic}-1`] }).catch(() => {})
   }
-  log('restore with one process')
-  const startedAt = performance.now()
-  const alone = await runCli('restore', restoreYaml(manyTopic, `${manyTopic}-1`, manyPath, ''))
-  const aloneSeconds = (performance.now() - startedAt) / 1000
-  const rss = sharded.results.map(r => r.memory.peakRssBytes / MiB)
-  const owned = sharded.results.map(r => r.summary.worker?.partitions.length ?? 0)
-  lines.push(
-    `### Peak RSS of one worker of ${rssWorkers} sharing ${rssPartitions} partitions`,
-    '',
-    `${produced} records of 1 KiB in ${rssPartitions} partitions; ${rssWorkers} workers started together (${Math.min(...owned)} to ${Math.max(...owned)} partitions restored by each), beside one process restoring all of them.`,
-    '',
-    '| what | wall | peak RSS |',
-    '| --- | --- | --- |',
-    `| one worker of ${rssWorkers} (median) | ${sharded.wallSeconds.toFixed(1)} s (all) | ${median(rss).toFixed(0)} MiB |`,
-    `| one worker of ${rssWorkers} (largest) | | ${Math.max(...rss).toFixed(0)} MiB |`,
-    `| one process, all ${rssPartitions} partitions | ${aloneSeconds.toFixed(1)} s | ${(alone.memory.peakRssBytes / MiB).toFixed(0)} MiB |`,
-    ''
-  )
-  await cluster.admin.deleteTopics({ topics: [manyTopic, `${manyTopic}-w`, `${manyTopic}-1`] }).catch(() => {})
-}
-
-process.stdout.write(
-  `CLI: ${cli.how}; ${os.cpus().length} cores; 1-minute load average ${os.loadavg()[0]!.toFixed(1)} at the end.\n\n${lines.join('\n')}`
-)
-await cluster.close()
-rmSync(workDir, { recursive: true, force: true })
-if (broker) {
-  await stopBroker(broker)
+} finally {
+  await cluster.close()
+  rmSync(workDir, { recursive: true, force: true })
+  if (broker) {
+    await stopBroker(broker)
+  }
 }
