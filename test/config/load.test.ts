@@ -132,12 +132,7 @@ describe('loadConfig', () => {
         checkpoint_interval_secs: 5,
         produce_max_in_flight: 5,
         repartition: { enabled: false, partitions: {} },
-        workers: {
-          enabled: false,
-          session_timeout_ms: 10_000,
-          heartbeat_interval_ms: 3000,
-          rebalance_timeout_ms: 30_000
-        },
+        workers: { enabled: false, session_timeout_ms: 10_000, heartbeat_interval_ms: 3000 },
         metadata: []
       },
       metrics: { enabled: true, port: 9464, host: '127.0.0.1', keep_alive_seconds: 0 }
@@ -252,12 +247,7 @@ describe('parseConfig', () => {
       checkpoint_interval_secs: 5,
       produce_max_in_flight: 5,
       repartition: { enabled: false, partitions: {} },
-      workers: {
-        enabled: false,
-        session_timeout_ms: 10_000,
-        heartbeat_interval_ms: 3000,
-        rebalance_timeout_ms: 30_000
-      },
+      workers: { enabled: false, session_timeout_ms: 10_000, heartbeat_interval_ms: 3000 },
       metadata: []
     })
     assert.deepEqual(config.target.kafka_config, { 'batch.size': 512 * 1024 })
