@@ -199,3 +199,35 @@ test('a worker gives its partitions up promptly when others join, and one killed
   await assertGroupTranslated(group, target)
   assert.deepEqual(mergedRevisions(storage), ['000000000001.json'])
 })
+
+test('a record written into a restored partition by someone else during a sharded restore fails it before any group offset is committed', async () => {
+  const { topic, group, storage } = await backedUpTopic('workers-foreign', 200, 20)
+  const target = `${topic}-restored`
+  // Slow enough (about 6 s) that the other write lands before the end.
+  const config = workerConfig(topic, target, group, storage, '  rate_limit_bytes_per_sec: 51200\n')
+  const worker = finished(startCli(['restore', '--config', config, '--json']))
+  const restores = join(storage.location, 'test-backup', 'restores')
+  let done: string | undefined
+  await until(async () => {
+    const id = existsSync(restores) ? readdirSync(restores)[0] : undefined
+    done = id && [...(await listDoneRecords(storage, 'test-backup', id)).keys()][0]
+    return done !== undefined
+  }, 'a partition to be restored')
+  const partition = Number(done!.split('/').at(-1))
+  await producer.send({ messages: [{ topic: target, partition, value: Buffer.from('not from the backup') }] })
+  const result = await worker
+  assert.equal(result.code, 1, result.stdout)
+  assert.match(
+    result.stderr,
+    new RegExp(
+      `KB_TARGET_CHANGED: target partition ${target}/${partition} ends at 201, but the restore of ${topic}/${partition} ended it at 200`
+    )
+  )
+  assert.deepEqual(
+    await fetchGroupOffsets(cluster, group, [
+      { name: target, partitions: Array.from({ length: PARTITIONS }, (_, p) => p) }
+    ]),
+    []
+  )
+  assert.equal(existsSync(join(restores, readdirSync(restores)[0]!, 'restore')), false, 'no merged state')
+})
