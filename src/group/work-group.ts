@@ -139,7 +139,9 @@ export async function runWorkGroup(options: WorkGroupOptions, onAssignment: OnAs
         if (signal.aborted) {
           break
         }
-        await outage.retry(error)
+        // A broker still creating its group coordinator (COORDINATOR_NOT_AVAILABLE for the first
+        // seconds of a new cluster) outlasts the request's own few retries: wait like an outage.
+        await outage.retry(retriableCause(error) ?? error)
         continue
       }
       outage.recovered()
@@ -472,4 +474,14 @@ export async function groupMemberClients(cluster: KafkaCluster, groupId: string)
     encodeDescribeGroups([groupId]),
     decodeGroupMemberClients
   )
+}
+
+/** The retriable Kafka error code inside a failed call, if that is what failed it. */
+function retriableCause(error: unknown): ProtocolError | undefined {
+  for (let cause = error; cause instanceof Error; cause = cause.cause) {
+    if (cause instanceof ProtocolError && cause.retriable) {
+      return cause
+    }
+  }
+  return undefined
 }
