@@ -23,7 +23,11 @@ interface Member {
   cluster: KafkaCluster
 }
 
-function startMember(groupId: string, name: string, options: { doneWhen?: () => boolean } = {}): Member {
+function startMember(
+  groupId: string,
+  name: string,
+  options: { doneWhen?: () => boolean; items?: readonly string[] } = {}
+): Member {
   const cluster = new KafkaCluster({ bootstrapServers: bootstrapServers().split(','), clientId: name })
   const member: Member = {
     name,
@@ -37,7 +41,7 @@ function startMember(groupId: string, name: string, options: { doneWhen?: () => 
     {
       cluster,
       groupId,
-      items: ITEMS,
+      items: options.items ?? ITEMS,
       sessionTimeoutMs: 6000,
       heartbeatIntervalMs: 500,
       rebalanceTimeoutMs: 10_000,
@@ -69,13 +73,13 @@ function startMember(groupId: string, name: string, options: { doneWhen?: () => 
 }
 
 /** Every item held by exactly one member, all members in one generation. */
-function coveredOnce(members: Member[]): boolean {
+function coveredOnce(members: Member[], items: readonly string[] = ITEMS): boolean {
   const current = members.map(m => m.current)
   if (current.some(a => a === undefined) || new Set(current.map(a => a!.generation)).size !== 1) {
     return false
   }
   const held = current.flatMap(a => a!.items).sort()
-  return JSON.stringify(held) === JSON.stringify([...ITEMS].sort())
+  return JSON.stringify(held) === JSON.stringify([...items].sort())
 }
 
 test('members of a work group share the items exactly once; a member leaving hands its items to the others', async () => {
@@ -175,4 +179,30 @@ test('the leader keeps items with the members that held them and moves only what
     { x: ['a', 'b'], y: ['c', 'd'] },
     'an item only one member knows is assigned too'
   )
+})
+
+test('20 members share 2,000 items with long names: what the group stores of them stays under the broker record size', async () => {
+  // Every member's join carries the items it knows; in plain JSON, 20 members knowing 2,000 names
+  // of ~60 characters made the group's record in __consumer_offsets larger than the broker takes,
+  // and SyncGroup failed (UNKNOWN_SERVER_ERROR).
+  const items = Array.from({ length: 2000 }, (_, i) => `payments.eu-west.settlements-ledger-events-v2/${i}`)
+  const groupId = `work-group-${randomUUID().slice(0, 8)}`
+  const members = Array.from({ length: 20 }, (_, i) => startMember(groupId, `m${i}`, { items }))
+  const failed: unknown[] = []
+  for (const member of members) {
+    member.finished.catch(error => failed.push(error))
+  }
+  try {
+    await until(
+      () => failed.length > 0 || coveredOnce(members, items),
+      '20 members covering the 2,000 items in one generation'
+    )
+    assert.deepEqual(failed, [], 'no member failed')
+    assert.deepEqual(new Set(members.map(m => m.current!.items.length)), new Set([100]))
+  } finally {
+    for (const member of members) {
+      member.stop.abort()
+    }
+    await Promise.allSettled(members.map(m => m.finished))
+  }
 })
