@@ -1,12 +1,13 @@
 /**
- * Restore workers (restore.workers, docs/architecture.md "Sharded restore"):
+ * Backup and restore workers (backup.workers, restore.workers; docs/architecture.md "Workers"
+ * and "Sharded restore"):
  *
- * 1. Aggregate restore throughput with 1, 2, 3 workers, each capped by
- *    restore.rate_limit_bytes_per_sec, so that the scaling is measurable on a machine with
- *    fewer cores than workers: wall time from starting the workers to the last one's exit, over
- *    the bytes the restore wrote, and its ratio to one worker's.
- * 2. Peak RSS of one worker of BENCH_RSS_WORKERS sharing the restore of a topic of
- *    BENCH_RSS_PARTITIONS partitions (2,000 and 20: each owns 100), beside one process restoring
+ * 1. Aggregate backup and restore throughput with 1, 2, 3 workers, each capped by
+ *    backup.rate_limit_bytes_per_sec or restore.rate_limit_bytes_per_sec, so that the scaling is
+ *    measurable on a machine with fewer cores than workers: wall time from starting the workers
+ *    to the last one's exit, over the bytes backed up or restored, and its ratio to one worker's.
+ * 2. Peak RSS of one worker of BENCH_RSS_WORKERS sharing the backup, then the restore, of a topic
+ *    of BENCH_RSS_PARTITIONS partitions (2,000 and 20: each owns 100), beside one process doing
  *    all of it.
  *
  *   node bench/workers.ts        (npm run bench:workers)
@@ -19,10 +20,8 @@
  *   BENCH_RUNS [1]            runs per worker count (median)
  *   BENCH_RSS_PARTITIONS [2000], BENCH_RSS_WORKERS [20]   part 2; BENCH_RSS_WORKERS=0 skips it
  *   BENCH_CLI [dist]          src, or a compiled main.js (bench/build-cli.ts)
- *
- * Backup workers (backup.workers) are not measured here yet.
  */
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
@@ -165,6 +164,27 @@ function restoreYaml(topic: string, target: string, path: string, restore: strin
 
 const WORKERS = '  workers:\n    enabled: true\n    session_timeout_ms: 6000\n    heartbeat_interval_ms: 1000\n'
 
+/**
+ * `workers` backup workers of `topic` into a new backup at `path`; the backup must then hold
+ * `produced` records (describe), each exactly once.
+ */
+async function backupWithWorkers(topic: string, path: string, workers: number, backup: string, produced: bigint) {
+  const yaml = `${backupYaml(topic, path)}backup:\n${WORKERS}${backup}`
+  const startedAt = performance.now()
+  const results = await Promise.all(Array.from({ length: workers }, () => runCli('backup', yaml)))
+  const wallSeconds = (performance.now() - startedAt) / 1000
+  const configFile = join(workDir, `describe-${++configs}.yaml`)
+  writeFileSync(configFile, yaml)
+  const described = JSON.parse(
+    execFileSync(process.execPath, [cli.cliPath, 'describe', '--config', configFile, '--json'], { encoding: 'utf8' })
+  ) as { records: number }
+  if (BigInt(described.records) !== produced) {
+    throw new Error(`the backup of ${topic} by ${workers} workers holds ${described.records} records, not ${produced}`)
+  }
+  const bytes = results.reduce((sum, r) => sum + (r.summary.bytes as number), 0)
+  return { wallSeconds, results, bytes }
+}
+
 /** `workers` workers restoring `topic` from `path` into `target`; every one must report the whole restore complete. */
 async function restoreWithWorkers(
   topic: string,
@@ -198,6 +218,31 @@ async function endOffsetsSum(topic: string, partitions: number): Promise<bigint>
   return [...ends.values()].reduce((sum, end) => sum + end, 0n)
 }
 
+function throughputTable(
+  what: 'backup' | 'restore',
+  rows: Array<{ workers: number; wall: number; mbPerSec: number; shares?: string }>,
+  records: number
+): string[] {
+  const single = rows.find(r => r.workers === 1)
+  const how =
+    what === 'backup'
+      ? 'backed up into a new filesystem backup'
+      : `restored from a filesystem backup (partitions per worker: ${rows.map(r => r.shares).join('; ')})`
+  return [
+    `### Aggregate ${what} throughput, each worker capped at ${rateMiB} MiB/s`,
+    '',
+    `${records} records of 1 KiB (${dataMiB} MiB) in ${THROUGHPUT_PARTITIONS} partitions, ${how} by N workers started together; wall time from their start to the last exit (process start-up, joining the group and the end included); ${runs} run(s) per N, median.`,
+    '',
+    '| workers | wall | aggregate | vs 1 worker | ratio / N |',
+    '| --- | --- | --- | --- | --- |',
+    ...rows.map(r => {
+      const speedup = single ? r.mbPerSec / single.mbPerSec : Number.NaN
+      return `| ${r.workers} | ${r.wall.toFixed(1)} s | ${r.mbPerSec.toFixed(2)} MiB/s | ${speedup.toFixed(2)} x | ${(speedup / r.workers).toFixed(2)} |`
+    }),
+    ''
+  ]
+}
+
 /** Prints a section as soon as it is measured, so that a later failure does not lose it. */
 function printSection(lines: string[]): void {
   process.stdout.write(
@@ -218,6 +263,27 @@ try {
     produce(topic, records)
     // What the producer got in (it may lose a few on a loaded broker), which the restore must equal.
     const produced = await endOffsetsSum(topic, THROUGHPUT_PARTITIONS)
+    const backupRows: Array<{ workers: number; wall: number; mbPerSec: number }> = []
+    for (const workers of workerCounts) {
+      const walls: number[] = []
+      const rates: number[] = []
+      for (let run = 1; run <= runs; run++) {
+        log(`backup with ${workers} workers (run ${run}/${runs}), each at most ${rateMiB} MiB/s`)
+        const path = mkdtempSync(join(workDir, 'backup-'))
+        const { wallSeconds, bytes } = await backupWithWorkers(
+          topic,
+          path,
+          workers,
+          `  rate_limit_bytes_per_sec: ${Math.round(rateMiB * MiB)}\n`,
+          produced
+        )
+        walls.push(wallSeconds)
+        rates.push(bytes / MiB / wallSeconds)
+        rmSync(path, { recursive: true, force: true })
+      }
+      backupRows.push({ workers, wall: median(walls), mbPerSec: median(rates) })
+    }
+    printSection(throughputTable('backup', backupRows, records))
     const backupPath = mkdtempSync(join(workDir, 'backup-'))
     await runCli('backup', backupYaml(topic, backupPath))
     const rows: Array<{ workers: number; wall: number; mbPerSec: number; shares: string }> = []
@@ -251,20 +317,7 @@ try {
       }
       rows.push({ workers, wall: median(walls), mbPerSec: median(rates), shares })
     }
-    const single = rows.find(r => r.workers === 1)
-    printSection([
-      `### Aggregate restore throughput, each worker capped at ${rateMiB} MiB/s`,
-      '',
-      `${records} records of 1 KiB (${dataMiB} MiB) in ${THROUGHPUT_PARTITIONS} partitions, restored from a filesystem backup by N workers started together; wall time from their start to the last exit (process start-up, joining the group and the end included); ${runs} run(s) per N, median.`,
-      '',
-      '| workers | wall | aggregate | vs 1 worker | ratio / N | partitions per worker |',
-      '| --- | --- | --- | --- | --- | --- |',
-      ...rows.map(r => {
-        const speedup = single ? r.mbPerSec / single.mbPerSec : Number.NaN
-        return `| ${r.workers} | ${r.wall.toFixed(1)} s | ${r.mbPerSec.toFixed(2)} MiB/s | ${speedup.toFixed(2)} x | ${(speedup / r.workers).toFixed(2)} | ${r.shares} |`
-      }),
-      ''
-    ])
+    printSection(throughputTable('restore', rows, records))
     await cluster.admin.deleteTopics({ topics: [topic] }).catch(() => {})
   }
 
@@ -274,8 +327,29 @@ try {
     log(`creating ${manyTopic}: ${rssPartitions} partitions, 5 records each`)
     await createTopic(manyTopic, rssPartitions)
     produce(manyTopic, rssPartitions * 5)
+    const manyProduced = await endOffsetsSum(manyTopic, rssPartitions)
+    log(`backup with ${rssWorkers} workers`)
+    const backupPath = mkdtempSync(join(workDir, 'many-workers-'))
+    const shardedBackup = await backupWithWorkers(manyTopic, backupPath, rssWorkers, '', manyProduced)
+    rmSync(backupPath, { recursive: true, force: true })
+    log('backup with one process')
     const manyPath = mkdtempSync(join(workDir, 'many-'))
-    await runCli('backup', backupYaml(manyTopic, manyPath))
+    const backupStartedAt = performance.now()
+    const backupAlone = await runCli('backup', backupYaml(manyTopic, manyPath))
+    const backupAloneSeconds = (performance.now() - backupStartedAt) / 1000
+    const backupRss = shardedBackup.results.map(r => r.memory.peakRssBytes / MiB)
+    printSection([
+      `### Peak RSS of one backup worker of ${rssWorkers} sharing ${rssPartitions} partitions`,
+      '',
+      `${manyProduced} records of 1 KiB in ${rssPartitions} partitions; ${rssWorkers} backup workers started together, beside one process backing up all of them.`,
+      '',
+      '| what | wall | peak RSS |',
+      '| --- | --- | --- |',
+      `| one worker of ${rssWorkers} (median) | ${shardedBackup.wallSeconds.toFixed(1)} s (all) | ${median(backupRss).toFixed(0)} MiB |`,
+      `| one worker of ${rssWorkers} (largest) | | ${Math.max(...backupRss).toFixed(0)} MiB |`,
+      `| one process, all ${rssPartitions} partitions | ${backupAloneSeconds.toFixed(1)} s | ${(backupAlone.memory.peakRssBytes / MiB).toFixed(0)} MiB |`,
+      ''
+    ])
     // The target topics exist before the restores: creating 2,000 partitions while 20 workers ask
     // for their offsets is a measurement of the broker's leader elections, not of the workers.
     await createTopic(`${manyTopic}-w`, rssPartitions)
@@ -294,7 +368,7 @@ try {
     const rss = sharded.results.map(r => r.memory.peakRssBytes / MiB)
     const owned = sharded.results.map(r => r.summary.worker?.partitions.length ?? 0)
     printSection([
-      `### Peak RSS of one worker of ${rssWorkers} sharing ${rssPartitions} partitions`,
+      `### Peak RSS of one restore worker of ${rssWorkers} sharing ${rssPartitions} partitions`,
       '',
       `${produced} records of 1 KiB in ${rssPartitions} partitions; ${rssWorkers} workers started together (${Math.min(...owned)} to ${Math.max(...owned)} partitions restored by each), beside one process restoring all of them; the target topics created beforehand.`,
       '',
