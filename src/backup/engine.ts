@@ -600,6 +600,12 @@ export class BackupEngine {
         task.tick()
       }
     }, 1000)
+    const discard = () => {
+      for (const task of tasks) {
+        task.discardQueued()
+      }
+    }
+    stop.addEventListener('abort', discard, { once: true })
     const failures: unknown[] = []
     try {
       await fetcher.run()
@@ -607,6 +613,7 @@ export class BackupEngine {
       failures.push(error)
     } finally {
       clearInterval(ticker)
+      stop.removeEventListener('abort', discard)
     }
     // Whatever stopped the fetch, what was appended becomes durable (a fenced partition's
     // write is refused by the claim of its new owner, so flushing is always safe).

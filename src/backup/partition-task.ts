@@ -77,6 +77,8 @@ export class PartitionTask {
   readonly #options: PartitionTaskOptions
   #chain: Promise<void> = Promise.resolve()
   #failure: unknown
+  /** Set by discardQueued: batches not yet appended are dropped instead of written. */
+  #discarding = false
   #segment: OpenSegment | undefined
   /** The fetch position covered by everything appended to the open segment so far. */
   #appendedThrough: bigint
@@ -123,7 +125,13 @@ export class PartitionTask {
     this.#run(
       async () => {
         try {
+          if (this.#discarding) {
+            return
+          }
           await this.#options.throttle?.(bytes)
+          if (this.#discarding) {
+            return
+          }
           let records = 0
           for (const batch of batches) {
             await this.#append(batch)
@@ -181,6 +189,17 @@ export class PartitionTask {
         await this.#closeSegment()
       }
     })
+  }
+
+  /**
+   * Drops the batches queued but not yet appended (their bytes leave the budget at once). A
+   * worker giving its partitions up in a rebalance makes durable only what it appended: writing
+   * the queue first would hold the whole group's rebalance for as long as the rate limit takes
+   * over up to max_bytes_in_flight, and the next owner fetches those offsets again from the
+   * checkpoint anyway.
+   */
+  discardQueued(): void {
+    this.#discarding = true
   }
 
   /** Makes everything appended so far durable and writes the index. */
