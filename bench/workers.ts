@@ -20,6 +20,7 @@
  *   BENCH_RUNS [1]            runs per worker count (median)
  *   BENCH_RSS_PARTITIONS [2000], BENCH_RSS_WORKERS [20]   part 2; BENCH_RSS_WORKERS=0 skips it
  *   BENCH_CLI [dist]          src, or a compiled main.js (bench/build-cli.ts)
+ *   BENCH_LOG_DIR             keep each CLI run's log there (level info), e.g. to see rebalances
  */
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
@@ -43,6 +44,7 @@ const dataMiB = Number(process.env.BENCH_DATA_MIB ?? 60)
 const runs = Number(process.env.BENCH_RUNS ?? 1)
 const rssPartitions = Number(process.env.BENCH_RSS_PARTITIONS ?? 2000)
 const rssWorkers = Number(process.env.BENCH_RSS_WORKERS ?? 20)
+const logDir = process.env.BENCH_LOG_DIR
 const THROUGHPUT_PARTITIONS = 24
 
 function log(line: string): void {
@@ -128,7 +130,17 @@ function runCli(command: 'backup' | 'restore', yaml: string): Promise<CliRun> {
   writeFileSync(configFile, yaml)
   const child = spawn(
     process.execPath,
-    ['--import', preload, cli.cliPath, command, '--config', configFile, '--json', '--log-level', 'warn'],
+    [
+      '--import',
+      preload,
+      cli.cliPath,
+      command,
+      '--config',
+      configFile,
+      '--json',
+      '--log-level',
+      logDir ? 'info' : 'warn'
+    ],
     { env: { ...process.env, BENCH_PEAK_RSS_FILE: memoryFile }, stdio: ['ignore', 'pipe', 'pipe'] }
   )
   let stdout = ''
@@ -144,6 +156,9 @@ function runCli(command: 'backup' | 'restore', yaml: string): Promise<CliRun> {
       if (code !== 0) {
         reject(new Error(`kafka-backup ${command} failed (exit ${code}):\n${stderr}`))
         return
+      }
+      if (logDir) {
+        writeFileSync(join(logDir, `${command}-${id}.log`), stderr)
       }
       resolve({
         summary: JSON.parse(stdout),

@@ -47,12 +47,12 @@ import { BackupError, type ErrorCode, isBackupError } from '../errors.ts'
 import { type Assignment, groupMemberClients, runWorkGroup, type WorkGroupLogger } from '../group/work-group.ts'
 import { captureGroupOffsets, describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
-import { throttleOf } from '../restore/producer.ts'
 import type { SegmentCodec } from '../segment/codecs.ts'
 import { readSegmentIndex } from '../segment/reader.ts'
 import type { StoreRecords } from '../segment/writer.ts'
 import { openRangeSource } from '../storage/range-source.ts'
 import type { Storage } from '../storage/storage.ts'
+import { type Throttle, throttleOf } from '../throttle.ts'
 import { topicMatcher } from '../topics.ts'
 import { toolVersion } from '../version.ts'
 import { ByteBudget } from './budget.ts'
@@ -161,7 +161,7 @@ export class BackupEngine {
   #tasks: PartitionTask[] = []
   #storedBytes = 0
   /** backup.rate_limit_bytes_per_sec, shared by every partition of the run. */
-  readonly #throttle: ((bytes: number) => Promise<void>) | undefined
+  readonly #throttle: Throttle | undefined
 
   constructor(options: BackupOptions) {
     this.#options = options

@@ -4,6 +4,7 @@
  * upload completes; only then does the partition's index (its checkpoint) advance, so a run
  * killed at any point resumes from the last durable segment with no gap and no duplicate.
  */
+
 import type { RecordBatchView } from '../batch/header.ts'
 import { type PartitionIndex, type SegmentEntry, segmentKey, writePartitionIndex } from '../catalog/manifest.ts'
 import { newSegmentKey } from '../crypto/frames.ts'
@@ -12,6 +13,7 @@ import { BackupError, isBackupError } from '../errors.ts'
 import type { SegmentCodec } from '../segment/codecs.ts'
 import { type SegmentSummary, SegmentWriter, type StoreRecords } from '../segment/writer.ts'
 import type { Storage } from '../storage/storage.ts'
+import type { Throttle } from '../throttle.ts'
 
 export interface PartitionTaskOptions {
   storage: Storage
@@ -35,7 +37,7 @@ export interface PartitionTaskOptions {
    */
   ownerEpoch?: number
   /** Waits until `bytes` more may be written (backup.rate_limit_bytes_per_sec, shared by all tasks). */
-  throttle?: (bytes: number) => Promise<void>
+  throttle?: Throttle
   /** A segment became durable; `durationMs` is how long finishing and uploading its end took. */
   onSegmentDurable?: (task: PartitionTask, entry: SegmentEntry, durationMs: number) => void
   /** One fetched record set was appended to the segment, `durationMs` after it was handed over. */
@@ -77,8 +79,8 @@ export class PartitionTask {
   readonly #options: PartitionTaskOptions
   #chain: Promise<void> = Promise.resolve()
   #failure: unknown
-  /** Set by discardQueued: batches not yet appended are dropped instead of written. */
-  #discarding = false
+  /** Aborted by discardQueued: batches not yet appended are dropped instead of written. */
+  readonly #discard = new AbortController()
   #segment: OpenSegment | undefined
   /** The fetch position covered by everything appended to the open segment so far. */
   #appendedThrough: bigint
@@ -125,11 +127,11 @@ export class PartitionTask {
     this.#run(
       async () => {
         try {
-          if (this.#discarding) {
+          if (this.#discard.signal.aborted) {
             return
           }
-          await this.#options.throttle?.(bytes)
-          if (this.#discarding) {
+          await this.#options.throttle?.(bytes, this.#discard.signal)
+          if (this.#discard.signal.aborted) {
             return
           }
           let records = 0
@@ -199,7 +201,7 @@ export class PartitionTask {
    * checkpoint anyway.
    */
   discardQueued(): void {
-    this.#discarding = true
+    this.#discard.abort()
   }
 
   /** Makes everything appended so far durable and writes the index. */

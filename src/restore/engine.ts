@@ -27,6 +27,7 @@ import type { KafkaCluster } from '../kafka/cluster.ts'
 import { initProducerId } from '../kafka/raw-produce.ts'
 import { Outage, untilAborted } from '../kafka/retry.ts'
 import type { Storage } from '../storage/storage.ts'
+import { throttleOf } from '../throttle.ts'
 import { toolVersion } from '../version.ts'
 import {
   applyClusterMetadata,
@@ -38,7 +39,7 @@ import { type EraseSpec, KeyEraser } from './erase.ts'
 import { assertGroupInactive, commitTranslatedOffsets, groupsToReset } from './groups.ts'
 import { mergeOutgoing, type OutgoingBatch, restoreFloor, toOutgoing } from './outgoing.ts'
 import { buildPlan, type PartitionPlan, type PlanOptions, type RestorePlan } from './plan.ts'
-import { PartitionFeed, RestartNeeded, sendToLeader, throttleOf } from './producer.ts'
+import { PartitionFeed, RestartNeeded, sendToLeader } from './producer.ts'
 import { PartitionProgress, skipWrittenRecords } from './progress.ts'
 import { TopicRouter } from './repartition.ts'
 import { checkBackupKeys, readPartitionBatches } from './source.ts'
@@ -1090,6 +1091,8 @@ export class RestoreEngine {
     for (const topic of new Set(active.filter(p => p.state.repartitioned).map(p => p.state.targetTopic))) {
       pumps.push(...this.#openRepartitioned(topic, active, open, withSlot, passSignal))
     }
+    // One bucket for every leader: the limit is the process's, not each broker's.
+    const throttle = throttleOf(this.#options.rateLimitBytesPerSec)
     const senders = [...byLeader].map(async ([leader, entries]) => {
       const connection = await cluster.connection(metadata, leader)
       await sendToLeader(
@@ -1101,7 +1104,7 @@ export class RestoreEngine {
           maxRequestBytes: this.#options.maxRequestBytes,
           timeoutMs: 30_000,
           signal: passSignal,
-          throttle: throttleOf(this.#options.rateLimitBytesPerSec),
+          throttle,
           onRequest: this.#options.onRequest
         }
       )

@@ -9,11 +9,13 @@
  * then reconciles every partition against the target's end offset and resumes with a fresh
  * producer id. That keeps the retry logic in one exact place instead of a second one here.
  */
+
 import { rewriteForRestore } from '../batch/rewrite.ts'
 import { BackupError } from '../errors.ts'
 import type { Connection } from '../kafka/cluster.ts'
 import { type ProducerIdentity, rawProduce } from '../kafka/raw-produce.ts'
 import { errorName, isKnownErrorCode, isRetriable } from '../kafka/wire/errors.ts'
+import type { Throttle } from '../throttle.ts'
 import type { OutgoingBatch } from './outgoing.ts'
 
 /** A failure a fresh start from the reconciled position cures. */
@@ -132,29 +134,8 @@ export interface SenderOptions {
   timeoutMs: number
   signal: AbortSignal
   /** Waits until `bytes` more may be sent (rate_limit_bytes_per_sec). */
-  throttle?: (bytes: number) => Promise<void>
+  throttle?: Throttle
   onRequest?: (durationMs: number, bytes: number) => void
-}
-
-/** rate_limit_bytes_per_sec as a token bucket with one second of burst. */
-export function throttleOf(bytesPerSec: number | undefined): ((bytes: number) => Promise<void>) | undefined {
-  if (!bytesPerSec) {
-    return undefined
-  }
-  let tokens = bytesPerSec
-  let refilledAt = performance.now()
-  return async bytes => {
-    for (;;) {
-      const now = performance.now()
-      tokens = Math.min(bytesPerSec, tokens + ((now - refilledAt) / 1000) * bytesPerSec)
-      refilledAt = now
-      if (tokens >= Math.min(bytes, bytesPerSec)) {
-        tokens -= bytes
-        return
-      }
-      await new Promise(resolve => setTimeout(resolve, ((Math.min(bytes, bytesPerSec) - tokens) / bytesPerSec) * 1000))
-    }
-  }
 }
 
 interface Entry {
