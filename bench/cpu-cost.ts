@@ -14,6 +14,7 @@
  *   BENCH_PRODUCER_COMPRESSION [none,lz4]
  *   BENCH_STORE_RECORDS [decompressed]   backup.store_records values to compare; `default` leaves
  *                             the key out (for a CLI that does not know it)
+ *   BENCH_FRAME_MAX_BYTES     backup.frame_max_bytes (unset: the default)
  *   BENCH_RUNS [2]            runs per figure (median)
  *   BENCH_CLI [dist]          src, or a compiled main.js (e.g. another checkout's, for before/after)
  *   BENCH_PROFILE [0]         1: also --cpu-prof the first run of each and print the hottest functions
@@ -44,6 +45,16 @@ const partitionCounts = list('BENCH_PARTITIONS', '1,8').map(Number)
 const producerCodecs = list('BENCH_PRODUCER_COMPRESSION', 'none,lz4') as Array<'none' | 'lz4'>
 const storeRecordsValues = list('BENCH_STORE_RECORDS', 'decompressed')
 const runs = Number(process.env.BENCH_RUNS ?? 2)
+const frameMaxBytes = process.env.BENCH_FRAME_MAX_BYTES
+
+/** The config's `backup:` section: only the keys this run sets. */
+function backupSection(storeRecords: string): string {
+  const keys = [
+    ...(storeRecords === 'default' ? [] : [`  store_records: ${storeRecords}`]),
+    ...(frameMaxBytes === undefined ? [] : [`  frame_max_bytes: ${frameMaxBytes}`])
+  ]
+  return keys.length === 0 ? '' : `backup:\n${keys.join('\n')}\n`
+}
 const profile = process.env.BENCH_PROFILE === '1'
 
 function log(line: string): void {
@@ -160,7 +171,7 @@ for (const compression of producerCodecs) {
         const path = mkdtempSync(join(workDir, 'backup-'))
         const profileDir = profile && run === 1 ? mkdtempSync(join(workDir, 'prof-')) : undefined
         log(`${topic} store_records ${storeRecords}: backup ${run}/${runs}`)
-        const backupYaml = `mode: backup\nbackup_id: b\nsource:\n  bootstrap_servers: ${bootstrapServers}\n  topics:\n    include: [${topic}]\nstorage:\n  backend: filesystem\n  path: ${path}\n${storeRecords === 'default' ? '' : `backup:\n  store_records: ${storeRecords}\n`}`
+        const backupYaml = `mode: backup\nbackup_id: b\nsource:\n  bootstrap_servers: ${bootstrapServers}\n  topics:\n    include: [${topic}]\nstorage:\n  backend: filesystem\n  path: ${path}\n${backupSection(storeRecords)}`
         backups.push(runCli('backup', backupYaml, profileDir))
         stored = folderBytes(path)
         if (profileDir) {

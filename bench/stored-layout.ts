@@ -109,6 +109,8 @@ for (const [name, batches] of [
     oso.length,
     zstd(oso),
     framed(ours, MiB, false),
+    framed(ours, 2 * MiB, true),
+    framed(ours, 3 * MiB, true),
     framed(ours, 4 * MiB, false),
     framed(ours, 4 * MiB, true),
     zstd(Buffer.concat(ours)),
@@ -121,8 +123,8 @@ process.stdout.write(
   [
     `Data: ${totalMiB} MiB of 1 KiB values per data set; zstd level 3; sizes in MB.`,
     '',
-    '| data | batches (ours, raw) | OSO layout (raw) | OSO layout, one stream (OSO) | ours, 1 MiB frames | ours, 4 MiB frames, 2 MiB window | ours, 4 MiB frames, window = frame | ours, one stream | OSO layout, 1 MiB frames |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| data | batches (ours, raw) | OSO layout (raw) | OSO layout, one stream (OSO) | ours, 1 MiB frames | ours, 2 MiB frames | ours, 3 MiB frames | ours, 4 MiB frames, 2 MiB window | ours, 4 MiB frames, window = frame | ours, one stream | OSO layout, 1 MiB frames |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
     ''
   ].join('\n')

@@ -289,6 +289,30 @@ export interface ReadBatchesOptions extends FrameReadOptions {
 
 function noop(): void {}
 
+/**
+ * Bytes of frames decompressed ahead of their reader, across every segment read at once in the
+ * process. A restore reads every partition ahead by a frame, and with frames of megabytes the
+ * decompressed frames waiting to be consumed were most of an 8-partition restore's memory
+ * (docs/benchmarks.md, "Data path"). Past the budget a reader still fetches its next stored
+ * frame ahead, and decompresses it when it reaches it.
+ */
+export const READ_AHEAD_DECOMPRESSED_BYTES = 8 * 1024 * 1024
+
+let readAheadFree = READ_AHEAD_DECOMPRESSED_BYTES
+
+/** What is left of READ_AHEAD_DECOMPRESSED_BYTES now (for tests). */
+export function readAheadBudgetFree(): number {
+  return readAheadFree
+}
+
+interface FrameAhead {
+  frame: number
+  stored: Promise<Buffer>
+  /** Set when the frame is decompressed ahead, under `reserved` bytes of the budget. */
+  decoded?: Promise<RecordBatchView[]>
+  reserved: number
+}
+
 /** Every batch of the segment in offset order; the next frame is read while this one is consumed. */
 export async function* readSegmentBatches(
   source: RangeSource,
@@ -302,22 +326,44 @@ export async function* readSegmentBatches(
       frames.push(i)
     }
   }
-  const load = (position: number): Promise<RecordBatchView[]> | undefined => {
+  const load = (position: number): FrameAhead | undefined => {
     const frame = frames[position]
     if (frame === undefined) {
       return undefined
     }
-    const pending = readFrame(source, index, frame, options)
+    const stored = readStoredFrame(source, index, frame)
     // Awaited below; this only keeps an abandoned prefetch from being an unhandled rejection.
-    pending.catch(noop)
-    return pending
+    stored.catch(noop)
+    const size = index.footer.frames[frame]!.uncompressedLength
+    if (size > readAheadFree) {
+      return { frame, stored, reserved: 0 }
+    }
+    readAheadFree -= size
+    const decoded = stored.then(bytes => decodeFrame(index, frame, bytes, options))
+    decoded.catch(noop)
+    return { frame, stored, decoded, reserved: size }
   }
   let next = load(0)
-  for (let position = 0; next !== undefined; position++) {
-    options.signal?.throwIfAborted()
-    const batches = await next
-    next = load(position + 1)
-    yield* batches
+  try {
+    for (let position = 0; next !== undefined; position++) {
+      options.signal?.throwIfAborted()
+      const ahead = next
+      let batches: RecordBatchView[]
+      try {
+        batches = await (ahead.decoded ?? decodeFrame(index, ahead.frame, await ahead.stored, options))
+      } finally {
+        // From here the frame is this reader's current one, no longer ahead.
+        readAheadFree += ahead.reserved
+        ahead.reserved = 0
+      }
+      next = load(position + 1)
+      yield* batches
+    }
+  } finally {
+    if (next !== undefined) {
+      readAheadFree += next.reserved
+      next.reserved = 0
+    }
   }
 }
 

@@ -15,6 +15,8 @@ import {
 import {
   bufferSource,
   type RangeSource,
+  READ_AHEAD_DECOMPRESSED_BYTES,
+  readAheadBudgetFree,
   readFrame,
   readSegmentBatches,
   readSegmentIndex,
@@ -121,6 +123,33 @@ test('any frame is read with one range read of exactly its bytes', async () => {
   await assert.rejects(readFrame(source, index, index.footer.frames.length), (error: unknown) =>
     isBackupError(error, 'KB_INTERNAL')
   )
+})
+
+test('frames decompressed ahead share one budget across readers; past it they are decompressed when reached', async () => {
+  const batches = makeBatches(200, 20, 0n, 1000)
+  const { bytes } = await writeSegment(batches, { frameMaxBytes: 1024 * 1024 })
+  const readers = Array.from({ length: 12 }, () => readSegmentBatches(bufferSource(bytes), NAME))
+  // Each reader takes its first batch, so each has its next frame ahead: more than the budget holds.
+  for (const reader of readers) {
+    const first = await reader.next()
+    assert.deepEqual(first.value?.bytes, batches[0]!.bytes)
+  }
+  const used = READ_AHEAD_DECOMPRESSED_BYTES - readAheadBudgetFree()
+  assert.ok(used > READ_AHEAD_DECOMPRESSED_BYTES / 2 && readAheadBudgetFree() >= 0, `decompressed ahead: ${used}`)
+  // Every reader, in or out of the budget, still yields exactly the batches written.
+  await Promise.all(
+    readers.slice(1).map(async reader => {
+      let i = 1
+      for await (const batch of { [Symbol.asyncIterator]: () => reader }) {
+        assert.deepEqual(batch.bytes, batches[i++]!.bytes)
+      }
+      assert.equal(i, batches.length)
+    })
+  )
+  // An abandoned reader gives its frame ahead back.
+  assert.ok(readAheadBudgetFree() < READ_AHEAD_DECOMPRESSED_BYTES)
+  await readers[0]!.return(undefined)
+  assert.equal(readAheadBudgetFree(), READ_AHEAD_DECOMPRESSED_BYTES)
 })
 
 test('frameFilter reads only the chosen frames', async () => {
