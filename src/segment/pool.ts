@@ -1,8 +1,10 @@
 /**
- * Frame buffers are large (1 MiB by default) and live for the length of a segment, so a writer
+ * Frame buffers are large (4 MiB by default) and live for the length of a segment, so a writer
  * takes one from a pool and gives it back when the segment ends: a backup that rolls thousands of
  * segments allocates about as many frame buffers as it has partitions writing at once.
  */
+const IDLE_BYTES = 4 * 1024 * 1024
+
 export class FrameBufferPool {
   readonly bufferBytes: number
   /** Idle buffers kept for reuse; more are released to the garbage collector. */
@@ -12,8 +14,10 @@ export class FrameBufferPool {
   readonly #idle: Buffer[] = []
 
   // Frames go back to the pool as their compression ends and come out as writers flush, so a
-  // few idle ones cover the compressions in flight (writer.ts, COMPRESSIONS_AT_ONCE).
-  constructor(bufferBytes: number, maxIdle = 4) {
+  // few idle ones cover the compressions in flight (writer.ts, COMPRESSIONS_AT_ONCE). Idle
+  // buffers have been filled, so they are resident: at most IDLE_BYTES of them (4 of 1 MiB, 1 of
+  // 4 MiB), at least one.
+  constructor(bufferBytes: number, maxIdle = Math.max(1, Math.min(4, Math.floor(IDLE_BYTES / bufferBytes)))) {
     this.bufferBytes = bufferBytes
     this.maxIdle = maxIdle
   }

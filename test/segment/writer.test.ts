@@ -197,6 +197,22 @@ test('concurrent appends are refused rather than interleaved', async () => {
   await output
 })
 
+test('a frame pool keeps at most 4 MiB of idle buffers, and at least one', () => {
+  for (const [bytes, idle] of [
+    [1024 * 1024, 4],
+    [2 * 1024 * 1024, 2],
+    [4 * 1024 * 1024, 1],
+    [16 * 1024 * 1024, 1]
+  ] as const) {
+    const pool = new FrameBufferPool(bytes)
+    const buffers = Array.from({ length: 6 }, () => pool.acquire())
+    for (const buffer of buffers) {
+      pool.release(buffer)
+    }
+    assert.equal(pool.idleCount, idle, `${bytes}-byte frames`)
+  }
+})
+
 test('abort errors the readable so storage keeps nothing, and returns the frame buffer to the pool', async () => {
   const pool = new FrameBufferPool(4096)
   const writer = new SegmentWriter({ topic: 't', partition: 0, name: 'abort.seg', frameMaxBytes: 4096, pool })
