@@ -1,7 +1,8 @@
 /**
  * One stored object seen as random-access bytes, the way the segment reader consumes it (the
- * trailer, the footer, then the frames a restore needs), with an optional read-ahead so that a
- * restore fetches the next frames while it produces the current one (docs/architecture.md, "Restore").
+ * trailer, the footer, then the frames a restore needs), with an optional plan-driven read-ahead
+ * for callers that know several ranges ahead. The restore does not use it: the segment reader
+ * reads one frame ahead itself, under a budget shared across partitions (src/segment/reader.ts).
  *
  * Read-ahead is driven by a plan, not guessed: the reader knows from the footer which frames it
  * will read and in which order, and hands those ranges to prefetch(). At most `readAhead`
