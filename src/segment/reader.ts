@@ -291,10 +291,10 @@ function noop(): void {}
 
 /**
  * Bytes of frames decompressed ahead of their reader, across every segment read at once in the
- * process. A restore reads every partition ahead by a frame, and with frames of megabytes the
- * decompressed frames waiting to be consumed were most of an 8-partition restore's memory
- * (docs/benchmarks.md, "Data path"). Past the budget a reader still fetches its next stored
- * frame ahead, and decompresses it when it reaches it.
+ * process. A restore reads every partition ahead by a frame, so without a shared budget the
+ * frames waiting decompressed grow with partitions x frame size (32 MiB at 8 partitions of 4 MiB
+ * frames; docs/benchmarks.md, "Frame size and peak RSS"). Past the budget a reader still fetches
+ * its next stored frame ahead, and decompresses it when it reaches it.
  */
 export const READ_AHEAD_DECOMPRESSED_BYTES = 8 * 1024 * 1024
 
