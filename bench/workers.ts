@@ -67,7 +67,8 @@ if (!bootstrapServers) {
 }
 const cluster = testCluster(bootstrapServers.split(','))
 // A fresh broker creates its group coordinator's topic on the first FindCoordinator and answers
-// COORDINATOR_NOT_AVAILABLE until it is there; the workers' first join would fail on it.
+// COORDINATOR_NOT_AVAILABLE until it is there: done before measuring, so that the first run's
+// wall time does not include it (the workers would wait for it).
 for (let attempt = 0; ; attempt++) {
   try {
     await groupState(cluster, 'kafka-backup-bench-warm-up')

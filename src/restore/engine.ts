@@ -515,18 +515,9 @@ export class RestoreEngine {
       backupId: options.backupId,
       status: signal.aborted ? 'stopped' : 'complete',
       dryRun: false,
-      partitions: state.partitions.map(p => ({
-        source: `${p.sourceTopic}/${p.sourcePartition}`,
-        target: `${p.targetTopic}/${p.targetPartition}`,
-        records: p.records,
-        bytes: p.bytes,
-        erasedRecords: p.erasedRecords
-      })),
+      ...partitionTotals(state.partitions),
       topicsCreated,
       notes,
-      records: state.partitions.reduce((sum, p) => sum + p.records, 0),
-      bytes: state.partitions.reduce((sum, p) => sum + p.bytes, 0),
-      erasedRecords: state.partitions.reduce((sum, p) => sum + p.erasedRecords, 0),
       durationMs: Date.now() - startedAt,
       consumerGroups: state.consumerGroups,
       metadata: metadataChanges(metadataPlan)
@@ -629,24 +620,14 @@ export class RestoreEngine {
         { groupId }
       )
     }
-    const partitions = finished?.partitions ?? restored
     return {
       restoreId,
       backupId: options.backupId,
       status: finished ? 'complete' : 'stopped',
       dryRun: false,
-      partitions: partitions.map(p => ({
-        source: `${p.sourceTopic}/${p.sourcePartition}`,
-        target: `${p.targetTopic}/${p.targetPartition}`,
-        records: p.records,
-        bytes: p.bytes,
-        erasedRecords: p.erasedRecords
-      })),
+      ...partitionTotals(finished?.partitions ?? restored),
       topicsCreated,
       notes: run.notes,
-      records: partitions.reduce((sum, p) => sum + p.records, 0),
-      bytes: partitions.reduce((sum, p) => sum + p.bytes, 0),
-      erasedRecords: partitions.reduce((sum, p) => sum + p.erasedRecords, 0),
       durationMs: Date.now() - run.startedAt,
       consumerGroups: finished?.consumerGroups ?? [],
       metadata: metadataChanges(run.metadataPlan),
@@ -1262,4 +1243,20 @@ function unwritableState(error: unknown, storage: Storage, key: string): unknown
       'when the backup location is read-only (a snapshot or read-only mount), set restore.state_storage to a writable location',
     { cause: error, key, location: storage.location }
   )
+}
+
+/** A restore summary's partitions and totals, from the partitions' states. */
+function partitionTotals(partitions: readonly PartitionState[]) {
+  return {
+    partitions: partitions.map(p => ({
+      source: `${p.sourceTopic}/${p.sourcePartition}`,
+      target: `${p.targetTopic}/${p.targetPartition}`,
+      records: p.records,
+      bytes: p.bytes,
+      erasedRecords: p.erasedRecords
+    })),
+    records: partitions.reduce((sum, p) => sum + p.records, 0),
+    bytes: partitions.reduce((sum, p) => sum + p.bytes, 0),
+    erasedRecords: partitions.reduce((sum, p) => sum + p.erasedRecords, 0)
+  }
 }
