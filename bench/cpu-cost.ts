@@ -20,13 +20,14 @@
  *   BENCH_PROFILE [0]         1: also --cpu-prof the first run of each and print the hottest functions
  */
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { type RunningBroker, startBroker, stopBroker } from '../scripts/broker.ts'
+import { stopBroker } from '../scripts/broker.ts'
 import { listOffsets } from '../src/kafka/admin.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
 import { producerPerformance } from './baselines.ts'
+import { benchBroker } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { hotFunctions } from './cpu-profile.ts'
 import { writePayloadFile } from './data.ts'
@@ -68,15 +69,7 @@ const cli = buildCli('bench-cpu', log)
 const preload = compiledPreload('bench-cpu', 'peak-rss.ts')
 log(`CLI: ${cli.how}`)
 
-let broker: RunningBroker | undefined
-let bootstrapServers = process.env.KAFKA_BOOTSTRAP_SERVERS
-if (!bootstrapServers) {
-  broker = await startBroker('bench-cpu')
-  bootstrapServers = broker.bootstrapServers
-  // startBroker() prunes all but the 5 most recently modified run folders: keep ours recent.
-  const runDir = broker.runDir
-  setInterval(() => utimesSync(runDir, new Date(), new Date()), 1000).unref()
-}
+const { bootstrapServers, broker } = await benchBroker('bench-cpu')
 const cluster = testCluster(bootstrapServers.split(','))
 
 interface Run {

@@ -19,10 +19,10 @@
  *                             a list separated by `;` runs each (an empty item = the defaults)
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, utimesSync } from 'node:fs'
+import { mkdtempSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { kafkaJavaArgs, type RunningBroker, startBroker, stopBroker } from '../scripts/broker.ts'
+import { kafkaJavaArgs, stopBroker } from '../scripts/broker.ts'
 import { BackupEngine } from '../src/backup/engine.ts'
 import { readPartitionIndex } from '../src/catalog/manifest.ts'
 import { parseConfig } from '../src/config/load.ts'
@@ -31,6 +31,7 @@ import { backupOptionsFromConfig } from '../src/options.ts'
 import { readPartitionBatches } from '../src/restore/source.ts'
 import { FilesystemStorage } from '../src/storage/filesystem.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
+import { benchBroker } from './broker.ts'
 import { writePayloadFile } from './data.ts'
 import { percentile } from './stats.ts'
 
@@ -46,15 +47,7 @@ function log(line: string): void {
 const workDir = mkdtempSync(join(os.tmpdir(), 'kafka-backup-lag-'))
 const payloadFile = join(workDir, 'payload.txt')
 writePayloadFile(payloadFile, 20_000, 1024)
-let broker: RunningBroker | undefined
-let bootstrapServers = process.env.KAFKA_BOOTSTRAP_SERVERS
-if (!bootstrapServers) {
-  broker = await startBroker('bench-lag')
-  bootstrapServers = broker.bootstrapServers
-  // startBroker() prunes all but the 5 most recently modified run folders: keep ours recent.
-  const runDir = broker.runDir
-  setInterval(() => utimesSync(runDir, new Date(), new Date()), 1000).unref()
-}
+const { bootstrapServers, broker } = await benchBroker('bench-lag')
 const cluster = testCluster(bootstrapServers.split(','))
 
 function producer(topic: string): Promise<void> {

@@ -31,10 +31,10 @@
  */
 import { spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join, resolve } from 'node:path'
-import { type RunningBroker, runKafkaTool, startBroker, stopBroker } from '../scripts/broker.ts'
+import { runKafkaTool, stopBroker } from '../scripts/broker.ts'
 import { ensureKcat } from '../scripts/kcat.ts'
 import { BackupEngine } from '../src/backup/engine.ts'
 import { readPartitionIndex } from '../src/catalog/manifest.ts'
@@ -46,6 +46,7 @@ import { RestoreEngine } from '../src/restore/engine.ts'
 import { FilesystemStorage } from '../src/storage/filesystem.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
 import { consumerPerformance, kcatToFile, type ProducerSettings, producerPerformance } from './baselines.ts'
+import { benchBroker } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { hotFunctions } from './cpu-profile.ts'
 import { writePayloadFile } from './data.ts'
@@ -115,20 +116,10 @@ const cliPath = cli.cliPath
 const peakRssPath = compiledPreload('bench', 'peak-rss.ts')
 log(`CLI: ${cli.how}`)
 
-let broker: RunningBroker | undefined
-let bootstrapServers = process.env.KAFKA_BOOTSTRAP_SERVERS
-if (!bootstrapServers) {
+if (!process.env.KAFKA_BOOTSTRAP_SERVERS) {
   log('starting a broker (scripts/broker.ts)')
-  broker = await startBroker('bench')
-  bootstrapServers = broker.bootstrapServers
-  // startBroker() prunes all but the 5 most recently modified run folders, data included, which
-  // kills a broker whose folder went quiet while test runs started theirs; keep ours recent.
-  const runDir = broker.runDir
-  setInterval(() => {
-    const now = new Date()
-    utimesSync(runDir, now, now)
-  }, 1000).unref()
 }
+const { bootstrapServers, broker } = await benchBroker('bench')
 log(`broker ${bootstrapServers}; work folder ${workDir}`)
 const kcat = ensureKcat(log)
 if (kcat.path === undefined) {

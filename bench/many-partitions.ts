@@ -14,12 +14,13 @@
  *   BENCH_OSO [1], OSO_BIN    0: skip OSO; its driver binary
  */
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { type RunningBroker, runKafkaTool, startBroker, stopBroker } from '../scripts/broker.ts'
+import { runKafkaTool, stopBroker } from '../scripts/broker.ts'
 import { listOffsets } from '../src/kafka/admin.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
+import { benchBroker } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { writePayloadFile } from './data.ts'
 import { ensureOsoDriver, osoBackupYaml, osoRestoreYaml, runOso, storedBytes } from './oso.ts'
@@ -43,15 +44,7 @@ const oso = ensureOsoDriver(log)
 if (oso.path === undefined) {
   log(`SKIPPING OSO: ${oso.reason}`)
 }
-let broker: RunningBroker | undefined
-let bootstrapServers = process.env.KAFKA_BOOTSTRAP_SERVERS
-if (!bootstrapServers) {
-  broker = await startBroker('bench-many')
-  bootstrapServers = broker.bootstrapServers
-  // startBroker() prunes all but the 5 most recently modified run folders: keep ours recent.
-  const runDir = broker.runDir
-  setInterval(() => utimesSync(runDir, new Date(), new Date()), 1000).unref()
-}
+const { bootstrapServers, broker } = await benchBroker('bench-many')
 const cluster = testCluster(bootstrapServers.split(','))
 
 async function createTopic(topic: string): Promise<void> {

@@ -23,12 +23,13 @@
  *   BENCH_LOG_DIR             keep each CLI run's log there (level info), e.g. to see rebalances
  */
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { type RunningBroker, runKafkaTool, startBroker, stopBroker } from '../scripts/broker.ts'
+import { runKafkaTool, stopBroker } from '../scripts/broker.ts'
 import { groupState, listOffsets } from '../src/kafka/admin.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
+import { benchBroker } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { writePayloadFile } from './data.ts'
 import type { PeakMemory } from './peak-rss.ts'
@@ -56,15 +57,7 @@ const payloadFile = join(workDir, 'payload.txt')
 writePayloadFile(payloadFile, 20_000, 1024)
 const cli = buildCli('bench-workers', log)
 const preload = compiledPreload('bench-workers', 'peak-rss.ts')
-let broker: RunningBroker | undefined
-let bootstrapServers = process.env.KAFKA_BOOTSTRAP_SERVERS
-if (!bootstrapServers) {
-  broker = await startBroker('bench-workers')
-  bootstrapServers = broker.bootstrapServers
-  // startBroker() prunes all but the 5 most recently modified run folders: keep ours recent.
-  const runDir = broker.runDir
-  setInterval(() => utimesSync(runDir, new Date(), new Date()), 1000).unref()
-}
+const { bootstrapServers, broker } = await benchBroker('bench-workers')
 const cluster = testCluster(bootstrapServers.split(','))
 // A fresh broker creates its group coordinator's topic on the first FindCoordinator and answers
 // COORDINATOR_NOT_AVAILABLE until it is there: done before measuring, so that the first run's
