@@ -171,3 +171,31 @@ test('a restore while a broker is killed, restarted and leadership moves back wr
     `the restore logs the leader change: ${warnings.join('\n')}`
   )
 })
+
+test('restore.rate_limit_bytes_per_sec caps the whole process, not each partition leader', async () => {
+  const topic = await replicatedTopic('multi-rate')
+  const storage = tempStorage()
+  await runBackup(backupOptions(client, storage, [topic], { bootstrapServers: cluster.bootstrapServers }))
+  const target = `${topic}-restored`
+  const rate = 100_000
+  const startedAt = Date.now()
+  const summary = await runRestore(
+    restoreOptions(client, storage, {
+      bootstrapServers: cluster.bootstrapServers,
+      topicMapping: { [topic]: target },
+      defaultReplicationFactor: 3,
+      coalesceMaxBytes: 8 * 1024,
+      rateLimitBytesPerSec: rate
+    })
+  )
+  const elapsedMs = Date.now() - startedAt
+  assert.equal(summary.records, partitions * recordsPerPartition)
+  const leaders = new Set(await Promise.all([0, 1, 2].map(partition => leaderOf(target, partition))))
+  assert.ok(leaders.size > 1, `the target's partitions are led by several brokers: ${[...leaders]}`)
+  // One bucket with one second of burst; each leader's sender may take one request on credit.
+  const floorMs = ((summary.bytes - rate - leaders.size * 8 * 1024) / rate) * 1000
+  assert.ok(
+    elapsedMs >= floorMs,
+    `${summary.bytes} bytes at ${rate} B/s took ${elapsedMs} ms, at least ${floorMs} expected`
+  )
+})
