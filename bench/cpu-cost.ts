@@ -17,12 +17,14 @@
  *   BENCH_FRAME_MAX_BYTES     backup.frame_max_bytes (unset: the default)
  *   BENCH_RUNS [2]            runs per figure (median)
  *   BENCH_CLI [dist]          src, or a compiled main.js (e.g. another checkout's, for before/after)
+ *   BENCH_CLI_BEFORE          a compiled CLI (another checkout's dist/kafka-backup.js) run in turn
+ *                             with BENCH_CLI in every run: the table then gives before / after
  *   BENCH_PROFILE [0]         1: also --cpu-prof the first run of each and print the hottest functions
  */
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { stopBroker } from '../scripts/broker.ts'
 import { listOffsets } from '../src/kafka/admin.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
@@ -67,7 +69,9 @@ const payloadFile = join(workDir, 'payload.txt')
 writePayloadFile(payloadFile, 20_000, VALUE_BYTES)
 const cli = buildCli('bench-cpu', log)
 const preload = compiledPreload('bench-cpu', 'peak-rss.ts')
-log(`CLI: ${cli.how}`)
+const cliBefore = process.env.BENCH_CLI_BEFORE ? resolve(process.env.BENCH_CLI_BEFORE) : undefined
+log(`CLI: ${cli.how}${cliBefore ? `; before: ${cliBefore}` : ''}`)
+const clis = cliBefore ? [cliBefore, cli.cliPath] : [cli.cliPath]
 
 const { bootstrapServers, broker } = await benchBroker('bench-cpu')
 const cluster = testCluster(bootstrapServers.split(','))
@@ -80,7 +84,7 @@ interface Run {
 }
 
 let configs = 0
-function runCli(command: 'backup' | 'restore', yaml: string, profileDir?: string): Run {
+function runCli(cliPath: string, command: 'backup' | 'restore', yaml: string, profileDir?: string): Run {
   const id = ++configs
   const configFile = join(workDir, `config-${id}.yaml`)
   const memoryFile = join(workDir, `memory-${id}.json`)
@@ -89,7 +93,7 @@ function runCli(command: 'backup' | 'restore', yaml: string, profileDir?: string
   const nodeArgs = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []
   const result = spawnSync(
     process.execPath,
-    [...nodeArgs, '--import', preload, cli.cliPath, command, '--config', configFile, '--json', '--log-level', 'warn'],
+    [...nodeArgs, '--import', preload, cliPath, command, '--config', configFile, '--json', '--log-level', 'warn'],
     { encoding: 'utf8', env: { ...process.env, BENCH_PEAK_RSS_FILE: memoryFile }, maxBuffer: 64 * 1024 * 1024 }
   )
   if (result.status !== 0) {
@@ -157,36 +161,41 @@ for (const compression of producerCodecs) {
       throw new Error(`${topic} does not hold ${records} records`)
     }
     for (const storeRecords of storeRecordsValues) {
-      const backups: Run[] = []
-      const restores: Run[] = []
+      // Per CLI (before, after): its runs, interleaved with the other's.
+      const backups: Run[][] = clis.map(() => [])
+      const restores: Run[][] = clis.map(() => [])
       let stored = 0
       for (let run = 1; run <= runs; run++) {
-        const path = mkdtempSync(join(workDir, 'backup-'))
-        const profileDir = profile && run === 1 ? mkdtempSync(join(workDir, 'prof-')) : undefined
-        log(`${topic} store_records ${storeRecords}: backup ${run}/${runs}`)
-        const backupYaml = `mode: backup\nbackup_id: b\nsource:\n  bootstrap_servers: ${bootstrapServers}\n  topics:\n    include: [${topic}]\nstorage:\n  backend: filesystem\n  path: ${path}\n${backupSection(storeRecords)}`
-        backups.push(runCli('backup', backupYaml, profileDir))
-        stored = folderBytes(path)
-        if (profileDir) {
-          printProfile(profileDir, `backup ${topic} ${storeRecords}`)
+        for (const [which, cliPath] of clis.entries()) {
+          const label = clis.length > 1 ? (which === 0 ? ' (before)' : ' (after)') : ''
+          const path = mkdtempSync(join(workDir, 'backup-'))
+          const profileDir = profile && run === 1 ? mkdtempSync(join(workDir, 'prof-')) : undefined
+          log(`${topic} store_records ${storeRecords}: backup ${run}/${runs}${label}`)
+          const backupYaml = `mode: backup\nbackup_id: b\nsource:\n  bootstrap_servers: ${bootstrapServers}\n  topics:\n    include: [${topic}]\nstorage:\n  backend: filesystem\n  path: ${path}\n${backupSection(storeRecords)}`
+          backups[which]!.push(runCli(cliPath, 'backup', backupYaml, profileDir))
+          stored = folderBytes(path)
+          if (profileDir) {
+            printProfile(profileDir, `backup ${topic} ${storeRecords}${label}`)
+          }
+          const target = `${topic}-r${storeRecords}${run}${which}`
+          const restoreProfileDir = profile && run === 1 ? mkdtempSync(join(workDir, 'prof-')) : undefined
+          log(`${topic} store_records ${storeRecords}: restore ${run}/${runs}${label}`)
+          const restoreYaml = `mode: restore\nbackup_id: b\ntarget:\n  bootstrap_servers: ${bootstrapServers}\n  kafka_config:\n    batch.size: 524288\nstorage:\n  backend: filesystem\n  path: ${path}\nrestore:\n  topics:\n    include: [${topic}]\n  topic_mapping:\n    ${topic}: ${target}\n`
+          restores[which]!.push(runCli(cliPath, 'restore', restoreYaml, restoreProfileDir))
+          if (restoreProfileDir) {
+            printProfile(restoreProfileDir, `restore ${topic} ${storeRecords}${label}`)
+          }
+          await cluster.admin.deleteTopics({ topics: [target] }).catch(() => {})
+          rmSync(path, { recursive: true, force: true })
         }
-        const target = `${topic}-r${storeRecords}${run}`
-        const restoreProfileDir = profile && run === 1 ? mkdtempSync(join(workDir, 'prof-')) : undefined
-        log(`${topic} store_records ${storeRecords}: restore ${run}/${runs}`)
-        const restoreYaml = `mode: restore\nbackup_id: b\ntarget:\n  bootstrap_servers: ${bootstrapServers}\n  kafka_config:\n    batch.size: 524288\nstorage:\n  backend: filesystem\n  path: ${path}\nrestore:\n  topics:\n    include: [${topic}]\n  topic_mapping:\n    ${topic}: ${target}\n`
-        restores.push(runCli('restore', restoreYaml, restoreProfileDir))
-        if (restoreProfileDir) {
-          printProfile(restoreProfileDir, `restore ${topic} ${storeRecords}`)
-        }
-        await cluster.admin.deleteTopics({ topics: [target] }).catch(() => {})
-        rmSync(path, { recursive: true, force: true })
       }
       const median = (values: number[]) => percentile(values, 50)
+      const each = (lists: Run[][], figure: (list: Run[]) => string) => lists.map(figure).join(' / ')
       const perGB = (list: Run[]) => (median(list.map(r => r.cpuSeconds)) / payloadGB).toFixed(1)
-      const wall = (list: Run[]) => median(list.map(r => r.wallSeconds)).toFixed(1)
+      const wall = (list: Run[]) => `${median(list.map(r => r.wallSeconds)).toFixed(1)} s`
       const rss = (list: Run[]) => `${(Math.max(...list.map(r => r.peakRssBytes)) / 2 ** 20).toFixed(0)} MiB`
       rows.push(
-        `| ${compression}, ${partitions}p | ${storeRecords} | ${perGB(backups)} | ${perGB(restores)} | ${wall(backups)} / ${wall(restores)} s | ${rss(backups)} / ${rss(restores)} | ${(stored / MB).toFixed(1)} MB |`
+        `| ${compression}, ${partitions}p | ${storeRecords} | ${each(backups, perGB)} | ${each(restores, perGB)} | ${each(backups, wall)} | ${each(restores, wall)} | ${each(backups, rss)} | ${each(restores, rss)} | ${(stored / MB).toFixed(1)} MB |`
       )
     }
     await cluster.admin.deleteTopics({ topics: [topic] }).catch(() => {})
@@ -195,10 +204,10 @@ for (const compression of producerCodecs) {
 
 process.stdout.write(
   [
-    `${sizeMiB} MiB of payload per topic (${records} records of ${VALUE_BYTES} bytes), ${runs} runs each (median); CLI: ${cli.how}; 1-minute load average ${os.loadavg()[0]!.toFixed(1)} at the end.`,
+    `${sizeMiB} MiB of payload per topic (${records} records of ${VALUE_BYTES} bytes), ${runs} runs each (median${cliBefore ? ', before and after in turn' : ''}); CLI: ${cli.how}${cliBefore ? `; before: ${cliBefore}` : ''}; 1-minute load average ${os.loadavg()[0]!.toFixed(1)} at the end.`,
     '',
-    '| topic | store_records | backup CPU s per GB | restore CPU s per GB | wall backup / restore | peak RSS backup / restore | stored |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    `| topic | store_records | backup CPU s per GB${cliBefore ? ', before / after' : ''} | restore CPU s per GB | backup wall | restore wall | backup peak RSS | restore peak RSS | stored |`,
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
     ''
   ].join('\n')

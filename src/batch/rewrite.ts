@@ -1,13 +1,15 @@
 /**
  * Making a backed-up batch acceptable to the target broker (docs/architecture.md, "Produce validation"):
  * baseOffset 0, partitionLeaderEpoch -1, the restore producer's id/epoch/sequence, the
- * transactional bit cleared, CRC32C recomputed (after the old one is verified: a batch whose own
- * CRC fails is refused, never given a valid one). Record bytes are not touched by the rewrite,
- * so keys, values, headers and timestamps come back byte for byte. Only a batch with offset
- * holes (compaction) or a run of small batches to merge is decoded and re-encoded.
+ * transactional bit cleared, and the CRC-32C patched for those header fields from the batch's
+ * own CRC, never computed afresh over the records: bytes that changed after Kafka wrote them
+ * keep a failing CRC, which the target broker refuses (CORRUPT_MESSAGE), so they are never given
+ * a valid one. Record bytes are not touched by the rewrite, so keys, values, headers and
+ * timestamps come back byte for byte. Only a batch with offset holes (compaction) or a run of
+ * small batches to merge is decoded and re-encoded.
  */
 import { BackupError } from '../errors.ts'
-import { crc32c } from './crc.ts'
+import { crc32c, patchedCrc32c } from './crc.ts'
 import { Attribute, type CodecId, Offset, RecordBatchView } from './header.ts'
 import { decodeRecords, encodeBatch, type RecordInput } from './records.ts'
 
@@ -74,15 +76,6 @@ export function rewriteForRestore(
   if (producer.producerId >= 0n && producer.baseSequence < 0) {
     throw cannotRestore(batch, 'baseSequence', '>= 0', producer.baseSequence, 'an idempotent producer needs a sequence')
   }
-  // The rewrite computes a fresh CRC, which would make altered bytes look sound to the target.
-  const crc = batch.computeCrc()
-  if (crc !== batch.crc) {
-    throw new BackupError(
-      'KB_BATCH_CORRUPT',
-      `batch at baseOffset ${batch.baseOffset} fails its Kafka CRC-32C (expected ${batch.crc}, found ${crc}): its bytes changed after Kafka wrote them`,
-      { baseOffset: batch.baseOffset, field: 'crc', expected: batch.crc, found: crc }
-    )
-  }
   const source = batch.bytes
   const size = source.length
   const out = target ?? Buffer.allocUnsafe(size)
@@ -94,6 +87,10 @@ export function rewriteForRestore(
       found: out.length
     })
   }
+  // The CRC covers attributes..records; of those, the rewrite changes attributes and the
+  // producer fields, all inside the header (before Offset.records).
+  const oldCrc = batch.crc
+  const oldHeaderCrc = crc32c(source.subarray(Offset.attributes, Offset.records))
   if (out.buffer !== source.buffer || out.byteOffset !== source.byteOffset) {
     source.copy(out, 0)
   }
@@ -104,7 +101,8 @@ export function rewriteForRestore(
   out.writeInt16BE(producer.producerEpoch, Offset.producerEpoch)
   out.writeInt32BE(producer.baseSequence, Offset.baseSequence)
   const rewritten = out.subarray(0, size)
-  rewritten.writeUInt32BE(crc32c(rewritten.subarray(Offset.attributes)), Offset.crc)
+  const newHeaderCrc = crc32c(rewritten.subarray(Offset.attributes, Offset.records))
+  rewritten.writeUInt32BE(patchedCrc32c(oldCrc, oldHeaderCrc, newHeaderCrc, size - Offset.records), Offset.crc)
   return new RecordBatchView(rewritten)
 }
 

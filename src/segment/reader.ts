@@ -265,7 +265,9 @@ export async function decodeFrame(
   // which read-only commands (list, describe) and segments without the flag never need.
   const { compressedAgain } = await import('./stored-records.ts')
   return batches.map((batch, position) =>
-    batch.codec === Codec.none ? batch : compressedAgain(batch, index.name, frame, position)
+    batch.codec === Codec.none
+      ? batch
+      : compressedAgain(batch, index.name, frame, position, { crcChecked: options.verifyBatchCrc === true })
   )
 }
 

@@ -39,17 +39,18 @@ export function writeWithRecords(batch: RecordBatchView, records: Buffer, target
 
 /**
  * The stored batch as Kafka holds it: records compressed again with the batch's codec,
- * batchLength and CRC for the new bytes. The stored CRC is checked first, since a fresh CRC
- * would otherwise make altered bytes look sound, and the new records must decompress to the
- * stored ones before the batch is handed on.
+ * batchLength and CRC for the new bytes. The stored CRC is checked first (unless the frame's
+ * reader just did, `crcChecked`), since a fresh CRC would otherwise make altered bytes look
+ * sound, and the new records must decompress to the stored ones before the batch is handed on.
  */
 export function compressedAgain(
   stored: RecordBatchView,
   segment: string,
   frame: number,
-  position: number
+  position: number,
+  options: { crcChecked: boolean }
 ): RecordBatchView {
-  const crc = stored.computeCrc()
+  const crc = options.crcChecked ? stored.crc : stored.computeCrc()
   if (crc !== stored.crc) {
     throw corrupt(
       segment,

@@ -16,6 +16,7 @@ import { splitRecordSet } from '../../src/batch/split.ts'
 import { type AbortedTransaction, TransactionFilter } from '../../src/batch/transactions.ts'
 import { IsolationLevel, rawFetch } from '../../src/kafka/raw-fetch.ts'
 import { initProducerId, rawProduce } from '../../src/kafka/raw-produce.ts'
+import { errorName } from '../../src/kafka/wire/errors.ts'
 import { type AdminCluster, bootstrapServers, createTopic, testCluster, uniqueTopic } from '../helpers/kafka.ts'
 
 const codecs: Array<{ name: CompressionAlgorithmValue & keyof typeof Codec; id: CodecId }> = [
@@ -378,5 +379,39 @@ test('the broker accepts rebuilt batches: real ones rewritten, holey ones re-enc
     )
     assert.deepEqual(restored[2]!.headers, [['h', null]])
     assert.equal(restored[3]!.timestamp, now + 9n)
+  }
+})
+
+test('a batch altered after Kafka wrote it keeps a failing CRC through the rewrite, and the broker refuses it', async () => {
+  const source = uniqueTopic('batch-altered-source')
+  const target = uniqueTopic('batch-altered-target')
+  await createTopic(cluster, source, 1)
+  await createTopic(cluster, target, 1)
+  const producer = new Producer({ clientId: 'kafka-backup-test', bootstrapBrokers: [bootstrapServers()] })
+  try {
+    for (const compression of ['none', 'lz4'] as const) {
+      await producer.send({
+        compression,
+        messages: [{ topic: source, partition: 0, key: Buffer.from('k'), value: Buffer.from(`a value ${compression}`) }]
+      })
+    }
+  } finally {
+    await producer.close()
+  }
+  const batches = (await fetchPartition(source, 0)).flatMap(r => r.batches)
+  assert.equal(batches.length, 2)
+  const metadata = await cluster.metadata([target])
+  const connection = await cluster.connection(metadata, metadata.topics.get(target)!.partitions[0]!.leader)
+  const identity = await initProducerId(connection)
+  for (const batch of batches) {
+    // One bit of the last record flipped in memory, after the fetch's CRC check.
+    batch.bytes[batch.bytes.length - 2] = batch.bytes[batch.bytes.length - 2]! ^ 0x04
+    const rewritten = rewriteForRestore(batch, { ...identity, baseSequence: 0 })
+    const response = await rawProduce(connection, {
+      acks: -1,
+      timeoutMs: 10_000,
+      topics: [{ topic: target, partitions: [{ partition: 0, batch: rewritten.bytes }] }]
+    })
+    assert.equal(errorName(response.topics[0]!.partitions[0]!.errorCode), 'CORRUPT_MESSAGE', `codec ${batch.codec}`)
   }
 })
