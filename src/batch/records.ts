@@ -24,7 +24,6 @@ import {
   Offset,
   RecordBatchView
 } from './header.ts'
-import { compressLz4Frame, decompressLz4Frames } from './lz4.ts'
 
 // Each loads a native library (~11 ms of start-up for both, docs/benchmarks.md "Start-up"):
 // loaded by the first batch that needs it (many runs need neither).
@@ -137,7 +136,8 @@ export function decompressRecords(codec: number, data: Buffer, baseOffset?: bigi
       case Codec.snappy:
         return decompressSnappy(data)
       case Codec.lz4:
-        return decompressLz4Frames(data)
+        // Kafka's lz4 is the LZ4 frame format; lz4-napi is native (lz4_flex).
+        return lz4().decompressFrameSync(data)
       case Codec.zstd:
         return zstdDecompressSync(data)
     }
@@ -172,7 +172,7 @@ export function compressRecords(codec: number, data: Buffer): Buffer {
     case Codec.snappy:
       return compressSnappyXerial(data)
     case Codec.lz4:
-      return compressLz4Frame(data, block => lz4().compressSync(block))
+      return lz4().compressFrameSync(data)
     case Codec.zstd:
       return zstdCompressSync(data)
   }
