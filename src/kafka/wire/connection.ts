@@ -70,6 +70,13 @@ const API_VERSIONS = 18
 /** One socket read at most: the size of Node's own read buffers. */
 const READ_BUFFER_BYTES = 64 * 1024
 
+/**
+ * A frame with at least this much still to come is read into straight from the socket, not
+ * copied out of the read buffer (Fetch responses of megabytes, docs/architecture.md "Protocol
+ * layer"); a smaller rest is not worth a read of its own.
+ */
+const DIRECT_READ_MIN_BYTES = 16 * 1024
+
 export function isFlexible(apiKey: number, version: number): boolean {
   const first = firstFlexibleVersion[apiKey]
   if (first === undefined) {
@@ -144,7 +151,11 @@ export class Connection {
   static async open(options: ConnectionOptions): Promise<Connection> {
     // The broker sends nothing before our first request, so no chunk arrives before `connection` is set.
     let connection: Connection | undefined
-    const socket = await connectSocket(options, chunk => connection!.#onData(chunk))
+    const socket = await connectSocket(options, {
+      target: () => (connection === undefined ? undefined : connection.#directTarget()),
+      onData: chunk => connection!.#onData(chunk),
+      onDirect: size => connection!.#onDirect(size)
+    })
     connection = new Connection(options, socket)
     try {
       await connection.#negotiateVersions()
@@ -258,6 +269,32 @@ export class Connection {
   }
 
   /**
+   * Where the socket's next read may go instead of the read buffer: the rest of the frame being
+   * received, when enough of it is still to come. The read then cannot run past the frame.
+   */
+  #directTarget(): Buffer | undefined {
+    const frame = this.#frame
+    return frame !== undefined && frame.length - this.#frameFilled >= DIRECT_READ_MIN_BYTES
+      ? frame.subarray(this.#frameFilled)
+      : undefined
+  }
+
+  /** `size` bytes were read into the frame at #directTarget. */
+  #onDirect(size: number): void {
+    this.#frameFilled += size
+    if (this.#frameFilled === this.#frame!.length) {
+      this.#frameDone()
+    }
+  }
+
+  #frameDone(): void {
+    const frame = this.#frame!
+    this.#frame = undefined
+    this.#anyFrame = true
+    this.#dispatch(frame)
+  }
+
+  /**
    * Copies a received chunk into the frames it belongs to. The chunk is not kept: on a plain
    * TCP connection it is one reused read buffer (connectSocket's `onread`), so receiving
    * allocates nothing but each frame's own buffer.
@@ -292,9 +329,7 @@ export class Connection {
       this.#frameFilled += used
       at += used
       if (this.#frameFilled === frame.length) {
-        this.#frame = undefined
-        this.#anyFrame = true
-        this.#dispatch(frame)
+        this.#frameDone()
       }
     }
   }
@@ -404,30 +439,49 @@ export class Connection {
 }
 
 /** A connected socket (TLS handshake done), or a NetworkError whose cause says why not. */
-async function connectSocket(options: ConnectionOptions, onData: (chunk: Buffer) => void): Promise<Socket> {
+interface SocketReader {
+  /** A buffer the next read may fill instead of the read buffer (plain TCP only). */
+  target(): Buffer | undefined
+  /** Bytes read into the read buffer (or, on TLS, a chunk). */
+  onData(chunk: Buffer): void
+  /** Bytes read into the last `target()`. */
+  onDirect(size: number): void
+}
+
+async function connectSocket(options: ConnectionOptions, reader: SocketReader): Promise<Socket> {
   const { host, port, tls, connectTimeoutMs } = options
   const address = `${host}:${port}`
   // node:tls (with node:crypto) costs ~15 ms of start-up: loaded only for a TLS listener.
   const connectTls = tls ? (await import('node:tls')).connect : undefined
   const { promise, resolve, reject } = Promise.withResolvers<Socket>()
   const readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES)
+  let direct: Buffer | undefined
   const socket = connectTls
     ? connectTls({ host, port, servername: isIp(host) ? undefined : host, ...tls })
-    : // Reads go into one buffer per connection that onData copies out of, instead of a new
-      // buffer per read for the garbage collector (TLS sockets take no `onread`).
+    : // Reads go into the frame being received when much of it is still to come, else into one
+      // buffer per connection that onData copies out of, instead of a new buffer per read for
+      // the garbage collector (TLS sockets take no `onread`). Node asks for the next read's
+      // buffer after each read's callback.
       connectTcp({
         host,
         port,
         onread: {
-          buffer: readBuffer,
+          buffer: () => {
+            direct = reader.target()
+            return direct ?? readBuffer
+          },
           callback: size => {
-            onData(readBuffer.subarray(0, size))
+            if (direct === undefined) {
+              reader.onData(readBuffer.subarray(0, size))
+            } else {
+              reader.onDirect(size)
+            }
             return true
           }
         }
       })
   if (connectTls) {
-    socket.on('data', onData)
+    socket.on('data', reader.onData)
   }
   const fail = (cause: unknown) => {
     clearTimeout(timer)
