@@ -163,7 +163,7 @@ export async function refuseDivergedPartitions(
   }
 }
 
-function diverged(
+export function diverged(
   backupId: string,
   topic: string,
   partition: number,

@@ -347,6 +347,7 @@ export class BackupEngine {
     const budget = new ByteBudget(options.maxBytesInFlight)
     const fetcher = new BackupFetcher(cluster, this.#tasks, {
       ...options.fetch,
+      backupId,
       maxConcurrentPartitions: options.maxConcurrentPartitions,
       maxPartitionBufferedBytes: options.maxPartitionBufferedBytes,
       budget,
@@ -572,6 +573,7 @@ export class BackupEngine {
     const gapsBefore = new Map(tasks.map(t => [t, t.index.gaps.length]))
     const fetcher = new BackupFetcher(options.cluster, tasks, {
       ...options.fetch,
+      backupId: options.backupId,
       maxConcurrentPartitions: options.maxConcurrentPartitions,
       maxPartitionBufferedBytes: options.maxPartitionBufferedBytes,
       budget: worker.budget,

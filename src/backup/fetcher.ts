@@ -20,6 +20,7 @@ import { Outage, untilAborted } from '../kafka/retry.ts'
 import { responseBuffers } from '../kafka/wire/buffer-pool.ts'
 import { errorName, isRetriable } from '../kafka/wire/errors.ts'
 import type { ByteBudget } from './budget.ts'
+import { diverged, divergence } from './divergence.ts'
 import type { PartitionTask } from './partition-task.ts'
 
 export interface FetcherOptions {
@@ -33,6 +34,8 @@ export interface FetcherOptions {
   /** Fetch at most this many partitions at a time; the next starts when one is done. */
   maxConcurrentPartitions?: number
   signal: AbortSignal
+  /** Names the backup in errors. */
+  backupId: string
   /**
    * Continuous runs: how often the loops regroup to read the metadata again, so that partitions
    * added to a topic are seen (`onPartitionsAdded`) even when no error forces a refresh.
@@ -74,6 +77,12 @@ interface PartitionState {
   task: PartitionTask
   transactions: TransactionFilter
   needsOffsetCheck: boolean
+  /**
+   * The leader epoch of the last batch before fetchOffset, sent with each Fetch so that the
+   * leader reports a log that no longer continues it (docs/source-changes.md, "A log truncated and written again");
+   * -1 until the first batch of this run, which the check at the run's start covers.
+   */
+  lastFetchedEpoch: number
 }
 
 export class BackupFetcher {
@@ -92,7 +101,12 @@ export class BackupFetcher {
   constructor(cluster: KafkaCluster, tasks: PartitionTask[], options: FetcherOptions) {
     this.#cluster = cluster
     this.#options = options
-    this.#states = tasks.map(task => ({ task, transactions: new TransactionFilter(), needsOffsetCheck: false }))
+    this.#states = tasks.map(task => ({
+      task,
+      transactions: new TransactionFilter(),
+      needsOffsetCheck: false,
+      lastFetchedEpoch: -1
+    }))
     for (const { topic } of tasks) {
       this.#partitionCounts.set(topic, (this.#partitionCounts.get(topic) ?? 0) + 1)
     }
@@ -240,7 +254,12 @@ export class BackupFetcher {
       const count = metadata.topics.get(topic)?.partitionsCount ?? known
       if (count > known) {
         for (const task of await onPartitionsAdded(topic, count)) {
-          this.#states.push({ task, transactions: new TransactionFilter(), needsOffsetCheck: false })
+          this.#states.push({
+            task,
+            transactions: new TransactionFilter(),
+            needsOffsetCheck: false,
+            lastFetchedEpoch: -1
+          })
         }
         this.#partitionCounts.set(topic, count)
       }
@@ -285,6 +304,7 @@ export class BackupFetcher {
       }
       if (task.fetchOffset < start) {
         task.recordGap(task.fetchOffset, start)
+        state.lastFetchedEpoch = -1
       } else if (task.fetchOffset > end) {
         throw new BackupError(
           'KB_SOURCE_TRUNCATED',
@@ -381,7 +401,13 @@ export class BackupFetcher {
     const requested = new Map<string, PartitionState>()
     const topics = new Map<
       string,
-      Array<{ partition: number; fetchOffset: bigint; currentLeaderEpoch: number; partitionMaxBytes: number }>
+      Array<{
+        partition: number
+        fetchOffset: bigint
+        currentLeaderEpoch: number
+        lastFetchedEpoch: number
+        partitionMaxBytes: number
+      }>
     >()
     for (const state of states) {
       const { topic, partition } = state.task
@@ -390,7 +416,13 @@ export class BackupFetcher {
       const leaderEpoch = this.#metadata!.topics.get(topic)?.partitions[partition]?.leaderEpoch ?? -1
       topics.set(topicId, [
         ...(topics.get(topicId) ?? []),
-        { partition, fetchOffset: state.task.fetchOffset, currentLeaderEpoch: leaderEpoch, partitionMaxBytes }
+        {
+          partition,
+          fetchOffset: state.task.fetchOffset,
+          currentLeaderEpoch: leaderEpoch,
+          lastFetchedEpoch: state.lastFetchedEpoch,
+          partitionMaxBytes
+        }
       ])
     }
     try {
@@ -468,6 +500,18 @@ export class BackupFetcher {
         kafkaError: name
       })
     }
+    if (fetched.divergingEpoch !== undefined) {
+      const stored = { leaderEpoch: state.lastFetchedEpoch, nextOffset: task.fetchOffset }
+      throw diverged(
+        this.#options.backupId,
+        task.topic,
+        task.partition,
+        stored,
+        fetched.divergingEpoch,
+        divergence(stored, fetched.divergingEpoch) ??
+          `the leader reports that its log leaves epoch ${fetched.divergingEpoch.leaderEpoch} at offset ${fetched.divergingEpoch.endOffset}`
+      )
+    }
     task.lastStableOffset = fetched.lastStableOffset
     if (!fetched.records || fetched.records.length === 0) {
       return undefined
@@ -487,18 +531,21 @@ export class BackupFetcher {
       kept.push(batch)
       bytes += batch.bytes.length
     }
+    let lastEpoch = state.lastFetchedEpoch
     for (const batch of batches) {
       if (task.stopOffset !== undefined && batch.baseOffset >= task.stopOffset) {
         break
       }
       if (batch.nextOffset > positionAfter) {
         positionAfter = batch.nextOffset
+        lastEpoch = batch.partitionLeaderEpoch
       }
     }
     if (positionAfter === fetchOffset) {
       return undefined
     }
     task.fetchOffset = positionAfter
+    state.lastFetchedEpoch = lastEpoch
     return { batches: kept, positionAfter, bytes }
   }
 }

@@ -19,6 +19,12 @@ export interface RawFetchPartitionRequest {
   fetchOffset: bigint
   /** -1 skips the broker's fencing check. */
   currentLeaderEpoch: number
+  /**
+   * The leader epoch of the last batch fetched before fetchOffset; the broker then answers with
+   * `divergingEpoch` instead of records when its log does not continue that batch. -1 (the
+   * default): no check.
+   */
+  lastFetchedEpoch?: number
   partitionMaxBytes: number
 }
 
@@ -44,6 +50,8 @@ export interface RawFetchPartition {
   abortedTransactions: AbortedTransaction[]
   /** The record set as the broker sent it; may end with a truncated batch. */
   records: Buffer | null
+  /** The leader's largest epoch at or below lastFetchedEpoch and where it ends, when its log diverges from ours there. */
+  divergingEpoch?: { leaderEpoch: number; endOffset: bigint }
 }
 
 export interface RawFetchResponse {
@@ -52,6 +60,26 @@ export interface RawFetchResponse {
   topics: Array<{ topicId: string; partitions: RawFetchPartition[] }>
   /** The response frame that `records` are views of (see rawFetch's `pooledResponse`). */
   frame: Buffer
+}
+
+/** A partition's tagged fields: tag 0 is DivergingEpoch (epoch, end offset, its own tagged fields). */
+function readDivergingEpoch(reader: Reader): RawFetchPartition['divergingEpoch'] {
+  let found: RawFetchPartition['divergingEpoch']
+  const count = reader.readUnsignedVarInt()
+  for (let i = 0; i < count; i++) {
+    const tag = reader.readUnsignedVarInt()
+    const size = reader.readUnsignedVarInt()
+    const end = reader.position + size
+    if (tag === 0) {
+      const leaderEpoch = reader.readInt32()
+      const endOffset = reader.readInt64()
+      if (leaderEpoch >= 0 || endOffset >= 0n) {
+        found = { leaderEpoch, endOffset }
+      }
+    }
+    reader.position = end
+  }
+  return found
 }
 
 function parseRawFetchResponse(reader: Reader): RawFetchResponse {
@@ -72,8 +100,17 @@ function parseRawFetchResponse(reader: Reader): RawFetchResponse {
         r.readInt32() // preferred read replica
         // A view into the response frame, not a copy.
         const records = r.readNullableBytes(true)
-        skipTaggedFields(r)
-        return { partition, errorCode, highWatermark, lastStableOffset, logStartOffset, abortedTransactions, records }
+        const divergingEpoch = readDivergingEpoch(r)
+        return {
+          partition,
+          errorCode,
+          highWatermark,
+          lastStableOffset,
+          logStartOffset,
+          abortedTransactions,
+          records,
+          ...(divergingEpoch && { divergingEpoch })
+        }
       },
       true,
       false
@@ -97,7 +134,7 @@ function encodeRawFetchRequest(request: RawFetchRequest): (w: Writer) => void {
           w.appendInt32(p.partition)
             .appendInt32(p.currentLeaderEpoch)
             .appendInt64(p.fetchOffset)
-            .appendInt32(-1) // last fetched epoch
+            .appendInt32(p.lastFetchedEpoch ?? -1)
             .appendInt64(-1n) // log start offset (followers only)
             .appendInt32(p.partitionMaxBytes)
         })

@@ -1,5 +1,6 @@
 /** Shared helpers for integration tests against the run's real broker (test/global-setup.ts). */
 import { randomUUID } from 'node:crypto'
+import { join } from 'node:path'
 import { after, before } from 'node:test'
 import { Admin } from '@platformatic/kafka'
 import { type RunningBroker, restartBroker, startBroker, stopBroker } from '../../scripts/broker.ts'
@@ -94,6 +95,11 @@ export class OwnBroker {
   get cluster(): AdminCluster {
     this.#running()
     return this.#cluster!
+  }
+
+  /** Its log directory (one folder per partition, `{topic}-{partition}`). */
+  get dataDir(): string {
+    return join(this.#running().runDir, 'data')
   }
 
   /** Stops it (SIGTERM, a controlled shutdown), keeping its data for `restart`. */

@@ -8,7 +8,8 @@
  * partition to a new leader epoch on one broker.
  */
 import assert from 'node:assert/strict'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { readManifest, readPartitionIndex } from '../../src/catalog/manifest.ts'
@@ -125,4 +126,62 @@ test('a log truncated and written again past the checkpoint is refused with KB_S
   assert.deepEqual(fingerprint(storage.location), storedOlder)
   assert.deepEqual(await readBackedUpRecords(storage, 'test-backup', topic), history)
   assert.equal((await readManifest(storage, 'test-backup'))?.runs.length, 2, 'no run was recorded')
+})
+
+test('a log put back to an older copy and written again while a continuous run follows it stops the run with KB_SOURCE_DIVERGED', async () => {
+  const topic = uniqueTopic('diverged-live')
+  await createTopic(own.cluster, topic, 1)
+  await produce(topic, 0, 100, 'first-')
+  const firstEpoch = await leaderEpoch(topic)
+  // The older copy: the partition's folder while it held offsets 0-99 in the first epoch.
+  const partitionDir = join(own.dataDir, `${topic}-0`)
+  // Outside the log directory: the broker refuses to start beside a folder it cannot name.
+  const olderCopy = join(mkdtempSync(join(tmpdir(), 'kb-older-')), `${topic}-0`)
+  await own.stop()
+  cpSync(partitionDir, olderCopy, { recursive: true })
+  await own.restart()
+  const secondEpoch = await leaderEpoch(topic)
+  assert.ok(secondEpoch > firstEpoch, `the restart moved ${topic}/0 to a new leader epoch`)
+  await produce(topic, 100, 100, 'first-')
+
+  const storage = tempStorage()
+  const stop = new AbortController()
+  const running = runBackup(
+    backupOptions(own.cluster, storage, [topic], {
+      bootstrapServers: [own.bootstrapServers],
+      continuous: true,
+      checkpointIntervalMs: 200,
+      signal: stop.signal
+    })
+  )
+  running.catch(() => {})
+  try {
+    await until(
+      async () => (await readPartitionIndex(storage, 'test-backup', topic, 0))?.nextOffset === '200',
+      'the continuous run to back up offsets 0-199'
+    )
+    // The broker comes back from the older disk: offsets 100-199 of the first history are gone,
+    // and 150 other records take offsets 100-249, past where the run continues.
+    await own.stop()
+    rmSync(partitionDir, { recursive: true })
+    cpSync(olderCopy, partitionDir, { recursive: true })
+    await own.restart()
+    await produce(topic, 100, 150, 'second-')
+    await assert.rejects(running, (error: unknown) => {
+      assert.ok(isBackupError(error, 'KB_SOURCE_DIVERGED'), String(error))
+      assert.equal(error.topic, topic)
+      assert.equal(error.partition, 0)
+      assert.equal(error.offset, '199')
+      assert.equal(error.leaderEpoch, secondEpoch)
+      return true
+    })
+  } finally {
+    stop.abort()
+  }
+  const backedUp = await readBackedUpRecords(storage, 'test-backup', topic)
+  assert.equal(backedUp.length, 200)
+  assert.ok(
+    backedUp.every(r => r.value?.startsWith('first-')),
+    'no record of the other history was backed up'
+  )
 })
