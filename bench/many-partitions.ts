@@ -17,9 +17,10 @@ import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { runKafkaTool, stopBroker } from '../scripts/broker.ts'
+import { stopBroker } from '../scripts/broker.ts'
 import { listOffsets } from '../src/kafka/admin.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
+import { ROUND_ROBIN, runProducerPerformance } from './baselines.ts'
 import { benchBroker } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { writePayloadFile } from './data.ts'
@@ -95,22 +96,7 @@ const topic = `many-${partitions}p-${Date.now()}`
 log(`creating ${topic} with ${partitions} partitions`)
 await createTopic(topic)
 const records = partitions * perPartition
-runKafkaTool('org.apache.kafka.tools.ProducerPerformance', [
-  '--bootstrap-server',
-  bootstrapServers,
-  '--topic',
-  topic,
-  '--num-records',
-  String(records),
-  '--throughput',
-  '-1',
-  '--payload-file',
-  payloadFile,
-  '--command-property',
-  'acks=all',
-  'linger.ms=0',
-  'partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner'
-])
+runProducerPerformance(bootstrapServers, topic, records, payloadFile, ['linger.ms=0', ROUND_ROBIN])
 const ends = await listOffsets(
   cluster,
   Array.from({ length: partitions }, (_, partition) => ({ topic, partition })),

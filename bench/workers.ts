@@ -26,9 +26,10 @@ import { execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { runKafkaTool, stopBroker } from '../scripts/broker.ts'
+import { stopBroker } from '../scripts/broker.ts'
 import { groupState, listOffsets } from '../src/kafka/admin.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
+import { ROUND_ROBIN, runProducerPerformance } from './baselines.ts'
 import { benchBroker } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { writePayloadFile } from './data.ts'
@@ -88,21 +89,7 @@ async function createTopic(topic: string, partitions: number): Promise<void> {
 
 /** `records` 1 KiB records spread round-robin over `topic`'s partitions. */
 function produce(topic: string, records: number): void {
-  runKafkaTool('org.apache.kafka.tools.ProducerPerformance', [
-    '--bootstrap-server',
-    bootstrapServers!,
-    '--topic',
-    topic,
-    '--num-records',
-    String(records),
-    '--throughput',
-    '-1',
-    '--payload-file',
-    payloadFile,
-    '--command-property',
-    'acks=all',
-    'partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner'
-  ])
+  runProducerPerformance(bootstrapServers, topic, records, payloadFile, [ROUND_ROBIN])
 }
 
 interface CliRun {
