@@ -30,7 +30,7 @@ import { writePayloadFile } from './data.ts'
 import type { FirstRequests } from './first-request.ts'
 import { ensureOsoDriver, osoBackupYaml, osoRestoreYaml, runOso } from './oso.ts'
 import type { PeakMemory } from './peak-rss.ts'
-import { type Figure, figure } from './stats.ts'
+import { type Figure, figure, markdownTable } from './stats.ts'
 
 const repoRoot = resolve(import.meta.dirname, '..')
 const runs = Number(process.env.BENCH_RUNS ?? 5)
@@ -204,6 +204,22 @@ const mib = (value: Figure) => `${(value.median / 2 ** 20).toFixed(0)} MiB`
 const of = (what: string, pick: (run: Run) => number | undefined) =>
   figure((samples.get(what) ?? []).flatMap(run => pick(run) ?? []))
 
+const rows = [...samples.keys()].map(what => {
+  const wall = of(what, run => run.wallMs)
+  const fetch = of(what, run => run.firstFetchMs)
+  const produce = of(what, run => run.firstProduceMs)
+  const cpu = of(what, run => run.cpuMs)
+  const cpuToRequest = of(what, run => run.cpuMsToFirstRequest)
+  return [
+    what,
+    `${ms(wall)}${range(wall)}`,
+    `${ms(fetch)}${range(fetch)}`,
+    `${ms(produce)}${range(produce)}`,
+    `${ms(cpu)}${range(cpu)}`,
+    `${ms(cpuToRequest)}${range(cpuToRequest)}`,
+    mib(of(what, run => run.peakRssBytes))
+  ]
+})
 const lines = [
   '## Start-up: process start to work, memory at rest',
   '',
@@ -211,20 +227,20 @@ const lines = [
   `Machine: ${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? 'CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}; CLI ${cli.how}${clis[1] ? `, before: ${clis[1].path}` : ''}; 1-minute load average ${loadAtStart.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at the end.`,
   `Data: one partition, ${records} records of 1 KiB, uncompressed; backup and restore at the config defaults (zstd-3 frames); OSO: ${oso.path === undefined ? `not run (${oso.reason})` : `${oso.version}, zstd-3, run by bench/oso-driver`}.`,
   '',
-  '| command | wall (spawn to exit) | spawn to first Fetch | spawn to first Produce | CPU to exit | CPU to first Fetch/Produce | peak RSS |',
-  '| --- | --- | --- | --- | --- | --- | --- |'
+  ...markdownTable(
+    [
+      'command',
+      'wall (spawn to exit)',
+      'spawn to first Fetch',
+      'spawn to first Produce',
+      'CPU to exit',
+      'CPU to first Fetch/Produce',
+      'peak RSS'
+    ],
+    rows
+  ),
+  ''
 ]
-for (const what of samples.keys()) {
-  const wall = of(what, run => run.wallMs)
-  const fetch = of(what, run => run.firstFetchMs)
-  const produce = of(what, run => run.firstProduceMs)
-  const cpu = of(what, run => run.cpuMs)
-  const cpuToRequest = of(what, run => run.cpuMsToFirstRequest)
-  lines.push(
-    `| ${what} | ${ms(wall)}${range(wall)} | ${ms(fetch)}${range(fetch)} | ${ms(produce)}${range(produce)} | ${ms(cpu)}${range(cpu)} | ${ms(cpuToRequest)}${range(cpuToRequest)} | ${mib(of(what, run => run.peakRssBytes))} |`
-  )
-}
-lines.push('')
 const section = lines.join('\n')
 process.stdout.write(`${section}\n`)
 
