@@ -33,7 +33,7 @@ import { spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { runKafkaTool, stopBroker } from '../scripts/broker.ts'
 import { ensureKcat } from '../scripts/kcat.ts'
 import { BackupEngine } from '../src/backup/engine.ts'
@@ -46,6 +46,7 @@ import { RestoreEngine } from '../src/restore/engine.ts'
 import { FilesystemStorage } from '../src/storage/filesystem.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
 import { consumerPerformance, kcatToFile, type ProducerSettings, producerPerformance } from './baselines.ts'
+import { publishSection } from './benchmarks-doc.ts'
 import { benchBroker } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { hotFunctions } from './cpu-profile.ts'
@@ -54,7 +55,6 @@ import { ensureOsoDriver, osoBackupYaml, osoRestoreYaml, runOso, storedBytes } f
 import type { PeakMemory } from './peak-rss.ts'
 import { type Figure, figure, percentile, spreadPercent } from './stats.ts'
 
-const repoRoot = resolve(import.meta.dirname, '..')
 const VALUE_BYTES = 1024
 const PAYLOAD_LINES = 20_000
 const MB = 1e6
@@ -819,25 +819,4 @@ if (sizesMiB.length > 1) {
   lines.push('')
 }
 
-const section = lines.join('\n')
-process.stdout.write(`${section}\n`)
-
-if (process.env.BENCH_NO_DOCS !== '1') {
-  const path = join(repoRoot, 'docs', 'benchmarks.md')
-  let doc: string
-  try {
-    doc = readFileSync(path, 'utf8')
-  } catch {
-    doc = '# Benchmarks\n\nMeasured ceilings of the data path; each section names the command that produced it.\n\n'
-  }
-  const heading = '## End to end: backup and restore against the broker'
-  const start = doc.indexOf(heading)
-  if (start === -1) {
-    doc = `${doc.trimEnd()}\n\n${section}`
-  } else {
-    const end = doc.indexOf('\n## ', start + 1)
-    doc = `${doc.slice(0, start)}${section}${end === -1 ? '' : doc.slice(end)}`
-  }
-  writeFileSync(path, doc)
-  log('written to docs/benchmarks.md')
-}
+publishSection(lines[0]!, lines.join('\n'), log)

@@ -25,6 +25,7 @@ import { join, resolve } from 'node:path'
 import { Admin } from '@platformatic/kafka'
 import { type RunningBroker, startBroker, stopBroker } from '../scripts/broker.ts'
 import { producerPerformance } from './baselines.ts'
+import { publishSection } from './benchmarks-doc.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { writePayloadFile } from './data.ts'
 import type { FirstRequests } from './first-request.ts'
@@ -32,7 +33,6 @@ import { ensureOsoDriver, osoBackupYaml, osoRestoreYaml, runOso } from './oso.ts
 import type { PeakMemory } from './peak-rss.ts'
 import { type Figure, figure, markdownTable } from './stats.ts'
 
-const repoRoot = resolve(import.meta.dirname, '..')
 const runs = Number(process.env.BENCH_RUNS ?? 5)
 const records = Number(process.env.BENCH_STARTUP_RECORDS ?? 1000)
 
@@ -241,20 +241,4 @@ const lines = [
   ),
   ''
 ]
-const section = lines.join('\n')
-process.stdout.write(`${section}\n`)
-
-if (process.env.BENCH_NO_DOCS !== '1') {
-  const path = join(repoRoot, 'docs', 'benchmarks.md')
-  let doc = readFileSync(path, 'utf8')
-  const heading = lines[0]!
-  const start = doc.indexOf(heading)
-  if (start === -1) {
-    doc = `${doc.trimEnd()}\n\n${section}`
-  } else {
-    const end = doc.indexOf('\n## ', start + 1)
-    doc = `${doc.slice(0, start)}${section}${end === -1 ? '' : doc.slice(end)}`
-  }
-  writeFileSync(path, doc)
-  log('written to docs/benchmarks.md')
-}
+publishSection(lines[0]!, lines.join('\n'), log)
