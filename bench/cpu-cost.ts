@@ -29,7 +29,7 @@ import { stopBroker } from '../scripts/broker.ts'
 import { listOffsets } from '../src/kafka/admin.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
 import { producerPerformance } from './baselines.ts'
-import { benchBroker } from './broker.ts'
+import { benchBroker, createTopic } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { hotFunctions } from './cpu-profile.ts'
 import { writePayloadFile } from './data.ts'
@@ -121,18 +121,6 @@ function printProfile(dir: string, label: string): void {
   }
 }
 
-async function createTopic(topic: string, partitions: number): Promise<void> {
-  await cluster.admin.createTopics({ topics: [topic], partitions, replicas: 1 })
-  for (let attempt = 0; attempt < 300; attempt++) {
-    const found = (await cluster.metadata([topic]).catch(() => undefined))?.topics.get(topic)?.partitions ?? []
-    if (found.length === partitions && found.every(p => p.leader >= 0)) {
-      return
-    }
-    await new Promise(done => setTimeout(done, 100))
-  }
-  throw new Error(`topic ${topic} has no leader for every partition after 30 s`)
-}
-
 function folderBytes(path: string): number {
   let total = 0
   for (const entry of readdirSync(path, { withFileTypes: true, recursive: true })) {
@@ -150,7 +138,7 @@ for (const compression of producerCodecs) {
   for (const partitions of partitionCounts) {
     const topic = `cpu-${compression}-${partitions}p-${Date.now()}`
     log(`loading ${records} records into ${topic}`)
-    await createTopic(topic, partitions)
+    await createTopic(cluster, topic, partitions)
     producerPerformance(bootstrapServers, topic, records, payloadFile, { compression, batchBytes: 65536, lingerMs: 10 })
     const ends = await listOffsets(
       cluster,

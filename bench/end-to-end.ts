@@ -47,7 +47,7 @@ import { FilesystemStorage } from '../src/storage/filesystem.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
 import { consumerPerformance, kcatToFile, type ProducerSettings, producerPerformance } from './baselines.ts'
 import { publishSection } from './benchmarks-doc.ts'
-import { benchBroker } from './broker.ts'
+import { benchBroker, createTopic } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { hotFunctions } from './cpu-profile.ts'
 import { writePayloadFile } from './data.ts'
@@ -131,19 +131,6 @@ if (oso.path === undefined) {
 }
 const kafkaVersion = runKafkaTool('org.apache.kafka.tools.ConsumerPerformance', ['--version']).trim().split('\n').at(-1)
 const cluster = testCluster(bootstrapServers.split(','))
-
-async function createTopic(topic: string, partitions: number): Promise<void> {
-  await cluster.admin.createTopics({ topics: [topic], partitions, replicas: 1 })
-  for (let attempt = 0; attempt < 300; attempt++) {
-    const metadata = await cluster.metadata([topic]).catch(() => undefined)
-    const found = metadata?.topics.get(topic)?.partitions ?? []
-    if (found.length === partitions && found.every(p => p.leader >= 0)) {
-      return
-    }
-    await new Promise(done => setTimeout(done, 100))
-  }
-  throw new Error(`topic ${topic} has no leader for every partition after 30 s`)
-}
 
 async function deleteTopic(topic: string): Promise<void> {
   await cluster.admin.deleteTopics({ topics: [topic] }).catch(error => log(`could not delete ${topic}: ${error}`))
@@ -413,7 +400,7 @@ async function measureTopic(sizeMiB: number, producerCodec: 'none' | 'lz4', part
   }
 
   log(`[${label}] loading ${records} records into ${topic}`)
-  await createTopic(topic, partitions)
+  await createTopic(cluster, topic, partitions)
   producerPerformance(bootstrapServers!, topic, records, payloadFile, loadSettings)
   const loaded = await topicRecords(topic, partitions)
   if (loaded !== records) {
@@ -500,7 +487,7 @@ async function measureTopic(sizeMiB: number, producerCodec: 'none' | 'lz4', part
     for (let run = 1; run <= runs; run++) {
       const writeTopic = `${topic}-pp${run}`
       log(`[${label}] run ${run}/${runs}: ProducerPerformance`)
-      await createTopic(writeTopic, partitions)
+      await createTopic(cluster, writeTopic, partitions)
       sample(PRODUCER).recordsPerSec.push(
         producerPerformance(bootstrapServers!, writeTopic, records, payloadFile, writeSettings).recordsPerSec
       )

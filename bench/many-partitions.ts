@@ -21,7 +21,7 @@ import { stopBroker } from '../scripts/broker.ts'
 import { listOffsets } from '../src/kafka/admin.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
 import { ROUND_ROBIN, runProducerPerformance } from './baselines.ts'
-import { benchBroker } from './broker.ts'
+import { benchBroker, createTopic } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { writePayloadFile } from './data.ts'
 import { ensureOsoDriver, osoBackupYaml, osoRestoreYaml, runOso, storedBytes } from './oso.ts'
@@ -47,18 +47,6 @@ if (oso.path === undefined) {
 }
 const { bootstrapServers, broker } = await benchBroker('bench-many')
 const cluster = testCluster(bootstrapServers.split(','))
-
-async function createTopic(topic: string): Promise<void> {
-  await cluster.admin.createTopics({ topics: [topic], partitions, replicas: 1 })
-  for (let attempt = 0; attempt < 1200; attempt++) {
-    const found = (await cluster.metadata([topic]).catch(() => undefined))?.topics.get(topic)?.partitions ?? []
-    if (found.length === partitions && found.every(p => p.leader >= 0)) {
-      return
-    }
-    await new Promise(done => setTimeout(done, 100))
-  }
-  throw new Error(`topic ${topic} has no leader for every partition after 120 s`)
-}
 
 interface Run {
   wallSeconds: number
@@ -94,7 +82,7 @@ function runCli(command: 'backup' | 'restore', yaml: string, storagePath: string
 
 const topic = `many-${partitions}p-${Date.now()}`
 log(`creating ${topic} with ${partitions} partitions`)
-await createTopic(topic)
+await createTopic(cluster, topic, partitions)
 const records = partitions * perPartition
 runProducerPerformance(bootstrapServers, topic, records, payloadFile, ['linger.ms=0', ROUND_ROBIN])
 const ends = await listOffsets(

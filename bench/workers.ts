@@ -30,7 +30,7 @@ import { stopBroker } from '../scripts/broker.ts'
 import { groupState, listOffsets } from '../src/kafka/admin.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
 import { ROUND_ROBIN, runProducerPerformance } from './baselines.ts'
-import { benchBroker } from './broker.ts'
+import { benchBroker, createTopic } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { writePayloadFile } from './data.ts'
 import type { PeakMemory } from './peak-rss.ts'
@@ -73,18 +73,6 @@ for (let attempt = 0; ; attempt++) {
     }
     await new Promise(done => setTimeout(done, 100))
   }
-}
-
-async function createTopic(topic: string, partitions: number): Promise<void> {
-  await cluster.admin.createTopics({ topics: [topic], partitions, replicas: 1 })
-  for (let attempt = 0; attempt < 1200; attempt++) {
-    const found = (await cluster.metadata([topic]).catch(() => undefined))?.topics.get(topic)?.partitions ?? []
-    if (found.length === partitions && found.every(p => p.leader >= 0)) {
-      return
-    }
-    await new Promise(done => setTimeout(done, 100))
-  }
-  throw new Error(`topic ${topic} has no leader for every partition after 120 s`)
 }
 
 /** `records` 1 KiB records spread round-robin over `topic`'s partitions. */
@@ -255,7 +243,7 @@ try {
     const topic = `workers-${Date.now()}`
     const records = Math.round((dataMiB * MiB) / 1024)
     log(`creating ${topic}: ${THROUGHPUT_PARTITIONS} partitions, ${records} records of 1 KiB`)
-    await createTopic(topic, THROUGHPUT_PARTITIONS)
+    await createTopic(cluster, topic, THROUGHPUT_PARTITIONS)
     produce(topic, records)
     // What the producer got in (it may lose a few on a loaded broker), which the restore must equal.
     const produced = await endOffsetsSum(topic, THROUGHPUT_PARTITIONS)
@@ -321,7 +309,7 @@ try {
   if (rssWorkers > 0) {
     const manyTopic = `workers-many-${Date.now()}`
     log(`creating ${manyTopic}: ${rssPartitions} partitions, 5 records each`)
-    await createTopic(manyTopic, rssPartitions)
+    await createTopic(cluster, manyTopic, rssPartitions)
     produce(manyTopic, rssPartitions * 5)
     const manyProduced = await endOffsetsSum(manyTopic, rssPartitions)
     log(`backup with ${rssWorkers} workers`)
@@ -348,8 +336,8 @@ try {
     ])
     // The target topics exist before the restores: creating 2,000 partitions while 20 workers ask
     // for their offsets is a measurement of the broker's leader elections, not of the workers.
-    await createTopic(`${manyTopic}-w`, rssPartitions)
-    await createTopic(`${manyTopic}-1`, rssPartitions)
+    await createTopic(cluster, `${manyTopic}-w`, rssPartitions)
+    await createTopic(cluster, `${manyTopic}-1`, rssPartitions)
     log(`restore with ${rssWorkers} workers`)
     const sharded = await restoreWithWorkers(manyTopic, `${manyTopic}-w`, manyPath, rssWorkers, '')
     const produced = await endOffsetsSum(manyTopic, rssPartitions)
