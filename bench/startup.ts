@@ -23,9 +23,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os'
 import { join, resolve } from 'node:path'
 import { Admin } from '@platformatic/kafka'
-import { type RunningBroker, startBroker, stopBroker } from '../scripts/broker.ts'
+import { stopBroker } from '../scripts/broker.ts'
 import { producerPerformance } from './baselines.ts'
 import { publishSection } from './benchmarks-doc.ts'
+import { benchBroker } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
 import { writePayloadFile } from './data.ts'
 import type { FirstRequests } from './first-request.ts'
@@ -50,13 +51,7 @@ if (oso.path === undefined) {
   log(`SKIPPING the OSO baseline: ${oso.reason}`)
 }
 
-let broker: RunningBroker | undefined
-let bootstrapServers = process.env.KAFKA_BOOTSTRAP_SERVERS
-if (!bootstrapServers) {
-  log('starting a broker (scripts/broker.ts)')
-  broker = await startBroker('bench-startup')
-  bootstrapServers = broker.bootstrapServers
-}
+const { bootstrapServers, broker } = await benchBroker('bench-startup')
 // Another client than ours sets the topic up, so the measured runs are the only users of our layer.
 const admin = new Admin({ bootstrapBrokers: bootstrapServers.split(','), clientId: 'kafka-backup-bench' })
 
