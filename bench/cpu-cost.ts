@@ -31,6 +31,7 @@ import { testCluster } from '../test/helpers/kafka.ts'
 import { producerPerformance } from './baselines.ts'
 import { benchBroker, createTopic } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
+import { backupYaml, restoreYaml } from './configs.ts'
 import { hotFunctions } from './cpu-profile.ts'
 import { writePayloadFile } from './data.ts'
 import type { PeakMemory } from './peak-rss.ts'
@@ -159,8 +160,8 @@ for (const compression of producerCodecs) {
           const path = mkdtempSync(join(workDir, 'backup-'))
           const profileDir = profile && run === 1 ? mkdtempSync(join(workDir, 'prof-')) : undefined
           log(`${topic} store_records ${storeRecords}: backup ${run}/${runs}${label}`)
-          const backupYaml = `mode: backup\nbackup_id: b\nsource:\n  bootstrap_servers: ${bootstrapServers}\n  topics:\n    include: [${topic}]\nstorage:\n  backend: filesystem\n  path: ${path}\n${backupSection(storeRecords)}`
-          backups[which]!.push(runCli(cliPath, 'backup', backupYaml, profileDir))
+          const backup = `${backupYaml(bootstrapServers, topic, path, 'b')}${backupSection(storeRecords)}`
+          backups[which]!.push(runCli(cliPath, 'backup', backup, profileDir))
           stored = folderBytes(path)
           if (profileDir) {
             printProfile(profileDir, `backup ${topic} ${storeRecords}${label}`)
@@ -168,8 +169,11 @@ for (const compression of producerCodecs) {
           const target = `${topic}-r${storeRecords}${run}${which}`
           const restoreProfileDir = profile && run === 1 ? mkdtempSync(join(workDir, 'prof-')) : undefined
           log(`${topic} store_records ${storeRecords}: restore ${run}/${runs}${label}`)
-          const restoreYaml = `mode: restore\nbackup_id: b\ntarget:\n  bootstrap_servers: ${bootstrapServers}\n  kafka_config:\n    batch.size: 524288\nstorage:\n  backend: filesystem\n  path: ${path}\nrestore:\n  topics:\n    include: [${topic}]\n  topic_mapping:\n    ${topic}: ${target}\n`
-          restores[which]!.push(runCli(cliPath, 'restore', restoreYaml, restoreProfileDir))
+          const restore = restoreYaml(bootstrapServers, topic, target, path, 'b', [
+            '  kafka_config:',
+            '    batch.size: 524288'
+          ])
+          restores[which]!.push(runCli(cliPath, 'restore', restore, restoreProfileDir))
           if (restoreProfileDir) {
             printProfile(restoreProfileDir, `restore ${topic} ${storeRecords}${label}`)
           }

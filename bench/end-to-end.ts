@@ -49,6 +49,7 @@ import { consumerPerformance, kcatToFile, type ProducerSettings, producerPerform
 import { publishSection } from './benchmarks-doc.ts'
 import { benchBroker, createTopic } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
+import * as configs from './configs.ts'
 import { hotFunctions } from './cpu-profile.ts'
 import { writePayloadFile } from './data.ts'
 import { ensureOsoDriver, osoBackupYaml, osoRestoreYaml, runOso, storedBytes } from './oso.ts'
@@ -175,41 +176,18 @@ function runCli(command: 'backup' | 'restore', yaml: string, nodeArgs: string[] 
 }
 
 function backupYaml(topic: string, storagePath: string, backupId: string, codec: (typeof backupCodecs)[number]) {
-  return [
-    'mode: backup',
-    `backup_id: ${backupId}`,
-    'source:',
-    `  bootstrap_servers: ${bootstrapServers}`,
-    '  topics:',
-    `    include: [${topic}]`,
-    'storage:',
-    '  backend: filesystem',
-    `  path: ${storagePath}`,
+  return configs.backupYaml(bootstrapServers, topic, storagePath, backupId, [
     'backup:',
     `  compression: ${codec.codec}`,
-    ...(codec.level === undefined ? [] : [`  compression_level: ${codec.level}`]),
-    ''
-  ].join('\n')
+    ...(codec.level === undefined ? [] : [`  compression_level: ${codec.level}`])
+  ])
 }
 
 function restoreYaml(topic: string, targetTopic: string, storagePath: string, backupId: string) {
-  return [
-    'mode: restore',
-    `backup_id: ${backupId}`,
-    'target:',
-    `  bootstrap_servers: ${bootstrapServers}`,
+  return configs.restoreYaml(bootstrapServers, topic, targetTopic, storagePath, backupId, [
     '  kafka_config:',
-    `    batch.size: ${restoreBatchBytes}`,
-    'storage:',
-    '  backend: filesystem',
-    `  path: ${storagePath}`,
-    'restore:',
-    '  topics:',
-    `    include: [${topic}]`,
-    '  topic_mapping:',
-    `    ${topic}: ${targetTopic}`,
-    ''
-  ].join('\n')
+    `    batch.size: ${restoreBatchBytes}`
+  ])
 }
 
 // ---- In-process runs with the engines' latency hooks -----------------------------------------

@@ -23,6 +23,7 @@ import { testCluster } from '../test/helpers/kafka.ts'
 import { ROUND_ROBIN, runProducerPerformance } from './baselines.ts'
 import { benchBroker, createTopic } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
+import { backupYaml, restoreYaml } from './configs.ts'
 import { writePayloadFile } from './data.ts'
 import { ensureOsoDriver, osoBackupYaml, osoRestoreYaml, runOso, storedBytes } from './oso.ts'
 import type { PeakMemory } from './peak-rss.ts'
@@ -98,21 +99,11 @@ const failures: string[] = []
 for (let run = 1; run <= runs; run++) {
   const path = mkdtempSync(join(workDir, 'ours-'))
   log(`run ${run}/${runs}: backup`)
-  results.ours!.push(
-    runCli(
-      'backup',
-      `mode: backup\nbackup_id: b\nsource:\n  bootstrap_servers: ${bootstrapServers}\n  topics:\n    include: [${topic}]\nstorage:\n  backend: filesystem\n  path: ${path}\n`,
-      path
-    )
-  )
+  results.ours!.push(runCli('backup', backupYaml(bootstrapServers, topic, path, 'b'), path))
   log(`run ${run}/${runs}: restore`)
   try {
     results.oursRestore!.push(
-      runCli(
-        'restore',
-        `mode: restore\nbackup_id: b\ntarget:\n  bootstrap_servers: ${bootstrapServers}\nstorage:\n  backend: filesystem\n  path: ${path}\nrestore:\n  topics:\n    include: [${topic}]\n  topic_mapping:\n    ${topic}: ${topic}-r${run}\n`,
-        path
-      )
+      runCli('restore', restoreYaml(bootstrapServers, topic, `${topic}-r${run}`, path, 'b'), path)
     )
   } catch (error) {
     // Reported below instead of ending the benchmark: a failure is a result too.

@@ -28,6 +28,7 @@ import { producerPerformance } from './baselines.ts'
 import { publishSection } from './benchmarks-doc.ts'
 import { benchBroker } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
+import { backupYaml, restoreYaml } from './configs.ts'
 import { writePayloadFile } from './data.ts'
 import type { FirstRequests } from './first-request.ts'
 import { ensureOsoDriver, osoBackupYaml, osoRestoreYaml, runOso } from './oso.ts'
@@ -127,36 +128,6 @@ try {
     batchBytes: 65536,
     lingerMs: 10
   })
-  const backupYaml = (backupId: string) =>
-    [
-      'mode: backup',
-      `backup_id: ${backupId}`,
-      'source:',
-      `  bootstrap_servers: [${bootstrapServers}]`,
-      '  topics:',
-      `    include: [${topic}]`,
-      'storage:',
-      '  backend: filesystem',
-      `  path: ${storagePath}`,
-      ''
-    ].join('\n')
-  const restoreYaml = (backupId: string, targetTopic: string) =>
-    [
-      'mode: restore',
-      `backup_id: ${backupId}`,
-      'target:',
-      `  bootstrap_servers: [${bootstrapServers}]`,
-      'storage:',
-      '  backend: filesystem',
-      `  path: ${storagePath}`,
-      'restore:',
-      '  topics:',
-      `    include: [${topic}]`,
-      '  topic_mapping:',
-      `    ${topic}: ${targetTopic}`,
-      ''
-    ].join('\n')
-
   for (let round = 1; round <= runs; round++) {
     log(`round ${round}/${runs}`)
     for (const { label, path } of clis) {
@@ -164,9 +135,12 @@ try {
       add(`${label}--help`, runCli(path, ['--help']))
       add(`${label}list (empty folder)`, runCli(path, ['list', '--path', emptyPath]))
       const backupId = `${label ? 'before' : 'ours'}-${round}`
-      add(`${label}backup`, runCli(path, ['backup'], backupYaml(backupId)))
+      add(`${label}backup`, runCli(path, ['backup'], backupYaml(bootstrapServers, topic, storagePath, backupId)))
       createdTopics.push(`${topic}-${backupId}`)
-      add(`${label}restore`, runCli(path, ['restore'], restoreYaml(backupId, `${topic}-${backupId}`)))
+      add(
+        `${label}restore`,
+        runCli(path, ['restore'], restoreYaml(bootstrapServers, topic, `${topic}-${backupId}`, storagePath, backupId))
+      )
     }
     if (oso.path !== undefined) {
       const backupFile = join(workDir, `oso-backup-${round}.yaml`)

@@ -24,6 +24,7 @@ import { stopBroker } from '../scripts/broker.ts'
 import { producerPerformance } from './baselines.ts'
 import { benchBroker } from './broker.ts'
 import { buildCli } from './build-cli.ts'
+import { backupYaml } from './configs.ts'
 import { jsonEvent, mulberry32, writePayloadFile } from './data.ts'
 import { ensureOsoDriver, osoBackupYaml, runOso, storedBytes } from './oso.ts'
 import { markdownTable } from './stats.ts'
@@ -72,22 +73,12 @@ function oursStored(topic: string, frameMiB: number): number {
   const config = join(workDir, `ours-${topic}-${frameMiB}.yaml`)
   writeFileSync(
     config,
-    [
-      'mode: backup',
-      'backup_id: stored',
-      'source:',
-      `  bootstrap_servers: [${bootstrapServers}]`,
-      '  topics:',
-      `    include: [${topic}]`,
-      'storage:',
-      '  backend: filesystem',
-      `  path: ${path}`,
+    backupYaml(bootstrapServers, topic, path, 'stored', [
       'backup:',
       '  compression: zstd',
       '  compression_level: 3',
-      `  frame_max_bytes: ${frameMiB * 1024 * 1024}`,
-      ''
-    ].join('\n')
+      `  frame_max_bytes: ${frameMiB * 1024 * 1024}`
+    ])
   )
   const run = spawnSync(
     process.execPath,

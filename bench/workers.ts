@@ -32,6 +32,7 @@ import { testCluster } from '../test/helpers/kafka.ts'
 import { ROUND_ROBIN, runProducerPerformance } from './baselines.ts'
 import { benchBroker, createTopic } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
+import { backupYaml, restoreYaml } from './configs.ts'
 import { writePayloadFile } from './data.ts'
 import type { PeakMemory } from './peak-rss.ts'
 import { median } from './stats.ts'
@@ -137,15 +138,6 @@ function runCli(command: 'backup' | 'restore', yaml: string): Promise<CliRun> {
   )
 }
 
-function backupYaml(topic: string, path: string): string {
-  return `mode: backup\nbackup_id: b\nsource:\n  bootstrap_servers: ${bootstrapServers}\n  topics:\n    include: [${topic}]\nstorage:\n  backend: filesystem\n  path: ${path}\n`
-}
-
-/** `target` is YAML under `target:`, `restore` under `restore:`. */
-function restoreYaml(topic: string, target: string, path: string, restore: string, targetKeys = ''): string {
-  return `mode: restore\nbackup_id: b\ntarget:\n  bootstrap_servers: ${bootstrapServers}\n${targetKeys}storage:\n  backend: filesystem\n  path: ${path}\nrestore:\n  topics:\n    include: [${topic}]\n  topic_mapping:\n    ${topic}: ${target}\n${restore}`
-}
-
 const WORKERS = '  workers:\n    enabled: true\n    session_timeout_ms: 6000\n    heartbeat_interval_ms: 1000\n'
 
 /**
@@ -153,7 +145,7 @@ const WORKERS = '  workers:\n    enabled: true\n    session_timeout_ms: 6000\n  
  * `produced` records (describe), each exactly once.
  */
 async function backupWithWorkers(topic: string, path: string, workers: number, backup: string, produced: bigint) {
-  const yaml = `${backupYaml(topic, path)}backup:\n${WORKERS}${backup}`
+  const yaml = `${backupYaml(bootstrapServers, topic, path, 'b')}backup:\n${WORKERS}${backup}`
   const startedAt = performance.now()
   const results = await Promise.all(Array.from({ length: workers }, () => runCli('backup', yaml)))
   const wallSeconds = (performance.now() - startedAt) / 1000
@@ -176,12 +168,12 @@ async function restoreWithWorkers(
   path: string,
   workers: number,
   restore: string,
-  targetKeys = ''
+  targetKeys: readonly string[] = []
 ) {
   const startedAt = performance.now()
   const results = await Promise.all(
     Array.from({ length: workers }, () =>
-      runCli('restore', restoreYaml(topic, target, path, `${WORKERS}${restore}`, targetKeys))
+      runCli('restore', `${restoreYaml(bootstrapServers, topic, target, path, 'b', targetKeys)}${WORKERS}${restore}`)
     )
   )
   const wallSeconds = (performance.now() - startedAt) / 1000
@@ -269,7 +261,7 @@ try {
     }
     printSection(throughputTable('backup', backupRows, records))
     const backupPath = mkdtempSync(join(workDir, 'backup-'))
-    await runCli('backup', backupYaml(topic, backupPath))
+    await runCli('backup', backupYaml(bootstrapServers, topic, backupPath, 'b'))
     const rows: Array<{ workers: number; wall: number; mbPerSec: number; shares: string }> = []
     for (const workers of workerCounts) {
       const walls: number[] = []
@@ -287,7 +279,7 @@ try {
           // The producer's 16 KiB batches are not merged into larger ones, so that a Produce request
           // stays small beside the rate limit: its token bucket lets one request and one second of
           // bytes through at once, which would flatter short runs of several workers.
-          '  kafka_config:\n    batch.size: 16384\n'
+          ['  kafka_config:', '    batch.size: 16384']
         )
         const restored = await endOffsetsSum(target, THROUGHPUT_PARTITIONS)
         if (restored !== produced) {
@@ -319,7 +311,7 @@ try {
     log('backup with one process')
     const manyPath = mkdtempSync(join(workDir, 'many-'))
     const backupStartedAt = performance.now()
-    const backupAlone = await runCli('backup', backupYaml(manyTopic, manyPath))
+    const backupAlone = await runCli('backup', backupYaml(bootstrapServers, manyTopic, manyPath, 'b'))
     const backupAloneSeconds = (performance.now() - backupStartedAt) / 1000
     const backupRss = shardedBackup.results.map(r => r.memory.peakRssBytes / MiB)
     printSection([
@@ -347,7 +339,7 @@ try {
     }
     log('restore with one process')
     const startedAt = performance.now()
-    const alone = await runCli('restore', restoreYaml(manyTopic, `${manyTopic}-1`, manyPath, ''))
+    const alone = await runCli('restore', restoreYaml(bootstrapServers, manyTopic, `${manyTopic}-1`, manyPath, 'b'))
     const aloneSeconds = (performance.now() - startedAt) / 1000
     const rss = sharded.results.map(r => r.memory.peakRssBytes / MiB)
     const owned = sharded.results.map(r => r.summary.worker?.partitions.length ?? 0)
