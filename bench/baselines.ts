@@ -22,15 +22,22 @@ export interface ProducerResult {
   p99LatencyMs: number
 }
 
-/** ProducerPerformance with acks=all (as restore), sending lines of `payloadFile` as values. */
-export function producerPerformance(
+/** Spreads records evenly over the partitions, so that every partition gets its share. */
+export const ROUND_ROBIN = 'partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner'
+
+/**
+ * Kafka's ProducerPerformance with acks=all (as restore) and no throughput cap, sending lines of
+ * `payloadFile` as values, with the producer `properties` (`name=value`) besides; returns what it
+ * printed.
+ */
+export function runProducerPerformance(
   bootstrapServers: string,
   topic: string,
   records: number,
   payloadFile: string,
-  settings: ProducerSettings
-): ProducerResult {
-  const output = runKafkaTool('org.apache.kafka.tools.ProducerPerformance', [
+  properties: readonly string[]
+): string {
+  return runKafkaTool('org.apache.kafka.tools.ProducerPerformance', [
     '--bootstrap-server',
     bootstrapServers,
     '--topic',
@@ -43,6 +50,19 @@ export function producerPerformance(
     payloadFile,
     '--command-property',
     'acks=all',
+    ...properties
+  ])
+}
+
+/** runProducerPerformance with `settings`, checking that it sent every record and reading its figures. */
+export function producerPerformance(
+  bootstrapServers: string,
+  topic: string,
+  records: number,
+  payloadFile: string,
+  settings: ProducerSettings
+): ProducerResult {
+  const output = runProducerPerformance(bootstrapServers, topic, records, payloadFile, [
     `batch.size=${settings.batchBytes}`,
     `linger.ms=${settings.lingerMs}`,
     `compression.type=${settings.compression}`

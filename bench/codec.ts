@@ -7,7 +7,6 @@
  * Env: BENCH_MB (data set size, default 128), BENCH_RUNS (runs per figure, median, default 3),
  * BENCH_NO_DOCS=1 (print only).
  */
-import { readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { type Readable, Writable } from 'node:stream'
@@ -24,6 +23,7 @@ import type { SegmentCodecName } from '../src/segment/format.ts'
 import { FrameBufferPool } from '../src/segment/pool.ts'
 import { bufferSource, readSegmentBatches } from '../src/segment/reader.ts'
 import { SegmentWriter } from '../src/segment/writer.ts'
+import { publishSection } from './benchmarks-doc.ts'
 import { buildDataset, recordSets } from './data.ts'
 
 const DATA_MIB = Number(process.env.BENCH_MB ?? 128)
@@ -454,24 +454,4 @@ const lines = [
   ...lz4Rows.map(([label, MBps]) => `| ${label} | ${fmt(MBps)} |`),
   ''
 ]
-const section = lines.join('\n')
-process.stdout.write(`${section}\n`)
-
-if (process.env.BENCH_NO_DOCS !== '1') {
-  const path = new URL('../docs/benchmarks.md', import.meta.url)
-  let doc: string
-  try {
-    doc = readFileSync(path, 'utf8')
-  } catch {
-    doc = '# Benchmarks\n\nMeasured ceilings of the data path; each section names the command that produced it.\n\n'
-  }
-  const start = doc.indexOf('## Codec ceilings')
-  if (start === -1) {
-    doc = `${doc.trimEnd()}\n\n${section}`
-  } else {
-    const end = doc.indexOf('\n## ', start + 1)
-    doc = `${doc.slice(0, start)}${section}${end === -1 ? '' : doc.slice(end)}`
-  }
-  writeFileSync(path, doc)
-  log('# written to docs/benchmarks.md')
-}
+publishSection(lines[0]!, lines.join('\n'), line => log(`# ${line}`))

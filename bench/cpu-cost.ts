@@ -29,8 +29,9 @@ import { stopBroker } from '../scripts/broker.ts'
 import { listOffsets } from '../src/kafka/admin.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
 import { producerPerformance } from './baselines.ts'
-import { benchBroker } from './broker.ts'
+import { benchBroker, createTopic } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
+import { backupYaml, restoreYaml } from './configs.ts'
 import { hotFunctions } from './cpu-profile.ts'
 import { writePayloadFile } from './data.ts'
 import type { PeakMemory } from './peak-rss.ts'
@@ -121,18 +122,6 @@ function printProfile(dir: string, label: string): void {
   }
 }
 
-async function createTopic(topic: string, partitions: number): Promise<void> {
-  await cluster.admin.createTopics({ topics: [topic], partitions, replicas: 1 })
-  for (let attempt = 0; attempt < 300; attempt++) {
-    const found = (await cluster.metadata([topic]).catch(() => undefined))?.topics.get(topic)?.partitions ?? []
-    if (found.length === partitions && found.every(p => p.leader >= 0)) {
-      return
-    }
-    await new Promise(done => setTimeout(done, 100))
-  }
-  throw new Error(`topic ${topic} has no leader for every partition after 30 s`)
-}
-
 function folderBytes(path: string): number {
   let total = 0
   for (const entry of readdirSync(path, { withFileTypes: true, recursive: true })) {
@@ -150,7 +139,7 @@ for (const compression of producerCodecs) {
   for (const partitions of partitionCounts) {
     const topic = `cpu-${compression}-${partitions}p-${Date.now()}`
     log(`loading ${records} records into ${topic}`)
-    await createTopic(topic, partitions)
+    await createTopic(cluster, topic, partitions)
     producerPerformance(bootstrapServers, topic, records, payloadFile, { compression, batchBytes: 65536, lingerMs: 10 })
     const ends = await listOffsets(
       cluster,
@@ -171,8 +160,8 @@ for (const compression of producerCodecs) {
           const path = mkdtempSync(join(workDir, 'backup-'))
           const profileDir = profile && run === 1 ? mkdtempSync(join(workDir, 'prof-')) : undefined
           log(`${topic} store_records ${storeRecords}: backup ${run}/${runs}${label}`)
-          const backupYaml = `mode: backup\nbackup_id: b\nsource:\n  bootstrap_servers: ${bootstrapServers}\n  topics:\n    include: [${topic}]\nstorage:\n  backend: filesystem\n  path: ${path}\n${backupSection(storeRecords)}`
-          backups[which]!.push(runCli(cliPath, 'backup', backupYaml, profileDir))
+          const backup = `${backupYaml(bootstrapServers, topic, path, 'b')}${backupSection(storeRecords)}`
+          backups[which]!.push(runCli(cliPath, 'backup', backup, profileDir))
           stored = folderBytes(path)
           if (profileDir) {
             printProfile(profileDir, `backup ${topic} ${storeRecords}${label}`)
@@ -180,8 +169,11 @@ for (const compression of producerCodecs) {
           const target = `${topic}-r${storeRecords}${run}${which}`
           const restoreProfileDir = profile && run === 1 ? mkdtempSync(join(workDir, 'prof-')) : undefined
           log(`${topic} store_records ${storeRecords}: restore ${run}/${runs}${label}`)
-          const restoreYaml = `mode: restore\nbackup_id: b\ntarget:\n  bootstrap_servers: ${bootstrapServers}\n  kafka_config:\n    batch.size: 524288\nstorage:\n  backend: filesystem\n  path: ${path}\nrestore:\n  topics:\n    include: [${topic}]\n  topic_mapping:\n    ${topic}: ${target}\n`
-          restores[which]!.push(runCli(cliPath, 'restore', restoreYaml, restoreProfileDir))
+          const restore = restoreYaml(bootstrapServers, topic, target, path, 'b', [
+            '  kafka_config:',
+            '    batch.size: 524288'
+          ])
+          restores[which]!.push(runCli(cliPath, 'restore', restore, restoreProfileDir))
           if (restoreProfileDir) {
             printProfile(restoreProfileDir, `restore ${topic} ${storeRecords}${label}`)
           }

@@ -32,6 +32,7 @@ import { readPartitionBatches } from '../src/restore/source.ts'
 import { FilesystemStorage } from '../src/storage/filesystem.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
 import { benchBroker } from './broker.ts'
+import { backupYaml } from './configs.ts'
 import { writePayloadFile } from './data.ts'
 import { percentile } from './stats.ts'
 
@@ -90,7 +91,11 @@ for (const extra of variants) {
     configs: [{ name: 'message.timestamp.type', value: 'LogAppendTime' }]
   })
   const path = mkdtempSync(join(workDir, 'backup-'))
-  const yaml = `mode: backup\nbackup_id: lag\nsource:\n  bootstrap_servers: ${bootstrapServers}\n  topics:\n    include: [${topic}]\nstorage:\n  backend: filesystem\n  path: ${path}\nbackup:\n  continuous: true\n${extra ? `  ${extra}\n` : ''}`
+  const yaml = backupYaml(bootstrapServers, topic, path, 'lag', [
+    'backup:',
+    '  continuous: true',
+    ...(extra ? [`  ${extra}`] : [])
+  ])
   const config = parseConfig(yaml, 'bench.yaml')
   if (config.mode !== 'backup') {
     throw new Error('unreachable')

@@ -20,7 +20,7 @@ import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { Producer } from '@platformatic/kafka'
-import { type RunningBroker, startBroker, stopBroker } from '../scripts/broker.ts'
+import { stopBroker } from '../scripts/broker.ts'
 import { BackupEngine } from '../src/backup/engine.ts'
 import { FrameCipher, newSegmentKey } from '../src/crypto/frames.ts'
 import { type KeyProvider, parseKeyring } from '../src/crypto/keys.ts'
@@ -30,6 +30,7 @@ import { bufferSource, readSegmentBatches } from '../src/segment/reader.ts'
 import { SegmentWriter } from '../src/segment/writer.ts'
 import { FilesystemStorage } from '../src/storage/filesystem.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
+import { benchBroker } from './broker.ts'
 import { buildDataset, jsonEvent, mulberry32 } from './data.ts'
 
 const DATA_MIB = Number(process.env.BENCH_MB ?? 64)
@@ -156,10 +157,7 @@ for (const codec of ['zstd', 'lz4', 'none'] as const) {
 
 // --- 3. end to end ----------------------------------------------------------------------------------
 if (process.env.BENCH_BROKER !== '0') {
-  const broker: RunningBroker | undefined = process.env.KAFKA_BOOTSTRAP_SERVERS
-    ? undefined
-    : await startBroker('bench-encryption')
-  const bootstrapServers = process.env.KAFKA_BOOTSTRAP_SERVERS ?? broker!.bootstrapServers
+  const { bootstrapServers, broker } = await benchBroker('bench-encryption')
   const cluster = testCluster(bootstrapServers.split(','))
   const topic = `bench-encryption-${Date.now()}`
   const partitions = 4

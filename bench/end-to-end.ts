@@ -33,7 +33,7 @@ import { spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { runKafkaTool, stopBroker } from '../scripts/broker.ts'
 import { ensureKcat } from '../scripts/kcat.ts'
 import { BackupEngine } from '../src/backup/engine.ts'
@@ -46,15 +46,16 @@ import { RestoreEngine } from '../src/restore/engine.ts'
 import { FilesystemStorage } from '../src/storage/filesystem.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
 import { consumerPerformance, kcatToFile, type ProducerSettings, producerPerformance } from './baselines.ts'
-import { benchBroker } from './broker.ts'
+import { publishSection } from './benchmarks-doc.ts'
+import { benchBroker, createTopic } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
+import * as configs from './configs.ts'
 import { hotFunctions } from './cpu-profile.ts'
 import { writePayloadFile } from './data.ts'
 import { ensureOsoDriver, osoBackupYaml, osoRestoreYaml, runOso, storedBytes } from './oso.ts'
 import type { PeakMemory } from './peak-rss.ts'
 import { type Figure, figure, percentile, spreadPercent } from './stats.ts'
 
-const repoRoot = resolve(import.meta.dirname, '..')
 const VALUE_BYTES = 1024
 const PAYLOAD_LINES = 20_000
 const MB = 1e6
@@ -132,19 +133,6 @@ if (oso.path === undefined) {
 const kafkaVersion = runKafkaTool('org.apache.kafka.tools.ConsumerPerformance', ['--version']).trim().split('\n').at(-1)
 const cluster = testCluster(bootstrapServers.split(','))
 
-async function createTopic(topic: string, partitions: number): Promise<void> {
-  await cluster.admin.createTopics({ topics: [topic], partitions, replicas: 1 })
-  for (let attempt = 0; attempt < 300; attempt++) {
-    const metadata = await cluster.metadata([topic]).catch(() => undefined)
-    const found = metadata?.topics.get(topic)?.partitions ?? []
-    if (found.length === partitions && found.every(p => p.leader >= 0)) {
-      return
-    }
-    await new Promise(done => setTimeout(done, 100))
-  }
-  throw new Error(`topic ${topic} has no leader for every partition after 30 s`)
-}
-
 async function deleteTopic(topic: string): Promise<void> {
   await cluster.admin.deleteTopics({ topics: [topic] }).catch(error => log(`could not delete ${topic}: ${error}`))
 }
@@ -188,41 +176,18 @@ function runCli(command: 'backup' | 'restore', yaml: string, nodeArgs: string[] 
 }
 
 function backupYaml(topic: string, storagePath: string, backupId: string, codec: (typeof backupCodecs)[number]) {
-  return [
-    'mode: backup',
-    `backup_id: ${backupId}`,
-    'source:',
-    `  bootstrap_servers: ${bootstrapServers}`,
-    '  topics:',
-    `    include: [${topic}]`,
-    'storage:',
-    '  backend: filesystem',
-    `  path: ${storagePath}`,
+  return configs.backupYaml(bootstrapServers, topic, storagePath, backupId, [
     'backup:',
     `  compression: ${codec.codec}`,
-    ...(codec.level === undefined ? [] : [`  compression_level: ${codec.level}`]),
-    ''
-  ].join('\n')
+    ...(codec.level === undefined ? [] : [`  compression_level: ${codec.level}`])
+  ])
 }
 
 function restoreYaml(topic: string, targetTopic: string, storagePath: string, backupId: string) {
-  return [
-    'mode: restore',
-    `backup_id: ${backupId}`,
-    'target:',
-    `  bootstrap_servers: ${bootstrapServers}`,
+  return configs.restoreYaml(bootstrapServers, topic, targetTopic, storagePath, backupId, [
     '  kafka_config:',
-    `    batch.size: ${restoreBatchBytes}`,
-    'storage:',
-    '  backend: filesystem',
-    `  path: ${storagePath}`,
-    'restore:',
-    '  topics:',
-    `    include: [${topic}]`,
-    '  topic_mapping:',
-    `    ${topic}: ${targetTopic}`,
-    ''
-  ].join('\n')
+    `    batch.size: ${restoreBatchBytes}`
+  ])
 }
 
 // ---- In-process runs with the engines' latency hooks -----------------------------------------
@@ -413,7 +378,7 @@ async function measureTopic(sizeMiB: number, producerCodec: 'none' | 'lz4', part
   }
 
   log(`[${label}] loading ${records} records into ${topic}`)
-  await createTopic(topic, partitions)
+  await createTopic(cluster, topic, partitions)
   producerPerformance(bootstrapServers!, topic, records, payloadFile, loadSettings)
   const loaded = await topicRecords(topic, partitions)
   if (loaded !== records) {
@@ -500,7 +465,7 @@ async function measureTopic(sizeMiB: number, producerCodec: 'none' | 'lz4', part
     for (let run = 1; run <= runs; run++) {
       const writeTopic = `${topic}-pp${run}`
       log(`[${label}] run ${run}/${runs}: ProducerPerformance`)
-      await createTopic(writeTopic, partitions)
+      await createTopic(cluster, writeTopic, partitions)
       sample(PRODUCER).recordsPerSec.push(
         producerPerformance(bootstrapServers!, writeTopic, records, payloadFile, writeSettings).recordsPerSec
       )
@@ -819,25 +784,4 @@ if (sizesMiB.length > 1) {
   lines.push('')
 }
 
-const section = lines.join('\n')
-process.stdout.write(`${section}\n`)
-
-if (process.env.BENCH_NO_DOCS !== '1') {
-  const path = join(repoRoot, 'docs', 'benchmarks.md')
-  let doc: string
-  try {
-    doc = readFileSync(path, 'utf8')
-  } catch {
-    doc = '# Benchmarks\n\nMeasured ceilings of the data path; each section names the command that produced it.\n\n'
-  }
-  const heading = '## End to end: backup and restore against the broker'
-  const start = doc.indexOf(heading)
-  if (start === -1) {
-    doc = `${doc.trimEnd()}\n\n${section}`
-  } else {
-    const end = doc.indexOf('\n## ', start + 1)
-    doc = `${doc.slice(0, start)}${section}${end === -1 ? '' : doc.slice(end)}`
-  }
-  writeFileSync(path, doc)
-  log('written to docs/benchmarks.md')
-}
+publishSection(lines[0]!, lines.join('\n'), log)

@@ -17,11 +17,13 @@ import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { runKafkaTool, stopBroker } from '../scripts/broker.ts'
+import { stopBroker } from '../scripts/broker.ts'
 import { listOffsets } from '../src/kafka/admin.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
-import { benchBroker } from './broker.ts'
+import { ROUND_ROBIN, runProducerPerformance } from './baselines.ts'
+import { benchBroker, createTopic } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
+import { backupYaml, restoreYaml } from './configs.ts'
 import { writePayloadFile } from './data.ts'
 import { ensureOsoDriver, osoBackupYaml, osoRestoreYaml, runOso, storedBytes } from './oso.ts'
 import type { PeakMemory } from './peak-rss.ts'
@@ -46,18 +48,6 @@ if (oso.path === undefined) {
 }
 const { bootstrapServers, broker } = await benchBroker('bench-many')
 const cluster = testCluster(bootstrapServers.split(','))
-
-async function createTopic(topic: string): Promise<void> {
-  await cluster.admin.createTopics({ topics: [topic], partitions, replicas: 1 })
-  for (let attempt = 0; attempt < 1200; attempt++) {
-    const found = (await cluster.metadata([topic]).catch(() => undefined))?.topics.get(topic)?.partitions ?? []
-    if (found.length === partitions && found.every(p => p.leader >= 0)) {
-      return
-    }
-    await new Promise(done => setTimeout(done, 100))
-  }
-  throw new Error(`topic ${topic} has no leader for every partition after 120 s`)
-}
 
 interface Run {
   wallSeconds: number
@@ -93,24 +83,9 @@ function runCli(command: 'backup' | 'restore', yaml: string, storagePath: string
 
 const topic = `many-${partitions}p-${Date.now()}`
 log(`creating ${topic} with ${partitions} partitions`)
-await createTopic(topic)
+await createTopic(cluster, topic, partitions)
 const records = partitions * perPartition
-runKafkaTool('org.apache.kafka.tools.ProducerPerformance', [
-  '--bootstrap-server',
-  bootstrapServers,
-  '--topic',
-  topic,
-  '--num-records',
-  String(records),
-  '--throughput',
-  '-1',
-  '--payload-file',
-  payloadFile,
-  '--command-property',
-  'acks=all',
-  'linger.ms=0',
-  'partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner'
-])
+runProducerPerformance(bootstrapServers, topic, records, payloadFile, ['linger.ms=0', ROUND_ROBIN])
 const ends = await listOffsets(
   cluster,
   Array.from({ length: partitions }, (_, partition) => ({ topic, partition })),
@@ -124,21 +99,11 @@ const failures: string[] = []
 for (let run = 1; run <= runs; run++) {
   const path = mkdtempSync(join(workDir, 'ours-'))
   log(`run ${run}/${runs}: backup`)
-  results.ours!.push(
-    runCli(
-      'backup',
-      `mode: backup\nbackup_id: b\nsource:\n  bootstrap_servers: ${bootstrapServers}\n  topics:\n    include: [${topic}]\nstorage:\n  backend: filesystem\n  path: ${path}\n`,
-      path
-    )
-  )
+  results.ours!.push(runCli('backup', backupYaml(bootstrapServers, topic, path, 'b'), path))
   log(`run ${run}/${runs}: restore`)
   try {
     results.oursRestore!.push(
-      runCli(
-        'restore',
-        `mode: restore\nbackup_id: b\ntarget:\n  bootstrap_servers: ${bootstrapServers}\nstorage:\n  backend: filesystem\n  path: ${path}\nrestore:\n  topics:\n    include: [${topic}]\n  topic_mapping:\n    ${topic}: ${topic}-r${run}\n`,
-        path
-      )
+      runCli('restore', restoreYaml(bootstrapServers, topic, `${topic}-r${run}`, path, 'b'), path)
     )
   } catch (error) {
     // Reported below instead of ending the benchmark: a failure is a result too.

@@ -8,6 +8,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
+import { backupYaml } from './configs.ts'
 
 const repoRoot = resolve(import.meta.dirname, '..')
 const manifestPath = join(repoRoot, 'bench', 'oso-driver', 'Cargo.toml')
@@ -102,16 +103,7 @@ export function osoBackupYaml(
   backupId: string,
   level = 3
 ) {
-  return [
-    'mode: backup',
-    `backup_id: ${backupId}`,
-    'source:',
-    `  bootstrap_servers: [${bootstrapServers}]`,
-    '  topics:',
-    `    include: [${topic}]`,
-    'storage:',
-    '  backend: filesystem',
-    `  path: ${storagePath}`,
+  return backupYaml(bootstrapServers, topic, storagePath, backupId, [
     'backup:',
     '  compression: zstd',
     `  compression_level: ${level}`,
@@ -121,9 +113,8 @@ export function osoBackupYaml(
     'offset_storage:',
     '  backend: memory',
     'metrics:',
-    '  enabled: false',
-    ''
-  ].join('\n')
+    '  enabled: false'
+  ])
 }
 
 /** OSO's restore config: the backup of `topic` into `targetTopic`, created by the restore. */

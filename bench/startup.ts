@@ -23,16 +23,18 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os'
 import { join, resolve } from 'node:path'
 import { Admin } from '@platformatic/kafka'
-import { type RunningBroker, startBroker, stopBroker } from '../scripts/broker.ts'
+import { stopBroker } from '../scripts/broker.ts'
 import { producerPerformance } from './baselines.ts'
+import { publishSection } from './benchmarks-doc.ts'
+import { benchBroker } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
+import { backupYaml, restoreYaml } from './configs.ts'
 import { writePayloadFile } from './data.ts'
 import type { FirstRequests } from './first-request.ts'
 import { ensureOsoDriver, osoBackupYaml, osoRestoreYaml, runOso } from './oso.ts'
 import type { PeakMemory } from './peak-rss.ts'
-import { type Figure, figure } from './stats.ts'
+import { type Figure, figure, markdownTable } from './stats.ts'
 
-const repoRoot = resolve(import.meta.dirname, '..')
 const runs = Number(process.env.BENCH_RUNS ?? 5)
 const records = Number(process.env.BENCH_STARTUP_RECORDS ?? 1000)
 
@@ -50,13 +52,7 @@ if (oso.path === undefined) {
   log(`SKIPPING the OSO baseline: ${oso.reason}`)
 }
 
-let broker: RunningBroker | undefined
-let bootstrapServers = process.env.KAFKA_BOOTSTRAP_SERVERS
-if (!bootstrapServers) {
-  log('starting a broker (scripts/broker.ts)')
-  broker = await startBroker('bench-startup')
-  bootstrapServers = broker.bootstrapServers
-}
+const { bootstrapServers, broker } = await benchBroker('bench-startup')
 // Another client than ours sets the topic up, so the measured runs are the only users of our layer.
 const admin = new Admin({ bootstrapBrokers: bootstrapServers.split(','), clientId: 'kafka-backup-bench' })
 
@@ -132,36 +128,6 @@ try {
     batchBytes: 65536,
     lingerMs: 10
   })
-  const backupYaml = (backupId: string) =>
-    [
-      'mode: backup',
-      `backup_id: ${backupId}`,
-      'source:',
-      `  bootstrap_servers: [${bootstrapServers}]`,
-      '  topics:',
-      `    include: [${topic}]`,
-      'storage:',
-      '  backend: filesystem',
-      `  path: ${storagePath}`,
-      ''
-    ].join('\n')
-  const restoreYaml = (backupId: string, targetTopic: string) =>
-    [
-      'mode: restore',
-      `backup_id: ${backupId}`,
-      'target:',
-      `  bootstrap_servers: [${bootstrapServers}]`,
-      'storage:',
-      '  backend: filesystem',
-      `  path: ${storagePath}`,
-      'restore:',
-      '  topics:',
-      `    include: [${topic}]`,
-      '  topic_mapping:',
-      `    ${topic}: ${targetTopic}`,
-      ''
-    ].join('\n')
-
   for (let round = 1; round <= runs; round++) {
     log(`round ${round}/${runs}`)
     for (const { label, path } of clis) {
@@ -169,9 +135,12 @@ try {
       add(`${label}--help`, runCli(path, ['--help']))
       add(`${label}list (empty folder)`, runCli(path, ['list', '--path', emptyPath]))
       const backupId = `${label ? 'before' : 'ours'}-${round}`
-      add(`${label}backup`, runCli(path, ['backup'], backupYaml(backupId)))
+      add(`${label}backup`, runCli(path, ['backup'], backupYaml(bootstrapServers, topic, storagePath, backupId)))
       createdTopics.push(`${topic}-${backupId}`)
-      add(`${label}restore`, runCli(path, ['restore'], restoreYaml(backupId, `${topic}-${backupId}`)))
+      add(
+        `${label}restore`,
+        runCli(path, ['restore'], restoreYaml(bootstrapServers, topic, `${topic}-${backupId}`, storagePath, backupId))
+      )
     }
     if (oso.path !== undefined) {
       const backupFile = join(workDir, `oso-backup-${round}.yaml`)
@@ -204,6 +173,22 @@ const mib = (value: Figure) => `${(value.median / 2 ** 20).toFixed(0)} MiB`
 const of = (what: string, pick: (run: Run) => number | undefined) =>
   figure((samples.get(what) ?? []).flatMap(run => pick(run) ?? []))
 
+const rows = [...samples.keys()].map(what => {
+  const wall = of(what, run => run.wallMs)
+  const fetch = of(what, run => run.firstFetchMs)
+  const produce = of(what, run => run.firstProduceMs)
+  const cpu = of(what, run => run.cpuMs)
+  const cpuToRequest = of(what, run => run.cpuMsToFirstRequest)
+  return [
+    what,
+    `${ms(wall)}${range(wall)}`,
+    `${ms(fetch)}${range(fetch)}`,
+    `${ms(produce)}${range(produce)}`,
+    `${ms(cpu)}${range(cpu)}`,
+    `${ms(cpuToRequest)}${range(cpuToRequest)}`,
+    mib(of(what, run => run.peakRssBytes))
+  ]
+})
 const lines = [
   '## Start-up: process start to work, memory at rest',
   '',
@@ -211,34 +196,18 @@ const lines = [
   `Machine: ${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? 'CPU'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}; CLI ${cli.how}${clis[1] ? `, before: ${clis[1].path}` : ''}; 1-minute load average ${loadAtStart.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at the end.`,
   `Data: one partition, ${records} records of 1 KiB, uncompressed; backup and restore at the config defaults (zstd-3 frames); OSO: ${oso.path === undefined ? `not run (${oso.reason})` : `${oso.version}, zstd-3, run by bench/oso-driver`}.`,
   '',
-  '| command | wall (spawn to exit) | spawn to first Fetch | spawn to first Produce | CPU to exit | CPU to first Fetch/Produce | peak RSS |',
-  '| --- | --- | --- | --- | --- | --- | --- |'
+  ...markdownTable(
+    [
+      'command',
+      'wall (spawn to exit)',
+      'spawn to first Fetch',
+      'spawn to first Produce',
+      'CPU to exit',
+      'CPU to first Fetch/Produce',
+      'peak RSS'
+    ],
+    rows
+  ),
+  ''
 ]
-for (const what of samples.keys()) {
-  const wall = of(what, run => run.wallMs)
-  const fetch = of(what, run => run.firstFetchMs)
-  const produce = of(what, run => run.firstProduceMs)
-  const cpu = of(what, run => run.cpuMs)
-  const cpuToRequest = of(what, run => run.cpuMsToFirstRequest)
-  lines.push(
-    `| ${what} | ${ms(wall)}${range(wall)} | ${ms(fetch)}${range(fetch)} | ${ms(produce)}${range(produce)} | ${ms(cpu)}${range(cpu)} | ${ms(cpuToRequest)}${range(cpuToRequest)} | ${mib(of(what, run => run.peakRssBytes))} |`
-  )
-}
-lines.push('')
-const section = lines.join('\n')
-process.stdout.write(`${section}\n`)
-
-if (process.env.BENCH_NO_DOCS !== '1') {
-  const path = join(repoRoot, 'docs', 'benchmarks.md')
-  let doc = readFileSync(path, 'utf8')
-  const heading = lines[0]!
-  const start = doc.indexOf(heading)
-  if (start === -1) {
-    doc = `${doc.trimEnd()}\n\n${section}`
-  } else {
-    const end = doc.indexOf('\n## ', start + 1)
-    doc = `${doc.slice(0, start)}${section}${end === -1 ? '' : doc.slice(end)}`
-  }
-  writeFileSync(path, doc)
-  log('written to docs/benchmarks.md')
-}
+publishSection(lines[0]!, lines.join('\n'), log)

@@ -1,4 +1,7 @@
-/** Small statistics for benchmark figures: medians with their spread, latency percentiles. */
+/**
+ * Small statistics for benchmark figures: medians with their spread, latency percentiles; and
+ * the markdown table they are printed in.
+ */
 
 export interface Figure {
   median: number
@@ -33,4 +36,10 @@ export function percentile(samples: readonly number[], p: number): number {
   const sorted = [...samples].sort((a, b) => a - b)
   const rank = Math.ceil((p / 100) * sorted.length)
   return sorted[Math.min(Math.max(rank, 1), sorted.length) - 1]!
+}
+
+/** The lines of a markdown table: the header, its rule, a line per row. */
+export function markdownTable(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string[] {
+  const line = (cells: readonly string[]) => `| ${cells.join(' | ')} |`
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)]
 }

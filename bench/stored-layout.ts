@@ -18,6 +18,7 @@ import { Offset, RecordBatchView } from '../src/batch/header.ts'
 import { iterateRecords, recordOffset, recordTimestamp } from '../src/batch/records.ts'
 import { zstdWindowLog } from '../src/segment/codecs.ts'
 import { buildDataset, jsonEvent, mulberry32 } from './data.ts'
+import { markdownTable } from './stats.ts'
 
 const totalMiB = Number(process.env.BENCH_MB ?? 32)
 const MiB = 1024 * 1024
@@ -92,7 +93,7 @@ function payloadLines(recordsPerBatch: number): RecordBatchView[] {
   return batches
 }
 
-const rows: string[] = []
+const rows: string[][] = []
 for (const [name, batches] of [
   ['keyed events', buildDataset(totalMiB, 50).batches],
   ['payload lines', payloadLines(64)]
@@ -116,16 +117,29 @@ for (const [name, batches] of [
     zstd(Buffer.concat(ours)),
     osoFramed
   ]
-  rows.push(`| ${name} | ${cells.map(bytes => `${(bytes / MB).toFixed(2)}`).join(' | ')} |`)
+  rows.push([name, ...cells.map(bytes => (bytes / MB).toFixed(2))])
 }
 
 process.stdout.write(
   [
     `Data: ${totalMiB} MiB of 1 KiB values per data set; zstd level 3; sizes in MB.`,
     '',
-    '| data | batches (ours, raw) | OSO layout (raw) | OSO layout, one stream (OSO) | ours, 1 MiB frames | ours, 2 MiB frames | ours, 3 MiB frames | ours, 4 MiB frames, 2 MiB window | ours, 4 MiB frames, window = frame | ours, one stream | OSO layout, 1 MiB frames |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...rows,
+    ...markdownTable(
+      [
+        'data',
+        'batches (ours, raw)',
+        'OSO layout (raw)',
+        'OSO layout, one stream (OSO)',
+        'ours, 1 MiB frames',
+        'ours, 2 MiB frames',
+        'ours, 3 MiB frames',
+        'ours, 4 MiB frames, 2 MiB window',
+        'ours, 4 MiB frames, window = frame',
+        'ours, one stream',
+        'OSO layout, 1 MiB frames'
+      ],
+      rows
+    ),
     ''
   ].join('\n')
 )

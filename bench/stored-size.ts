@@ -20,11 +20,14 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { Admin, type CompressionAlgorithmValue, Producer } from '@platformatic/kafka'
-import { type RunningBroker, startBroker, stopBroker } from '../scripts/broker.ts'
+import { stopBroker } from '../scripts/broker.ts'
 import { producerPerformance } from './baselines.ts'
+import { benchBroker } from './broker.ts'
 import { buildCli } from './build-cli.ts'
+import { backupYaml } from './configs.ts'
 import { jsonEvent, mulberry32, writePayloadFile } from './data.ts'
 import { ensureOsoDriver, osoBackupYaml, runOso, storedBytes } from './oso.ts'
+import { markdownTable } from './stats.ts'
 
 const totalMiB = Number(process.env.BENCH_MB ?? 32)
 const frameMiBs = (process.env.BENCH_FRAMES ?? '1,4').split(',').map(Number)
@@ -41,16 +44,11 @@ const loadAtStart = os.loadavg()[0]!
 const workDir = mkdtempSync(join(os.tmpdir(), 'kafka-backup-stored-'))
 const cli = buildCli('bench-stored', log)
 const oso = ensureOsoDriver(log)
-let broker: RunningBroker | undefined
-let bootstrapServers = process.env.KAFKA_BOOTSTRAP_SERVERS
-if (!bootstrapServers) {
-  broker = await startBroker('bench-stored')
-  bootstrapServers = broker.bootstrapServers
-}
+const { bootstrapServers, broker } = await benchBroker('bench-stored')
 const admin = new Admin({ bootstrapBrokers: [bootstrapServers], clientId: 'kafka-backup-bench' })
 
 async function produceKeyedEvents(topic: string, compression: CompressionAlgorithmValue): Promise<void> {
-  const producer = new Producer({ clientId: 'kafka-backup-bench', bootstrapBrokers: [bootstrapServers!], compression })
+  const producer = new Producer({ clientId: 'kafka-backup-bench', bootstrapBrokers: [bootstrapServers], compression })
   const random = mulberry32(42)
   try {
     for (let offset = 0; offset < records; offset += recordsPerBatch) {
@@ -75,22 +73,12 @@ function oursStored(topic: string, frameMiB: number): number {
   const config = join(workDir, `ours-${topic}-${frameMiB}.yaml`)
   writeFileSync(
     config,
-    [
-      'mode: backup',
-      'backup_id: stored',
-      'source:',
-      `  bootstrap_servers: [${bootstrapServers}]`,
-      '  topics:',
-      `    include: [${topic}]`,
-      'storage:',
-      '  backend: filesystem',
-      `  path: ${path}`,
+    backupYaml(bootstrapServers, topic, path, 'stored', [
       'backup:',
       '  compression: zstd',
       '  compression_level: 3',
-      `  frame_max_bytes: ${frameMiB * 1024 * 1024}`,
-      ''
-    ].join('\n')
+      `  frame_max_bytes: ${frameMiB * 1024 * 1024}`
+    ])
   )
   const run = spawnSync(
     process.execPath,
@@ -116,7 +104,7 @@ async function osoStored(topic: string): Promise<number | undefined> {
   const path = join(workDir, `oso-${topic}`)
   mkdirSync(path, { recursive: true })
   const config = join(workDir, `oso-${topic}.yaml`)
-  writeFileSync(config, osoBackupYaml(bootstrapServers!, topic, path, 'stored'))
+  writeFileSync(config, osoBackupYaml(bootstrapServers, topic, path, 'stored'))
   await runOso(oso.path, config)
   return storedBytes(path)
 }
@@ -124,7 +112,7 @@ async function osoStored(topic: string): Promise<number | undefined> {
 const payloadFile = join(workDir, 'payload.txt')
 writePayloadFile(payloadFile, 20_000)
 const token = randomUUID().slice(0, 6)
-const rows: string[] = []
+const rows: string[][] = []
 const topics: string[] = []
 try {
   for (const data of ['keyed events', 'payload lines'] as const) {
@@ -149,10 +137,8 @@ try {
           theirs === undefined ? '' : ` (${bytes <= theirs ? '' : '+'}${((bytes / theirs - 1) * 100).toFixed(1)}%)`
         return `${(bytes / MB).toFixed(2)} MB${versus}`
       })
-      rows.push(
-        `| ${data} | ${codec} | ${cells.join(' | ')} | ${theirs === undefined ? '-' : `${(theirs / MB).toFixed(2)} MB`} |`
-      )
-      log(rows.at(-1)!)
+      rows.push([data, codec, ...cells, theirs === undefined ? '-' : `${(theirs / MB).toFixed(2)} MB`])
+      log(rows.at(-1)!.join(' | '))
     }
   }
   await admin.deleteTopics({ topics }).catch(error => log(`could not delete the topics: ${error}`))
@@ -168,9 +154,10 @@ process.stdout.write(
   [
     `Data: one partition per topic, ${records} records of 1 KiB (${totalMiB} MiB of values); 1-minute load average ${loadAtStart.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at the end; OSO: ${oso.path === undefined ? `not run (${oso.reason})` : oso.version}.`,
     '',
-    `| data | producer codec | ${frameMiBs.map(frameMiB => `ours, ${frameMiB} MiB frames (vs OSO)`).join(' | ')} | OSO |`,
-    `| --- | --- | ${frameMiBs.map(() => '---').join(' | ')} | --- |`,
-    ...rows,
+    ...markdownTable(
+      ['data', 'producer codec', ...frameMiBs.map(frameMiB => `ours, ${frameMiB} MiB frames (vs OSO)`), 'OSO'],
+      rows
+    ),
     ''
   ].join('\n')
 )

@@ -11,19 +11,15 @@
  */
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { type RunningBroker, startBroker, stopBroker } from '../scripts/broker.ts'
+import { stopBroker } from '../scripts/broker.ts'
 import { type Assignment, runWorkGroup } from '../src/group/work-group.ts'
 import { KafkaCluster } from '../src/kafka/cluster.ts'
+import { benchBroker } from './broker.ts'
 
 const ITEMS = Array.from({ length: 24 }, (_, i) => `orders/${i}`)
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5)
 
-let broker: RunningBroker | undefined
-let bootstrapServers = process.env.KAFKA_BOOTSTRAP_SERVERS
-if (!bootstrapServers) {
-  broker = await startBroker('bench-work-group')
-  bootstrapServers = broker.bootstrapServers
-}
+const { bootstrapServers, broker } = await benchBroker('bench-work-group')
 
 interface Member {
   current: Assignment | undefined
@@ -32,7 +28,7 @@ interface Member {
 }
 
 function startMember(groupId: string, heartbeatIntervalMs: number): Member {
-  const cluster = new KafkaCluster({ bootstrapServers: bootstrapServers!.split(',') })
+  const cluster = new KafkaCluster({ bootstrapServers: bootstrapServers.split(',') })
   const member: Member = { current: undefined, stop: new AbortController(), finished: Promise.resolve() }
   member.finished = runWorkGroup(
     {

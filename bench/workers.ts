@@ -26,11 +26,13 @@ import { execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { runKafkaTool, stopBroker } from '../scripts/broker.ts'
+import { stopBroker } from '../scripts/broker.ts'
 import { groupState, listOffsets } from '../src/kafka/admin.ts'
 import { testCluster } from '../test/helpers/kafka.ts'
-import { benchBroker } from './broker.ts'
+import { ROUND_ROBIN, runProducerPerformance } from './baselines.ts'
+import { benchBroker, createTopic } from './broker.ts'
 import { buildCli, compiledPreload } from './build-cli.ts'
+import { backupYaml, restoreYaml } from './configs.ts'
 import { writePayloadFile } from './data.ts'
 import type { PeakMemory } from './peak-rss.ts'
 import { median } from './stats.ts'
@@ -74,35 +76,9 @@ for (let attempt = 0; ; attempt++) {
   }
 }
 
-async function createTopic(topic: string, partitions: number): Promise<void> {
-  await cluster.admin.createTopics({ topics: [topic], partitions, replicas: 1 })
-  for (let attempt = 0; attempt < 1200; attempt++) {
-    const found = (await cluster.metadata([topic]).catch(() => undefined))?.topics.get(topic)?.partitions ?? []
-    if (found.length === partitions && found.every(p => p.leader >= 0)) {
-      return
-    }
-    await new Promise(done => setTimeout(done, 100))
-  }
-  throw new Error(`topic ${topic} has no leader for every partition after 120 s`)
-}
-
 /** `records` 1 KiB records spread round-robin over `topic`'s partitions. */
 function produce(topic: string, records: number): void {
-  runKafkaTool('org.apache.kafka.tools.ProducerPerformance', [
-    '--bootstrap-server',
-    bootstrapServers!,
-    '--topic',
-    topic,
-    '--num-records',
-    String(records),
-    '--throughput',
-    '-1',
-    '--payload-file',
-    payloadFile,
-    '--command-property',
-    'acks=all',
-    'partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner'
-  ])
+  runProducerPerformance(bootstrapServers, topic, records, payloadFile, [ROUND_ROBIN])
 }
 
 interface CliRun {
@@ -162,15 +138,6 @@ function runCli(command: 'backup' | 'restore', yaml: string): Promise<CliRun> {
   )
 }
 
-function backupYaml(topic: string, path: string): string {
-  return `mode: backup\nbackup_id: b\nsource:\n  bootstrap_servers: ${bootstrapServers}\n  topics:\n    include: [${topic}]\nstorage:\n  backend: filesystem\n  path: ${path}\n`
-}
-
-/** `target` is YAML under `target:`, `restore` under `restore:`. */
-function restoreYaml(topic: string, target: string, path: string, restore: string, targetKeys = ''): string {
-  return `mode: restore\nbackup_id: b\ntarget:\n  bootstrap_servers: ${bootstrapServers}\n${targetKeys}storage:\n  backend: filesystem\n  path: ${path}\nrestore:\n  topics:\n    include: [${topic}]\n  topic_mapping:\n    ${topic}: ${target}\n${restore}`
-}
-
 const WORKERS = '  workers:\n    enabled: true\n    session_timeout_ms: 6000\n    heartbeat_interval_ms: 1000\n'
 
 /**
@@ -178,7 +145,7 @@ const WORKERS = '  workers:\n    enabled: true\n    session_timeout_ms: 6000\n  
  * `produced` records (describe), each exactly once.
  */
 async function backupWithWorkers(topic: string, path: string, workers: number, backup: string, produced: bigint) {
-  const yaml = `${backupYaml(topic, path)}backup:\n${WORKERS}${backup}`
+  const yaml = `${backupYaml(bootstrapServers, topic, path, 'b')}backup:\n${WORKERS}${backup}`
   const startedAt = performance.now()
   const results = await Promise.all(Array.from({ length: workers }, () => runCli('backup', yaml)))
   const wallSeconds = (performance.now() - startedAt) / 1000
@@ -201,12 +168,12 @@ async function restoreWithWorkers(
   path: string,
   workers: number,
   restore: string,
-  targetKeys = ''
+  targetKeys: readonly string[] = []
 ) {
   const startedAt = performance.now()
   const results = await Promise.all(
     Array.from({ length: workers }, () =>
-      runCli('restore', restoreYaml(topic, target, path, `${WORKERS}${restore}`, targetKeys))
+      runCli('restore', `${restoreYaml(bootstrapServers, topic, target, path, 'b', targetKeys)}${WORKERS}${restore}`)
     )
   )
   const wallSeconds = (performance.now() - startedAt) / 1000
@@ -268,7 +235,7 @@ try {
     const topic = `workers-${Date.now()}`
     const records = Math.round((dataMiB * MiB) / 1024)
     log(`creating ${topic}: ${THROUGHPUT_PARTITIONS} partitions, ${records} records of 1 KiB`)
-    await createTopic(topic, THROUGHPUT_PARTITIONS)
+    await createTopic(cluster, topic, THROUGHPUT_PARTITIONS)
     produce(topic, records)
     // What the producer got in (it may lose a few on a loaded broker), which the restore must equal.
     const produced = await endOffsetsSum(topic, THROUGHPUT_PARTITIONS)
@@ -294,7 +261,7 @@ try {
     }
     printSection(throughputTable('backup', backupRows, records))
     const backupPath = mkdtempSync(join(workDir, 'backup-'))
-    await runCli('backup', backupYaml(topic, backupPath))
+    await runCli('backup', backupYaml(bootstrapServers, topic, backupPath, 'b'))
     const rows: Array<{ workers: number; wall: number; mbPerSec: number; shares: string }> = []
     for (const workers of workerCounts) {
       const walls: number[] = []
@@ -312,7 +279,7 @@ try {
           // The producer's 16 KiB batches are not merged into larger ones, so that a Produce request
           // stays small beside the rate limit: its token bucket lets one request and one second of
           // bytes through at once, which would flatter short runs of several workers.
-          '  kafka_config:\n    batch.size: 16384\n'
+          ['  kafka_config:', '    batch.size: 16384']
         )
         const restored = await endOffsetsSum(target, THROUGHPUT_PARTITIONS)
         if (restored !== produced) {
@@ -334,7 +301,7 @@ try {
   if (rssWorkers > 0) {
     const manyTopic = `workers-many-${Date.now()}`
     log(`creating ${manyTopic}: ${rssPartitions} partitions, 5 records each`)
-    await createTopic(manyTopic, rssPartitions)
+    await createTopic(cluster, manyTopic, rssPartitions)
     produce(manyTopic, rssPartitions * 5)
     const manyProduced = await endOffsetsSum(manyTopic, rssPartitions)
     log(`backup with ${rssWorkers} workers`)
@@ -344,7 +311,7 @@ try {
     log('backup with one process')
     const manyPath = mkdtempSync(join(workDir, 'many-'))
     const backupStartedAt = performance.now()
-    const backupAlone = await runCli('backup', backupYaml(manyTopic, manyPath))
+    const backupAlone = await runCli('backup', backupYaml(bootstrapServers, manyTopic, manyPath, 'b'))
     const backupAloneSeconds = (performance.now() - backupStartedAt) / 1000
     const backupRss = shardedBackup.results.map(r => r.memory.peakRssBytes / MiB)
     printSection([
@@ -361,8 +328,8 @@ try {
     ])
     // The target topics exist before the restores: creating 2,000 partitions while 20 workers ask
     // for their offsets is a measurement of the broker's leader elections, not of the workers.
-    await createTopic(`${manyTopic}-w`, rssPartitions)
-    await createTopic(`${manyTopic}-1`, rssPartitions)
+    await createTopic(cluster, `${manyTopic}-w`, rssPartitions)
+    await createTopic(cluster, `${manyTopic}-1`, rssPartitions)
     log(`restore with ${rssWorkers} workers`)
     const sharded = await restoreWithWorkers(manyTopic, `${manyTopic}-w`, manyPath, rssWorkers, '')
     const produced = await endOffsetsSum(manyTopic, rssPartitions)
@@ -372,7 +339,7 @@ try {
     }
     log('restore with one process')
     const startedAt = performance.now()
-    const alone = await runCli('restore', restoreYaml(manyTopic, `${manyTopic}-1`, manyPath, ''))
+    const alone = await runCli('restore', restoreYaml(bootstrapServers, manyTopic, `${manyTopic}-1`, manyPath, 'b'))
     const aloneSeconds = (performance.now() - startedAt) / 1000
     const rss = sharded.results.map(r => r.memory.peakRssBytes / MiB)
     const owned = sharded.results.map(r => r.summary.worker?.partitions.length ?? 0)

@@ -194,6 +194,33 @@ function metadataChanges(plan: ClusterMetadataPlan | undefined): ClusterMetadata
   )
 }
 
+/**
+ * What a restore state says of the restore itself (which one, where to, since when, its
+ * window): alike in a single-process restore's state and a sharded restore's merged one.
+ */
+function stateHeader(
+  options: RestoreOptions,
+  restoreId: string,
+  clusterId: string | null,
+  startedAt: string,
+  updatedAt: string
+): Omit<RestoreState, 'status' | 'partitions' | 'consumerGroups'> {
+  return {
+    format: RESTORE_STATE_FORMAT,
+    formatVersion: RESTORE_STATE_VERSION,
+    toolVersion,
+    restoreId,
+    backupId: options.backupId,
+    startedAt,
+    updatedAt,
+    target: { clusterId, bootstrapServers: options.bootstrapServers },
+    window: {
+      start: options.window.start?.toString() ?? null,
+      end: options.window.end?.toString() ?? null
+    }
+  }
+}
+
 /** What the sharded run takes over from the preparation that every run shares. */
 interface ShardedRun {
   plan: RestorePlan
@@ -444,20 +471,9 @@ export class RestoreEngine {
       targetTopicIds[name] = topic.topicId
     }
     const state: RestoreState = {
-      format: RESTORE_STATE_FORMAT,
-      formatVersion: RESTORE_STATE_VERSION,
-      toolVersion,
-      restoreId,
-      backupId: options.backupId,
+      ...stateHeader(options, restoreId, metadata.id, check.previous?.startedAt ?? now, now),
       status: 'running',
-      startedAt: check.previous?.startedAt ?? now,
-      updatedAt: now,
-      target: { clusterId: metadata.id, bootstrapServers: options.bootstrapServers },
       targetTopicIds,
-      window: {
-        start: options.window.start?.toString() ?? null,
-        end: options.window.end?.toString() ?? null
-      },
       partitions: check.partitions,
       consumerGroups: check.previous?.consumerGroups ?? [],
       // The next revision follows the one read: restore states are never written over.
@@ -871,21 +887,16 @@ export class RestoreEngine {
     const progress = documents.map(d => new PartitionProgress(d.partition))
     const now = new Date().toISOString()
     const state: RestoreState = {
-      format: RESTORE_STATE_FORMAT,
-      formatVersion: RESTORE_STATE_VERSION,
-      toolVersion,
-      restoreId,
-      backupId: options.backupId,
+      ...stateHeader(
+        options,
+        restoreId,
+        run.clusterId,
+        previous?.startedAt ?? new Date(run.startedAt).toISOString(),
+        now
+      ),
       status: 'complete',
-      startedAt: previous?.startedAt ?? new Date(run.startedAt).toISOString(),
-      updatedAt: now,
       finishedAt: now,
-      target: { clusterId: run.clusterId, bootstrapServers: options.bootstrapServers },
       targetTopicIds,
-      window: {
-        start: options.window.start?.toString() ?? null,
-        end: options.window.end?.toString() ?? null
-      },
       partitions: documents.map(d => d.partition),
       consumerGroups: options.resetConsumerOffsets
         ? await commitTranslatedOffsets(options.cluster, run.groups, progress)

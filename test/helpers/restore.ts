@@ -38,3 +38,18 @@ export function restoreOptions(
 export function runRestore(options: RestoreOptions) {
   return new RestoreEngine(options).run()
 }
+
+/** Runs a restore and aborts it as its `requests`-th Produce request goes out: a restore stopped midway. */
+export function runRestoreStoppedAt(options: RestoreOptions, requests: number) {
+  const controller = new AbortController()
+  let sent = 0
+  return runRestore({
+    ...options,
+    signal: controller.signal,
+    onRequest: () => {
+      if (++sent === requests) {
+        controller.abort()
+      }
+    }
+  })
+}

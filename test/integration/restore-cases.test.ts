@@ -33,7 +33,7 @@ import {
   produceTransactional
 } from '../helpers/cases.ts'
 import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
-import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { restoreOptions, runRestore, runRestoreStoppedAt } from '../helpers/restore.ts'
 import { clusterAndProducer, produceNumbered } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 
@@ -314,19 +314,7 @@ describe('restore windows, resume and corruption', () => {
       maxInFlightPerPartition: 1,
       checkpointIntervalMs: 20
     }
-    const controller = new AbortController()
-    let requests = 0
-    const stopped = await runRestore(
-      restoreOptions(cluster, resumeStorage, {
-        ...options,
-        signal: controller.signal,
-        onRequest: () => {
-          if (++requests === 5) {
-            controller.abort()
-          }
-        }
-      })
-    )
+    const stopped = await runRestoreStoppedAt(restoreOptions(cluster, resumeStorage, options), 5)
     assert.equal(stopped.status, 'stopped')
     assert.ok(stopped.records > 0 && stopped.records < 800, `stopped after ${stopped.records} records`)
     const stateFile = newestRevisionFile(

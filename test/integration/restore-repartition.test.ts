@@ -24,7 +24,7 @@ import { BASE_TIMESTAMP, produceTransactional } from '../helpers/cases.ts'
 import { restoreYaml, runCli, writeConfig } from '../helpers/cli.ts'
 import { consoleConsumeCommitted } from '../helpers/console-consumer.ts'
 import { bootstrapServers, createTopic, runKafkaTool, uniqueTopic } from '../helpers/kafka.ts'
-import { restoreOptions, runRestore } from '../helpers/restore.ts'
+import { restoreOptions, runRestore, runRestoreStoppedAt } from '../helpers/restore.ts'
 import { clusterAndProducer } from '../helpers/setup.ts'
 import { contentOf, readTopicRecords } from '../helpers/topic.ts'
 
@@ -219,19 +219,7 @@ test('a re-partitioned restore with erasure of a transactional topic, stopped mi
     maxInFlightPerPartition: 1,
     checkpointIntervalMs: 20
   }
-  const controller = new AbortController()
-  let requests = 0
-  const stopped = await runRestore(
-    restoreOptions(cluster, storage, {
-      ...options,
-      signal: controller.signal,
-      onRequest: () => {
-        if (++requests === 2) {
-          controller.abort()
-        }
-      }
-    })
-  )
+  const stopped = await runRestoreStoppedAt(restoreOptions(cluster, storage, options), 2)
   assert.equal(stopped.status, 'stopped')
   assert.ok(stopped.records > 0 && stopped.records < expected.length, `stopped after ${stopped.records} records`)
   const stateFile = newestRevisionFile(join(storage.location, restoreStateBase('test-backup', stopped.restoreId)))!

@@ -83,15 +83,16 @@ async function fetchAll(
   return result
 }
 
-/** Writes `batches` to a segment with small frames and reads them back through the index. */
-async function roundTrip(
+/** Writes `batches` to a segment of `segmentCodec` in frames of at most `frameMaxBytes`. */
+async function writeSegment(
   topic: string,
   partition: number,
   segmentCodec: SegmentCodecName,
-  batches: RecordBatchView[]
-): Promise<{ read: RecordBatchView[]; frames: number }> {
+  batches: RecordBatchView[],
+  frameMaxBytes: number
+) {
   const name = `${topic}/${partition}/${segmentCodec}.seg`
-  const writer = new SegmentWriter({ topic, partition, name, codec: segmentCodec, frameMaxBytes: 64 * 1024 })
+  const writer = new SegmentWriter({ topic, partition, name, codec: segmentCodec, frameMaxBytes })
   const chunks: Buffer[] = []
   const consumed = (async () => {
     for await (const chunk of writer.readable) {
@@ -101,9 +102,19 @@ async function roundTrip(
   for (const batch of batches) {
     await writer.append(batch)
   }
-  await writer.finish()
+  const summary = await writer.finish()
   await consumed
-  const source = bufferSource(Buffer.concat(chunks))
+  return { name, summary, source: bufferSource(Buffer.concat(chunks)) }
+}
+
+/** Writes `batches` to a segment with small frames and reads them back through the index. */
+async function roundTrip(
+  topic: string,
+  partition: number,
+  segmentCodec: SegmentCodecName,
+  batches: RecordBatchView[]
+): Promise<{ read: RecordBatchView[]; frames: number }> {
+  const { name, source } = await writeSegment(topic, partition, segmentCodec, batches, 64 * 1024)
   const validation = await validateSegment(source, name, { deep: true })
   const read: RecordBatchView[] = []
   for await (const batch of readSegmentBatches(source, name, { verifyBatchCrc: true })) {
@@ -191,27 +202,8 @@ test('batches produced with every Kafka codec survive fetch -> split -> segment 
       `${kafkaCodec}: the broker kept the producer's codec`
     )
     for (const segmentCodec of segmentCodecs) {
-      const name = `${topic}/${partition}/${segmentCodec}.seg`
-      const writer = new SegmentWriter({
-        topic,
-        partition,
-        name,
-        codec: segmentCodec,
-        // Small frames: several frames per segment, some batches alone in theirs.
-        frameMaxBytes: 1024
-      })
-      const chunks: Buffer[] = []
-      const consumed = (async () => {
-        for await (const chunk of writer.readable) {
-          chunks.push(chunk as Buffer)
-        }
-      })()
-      for (const batch of batches) {
-        await writer.append(batch)
-      }
-      const summary = await writer.finish()
-      await consumed
-      const source = bufferSource(Buffer.concat(chunks))
+      // Small frames: several frames per segment, some batches alone in theirs.
+      const { name, summary, source } = await writeSegment(topic, partition, segmentCodec, batches, 1024)
 
       const index = await readSegmentIndex(source, name)
       assert.ok(index.footer.frames.length > 1, `${kafkaCodec}/${segmentCodec}: several frames`)

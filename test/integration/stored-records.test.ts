@@ -15,6 +15,7 @@ import { readPartitionBatches } from '../../src/restore/source.ts'
 import { FrameFlag } from '../../src/segment/format.ts'
 import type { Storage } from '../../src/storage/storage.ts'
 import { backupOptions, runBackup, tempStorage } from '../helpers/backup.ts'
+import { headerFields } from '../helpers/batch-header.ts'
 import { produceDataKinds, produceTransactional } from '../helpers/cases.ts'
 import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore } from '../helpers/restore.ts'
@@ -59,21 +60,6 @@ async function frameFlags(storage: Storage, topic: string, partition: number): P
     flags |= (await openIndexedSegment(storage, 'test-backup', topic, partition, entry)).index.footer.flags
   }
   return flags
-}
-
-function headerFields(batch: RecordBatchView) {
-  return {
-    baseOffset: batch.baseOffset,
-    partitionLeaderEpoch: batch.partitionLeaderEpoch,
-    attributes: batch.attributes,
-    lastOffsetDelta: batch.lastOffsetDelta,
-    baseTimestamp: batch.baseTimestamp,
-    maxTimestamp: batch.maxTimestamp,
-    producerId: batch.producerId,
-    producerEpoch: batch.producerEpoch,
-    baseSequence: batch.baseSequence,
-    recordCount: batch.recordCount
-  }
 }
 
 async function restoreInto(storage: Storage, source: string, target: string) {

@@ -17,6 +17,7 @@ import {
   readSegmentIndex,
   validateSegment
 } from '../../src/segment/reader.ts'
+import { headerFields } from '../helpers/batch-header.ts'
 import { makeBatch, writeSegment } from './batches.ts'
 
 const NAME = 'test.seg'
@@ -33,23 +34,6 @@ function mixedBatches(): RecordBatchView[] {
     offset += 20n
   }
   return batches
-}
-
-/** Every header field but batchLength and CRC: what the stored form keeps as fetched. */
-function headerFields(batch: RecordBatchView) {
-  return {
-    baseOffset: batch.baseOffset,
-    partitionLeaderEpoch: batch.partitionLeaderEpoch,
-    magic: batch.magic,
-    attributes: batch.attributes,
-    lastOffsetDelta: batch.lastOffsetDelta,
-    baseTimestamp: batch.baseTimestamp,
-    maxTimestamp: batch.maxTimestamp,
-    producerId: batch.producerId,
-    producerEpoch: batch.producerEpoch,
-    baseSequence: batch.baseSequence,
-    recordCount: batch.recordCount
-  }
 }
 
 async function readAll(bytes: Buffer, deep: boolean): Promise<RecordBatchView[]> {
