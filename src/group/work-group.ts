@@ -104,7 +104,18 @@ export class AssignmentRevoked extends Error {
  * on them and returns. `done` leaves the group and ends runWorkGroup; `continue` joins again
  * (a new generation: after a revoke, or when the member's items changed).
  */
-export type OnAssignment = (assignment: Assignment, revoked: AbortSignal) => Promise<'done' | 'continue'>
+export type OnAssignment = (assignment: HeldAssignment, revoked: AbortSignal) => Promise<'done' | 'continue'>
+
+/** An assignment while this member works on it. */
+export interface HeldAssignment extends Assignment {
+  /**
+   * Whether the coordinator still counts this member: a heartbeat it answered was sent less than
+   * a session timeout ago. Checked right before each write to the items' data, since a process
+   * paused past its session timeout (a stopped VM, a long GC) wakes with timers and writes that
+   * run before its next heartbeat learns that its items moved on (docs/architecture.md "Workers").
+   */
+  leaseValid(): boolean
+}
 
 /** What a member tells the leader when it joins: the items it knows and the ones it holds. */
 interface MemberMetadata {
@@ -173,7 +184,7 @@ export async function runWorkGroup(options: WorkGroupOptions, onAssignment: OnAs
       const heartbeat = startHeartbeat(options, assignment)
       let result: 'done' | 'continue'
       try {
-        result = await onAssignment(assignment, heartbeat.revoked)
+        result = await onAssignment({ ...assignment, leaseValid: heartbeat.leaseValid }, heartbeat.revoked)
       } finally {
         heartbeat.stop()
       }
@@ -304,6 +315,8 @@ function forgetsMember(errorCode: number): boolean {
 
 interface Heartbeat {
   revoked: AbortSignal
+  /** See HeldAssignment. */
+  leaseValid(): boolean
   stop(): void
   /** Whether the coordinator dropped the member (its id is no longer valid). */
   lostMembership(): boolean
@@ -326,6 +339,9 @@ function startHeartbeat(options: WorkGroupOptions, assignment: Assignment): Hear
       revoke.abort(new AssignmentRevoked(reason, detail))
     }
   }
+  // The session runs from the member's last request the coordinator answered: the SyncGroup just
+  // before this, then each answered heartbeat, counted from when it was sent.
+  let sessionFrom = performance.now()
   const onStop = () => revokeWith('stopped', 'the run is stopping')
   signal.addEventListener('abort', onStop, { once: true })
   // Heartbeats go on after a rebalance or stop revoked the assignment, until the callback has
@@ -340,6 +356,7 @@ function startHeartbeat(options: WorkGroupOptions, assignment: Assignment): Hear
         return
       }
       let code: number
+      const sentAt = performance.now()
       try {
         code = await cluster.request(
           { group: groupId },
@@ -363,6 +380,7 @@ function startHeartbeat(options: WorkGroupOptions, assignment: Assignment): Hear
       }
       if (code === 0 || errorName(code) === 'REBALANCE_IN_PROGRESS') {
         lastSuccess = Date.now()
+        sessionFrom = sentAt
       }
       if (errorName(code) === 'REBALANCE_IN_PROGRESS') {
         revokeWith('rebalance', 'the work group is rebalancing')
@@ -380,6 +398,7 @@ function startHeartbeat(options: WorkGroupOptions, assignment: Assignment): Hear
   void loop()
   return {
     revoked: revoke.signal,
+    leaseValid: () => !lost && performance.now() < sessionFrom + sessionTimeoutMs,
     stop() {
       signal.removeEventListener('abort', onStop)
       stopped.abort()

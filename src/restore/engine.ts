@@ -133,6 +133,8 @@ export interface WorkAssignment {
   generation: number
   memberId: string
   items: string[]
+  /** False once the group may have given the items to another member: nothing more is produced. */
+  leaseValid?(): boolean
 }
 
 /**
@@ -307,6 +309,8 @@ export class RestoreEngine {
   #state: RestoreState | undefined
   #progress: PartitionProgress[] = []
   #plannedRecords = 0
+  /** A sharded restore's check before each Produce (WorkAssignment.leaseValid); unset alone. */
+  #mayProduce: (() => boolean) | undefined
   #plannedByTarget = new Map<string, number>()
   /** Per target topic: the merge limit, within its max.message.bytes. */
   #coalesceLimits = new Map<string, number>()
@@ -600,6 +604,19 @@ export class RestoreEngine {
       }
       const fence = new AbortController()
       const working = AbortSignal.any([assigned, fence.signal])
+      this.#mayProduce = () => {
+        if (assignment.leaseValid?.() !== false) {
+          return true
+        }
+        if (!fence.signal.aborted) {
+          options.onWarning?.(
+            `this worker's session in group ${groupId} lapsed (paused or cut off past its session timeout): it sends nothing more and joins again`,
+            { groupId }
+          )
+          fence.abort()
+        }
+        return false
+      }
       const claimed = await this.#claim(
         items.map(item => byItem.get(item)!),
         { restoreId, assignment, targetTopicIds, topics },
@@ -1096,6 +1113,7 @@ export class RestoreEngine {
           maxRequestBytes: this.#options.maxRequestBytes,
           timeoutMs: 30_000,
           signal: passSignal,
+          mayProduce: this.#mayProduce,
           throttle,
           onRequest: this.#options.onRequest
         }

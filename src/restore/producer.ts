@@ -135,6 +135,11 @@ export interface SenderOptions {
   signal: AbortSignal
   /** Waits until `bytes` more may be sent (rate_limit_bytes_per_sec). */
   throttle?: Throttle
+  /**
+   * Asked right before each request: false ends the sender (with RestartNeeded) without sending.
+   * A restore worker whose group session lapsed must not write (HeldAssignment.leaseValid).
+   */
+  mayProduce?: () => boolean
   onRequest?: (durationMs: number, bytes: number) => void
 }
 
@@ -259,6 +264,11 @@ export async function sendToLeader(connection: Connection, feeds: PartitionFeed[
         }
         const bytes = entries.reduce((sum, e) => sum + e.bytes.length, 0)
         await options.throttle?.(bytes)
+        // After the wait: a process paused during it wakes here before any heartbeat runs.
+        if (options.mayProduce?.() === false) {
+          failure ??= new RestartNeeded('this worker may no longer produce')
+          break
+        }
         requestsInFlight++
         const startedAt = performance.now()
         const byTopic = new Map<string, Array<{ partition: number; batch: Buffer }>>()

@@ -231,3 +231,42 @@ test('a record written into a restored partition by someone else during a sharde
   )
   assert.equal(existsSync(join(restores, readdirSync(restores)[0]!, 'restore')), false, 'no merged state')
 })
+
+test('a worker paused past its session timeout sends nothing when it wakes: the others finished its partitions and the result is exact', async () => {
+  const perPartition = 300
+  const { topic, group, storage } = await backedUpTopic('workers-pause', perPartition, 1000)
+  const target = `${topic}-restored`
+  // Rate-limited, so that a worker is mostly waiting to send its next request when it is paused.
+  const config = workerConfig(topic, target, group, storage, '  rate_limit_bytes_per_sec: 1048576\n')
+  const sleeper = startCli(['restore', '--config', config, '--json'])
+  const sleeperResult = finished(sleeper)
+  let sleeperLog = ''
+  sleeper.stderr?.on('data', chunk => {
+    sleeperLog += chunk
+  })
+  const other = finished(startCli(['restore', '--config', config, '--json']))
+  const restores = join(storage.location, 'test-backup', 'restores')
+  const memberOf = () => /"memberId":"([^"]+)"/.exec(sleeperLog)?.[1]
+  // Paused once it restored part of a partition of its share beside the other worker. Before
+  // the lease check it woke up sending what it had queued, after the other worker had restored
+  // those partitions and reported the restore complete: every record of them twice.
+  await until(async () => {
+    const memberId = memberOf()
+    const [id] = existsSync(restores) ? readdirSync(restores) : []
+    for (let p = 0; memberId && id && p < PARTITIONS; p++) {
+      const state = await readPartitionDocument(storage, 'test-backup', id, topic, p)
+      const { owner, partition } = state ?? {}
+      if (owner?.memberId === memberId && owner.generation >= 2 && partition!.records > 0 && !partition!.done) {
+        return true
+      }
+    }
+    return false
+  }, 'the worker to be paused to restore part of a partition after the other joined')
+  sleeper.kill('SIGSTOP')
+  assertCompleteSummaries([await other], PARTITIONS * perPartition)
+  sleeper.kill('SIGCONT')
+  const woken = await sleeperResult
+  assertCompleteSummaries([woken], PARTITIONS * perPartition)
+  await assertExact(topic, target)
+  await assertGroupTranslated(group, target)
+})
