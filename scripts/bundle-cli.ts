@@ -138,8 +138,7 @@ export async function bundleCli(outDir: string): Promise<void> {
     external: bundleExternals,
     sourcemap: 'linked',
     logLevel: 'warning',
-    // pino and yaml are CommonJS and require() Node's built-ins, which an ES module has no
-    // `require` for.
+    // yaml is CommonJS and require()s Node's built-ins, which an ES module has no `require` for.
     banner: {
       js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);"
     }
