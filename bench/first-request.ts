@@ -5,7 +5,8 @@
  * exit writes them to BENCH_FIRST_REQUEST_FILE as JSON, with the CPU time (user + system) spent
  * by then: on a loaded machine CPU time varies far less than wall time. It watches socket writes rather than
  * the protocol library, so the figure stays comparable if the library is replaced. Does
- * nothing when that variable is unset.
+ * nothing when that variable is unset. With BENCH_FIRST_REQUEST_EXIT=1 the process exits as soon
+ * as it has written its first Fetch or Produce, so that a `--cpu-prof` profile covers start-up only.
  */
 import { writeFileSync } from 'node:fs'
 import { Socket } from 'node:net'
@@ -27,6 +28,7 @@ function cpuMs(): number {
 const file = process.env.BENCH_FIRST_REQUEST_FILE
 if (file) {
   const seen: FirstRequests = { cpuMsAtExit: 0 }
+  const exitAtFirstRequest = process.env.BENCH_FIRST_REQUEST_EXIT === '1'
   const write = Socket.prototype.write
   // Bytes of the request being written that are still to come, per socket: a request may be
   // written in several chunks, and a later chunk's bytes are not a request header.
@@ -38,6 +40,9 @@ if (file) {
     } else if (apiKey === 0 && seen.produceAt === undefined) {
       seen.produceAt = performance.timeOrigin + performance.now()
       seen.cpuMsAtFirstRequest ??= cpuMs()
+    }
+    if (exitAtFirstRequest && seen.cpuMsAtFirstRequest !== undefined) {
+      process.exit(0)
     }
   }
   // A Kafka request starts with its int32 size and int16 API key (the request header).

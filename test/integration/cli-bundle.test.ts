@@ -87,6 +87,22 @@ test('the bundled command backs up and restores a topic record for record', asyn
   )
 })
 
+test("a command's help and usage errors end as in the sources, though the command is a bundle of its own", async () => {
+  // The program checks `instanceof CommanderError` on what a command's own parsing throws, and
+  // `instanceof BackupError` on its errors: one copy of each class must serve every bundle.
+  for (const args of [
+    ['restore', '--help'],
+    ['backup', '--config', 'x.yaml', '--bogus'],
+    ['list', '--bogus'],
+    ['restore', '--config', join(repoRoot, '.cache', 'no-such-config.yaml')]
+  ]) {
+    const bundled = await runBundle(args)
+    const sources = await runCli(args)
+    assert.equal(bundled.code, args.includes('--help') ? 0 : 2, `${args.join(' ')}: ${bundled.stderr}`)
+    assert.deepEqual(bundled, sources, args.join(' '))
+  }
+})
+
 test('the bundled command reports a bad config with the same messages as the sources', async () => {
   // zod's translations are left out of the bundle (scripts/bundle-cli.ts): its messages must not change.
   const config = writeConfig(`mode: backup
