@@ -45,7 +45,14 @@ import type { ClusterMetadataKind } from '../config/schema-parts.ts'
 import type { KeyProvider } from '../crypto/keys.ts'
 import { BackupError, type ErrorCode, isBackupError } from '../errors.ts'
 import { type Assignment, groupMemberClients, runWorkGroup, type WorkGroupLogger } from '../group/work-group.ts'
-import { captureGroupOffsets, describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../kafka/admin.ts'
+import {
+  captureGroupOffsets,
+  describeTopicConfigs,
+  isInternalTopic,
+  listOffsets,
+  matchingTopics,
+  partitionKey
+} from '../kafka/admin.ts'
 import type { KafkaCluster } from '../kafka/cluster.ts'
 import type { SegmentCodec } from '../segment/codecs.ts'
 import { readSegmentIndex } from '../segment/reader.ts'
@@ -919,12 +926,14 @@ export class BackupEngine {
   async #selectTopics() {
     const { cluster, topics: selection, includeInternalTopics, bootstrapServers } = this.#options
     const matches = topicMatcher(selection)
-    const all = await listTopics(cluster)
-    const selected = all.filter(t => (includeInternalTopics || !t.isInternal) && matches(t.name))
+    const { topics: selected, listed } = await matchingTopics(
+      cluster,
+      name => (includeInternalTopics || !isInternalTopic(name)) && matches(name)
+    )
     if (selected.length === 0) {
       throw new BackupError(
         'KB_TOPIC_NOT_FOUND',
-        `source.topics (include ${JSON.stringify(selection.include)}, exclude ${JSON.stringify(selection.exclude)}) matches none of the ${all.length} topics on ${bootstrapServers.join(',')}`,
+        `source.topics (include ${JSON.stringify(selection.include)}, exclude ${JSON.stringify(selection.exclude)}) matches none of the ${listed} topics on ${bootstrapServers.join(',')}`,
         { include: selection.include, exclude: selection.exclude }
       )
     }

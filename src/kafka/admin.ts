@@ -59,8 +59,21 @@ export function isInternalTopic(name: string): boolean {
 }
 
 export async function listTopics(cluster: KafkaCluster): Promise<TopicInfo[]> {
+  return (await matchingTopics(cluster, () => true)).topics
+}
+
+/**
+ * The topics whose names `accept` takes, and how many the cluster has. Only those are described:
+ * a cluster's full metadata (every partition of thousands of topics) is megabytes a backup of a
+ * few topics does not need.
+ */
+export async function matchingTopics(
+  cluster: KafkaCluster,
+  accept: (name: string) => boolean
+): Promise<{ topics: TopicInfo[]; listed: number }> {
   const names = await cluster.topicNames()
-  return [...(await describeListedTopics(cluster, names)).values()].sort((a, b) => a.name.localeCompare(b.name))
+  const described = await describeListedTopics(cluster, names.filter(accept))
+  return { topics: [...described.values()].sort((a, b) => a.name.localeCompare(b.name)), listed: names.length }
 }
 
 /**

@@ -17,6 +17,7 @@ import {
   groupState,
   listOffsets,
   listTopics,
+  matchingTopics,
   topicConfigValues,
   waitForLeaders
 } from '../../src/kafka/admin.ts'
@@ -60,6 +61,20 @@ test('Metadata: listed and found topics carry the ids and partition counts the o
   assert.deepEqual(listed, { name: topic, topicId: theirs?.id, partitionCount: 2, isInternal: false })
   const found = await findTopics(cluster, [topic, uniqueTopic('apis-missing')])
   assert.deepEqual([...found.keys()], [topic])
+  // A backup of some topics describes those alone, not every partition of the cluster.
+  await cluster.admin.createTopics({ topics: [uniqueTopic('apis-other')], partitions: 1, replicas: 1 })
+  const asked: string[][] = []
+  const metadata = cluster.metadata.bind(cluster)
+  cluster.metadata = topics => {
+    asked.push(topics)
+    return metadata(topics)
+  }
+  const matched = await matchingTopics(cluster, name => name === topic).finally(() => {
+    cluster.metadata = metadata
+  })
+  assert.deepEqual(matched.topics, [listed])
+  assert.ok(matched.listed > 1, `${matched.listed} topics listed`)
+  assert.deepEqual(asked, [[topic]])
 })
 
 test('ListOffsets: log start, high watermark and last stable offset, per partition leader', async () => {
