@@ -116,6 +116,39 @@ function mergedRevisions(storage: FilesystemStorage): string[] {
   return readdirSync(join(restores, restoreId!, 'restore'))
 }
 
+/**
+ * A worker process whose log names its member id, and the partitions it restored part of: what
+ * a test needs to stop or kill it mid-restore.
+ */
+function watchedWorker(config: string, storage: FilesystemStorage, topic: string) {
+  const child = startCli(['restore', '--config', config, '--json'])
+  const result = finished(child)
+  let log = ''
+  child.stderr?.on('data', chunk => {
+    log += chunk
+  })
+  const restores = join(storage.location, 'test-backup', 'restores')
+  const restoreId = () => (existsSync(restores) ? readdirSync(restores)[0] : undefined)
+  /** A partition the worker restored part of, not all, in generation `generation` or later. */
+  const partWay = async (generation: number) => {
+    const memberId = /"memberId":"([^"]+)"/.exec(log)?.[1]
+    const id = memberId && restoreId()
+    for (let p = 0; id && p < PARTITIONS; p++) {
+      const state = await readPartitionDocument(storage, 'test-backup', id, topic, p)
+      if (
+        state?.owner.memberId === memberId &&
+        state.owner.generation >= generation &&
+        state.partition.records > 0 &&
+        !state.partition.done
+      ) {
+        return `${topic}/${p}`
+      }
+    }
+    return undefined
+  }
+  return { child, result, restoreId, partWay }
+}
+
 test('three workers restore a 24-partition backup exactly, committing the group offsets once', async () => {
   const { topic, group, storage } = await backedUpTopic('workers-restore', 200, 20)
   const target = `${topic}-restored`
@@ -147,32 +180,8 @@ test('a worker gives its partitions up promptly when others join, and one killed
   const target = `${topic}-restored`
   // Each worker restores about 1 MB/s, so the 10 MB take several seconds.
   const config = workerConfig(topic, target, group, storage, '  rate_limit_bytes_per_sec: 1048576\n')
-  const victim = startCli(['restore', '--config', config, '--json'])
-  const victimResult = finished(victim)
-  let victimLog = ''
-  victim.stderr?.on('data', chunk => {
-    victimLog += chunk
-  })
-  const memberOf = () => /"memberId":"([^"]+)"/.exec(victimLog)?.[1]
-  const restores = join(storage.location, 'test-backup', 'restores')
-  const restoreId = () => (existsSync(restores) ? readdirSync(restores)[0] : undefined)
-  /** A partition the victim restored part of in generation `generation` or later. */
-  const partWay = async (generation: number) => {
-    const memberId = memberOf()
-    const id = memberId && restoreId()
-    for (let p = 0; id && p < PARTITIONS; p++) {
-      const state = await readPartitionDocument(storage, 'test-backup', id, topic, p)
-      if (
-        state?.owner.memberId === memberId &&
-        state.owner.generation >= generation &&
-        state.partition.records > 0 &&
-        !state.partition.done
-      ) {
-        return `${topic}/${p}`
-      }
-    }
-    return undefined
-  }
+  const victim = watchedWorker(config, storage, topic)
+  const { partWay, restoreId } = victim
   // Alone at first, it takes every partition; the two that join make it give them up, and it
   // must stop sending before the coordinator hands them on.
   await until(async () => (await partWay(1)) !== undefined, 'the first worker to restore part of a partition')
@@ -182,8 +191,8 @@ test('a worker gives its partitions up promptly when others join, and one killed
     started = await partWay(2)
     return started !== undefined
   }, 'the first worker to restore part of a partition of its new share')
-  victim.kill('SIGKILL')
-  assert.equal((await victimResult).signal, 'SIGKILL')
+  victim.child.kill('SIGKILL')
+  assert.equal((await victim.result).signal, 'SIGKILL')
   const id = restoreId()!
   assert.equal((await listDoneRecords(storage, 'test-backup', id)).has(started!), false)
 
@@ -238,34 +247,19 @@ test('a worker paused past its session timeout sends nothing when it wakes: the 
   const target = `${topic}-restored`
   // Rate-limited, so that a worker is mostly waiting to send its next request when it is paused.
   const config = workerConfig(topic, target, group, storage, '  rate_limit_bytes_per_sec: 1048576\n')
-  const sleeper = startCli(['restore', '--config', config, '--json'])
-  const sleeperResult = finished(sleeper)
-  let sleeperLog = ''
-  sleeper.stderr?.on('data', chunk => {
-    sleeperLog += chunk
-  })
+  const sleeper = watchedWorker(config, storage, topic)
   const other = finished(startCli(['restore', '--config', config, '--json']))
-  const restores = join(storage.location, 'test-backup', 'restores')
-  const memberOf = () => /"memberId":"([^"]+)"/.exec(sleeperLog)?.[1]
   // Paused once it restored part of a partition of its share beside the other worker. Before
   // the lease check it woke up sending what it had queued, after the other worker had restored
   // those partitions and reported the restore complete: every record of them twice.
-  await until(async () => {
-    const memberId = memberOf()
-    const [id] = existsSync(restores) ? readdirSync(restores) : []
-    for (let p = 0; memberId && id && p < PARTITIONS; p++) {
-      const state = await readPartitionDocument(storage, 'test-backup', id, topic, p)
-      const { owner, partition } = state ?? {}
-      if (owner?.memberId === memberId && owner.generation >= 2 && partition!.records > 0 && !partition!.done) {
-        return true
-      }
-    }
-    return false
-  }, 'the worker to be paused to restore part of a partition after the other joined')
-  sleeper.kill('SIGSTOP')
+  await until(
+    async () => (await sleeper.partWay(2)) !== undefined,
+    'the worker to be paused to restore part of a partition after the other joined'
+  )
+  sleeper.child.kill('SIGSTOP')
   assertCompleteSummaries([await other], PARTITIONS * perPartition)
-  sleeper.kill('SIGCONT')
-  const woken = await sleeperResult
+  sleeper.child.kill('SIGCONT')
+  const woken = await sleeper.result
   assertCompleteSummaries([woken], PARTITIONS * perPartition)
   await assertExact(topic, target)
   await assertGroupTranslated(group, target)
