@@ -85,6 +85,10 @@ interface PartitionState {
   lastFetchedEpoch: number
 }
 
+function newState(task: PartitionTask): PartitionState {
+  return { task, transactions: new TransactionFilter(), needsOffsetCheck: false, lastFetchedEpoch: -1 }
+}
+
 export class BackupFetcher {
   readonly #cluster: KafkaCluster
   readonly #options: FetcherOptions
@@ -101,12 +105,7 @@ export class BackupFetcher {
   constructor(cluster: KafkaCluster, tasks: PartitionTask[], options: FetcherOptions) {
     this.#cluster = cluster
     this.#options = options
-    this.#states = tasks.map(task => ({
-      task,
-      transactions: new TransactionFilter(),
-      needsOffsetCheck: false,
-      lastFetchedEpoch: -1
-    }))
+    this.#states = tasks.map(newState)
     for (const { topic } of tasks) {
       this.#partitionCounts.set(topic, (this.#partitionCounts.get(topic) ?? 0) + 1)
     }
@@ -254,12 +253,7 @@ export class BackupFetcher {
       const count = metadata.topics.get(topic)?.partitionsCount ?? known
       if (count > known) {
         for (const task of await onPartitionsAdded(topic, count)) {
-          this.#states.push({
-            task,
-            transactions: new TransactionFilter(),
-            needsOffsetCheck: false,
-            lastFetchedEpoch: -1
-          })
+          this.#states.push(newState(task))
         }
         this.#partitionCounts.set(topic, count)
       }
