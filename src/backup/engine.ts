@@ -33,6 +33,7 @@ import {
   type RunEntry,
   readManifest,
   readPartitionIndex,
+  readPartitionIndexAmong,
   SEGMENT_NAME,
   type SegmentEntry,
   type TopicEntry,
@@ -57,6 +58,7 @@ import type { KafkaCluster } from '../kafka/cluster.ts'
 import type { SegmentCodec } from '../segment/codecs.ts'
 import { readSegmentIndex } from '../segment/reader.ts'
 import type { StoreRecords } from '../segment/writer.ts'
+import { mapLimited, Slots } from '../slots.ts'
 import { openRangeSource } from '../storage/range-source.ts'
 import type { Storage } from '../storage/storage.ts'
 import { type Throttle, throttleOf } from '../throttle.ts'
@@ -67,7 +69,6 @@ import { captureClusterMetadata } from './cluster-metadata.ts'
 import { refuseDivergedPartitions } from './divergence.ts'
 import { BackupFetcher } from './fetcher.ts'
 import { PartitionTask } from './partition-task.ts'
-import { mapLimited, Slots } from './slots.ts'
 
 /**
  * Partitions whose indexes are read or written, or whose segments are closed, at once. Many
@@ -974,8 +975,16 @@ export class BackupEngine {
    */
   async #readIndex(topic: string, partition: number, offsets: SourceOffsets): Promise<OpenedIndex> {
     const { storage, backupId, startOffset } = this.#options
-    const existing = await readPartitionIndex(storage, backupId, topic, partition)
-    const segmentObjects = (await storage.list(`${partitionDir(backupId, topic, partition)}/`))
+    // One listing of the partition's folder finds both its index revisions and its segments.
+    const objects = await storage.list(`${partitionDir(backupId, topic, partition)}/`)
+    const existing = await readPartitionIndexAmong(
+      storage,
+      backupId,
+      topic,
+      partition,
+      objects.map(object => object.key)
+    )
+    const segmentObjects = objects
       .filter(object => SEGMENT_NAME.test(object.key))
       .sort((a, b) => (a.key < b.key ? -1 : 1))
     const segmentKeys = segmentObjects.map(object => object.key)

@@ -18,9 +18,9 @@ import type { KeyProvider } from '../crypto/keys.ts'
 import { BackupError, isBackupError } from '../errors.ts'
 import type { SegmentCodec } from '../segment/codecs.ts'
 import { type SegmentSummary, SegmentWriter, type StoreRecords } from '../segment/writer.ts'
+import type { Slots } from '../slots.ts'
 import type { Storage } from '../storage/storage.ts'
 import type { Throttle } from '../throttle.ts'
-import type { Slots } from './slots.ts'
 
 export interface PartitionTaskOptions {
   storage: Storage
