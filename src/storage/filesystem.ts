@@ -7,7 +7,8 @@
  * stays within one filesystem and is atomic), which is fsynced, renamed over the key, and then
  * the directory is fsynced so the rename itself survives a power loss. A create links the temp
  * file to the key instead (link() fails when the key exists, atomically) and then removes it. A new directory's entry
- * is fsynced in its parent before anything is written inside it, for the same reason.
+ * is fsynced in its parent before anything is written inside it, for the same reason. Writes
+ * that end together in one directory share its fsync (#syncDirectory).
  */
 import { randomBytes } from 'node:crypto'
 import type { Dirent, Stats } from 'node:fs'
