@@ -33,6 +33,7 @@ import {
   type RunEntry,
   readManifest,
   readPartitionIndex,
+  readPartitionIndexAmong,
   SEGMENT_NAME,
   type SegmentEntry,
   type TopicEntry,
@@ -57,6 +58,7 @@ import type { KafkaCluster } from '../kafka/cluster.ts'
 import type { SegmentCodec } from '../segment/codecs.ts'
 import { readSegmentIndex } from '../segment/reader.ts'
 import type { StoreRecords } from '../segment/writer.ts'
+import { mapLimited, Slots } from '../slots.ts'
 import { openRangeSource } from '../storage/range-source.ts'
 import type { Storage } from '../storage/storage.ts'
 import { type Throttle, throttleOf } from '../throttle.ts'
@@ -67,6 +69,15 @@ import { captureClusterMetadata } from './cluster-metadata.ts'
 import { refuseDivergedPartitions } from './divergence.ts'
 import { BackupFetcher } from './fetcher.ts'
 import { PartitionTask } from './partition-task.ts'
+
+/**
+ * Partitions whose indexes are read or written, or whose segments are closed, at once. Many
+ * partitions with little data each (2,000 in docs/benchmarks.md, "Many partitions with little
+ * data each") all reach these steps together: unbounded, their objects (open files, streams,
+ * promises) lived long enough for V8 to promote them and grow its heap to 170-190 MiB; 16 to
+ * 64 at once keep the filesystem's threads and an object store's connections busy.
+ */
+const PARTITIONS_AT_ONCE = 64
 
 export interface BackupOptions {
   backupId: string
@@ -169,6 +180,8 @@ export class BackupEngine {
   #storedBytes = 0
   /** backup.rate_limit_bytes_per_sec, shared by every partition of the run. */
   readonly #throttle: Throttle | undefined
+  /** Shared by the run's tasks: segments closing at once (PARTITIONS_AT_ONCE). */
+  readonly #closeSlots = new Slots(PARTITIONS_AT_ONCE)
 
   constructor(options: BackupOptions) {
     this.#options = options
@@ -303,16 +316,14 @@ export class BackupEngine {
       }
     }
     this.#applyCapture(manifest, captured)
-    const checked = await Promise.all(
-      partitions.map(({ topic, partition }) => {
-        const key = partitionKey(topic, partition)
-        return this.#readIndex(topic, partition, {
-          logStart: logStart.get(key) ?? 0n,
-          highWatermark: highWatermark.get(key) ?? 0n,
-          lastStable: lastStable.get(key) ?? 0n
-        })
+    const checked = await mapLimited(partitions, PARTITIONS_AT_ONCE, ({ topic, partition }) => {
+      const key = partitionKey(topic, partition)
+      return this.#readIndex(topic, partition, {
+        logStart: logStart.get(key) ?? 0n,
+        highWatermark: highWatermark.get(key) ?? 0n,
+        lastStable: lastStable.get(key) ?? 0n
       })
-    )
+    })
     await refuseDivergedPartitions(
       cluster,
       storage,
@@ -329,7 +340,7 @@ export class BackupEngine {
     if (cleared > 0) {
       options.onWarning?.(`removed ${cleared} incomplete uploads an interrupted run left behind`, { backupId })
     }
-    const indexes = await Promise.all(checked.map(opened => this.#openIndex(opened)))
+    const indexes = await mapLimited(checked, PARTITIONS_AT_ONCE, opened => this.#openIndex(opened))
     const run: RunEntry = { startedAt: new Date(startedAt).toISOString(), status: 'running', records: 0, bytes: 0 }
     manifest.runs.push(run)
     if (clusterMetadata) {
@@ -754,7 +765,7 @@ export class BackupEngine {
       }
     }
     // Claimed side by side, as a lone run reads its indexes: a worker may hold hundreds.
-    const claimed = await Promise.all(partitions.map(claimOne))
+    const claimed = await mapLimited(partitions, PARTITIONS_AT_ONCE, claimOne)
     if (claimed.includes('stale')) {
       return undefined
     }
@@ -864,6 +875,7 @@ export class BackupEngine {
       keys: options.keys,
       segmentMaxBytes: options.segmentMaxBytes,
       segmentMaxIntervalMs: Math.min(options.segmentMaxIntervalMs, options.checkpointIntervalMs),
+      closeSlots: this.#closeSlots,
       onSegmentDurable: (t, entry, durationMs) => {
         this.#storedBytes += entry.sizeBytes
         options.onSegmentDurable?.({
@@ -900,18 +912,16 @@ export class BackupEngine {
       listOffsets(cluster, added, 'earliest'),
       listOffsets(cluster, added, 'latest')
     ])
-    const checked = await Promise.all(
-      added.map(({ partition }) => {
-        const key = partitionKey(topic, partition)
-        const start = logStart.get(key) ?? 0n
-        return this.#readIndex(topic, partition, {
-          logStart: start,
-          highWatermark: highWatermark.get(key) ?? 0n,
-          lastStable: start
-        })
+    const checked = await mapLimited(added, PARTITIONS_AT_ONCE, ({ partition }) => {
+      const key = partitionKey(topic, partition)
+      const start = logStart.get(key) ?? 0n
+      return this.#readIndex(topic, partition, {
+        logStart: start,
+        highWatermark: highWatermark.get(key) ?? 0n,
+        lastStable: start
       })
-    )
-    const indexes = await Promise.all(checked.map(opened => this.#openIndex(opened)))
+    })
+    const indexes = await mapLimited(checked, PARTITIONS_AT_ONCE, opened => this.#openIndex(opened))
     entry.partitionCount = partitionCount
     await writeManifest(storage, manifest)
     this.#options.onWarning?.(`topic ${topic} grew to ${partitionCount} partitions; backing up the new ones too`, {
@@ -965,8 +975,16 @@ export class BackupEngine {
    */
   async #readIndex(topic: string, partition: number, offsets: SourceOffsets): Promise<OpenedIndex> {
     const { storage, backupId, startOffset } = this.#options
-    const existing = await readPartitionIndex(storage, backupId, topic, partition)
-    const segmentObjects = (await storage.list(`${partitionDir(backupId, topic, partition)}/`))
+    // One listing of the partition's folder finds both its index revisions and its segments.
+    const objects = await storage.list(`${partitionDir(backupId, topic, partition)}/`)
+    const existing = await readPartitionIndexAmong(
+      storage,
+      backupId,
+      topic,
+      partition,
+      objects.map(object => object.key)
+    )
+    const segmentObjects = objects
       .filter(object => SEGMENT_NAME.test(object.key))
       .sort((a, b) => (a.key < b.key ? -1 : 1))
     const segmentKeys = segmentObjects.map(object => object.key)

@@ -3,15 +3,22 @@
  * order, to the open segment, which streams to storage. A segment becomes durable when its
  * upload completes; only then does the partition's index (its checkpoint) advance, so a run
  * killed at any point resumes from the last durable segment with no gap and no duplicate.
+ *
+ * Many partitions with little data each (docs/benchmarks.md, "Many partitions with little data
+ * each"): a segment's upload starts only once the writer may put out a frame, so a segment that
+ * closes within its first frame is written in one go when it closes instead of holding an open
+ * upload (a file, a stream, their promises) through the whole fetch; and the engine bounds how
+ * many partitions close segments and write indexes at once (`closeSlots`).
  */
 
-import type { RecordBatchView } from '../batch/header.ts'
+import { Codec, type RecordBatchView } from '../batch/header.ts'
 import { type PartitionIndex, type SegmentEntry, segmentKey, writePartitionIndex } from '../catalog/manifest.ts'
 import { newSegmentKey } from '../crypto/frames.ts'
 import type { KeyProvider } from '../crypto/keys.ts'
 import { BackupError, isBackupError } from '../errors.ts'
 import type { SegmentCodec } from '../segment/codecs.ts'
 import { type SegmentSummary, SegmentWriter, type StoreRecords } from '../segment/writer.ts'
+import type { Slots } from '../slots.ts'
 import type { Storage } from '../storage/storage.ts'
 import type { Throttle } from '../throttle.ts'
 
@@ -36,6 +43,12 @@ export interface PartitionTaskOptions {
    * task with KB_PARTITION_FENCED.
    */
   ownerEpoch?: number
+  /**
+   * Taken while a segment is finished, uploaded and indexed: shared by the tasks of a run, it
+   * bounds how many do so at once (2,000 partitions closing together held the objects of 2,000
+   * uploads and index writes at once, docs/benchmarks.md). Unset: no bound.
+   */
+  closeSlots?: Slots
   /** Waits until `bytes` more may be written (backup.rate_limit_bytes_per_sec, shared by all tasks). */
   throttle?: Throttle
   /** A segment became durable; `durationMs` is how long finishing and uploading its end took. */
@@ -46,7 +59,8 @@ export interface PartitionTaskOptions {
 
 interface OpenSegment {
   writer: SegmentWriter
-  upload: Promise<void>
+  /** Started by #startUpload: before the first frame can leave the writer, or at the close. */
+  upload: Promise<void> | undefined
   key: string
   /** The key that wraps the segment's data key; unset when it is not encrypted. */
   keyId: string | undefined
@@ -219,7 +233,7 @@ export class PartitionTask {
     if (segment) {
       clearTimeout(segment.timer)
       segment.writer.abort(reason instanceof Error ? reason : new Error(String(reason)))
-      await segment.upload.catch(() => {})
+      await segment.upload?.catch(() => {})
     }
   }
 
@@ -243,6 +257,9 @@ export class PartitionTask {
       this.#segment = await this.#openSegment(batch.baseOffset)
     }
     const segment = this.#segment
+    if (segment.upload === undefined && !staysInOpenFrame(segment.writer, batch)) {
+      this.#startUpload(segment)
+    }
     try {
       await segment.writer.append(batch)
     } catch (error) {
@@ -262,7 +279,7 @@ export class PartitionTask {
    */
   async #uploadFailure(segment: OpenSegment, appendError: unknown): Promise<unknown> {
     const uploadError = await Promise.race([
-      segment.upload.then(
+      (segment.upload ?? Promise.resolve()).then(
         () => undefined,
         (error: unknown) => error
       ),
@@ -320,13 +337,9 @@ export class PartitionTask {
       name: key,
       encryption
     })
-    // create, not put: a segment key is written once, and a writer racing us for it loses.
-    const upload = storage.create(key, writer.readable)
-    // A failed upload must also fail pending appends, which would otherwise wait on backpressure.
-    upload.catch(error => writer.abort(error))
     const segment: OpenSegment = {
       writer,
-      upload,
+      upload: undefined,
       key,
       keyId: encryption?.keyId,
       openedAt: Date.now(),
@@ -338,7 +351,30 @@ export class PartitionTask {
     return segment
   }
 
+  /**
+   * Starts streaming the segment to storage. Until then the writer's output stays in its
+   * readable; nothing waits on it as long as every batch stays in the open frame (staysInOpenFrame).
+   */
+  #startUpload(segment: OpenSegment): Promise<void> {
+    if (segment.upload === undefined) {
+      // create, not put: a segment key is written once, and a writer racing us for it loses.
+      const upload = this.#options.storage.create(segment.key, segment.writer.readable)
+      // A failed upload must also fail pending appends, which would otherwise wait on backpressure.
+      upload.catch(error => segment.writer.abort(error))
+      segment.upload = upload
+    }
+    return segment.upload
+  }
+
   async #closeSegment(): Promise<void> {
+    const slots = this.#options.closeSlots
+    if (slots === undefined || (this.#segment === undefined && !this.#indexDirty)) {
+      return this.#closeSegmentNow()
+    }
+    return slots.run(() => this.#closeSegmentNow())
+  }
+
+  async #closeSegmentNow(): Promise<void> {
     const segment = this.#segment
     if (!segment) {
       if (this.#indexDirty) {
@@ -350,9 +386,10 @@ export class PartitionTask {
     clearTimeout(segment.timer)
     const closingAt = performance.now()
     let summary: SegmentSummary
+    const upload = this.#startUpload(segment)
     try {
       summary = await segment.writer.finish()
-      await segment.upload
+      await upload
     } catch (error) {
       throw await this.#uploadFailure(segment, error)
     }
@@ -400,4 +437,15 @@ export class PartitionTask {
       { cause, topic: this.topic, partition: this.partition, key, epoch: this.#options.ownerEpoch }
     )
   }
+}
+
+/**
+ * Whether appending `batch` only copies it into the writer's open frame: no frame is compressed
+ * and nothing reaches the writer's readable, so the append cannot wait for an upload that has
+ * not started. A batch stored with its records decompressed has a size known only once
+ * decompressed, so it counts as one that may not stay.
+ */
+function staysInOpenFrame(writer: SegmentWriter, batch: RecordBatchView): boolean {
+  const storedAsFetched = writer.storeRecords === 'as_fetched' || batch.codec === Codec.none
+  return storedAsFetched && writer.pendingBytes + batch.bytes.length <= writer.frameMaxBytes
 }

@@ -5,7 +5,7 @@
  * is KB_BACKUP_CORRUPT naming the file and the field, never a TypeError deep in an engine.
  */
 import type { z } from 'zod'
-import { BackupError } from '../errors.ts'
+import { BackupError, isBackupError } from '../errors.ts'
 import type { Storage } from '../storage/storage.ts'
 
 export interface DocumentKind<T> {
@@ -88,10 +88,16 @@ function parseOptions(schema: object): { jitless: boolean } {
 
 /** The checked document at `key`, or undefined when there is none. */
 export async function readDocument<T>(storage: Storage, key: string, kind: DocumentKind<T>): Promise<T | undefined> {
-  if ((await storage.head(key)) === undefined) {
-    return undefined
+  let bytes: Buffer
+  try {
+    // One request: a HEAD first costs another round trip (or stat) per document.
+    bytes = await storage.get(key)
+  } catch (error) {
+    if (isBackupError(error, 'KB_STORAGE_NOT_FOUND')) {
+      return undefined
+    }
+    throw error
   }
-  const bytes = await storage.get(key)
   let input: unknown
   try {
     input = JSON.parse(bytes.toString('utf8'))

@@ -19,7 +19,7 @@ import { isBackupError } from '../errors.ts'
 import { SegmentCodecIds } from '../segment/format.ts'
 import type { Storage } from '../storage/storage.ts'
 import { type DocumentKind, readDocument } from './document.ts'
-import { newestRevision, writeNextRevision } from './revisions.ts'
+import { newestRevision, revisionsIn, type StoredRevision, writeNextRevision } from './revisions.ts'
 
 export const FORMAT = 'kafka-backup'
 export const FORMAT_VERSION = 1
@@ -341,7 +341,15 @@ async function readNewest<T extends { revision?: number | undefined }>(
   base: string,
   kind: DocumentKind<T>
 ): Promise<T | undefined> {
-  const newest = await newestRevision(storage, base)
+  return readRevision(storage, await newestRevision(storage, base), kind)
+}
+
+/** The document at revision `newest`, checked, with its `revision` set. */
+async function readRevision<T extends { revision?: number | undefined }>(
+  storage: Storage,
+  newest: StoredRevision | undefined,
+  kind: DocumentKind<T>
+): Promise<T | undefined> {
   if (newest === undefined) {
     return undefined
   }
@@ -372,6 +380,29 @@ export function readPartitionIndex(
   partition: number
 ): Promise<PartitionIndex | undefined> {
   return readNewest(storage, indexBase(backupId, topic, partition), partitionIndexKind(backupId, topic, partition))
+}
+
+/**
+ * The partition's index at the newest of `keys`, its revisions listed already (scanStoredPartitions
+ * lists a whole backup at once): a restore plan of 2,000 partitions then reads each index with one
+ * request, not a listing, a HEAD and a read. Undefined when `keys` holds none, or it is gone.
+ */
+export function readPartitionIndexAmong(
+  storage: Storage,
+  backupId: string,
+  topic: string,
+  partition: number,
+  keys: readonly string[]
+): Promise<PartitionIndex | undefined> {
+  const base = indexBase(backupId, topic, partition)
+  return readRevision(
+    storage,
+    revisionsIn(
+      base,
+      keys.map(key => ({ key, size: 0 }))
+    ).at(-1),
+    partitionIndexKind(backupId, topic, partition)
+  )
 }
 
 /** Writes the manifest's next revision (KB_BACKUP_BUSY when another process wrote it first). */

@@ -7,7 +7,8 @@
  * stays within one filesystem and is atomic), which is fsynced, renamed over the key, and then
  * the directory is fsynced so the rename itself survives a power loss. A create links the temp
  * file to the key instead (link() fails when the key exists, atomically) and then removes it. A new directory's entry
- * is fsynced in its parent before anything is written inside it, for the same reason.
+ * is fsynced in its parent before anything is written inside it, for the same reason. Writes
+ * that end together in one directory share its fsync (#syncDirectory).
  */
 import { randomBytes } from 'node:crypto'
 import type { Dirent, Stats } from 'node:fs'
@@ -68,6 +69,8 @@ export class FilesystemStorage implements Storage {
   /** Directories known to exist with a durable entry in their parent, or being made so. */
   readonly #readyDirs = new Map<string, Promise<void>>()
   readonly #readers = new Map<string, CachedReader>()
+  /** Per directory: the fsync running, and the one queued behind it that new callers share. */
+  readonly #directorySyncs = new Map<string, { running: Promise<void> | undefined; next: Promise<void> | undefined }>()
 
   constructor({ path, prefix }: FilesystemStorageOptions) {
     if (typeof path !== 'string' || path === '') {
@@ -341,7 +344,7 @@ export class FilesystemStorage implements Storage {
         if (operation === 'create') {
           await link(temp, target)
           // The object is in place; a temp file left here is invisible and swept later.
-          await rm(temp, { force: true }).catch(() => undefined)
+          await unlink(temp).catch(() => undefined)
         } else {
           await rename(temp, target)
         }
@@ -358,7 +361,7 @@ export class FilesystemStorage implements Storage {
       await handle?.close().catch(() => undefined)
       // A failure to remove the temp file must not hide the error that got us here; a leftover
       // temp file is invisible to list() and get(), and abortIncompleteUploads() removes it.
-      await rm(temp, { force: true }).catch(() => undefined)
+      await unlink(temp).catch(() => undefined)
       throw error
     }
     // A read between the start of this write and the rename may have opened the old file.
@@ -493,20 +496,45 @@ export class FilesystemStorage implements Storage {
     await this.#syncDirectory(dirname(directory), key, operation)
   }
 
+  /**
+   * Makes the entries of `directory` durable: resolves once an fsync of it that started after
+   * this call has ended. Callers whose entries are in one directory share the fsync (2,000
+   * partition folders made at once in one topic folder cost a handful of its fsyncs, not
+   * 2,000): a caller arriving while one runs waits for the next, which every caller arriving
+   * meanwhile shares, since the running one may have started before their entries existed.
+   */
   async #syncDirectory(directory: string, key: string, operation: Operation): Promise<void> {
-    let handle: FileHandle | undefined
+    let syncs = this.#directorySyncs.get(directory)
+    if (syncs === undefined) {
+      syncs = { running: undefined, next: undefined }
+      this.#directorySyncs.set(directory, syncs)
+    }
+    if (syncs.next === undefined) {
+      const state = syncs
+      const next: Promise<void> = (state.running ?? Promise.resolve())
+        .then(
+          () => undefined,
+          () => undefined
+        )
+        .then(() => {
+          state.next = undefined
+          state.running = next
+          return fsyncDirectory(directory)
+        })
+        .finally(() => {
+          if (state.running === next) {
+            state.running = undefined
+            if (state.next === undefined) {
+              this.#directorySyncs.delete(directory)
+            }
+          }
+        })
+      state.next = next
+    }
     try {
-      handle = await open(directory, 'r')
-      await handle.sync()
+      await syncs.next
     } catch (error) {
-      // Some filesystems (and platforms) cannot fsync a directory; their renames are as
-      // durable as they get without it.
-      const code = errnoOf(error)
-      if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EISDIR') {
-        throw this.#failure(error, key, operation)
-      }
-    } finally {
-      await handle?.close()
+      throw this.#failure(error, key, operation)
     }
   }
 
@@ -573,6 +601,23 @@ export class FilesystemStorage implements Storage {
       )
     }
     return new BackupError('KB_STORAGE', `${operation} of ${key} at ${this.location} failed: ${reason}`, context)
+  }
+}
+
+async function fsyncDirectory(directory: string): Promise<void> {
+  let handle: FileHandle | undefined
+  try {
+    handle = await open(directory, 'r')
+    await handle.sync()
+  } catch (error) {
+    // Some filesystems (and platforms) cannot fsync a directory; their renames are as
+    // durable as they get without it.
+    const code = errnoOf(error)
+    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EISDIR') {
+      throw error
+    }
+  } finally {
+    await handle?.close()
   }
 }
 

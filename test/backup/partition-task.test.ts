@@ -10,9 +10,10 @@ import type { RecordBatchView } from '../../src/batch/header.ts'
 import { FORMAT, FORMAT_VERSION, type PartitionIndex, readPartitionIndex } from '../../src/catalog/manifest.ts'
 import { isBackupError } from '../../src/errors.ts'
 import { readPartitionBatches } from '../../src/restore/source.ts'
+import { Slots } from '../../src/slots.ts'
 import { MemoryStorage } from '../../src/storage/memory.ts'
 import { until } from '../helpers/wait.ts'
-import { makeBatches } from '../segment/batches.ts'
+import { makeBatch, makeBatches } from '../segment/batches.ts'
 
 function newIndex(nextOffset = 0n): PartitionIndex {
   return {
@@ -72,6 +73,28 @@ class GatedStorage extends MemoryStorage {
       await this.#gate.promise
     }
     return super.create(key, body)
+  }
+}
+
+/** In-memory storage that notes when each segment's upload starts and how many run at once. */
+class WatchedStorage extends MemoryStorage {
+  readonly started: string[] = []
+  uploading = 0
+  mostUploading = 0
+
+  override async create(key: string, body: Readable | Buffer): Promise<void> {
+    if (!key.endsWith('.seg')) {
+      return super.create(key, body)
+    }
+    this.started.push(key)
+    this.mostUploading = Math.max(this.mostUploading, ++this.uploading)
+    try {
+      // A turn of the event loop, so that uploads that could overlap do.
+      await new Promise(resolve => setImmediate(resolve))
+      return await super.create(key, body)
+    } finally {
+      this.uploading--
+    }
   }
 }
 
@@ -236,5 +259,69 @@ describe('PartitionTask', () => {
     })
     assert.equal(task.checkpoint, 0n)
     assert.equal(task.failed, true)
+  })
+
+  test('a segment that stays within its first frame is uploaded when it closes, in full', async () => {
+    const storage = new WatchedStorage()
+    const task = newTask(storage, { frameMaxBytes: 64 * 1024 })
+    const batches = makeBatches(3, 10)
+    const released = handOver(task, batches)
+    await until(async () => released.count === 1, 'the batches to be appended', { timeoutMs: 30_000, intervalMs: 5 })
+    assert.deepEqual(storage.started, [], 'no upload while the segment is open')
+    await task.flush()
+    assert.deepEqual(storage.started, ['b/topics/orders/2/00000000000000000000.seg'])
+    const index = await readPartitionIndex(storage, 'b', 'orders', 2)
+    assert.deepEqual(
+      await storedBatches(storage, index!),
+      batches.map(b => Buffer.from(b.bytes))
+    )
+  })
+
+  test('a segment whose batches fill frames streams to storage before it closes, also incompressible frames larger than the stream buffer', async () => {
+    const storage = new WatchedStorage()
+    // codec none: every stored frame is as large as the writer's readable holds, so a writer
+    // whose upload had not started would wait for it forever.
+    const task = newTask(storage, { codec: 'none', frameMaxBytes: 4096, storeRecords: 'as_fetched' })
+    const batches = makeBatches(12, 10, 0n, 400)
+    const released = handOver(task, batches)
+    await until(async () => released.count === 1, 'the batches to be appended', { timeoutMs: 30_000, intervalMs: 5 })
+    assert.equal(storage.started.length, 1, 'the upload started before the segment closed')
+    await task.flush()
+    const index = await readPartitionIndex(storage, 'b', 'orders', 2)
+    assert.equal(index?.nextOffset, '120')
+    assert.deepEqual(
+      await storedBatches(storage, index!),
+      batches.map(b => Buffer.from(b.bytes))
+    )
+  })
+
+  test('a compressed batch stored decompressed starts the upload before it is appended (its stored size is not known before)', async () => {
+    const storage = new WatchedStorage()
+    const task = newTask(storage, { frameMaxBytes: 64 * 1024, storeRecords: 'decompressed' })
+    const batch = makeBatch({ baseOffset: 0n, recordCount: 10, compression: 'gzip' })
+    const released = handOver(task, [batch])
+    await until(async () => released.count === 1, 'the batch to be appended', { timeoutMs: 30_000, intervalMs: 5 })
+    assert.equal(storage.started.length, 1)
+    await task.flush()
+    assert.equal((await readPartitionIndex(storage, 'b', 'orders', 2))?.nextOffset, '10')
+  })
+
+  test('tasks sharing closeSlots close one segment at a time per slot, and every task segment is closed and indexed', async () => {
+    const storage = new WatchedStorage()
+    const closeSlots = new Slots(2)
+    const tasks = Array.from({ length: 12 }, (_, partition) =>
+      newTask(storage, { closeSlots, index: { ...newIndex(), partition } })
+    )
+    for (const task of tasks) {
+      handOver(task, makeBatches(2, 5))
+    }
+    await Promise.all(tasks.map(task => task.flush()))
+    assert.equal(storage.started.length, 12)
+    assert.ok(storage.mostUploading <= 2, `at most 2 uploads at once, saw ${storage.mostUploading}`)
+    for (const task of tasks) {
+      const index = await readPartitionIndex(storage, 'b', 'orders', task.partition)
+      assert.equal(index?.nextOffset, '10', `partition ${task.partition}`)
+      assert.equal(index?.segments.length, 1)
+    }
   })
 })

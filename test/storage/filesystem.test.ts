@@ -280,6 +280,23 @@ describe('filesystem storage', () => {
     assert.equal(sync.mock.callCount(), 1, 'delete syncs the directory')
   })
 
+  test('creates that end together in one directory share its fsync, and each object is there', async t => {
+    const storage = new FilesystemStorage({ path: join(root, 'shared-sync') })
+    await storage.put('dir/warm', Buffer.from('x'))
+    const probe = await open(join(root, 'shared-sync', 'dir', 'warm'), 'r')
+    const fileHandlePrototype = Object.getPrototypeOf(probe)
+    await probe.close()
+    const sync = t.mock.method(fileHandlePrototype, 'sync')
+    const keys = Array.from({ length: 20 }, (_, i) => `dir/object-${i}`)
+    await Promise.all(keys.map(key => storage.create(key, Buffer.from(key))))
+    // One fsync per file, and far fewer than one per file for the directory they share.
+    assert.ok(sync.mock.callCount() < keys.length * 2, `expected shared directory syncs, saw ${sync.mock.callCount()}`)
+    assert.ok(sync.mock.callCount() > keys.length, 'the directory was synced')
+    for (const key of keys) {
+      assert.equal((await storage.get(key)).toString(), key)
+    }
+  })
+
   test('a failing fsync fails the put and leaves neither object nor temp file', async t => {
     const storage = new FilesystemStorage({ path: join(root, 'fsync-fails') })
     await storage.put('dir/existing', Buffer.from('old'))
