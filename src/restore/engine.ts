@@ -26,6 +26,7 @@ import { findTopics, listOffsets, partitionKey, type TopicInfo } from '../kafka/
 import type { KafkaCluster } from '../kafka/cluster.ts'
 import { initProducerId } from '../kafka/raw-produce.ts'
 import { Outage, untilAborted } from '../kafka/retry.ts'
+import { mapLimited, Slots } from '../slots.ts'
 import type { Storage } from '../storage/storage.ts'
 import { throttleOf } from '../throttle.ts'
 import { toolVersion } from '../version.ts'
@@ -259,16 +260,6 @@ const SHARE_POLL_MS = 1000
 const CLAIM_CONCURRENCY = 16
 
 /** Runs `work` for each item, at most `limit` at a time. */
-async function forEachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0
-  const lane = async () => {
-    while (next < items.length) {
-      await work(items[next++]!)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane))
-}
-
 const MAX_RESTARTS = 30
 /**
  * Only batches below this are merged: merging decodes and re-encodes on the main thread (22%
@@ -276,32 +267,6 @@ const MAX_RESTARTS = 30
  * already fill a Produce request well. Topics written one record per batch still get merged.
  */
 const SMALL_BATCH_BYTES = 16 * 1024
-
-class Semaphore {
-  #available: number
-  readonly #waiters: Array<() => void> = []
-
-  constructor(count: number) {
-    this.#available = count
-  }
-
-  async acquire(): Promise<void> {
-    if (this.#available > 0) {
-      this.#available--
-      return
-    }
-    await new Promise<void>(resolve => this.#waiters.push(resolve))
-  }
-
-  release(): void {
-    const next = this.#waiters.shift()
-    if (next) {
-      next()
-    } else {
-      this.#available++
-    }
-  }
-}
 
 export class RestoreEngine {
   readonly #options: RestoreOptions
@@ -692,7 +657,7 @@ export class RestoreEngine {
     )
     const { logStart, highWatermark } = await targetOffsets(options.cluster, open, context.topics)
     const claimed: PartitionDocument[] = []
-    await forEachLimited(open, CLAIM_CONCURRENCY, async p => {
+    await mapLimited(open, CLAIM_CONCURRENCY, async p => {
       if (signal.aborted) {
         return
       }
@@ -875,7 +840,7 @@ export class RestoreEngine {
     const done = await listDoneRecords(storage, options.backupId, restoreId)
     const planned = run.plan.topics.flatMap(t => t.partitions)
     const documents: PartitionDocument[] = new Array(planned.length)
-    await forEachLimited([...planned.keys()], CLAIM_CONCURRENCY, async i => {
+    await mapLimited([...planned.keys()], CLAIM_CONCURRENCY, async i => {
       const p = planned[i]!
       documents[i] = await readDoneRecord(storage, done.get(`${p.sourceTopic}/${p.sourcePartition}`)!.key)
     })
@@ -1040,7 +1005,7 @@ export class RestoreEngine {
       async () => initProducerId(await cluster.connection(metadata, anyBroker)),
       'IdempotentWrite on the cluster or Write on a target topic'
     )
-    const slots = new Semaphore(maxConcurrentPartitions)
+    const slots = new Slots(maxConcurrentPartitions)
     // Ends this pass's pumps when a sender fails, so that the next pass starts from a clean slate.
     const pass = new AbortController()
     const passSignal = AbortSignal.any([signal, pass.signal])

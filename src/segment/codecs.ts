@@ -9,6 +9,7 @@ import { promisify } from 'node:util'
 import zlib from 'node:zlib'
 import type Lz4 from 'lz4-napi'
 import { BackupError } from '../errors.ts'
+import { Slots } from '../slots.ts'
 import { type SegmentCodecId, SegmentCodecIds, type SegmentCodecName } from './format.ts'
 import { compressionLevels } from './levels.ts'
 
@@ -19,6 +20,14 @@ const lz4Native = () => (lz4Module ??= loadPackage('lz4-napi') as typeof Lz4)
 
 const zstdDecompress = promisify(zlib.zstdDecompress)
 const gunzip = promisify(zlib.gunzip)
+
+/**
+ * Frame decompressions at once: as many as the libuv pool runs. More would only wait in its
+ * queue, each holding the native context and output buffer its call allocates at once: a
+ * restore of 2,000 small partitions decompressing every first frame together held 100 MiB more
+ * (docs/benchmarks.md, "Many partitions with little data each").
+ */
+const decompressionSlots = new Slots(Math.max(1, Number(process.env.UV_THREADPOOL_SIZE) || 4))
 
 /** A frame codec's name as the config spells it: `none`, `gzip`, `lz4`, `zstd`. */
 export type SegmentCodec = SegmentCodecName
@@ -111,10 +120,12 @@ const zstd: FrameCodec = {
     return compressedPieces(stream, frame)
   },
   decompress(stored, uncompressedLength) {
-    return zstdDecompress(stored, {
-      chunkSize: decompressChunkSize(uncompressedLength),
-      maxOutputLength: Math.max(1, uncompressedLength)
-    })
+    return decompressionSlots.run(() =>
+      zstdDecompress(stored, {
+        chunkSize: decompressChunkSize(uncompressedLength),
+        maxOutputLength: Math.max(1, uncompressedLength)
+      })
+    )
   }
 }
 
@@ -125,10 +136,12 @@ const gzipCodec: FrameCodec = {
     return compressedPieces(zlib.createGzip({ level, chunkSize: compressChunkSize(frame.length) }), frame)
   },
   decompress(stored, uncompressedLength) {
-    return gunzip(stored, {
-      chunkSize: decompressChunkSize(uncompressedLength),
-      maxOutputLength: Math.max(1, uncompressedLength)
-    })
+    return decompressionSlots.run(() =>
+      gunzip(stored, {
+        chunkSize: decompressChunkSize(uncompressedLength),
+        maxOutputLength: Math.max(1, uncompressedLength)
+      })
+    )
   }
 }
 
@@ -143,7 +156,7 @@ const lz4: FrameCodec = {
     return [await lz4Native().compressFrame(frame)]
   },
   decompress(stored) {
-    return lz4Native().decompressFrame(stored)
+    return decompressionSlots.run(() => lz4Native().decompressFrame(stored))
   }
 }
 

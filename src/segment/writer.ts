@@ -14,6 +14,7 @@ import { crc32c } from '../batch/crc.ts'
 import { BATCH_HEADER_SIZE, BATCH_LOG_OVERHEAD, type RecordBatchView } from '../batch/header.ts'
 import { FrameCipher, type SegmentKey } from '../crypto/frames.ts'
 import { BackupError } from '../errors.ts'
+import { Slots } from '../slots.ts'
 import { type FrameCodec, frameCodec, resolveLevel } from './codecs.ts'
 import {
   encodeFooter,
@@ -50,33 +51,6 @@ const COMPRESSIONS_AT_ONCE = Math.max(
   1,
   Math.min(Number(process.env.UV_THREADPOOL_SIZE) || 4, os.availableParallelism())
 )
-
-class Slots {
-  #free: number
-  readonly #waiting: Array<() => void> = []
-
-  constructor(count: number) {
-    this.#free = count
-  }
-
-  async acquire(): Promise<void> {
-    if (this.#free > 0) {
-      this.#free--
-      return
-    }
-    await new Promise<void>(resolve => this.#waiting.push(resolve))
-  }
-
-  /** Hands the slot to the longest waiter, if any. */
-  release(): void {
-    const next = this.#waiting.shift()
-    if (next) {
-      next()
-    } else {
-      this.#free++
-    }
-  }
-}
 
 const compressionSlots = new Slots(COMPRESSIONS_AT_ONCE)
 
