@@ -1011,15 +1011,7 @@ export class RestoreEngine {
     const passSignal = AbortSignal.any([signal, pass.signal])
     const byLeader = new Map<number, Array<{ feed: PartitionFeed; finish: () => void }>>()
     const pumps: Promise<void>[] = []
-    const withSlot = (work: () => Promise<void>) =>
-      (async () => {
-        await slots.acquire()
-        try {
-          await work()
-        } finally {
-          slots.release()
-        }
-      })()
+    const withSlot = (work: () => Promise<void>) => slots.run(work)
     /** Opens target partition `targetTopic/targetPartition` for this pass: its feed, on its leader. */
     const open = (
       targetTopic: string,
