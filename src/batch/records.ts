@@ -142,20 +142,24 @@ export function decompressRecords(codec: number, data: Buffer, baseOffset?: bigi
         return zstdDecompressSync(data)
     }
   } catch (error) {
-    const where = baseOffset === undefined ? '' : ` of batch at baseOffset ${baseOffset}`
-    throw new BackupError(
-      'KB_BATCH_CORRUPT',
-      `the ${codecName(codec)} records${where} do not decompress: ${(error as Error).message}`,
-      {
-        cause: error,
-        baseOffset,
-        field: 'records',
-        expected: `${codecName(codec)} data`,
-        found: `${data.length} bytes`
-      }
-    )
+    throw undecompressable(codec, data, baseOffset, error)
   }
   throw unsupportedCodec(codec, baseOffset)
+}
+
+function undecompressable(codec: number, data: Buffer, baseOffset: bigint | undefined, error: unknown): BackupError {
+  const where = baseOffset === undefined ? '' : ` of batch at baseOffset ${baseOffset}`
+  return new BackupError(
+    'KB_BATCH_CORRUPT',
+    `the ${codecName(codec)} records${where} do not decompress: ${(error as Error).message}`,
+    {
+      cause: error,
+      baseOffset,
+      field: 'records',
+      expected: `${codecName(codec)} data`,
+      found: `${data.length} bytes`
+    }
+  )
 }
 
 /**
@@ -177,6 +181,27 @@ export function compressRecords(codec: number, data: Buffer): Buffer {
       return zstdCompressSync(data)
   }
   throw unsupportedCodec(codec)
+}
+
+/**
+ * compressRecords and decompressRecords for a restore that compresses stored records again:
+ * lz4 (Kafka's most common codec) runs on the libuv pool, so that the batches of a frame
+ * compress on every core while the event loop produces (an lz4 topic's restore kept one core
+ * busy and the other half idle, docs/benchmarks.md "Data path, round 2"); the other codecs
+ * run here as before.
+ */
+export function compressRecordsOffThread(codec: number, data: Buffer): Promise<Buffer> {
+  return codec === Codec.lz4 ? lz4().compressFrame(data) : Promise.resolve().then(() => compressRecords(codec, data))
+}
+
+export function decompressRecordsOffThread(codec: number, data: Buffer, baseOffset?: bigint): Promise<Buffer> {
+  return codec === Codec.lz4
+    ? lz4()
+        .decompressFrame(data)
+        .catch((error: unknown) => {
+          throw undecompressable(codec, data, baseOffset, error)
+        })
+    : Promise.resolve().then(() => decompressRecords(codec, data, baseOffset))
 }
 
 // ---------------------------------------------------------------------------------------------

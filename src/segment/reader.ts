@@ -264,10 +264,12 @@ export async function decodeFrame(
   // Loaded here, not at the top: its record codecs load the snappy addon (+9 MiB RSS, ~10 ms),
   // which read-only commands (list, describe) and segments without the flag never need.
   const { compressedAgain } = await import('./stored-records.ts')
-  return batches.map((batch, position) =>
-    batch.codec === Codec.none
-      ? batch
-      : compressedAgain(batch, index.name, frame, position, { crcChecked: options.verifyBatchCrc === true })
+  return Promise.all(
+    batches.map((batch, position) =>
+      batch.codec === Codec.none
+        ? batch
+        : compressedAgain(batch, index.name, frame, position, { crcChecked: options.verifyBatchCrc === true })
+    )
   )
 }
 

@@ -10,7 +10,7 @@
  */
 import { crc32c } from '../batch/crc.ts'
 import { BATCH_HEADER_SIZE, BATCH_LOG_OVERHEAD, Codec, Offset, RecordBatchView } from '../batch/header.ts'
-import { compressRecords, decompressRecords } from '../batch/records.ts'
+import { compressRecordsOffThread, decompressRecords, decompressRecordsOffThread } from '../batch/records.ts'
 import { BackupError } from '../errors.ts'
 import { corrupt } from './format.ts'
 
@@ -43,13 +43,13 @@ export function writeWithRecords(batch: RecordBatchView, records: Buffer, target
  * reader just did, `crcChecked`), since a fresh CRC would otherwise make altered bytes look
  * sound, and the new records must decompress to the stored ones before the batch is handed on.
  */
-export function compressedAgain(
+export async function compressedAgain(
   stored: RecordBatchView,
   segment: string,
   frame: number,
   position: number,
   options: { crcChecked: boolean }
-): RecordBatchView {
+): Promise<RecordBatchView> {
   const crc = options.crcChecked ? stored.crc : stored.computeCrc()
   if (crc !== stored.crc) {
     throw corrupt(
@@ -63,8 +63,8 @@ export function compressedAgain(
   }
   const codec = stored.codec
   const records = stored.records
-  const compressed = compressRecords(codec, records)
-  if (!decompressRecords(codec, compressed, stored.baseOffset).equals(records)) {
+  const compressed = await compressRecordsOffThread(codec, records)
+  if (!(await decompressRecordsOffThread(codec, compressed, stored.baseOffset)).equals(records)) {
     throw new BackupError(
       'KB_BATCH_CORRUPT',
       `segment ${segment}: frame ${frame}: batch ${position} (base offset ${stored.baseOffset}) compressed again does not give back its stored records (expected ${records.length} record bytes)`,

@@ -7,9 +7,11 @@ import {
   buildBatch,
   ControlRecordType,
   compressRecords,
+  compressRecordsOffThread,
   controlRecordType,
   decodeRecords,
   decompressRecords,
+  decompressRecordsOffThread,
   encodeBatch,
   encodeRecords,
   type RecordInput,
@@ -104,6 +106,23 @@ test('lz4 output is a frame with independent blocks, which Kafka requires', () =
   assert.equal(frame.readUInt32LE(0), 0x184d2204, 'LZ4 frame magic')
   assert.equal(frame[4]! & 0xc0, 0x40, 'frame version 01')
   assert.equal(frame[4]! & 0x20, 0x20, 'block independence flag')
+})
+
+test('records compressed off the event loop: lz4 frames with independent blocks, every codec back to the same bytes, damage is KB_BATCH_CORRUPT', async () => {
+  const plain = encodeRecords(edgeRecords)
+  for (const codec of allCodecs) {
+    const compressed = await compressRecordsOffThread(codec.id, plain)
+    assert.ok((await decompressRecordsOffThread(codec.id, compressed)).equals(plain), codec.name)
+    assert.ok(decompressRecords(codec.id, compressed).equals(plain), codec.name)
+  }
+  const frame = await compressRecordsOffThread(Codec.lz4, plain)
+  assert.equal(frame.readUInt32LE(0), 0x184d2204, 'LZ4 frame magic')
+  assert.equal(frame[4]! & 0x20, 0x20, 'block independence flag')
+  await assert.rejects(decompressRecordsOffThread(Codec.lz4, frame.subarray(0, frame.length - 9), 7n), {
+    code: 'KB_BATCH_CORRUPT',
+    baseOffset: 7n,
+    field: 'records'
+  })
 })
 
 test('reads the type of transaction markers', () => {
