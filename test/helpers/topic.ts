@@ -7,6 +7,7 @@ import { listOffsets, partitionKey } from '../../src/kafka/admin.ts'
 import type { KafkaCluster } from '../../src/kafka/cluster.ts'
 import { IsolationLevel, rawFetch } from '../../src/kafka/raw-fetch.ts'
 import type { StoredRecord } from './backup.ts'
+import { until } from './wait.ts'
 
 export async function readTopicRecords(cluster: KafkaCluster, topic: string): Promise<StoredRecord[]> {
   const metadata = await cluster.metadata([topic])
@@ -73,4 +74,29 @@ export async function readTopicRecords(cluster: KafkaCluster, topic: string): Pr
 /** Records without their offsets: what must be equal between a source topic and its restore. */
 export function contentOf(records: StoredRecord[]) {
   return records.map(({ offset: _offset, ...rest }) => rest)
+}
+
+/**
+ * The partitions' log end offsets once every transaction on them is closed: the coordinator
+ * writes the commit and abort markers after the producer's EndTxn returns, and until it has,
+ * the last stable offset stays below the log end.
+ */
+export async function endOffsets(
+  cluster: KafkaCluster,
+  topic: string,
+  partitions: number
+): Promise<Array<bigint | undefined>> {
+  const all = Array.from({ length: partitions }, (_, partition) => ({ topic, partition }))
+  let ends = new Map<string, bigint>()
+  await until(async () => {
+    const [latest, stable] = await Promise.all([
+      listOffsets(cluster, all, 'latest'),
+      listOffsets(cluster, all, 'lastStable')
+    ])
+    ends = latest
+    return all.every(
+      ({ partition }) => latest.get(partitionKey(topic, partition)) === stable.get(partitionKey(topic, partition))
+    )
+  }, `every transaction on ${topic} to be closed by its markers`)
+  return Array.from({ length: partitions }, (_, partition) => ends.get(partitionKey(topic, partition)))
 }

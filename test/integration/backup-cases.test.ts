@@ -9,7 +9,6 @@ import { describe, test } from 'node:test'
 import type { BackupOptions } from '../../src/backup/engine.ts'
 import { readManifest, readPartitionIndex } from '../../src/catalog/manifest.ts'
 import { isBackupError } from '../../src/errors.ts'
-import { listOffsets, partitionKey } from '../../src/kafka/admin.ts'
 import { readPartitionBatches } from '../../src/restore/source.ts'
 import { backupOptions, HookedStorage, readBackedUpRecords, runBackup, tempStorage } from '../helpers/backup.ts'
 import {
@@ -24,19 +23,10 @@ import {
 import { consoleConsumeCommitted } from '../helpers/console-consumer.ts'
 import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { clusterAndProducer, produceNumbered } from '../helpers/setup.ts'
-import { readTopicRecords } from '../helpers/topic.ts'
+import { endOffsets, readTopicRecords } from '../helpers/topic.ts'
 import { until } from '../helpers/wait.ts'
 
 const { cluster, producer } = clusterAndProducer()
-
-async function endOffsets(topic: string, partitions: number) {
-  const offsets = await listOffsets(
-    cluster,
-    Array.from({ length: partitions }, (_, partition) => ({ topic, partition })),
-    'latest'
-  )
-  return Array.from({ length: partitions }, (_, partition) => offsets.get(partitionKey(topic, partition)))
-}
 
 // One after the other: @platformatic/kafka hands the result (or error) of one in-flight
 // Metadata call to every concurrent caller, whatever topics they asked for, so a test waiting
@@ -153,7 +143,7 @@ describe('backup data cases', () => {
     await createTopic(cluster, topic, 2)
     const committed = await produceTransactional(topic, producer)
     const consumed = consoleConsumeCommitted(topic, committed)
-    const ends = await endOffsets(topic, 2)
+    const ends = await endOffsets(cluster, topic, 2)
     const backups = []
 
     // Large fetches see whole transactions; tiny ones cut them across responses.

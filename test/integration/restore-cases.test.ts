@@ -12,7 +12,7 @@ import { before, describe, test } from 'node:test'
 import { validateBackup } from '../../src/catalog/inspect.ts'
 import { readPartitionIndex } from '../../src/catalog/manifest.ts'
 import { isBackupError } from '../../src/errors.ts'
-import { describeTopicConfigs, listOffsets, listTopics, partitionKey } from '../../src/kafka/admin.ts'
+import { describeTopicConfigs, listTopics } from '../../src/kafka/admin.ts'
 import { restoreStateBase } from '../../src/restore/state.ts'
 import type { FilesystemStorage } from '../../src/storage/filesystem.ts'
 import {
@@ -35,7 +35,7 @@ import {
 import { createTopic, uniqueTopic } from '../helpers/kafka.ts'
 import { restoreOptions, runRestore, runRestoreStoppedAt } from '../helpers/restore.ts'
 import { clusterAndProducer, produceNumbered } from '../helpers/setup.ts'
-import { contentOf, readTopicRecords } from '../helpers/topic.ts'
+import { contentOf, endOffsets, readTopicRecords } from '../helpers/topic.ts'
 
 const { cluster, producer } = clusterAndProducer()
 /** One backup of every data case of the backup issue. */
@@ -109,18 +109,9 @@ async function restoreTopic(source: string, overrides: Parameters<typeof restore
   return { target, summary }
 }
 
-async function endOffsets(topic: string, partitions: number) {
-  const offsets = await listOffsets(
-    cluster,
-    Array.from({ length: partitions }, (_, partition) => ({ topic, partition })),
-    'latest'
-  )
-  return Array.from({ length: partitions }, (_, partition) => offsets.get(partitionKey(topic, partition)))
-}
-
 /** Restored records sit at offsets 0..n-1 of each partition: no control record in between. */
 async function assertContiguous(topic: string, partitions: number, restored: StoredRecord[]) {
-  const ends = await endOffsets(topic, partitions)
+  const ends = await endOffsets(cluster, topic, partitions)
   for (let partition = 0; partition < partitions; partition++) {
     const inPartition = restored.filter(r => r.partition === partition)
     assert.deepEqual(
@@ -341,7 +332,7 @@ describe('restore windows, resume and corruption', () => {
     const rerun = await runRestore(restoreOptions(cluster, resumeStorage, options))
     assert.equal(rerun.status, 'complete')
     assert.deepEqual(contentOf(await readTopicRecords(cluster, target)), contentOf(source))
-    assert.deepEqual(await endOffsets(target, 2), [400n, 400n])
+    assert.deepEqual(await endOffsets(cluster, target, 2), [400n, 400n])
   })
 
   test('a bit-flipped segment is refused with KB_SEGMENT_CORRUPT naming the segment', async () => {
@@ -377,6 +368,6 @@ describe('restore windows, resume and corruption', () => {
         return true
       }
     )
-    assert.deepEqual(await endOffsets(target, 1), [0n], 'nothing of the corrupt frame reached the target')
+    assert.deepEqual(await endOffsets(cluster, target, 1), [0n], 'nothing of the corrupt frame reached the target')
   })
 })
