@@ -84,7 +84,7 @@ export function restoreOptionsFromConfig(
     // -1 lets the target broker apply its default.replication.factor.
     defaultReplicationFactor: restore.default_replication_factor ?? -1,
     dryRun: restore.dry_run,
-    maxConcurrentPartitions: restore.max_concurrent_partitions ?? Number.MAX_SAFE_INTEGER,
+    maxConcurrentPartitions: restore.max_concurrent_partitions,
     rateLimitBytesPerSec: restore.rate_limit_bytes_per_sec || undefined,
     resetConsumerOffsets: restore.reset_consumer_offsets,
     consumerGroups: restore.consumer_groups,

@@ -239,6 +239,7 @@ describe('parseConfig', () => {
       partition_mapping: {},
       create_topics: true,
       dry_run: false,
+      max_concurrent_partitions: 128,
       rate_limit_bytes_per_sec: 0,
       reset_consumer_offsets: false,
       consumer_groups: [],
