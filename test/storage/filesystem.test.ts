@@ -257,9 +257,7 @@ describe('filesystem storage', () => {
   test('put fsyncs the file before the rename and the directory after it', async t => {
     const storage = new FilesystemStorage({ path: join(root, 'fsync') })
     await storage.put('warm/up', Buffer.from('x'))
-    const probe = await open(join(root, 'fsync', 'warm', 'up'), 'r')
-    const fileHandlePrototype = Object.getPrototypeOf(probe)
-    await probe.close()
+    const fileHandlePrototype = await fileHandlePrototypeOf(join(root, 'fsync', 'warm', 'up'))
     const target = join(root, 'fsync', 'warm', 'object')
     const targetExistedAtSync: boolean[] = []
     const originalSync: () => Promise<void> = fileHandlePrototype.sync
@@ -283,9 +281,7 @@ describe('filesystem storage', () => {
   test('creates that end together in one directory share its fsync, and each object is there', async t => {
     const storage = new FilesystemStorage({ path: join(root, 'shared-sync') })
     await storage.put('dir/warm', Buffer.from('x'))
-    const probe = await open(join(root, 'shared-sync', 'dir', 'warm'), 'r')
-    const fileHandlePrototype = Object.getPrototypeOf(probe)
-    await probe.close()
+    const fileHandlePrototype = await fileHandlePrototypeOf(join(root, 'shared-sync', 'dir', 'warm'))
     const sync = t.mock.method(fileHandlePrototype, 'sync')
     const keys = Array.from({ length: 20 }, (_, i) => `dir/object-${i}`)
     await Promise.all(keys.map(key => storage.create(key, Buffer.from(key))))
@@ -324,3 +320,10 @@ describe('filesystem storage', () => {
     assert.deepEqual(await storage.list(''), [{ key: 'a/b/two', size: 1 }])
   })
 })
+
+/** FileHandle's prototype (node:fs/promises does not export the class), to mock its `sync`. */
+async function fileHandlePrototypeOf(path: string) {
+  const probe = await open(path, 'r')
+  await probe.close()
+  return Object.getPrototypeOf(probe)
+}
