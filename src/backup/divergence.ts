@@ -24,6 +24,7 @@ import {
 import type { KafkaCluster } from '../kafka/cluster.ts'
 import { isRetriable, ProtocolError } from '../kafka/wire/errors.ts'
 import { readFrame, readSegmentIndex } from '../segment/reader.ts'
+import { mapLimited } from '../slots.ts'
 import { openRangeSource } from '../storage/range-source.ts'
 import type { Storage } from '../storage/storage.ts'
 
@@ -212,12 +213,9 @@ async function storedEnds(
       })
     }
   }
-  const reads = Array.from({ length: Math.min(SEGMENT_READS_AT_ONCE, unrecorded.length) }, async () => {
-    for (let index = unrecorded.shift(); index !== undefined; index = unrecorded.shift()) {
-      ends.set(partitionKey(index.topic, index.partition), await lastBatchOf(storage, backupId, index, keys))
-    }
+  await mapLimited(unrecorded, SEGMENT_READS_AT_ONCE, async index => {
+    ends.set(partitionKey(index.topic, index.partition), await lastBatchOf(storage, backupId, index, keys))
   })
-  await Promise.all(reads)
   return ends
 }
 

@@ -259,7 +259,6 @@ const SHARE_POLL_MS = 1000
 /** Partition states (or done records) read and written at once. */
 const CLAIM_CONCURRENCY = 16
 
-/** Runs `work` for each item, at most `limit` at a time. */
 const MAX_RESTARTS = 30
 /**
  * Only batches below this are merged: merging decodes and re-encodes on the main thread (22%

@@ -21,13 +21,16 @@ const lz4Native = () => (lz4Module ??= loadPackage('lz4-napi') as typeof Lz4)
 const zstdDecompress = promisify(zlib.zstdDecompress)
 const gunzip = promisify(zlib.gunzip)
 
+/** The libuv pool's threads, where frames (de)compress: 4 unless UV_THREADPOOL_SIZE says otherwise. */
+export const POOL_THREADS = Math.max(1, Number(process.env.UV_THREADPOOL_SIZE) || 4)
+
 /**
  * Frame decompressions at once: as many as the libuv pool runs. More would only wait in its
  * queue, each holding the native context and output buffer its call allocates at once: a
  * restore of 2,000 small partitions decompressing every first frame together held 100 MiB more
  * (docs/benchmarks.md, "Many partitions with little data each").
  */
-const decompressionSlots = new Slots(Math.max(1, Number(process.env.UV_THREADPOOL_SIZE) || 4))
+const decompressionSlots = new Slots(POOL_THREADS)
 
 /** A frame codec's name as the config spells it: `none`, `gzip`, `lz4`, `zstd`. */
 export type SegmentCodec = SegmentCodecName

@@ -15,7 +15,7 @@ import { BATCH_HEADER_SIZE, BATCH_LOG_OVERHEAD, type RecordBatchView } from '../
 import { FrameCipher, type SegmentKey } from '../crypto/frames.ts'
 import { BackupError } from '../errors.ts'
 import { Slots } from '../slots.ts'
-import { type FrameCodec, frameCodec, resolveLevel } from './codecs.ts'
+import { type FrameCodec, frameCodec, POOL_THREADS, resolveLevel } from './codecs.ts'
 import {
   encodeFooter,
   encodeHeader,
@@ -43,14 +43,11 @@ const MIN_FRAME_BUFFER_BYTES = 16 * 1024
 const FRAMES_IN_FLIGHT = 2
 
 /**
- * Frame compressions at once across all writers: the libuv pool's threads (4 unless
- * UV_THREADPOOL_SIZE says otherwise), but no more than the machine has cores, since each one
- * holds a frame buffer and a compression context of a few MiB (docs/benchmarks.md, "Peak RSS").
+ * Frame compressions at once across all writers: the libuv pool's threads, but no more than the
+ * machine has cores, since each one holds a frame buffer and a compression context of a few MiB
+ * (docs/benchmarks.md, "Peak RSS").
  */
-const COMPRESSIONS_AT_ONCE = Math.max(
-  1,
-  Math.min(Number(process.env.UV_THREADPOOL_SIZE) || 4, os.availableParallelism())
-)
+const COMPRESSIONS_AT_ONCE = Math.min(POOL_THREADS, os.availableParallelism())
 
 const compressionSlots = new Slots(COMPRESSIONS_AT_ONCE)
 

@@ -40,6 +40,13 @@ interface FetchedResponse {
   truncatedBytes: number
 }
 
+/** A connection to the leader of `topic`'s partition 0 and an idempotent producer id from it. */
+async function idempotentProducerOn(topic: string) {
+  const metadata = await cluster.metadata([topic])
+  const connection = await cluster.connection(metadata, metadata.topics.get(topic)!.partitions[0]!.leader)
+  return { connection, identity: await initProducerId(connection) }
+}
+
 /** Fetches a partition from offset 0 to its high watermark (or last stable offset) with raw Fetch. */
 async function fetchPartition(
   topic: string,
@@ -333,9 +340,7 @@ test('the broker accepts rebuilt batches: real ones rewritten, holey ones re-enc
   const realBatches = (await fetchPartition(source, 0)).flatMap(r => r.batches)
   assert.equal(realBatches.length, 4)
 
-  const metadata = await cluster.metadata([target])
-  const connection = await cluster.connection(metadata, metadata.topics.get(target)!.partitions[0]!.leader)
-  const identity = await initProducerId(connection)
+  const { connection, identity } = await idempotentProducerOn(target)
   const now = BigInt(Date.now())
   for (const [partition, codec] of codecs.entries()) {
     const holeyRecords = [0, 3, 4, 9].map(offsetDelta => ({
@@ -400,9 +405,7 @@ test('a batch altered after Kafka wrote it keeps a failing CRC through the rewri
   }
   const batches = (await fetchPartition(source, 0)).flatMap(r => r.batches)
   assert.equal(batches.length, 2)
-  const metadata = await cluster.metadata([target])
-  const connection = await cluster.connection(metadata, metadata.topics.get(target)!.partitions[0]!.leader)
-  const identity = await initProducerId(connection)
+  const { connection, identity } = await idempotentProducerOn(target)
   for (const batch of batches) {
     // One bit of the last record flipped in memory, after the fetch's CRC check.
     batch.bytes[batch.bytes.length - 2] = batch.bytes[batch.bytes.length - 2]! ^ 0x04
